@@ -1,0 +1,89 @@
+//! Content-addressed store, action cache, stat cache and workdir lock. Knows nothing about OS
+//! images: it stores blobs, trees and records under digests.
+//!
+//! # Freshness: when is a stored output trusted?
+//!
+//! A node's output is found by its **key**, computed by the engine as blake3 over a versioned
+//! encoding of these components (see `nosa_engine::key`):
+//!
+//! | component | enters the key as | changes when |
+//! |---|---|---|
+//! | rule kind + version | `rule` | the rule's code changes meaning (authors bump the version) |
+//! | each parameter | `param <name>` = digest of its canonical encoding | a resolved config value changes |
+//! | each declared input file | `input <path>` = blake3 of its content | the file's bytes change, or it appears/disappears |
+//! | each dependency | `dep <node>` = the dependency's **output** digest | the dependency produced different output |
+//!
+//! Deliberately left out: mtimes, owners and absolute paths of inputs (a checkout in another
+//! directory or a `touch` must not rebuild), the dependency's *key* (that is what lets a rerun
+//! with an identical output stop propagation: early cutoff), and wall-clock time.
+//!
+//! Mtimes are used only by the [`StatCache`], to skip rehashing a file whose (size, mtime, ctime,
+//! inode, device) stamp is unchanged; a file changed within two seconds of being stamped is not
+//! remembered (the racy-clean problem), so a fast edit is always rehashed.
+//!
+//! # On-disk layout (`<workdir>/cache/store/`)
+//!
+//! - `blobs/<aa>/<hex>`: file contents by blake3, read-only.
+//! - `trees/<aa>/<hex>.json`: trees (sorted entries) by canonical digest.
+//! - `ac/<aa>/<key>.json`: action records, key -> output tree, output digest, components, log.
+//! - `state/`: the engine's files (last build state, stat cache).
+//! - `logs/`: the last log of each node, for people.
+//! - `tmp/`: temporaries; everything here is garbage after a crash.
+//!
+//! # Crash safety
+//!
+//! Everything is published by rename after an fsync, and in dependency order: blobs, then the
+//! tree, then the action record. A reader checks that a record's tree and blobs exist before
+//! trusting it; a record whose tree is missing is a miss, never a stale hit.
+//!
+//! # Known limits
+//!
+//! Blobs are not re-verified on every read (a user editing a hardlinked materialized file would
+//! corrupt its blob: materialization into the workdir therefore copies). No remote backend yet.
+
+mod action;
+pub mod atomic;
+mod digest;
+mod gc;
+mod hash;
+mod lock;
+mod store;
+mod tree;
+
+pub use action::{ActionRecord, Component, ComponentKind};
+pub use digest::{BadDigest, Digest};
+pub use gc::GcReport;
+pub use hash::{StatCache, hash_file};
+pub use lock::WorkdirLock;
+pub use store::{Materialize, Store};
+pub use tree::{EntryKind, Tree, TreeEntry};
+
+use std::path::PathBuf;
+
+/// Errors of the store.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// An IO error; its message names the path.
+    #[error(transparent)]
+    Io(#[from] std::io::Error),
+    /// A record or tree that cannot be encoded or decoded.
+    #[error("cache record: {0}")]
+    Json(#[from] serde_json::Error),
+    /// Something in the store does not match its digest.
+    #[error("corrupt cache entry: {0}")]
+    Corrupt(String),
+    /// Input the store cannot hold.
+    #[error("{0}")]
+    Invalid(String),
+    /// The workdir lock is held by another process.
+    #[error("the workdir is locked by {holder} ({path})")]
+    Locked {
+        /// The lock file.
+        path: PathBuf,
+        /// Who holds it, as written in the lock file.
+        holder: String,
+    },
+}
+
+/// Result with the store's [`Error`].
+pub type Result<T, E = Error> = std::result::Result<T, E>;

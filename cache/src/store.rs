@@ -1,0 +1,318 @@
+//! The content-addressed store: blobs by blake3 of their content, trees by their canonical digest,
+//! ingestion of a directory and materialization of a tree back into one.
+
+use std::io::Write;
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+
+use crate::atomic::{publish, sync_dir, temp_name, write_atomic};
+use crate::hash::hash_file;
+use crate::tree::{EntryKind, Tree, TreeEntry};
+use crate::{Digest, Error, Result};
+
+/// How a tree's files are placed when materialized.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Materialize {
+    /// Copy (the kernel reflinks where the filesystem can). Safe for files users may edit.
+    Copy,
+    /// Hardlink to the store's read-only blob, copy if that fails. Only for files nobody edits.
+    Hardlink,
+}
+
+/// A content-addressed store rooted at a directory (`<workdir>/cache/store`).
+#[derive(Clone, Debug)]
+pub struct Store {
+    root: PathBuf,
+}
+
+impl Store {
+    /// Opens (creating if needed) the store at `root`.
+    pub fn open(root: impl Into<PathBuf>) -> Result<Store> {
+        let root = root.into();
+        for sub in ["blobs", "trees", "ac", "tmp", "state", "logs"] {
+            fs_err::create_dir_all(root.join(sub))?;
+        }
+        Ok(Store { root })
+    }
+
+    /// The store's root directory.
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    /// Scratch space on the store's filesystem, for temporaries that are renamed into place.
+    pub fn tmp_dir(&self) -> PathBuf {
+        self.root.join("tmp")
+    }
+
+    /// Directory for engine state files (stat cache, last build state).
+    pub fn state_dir(&self) -> PathBuf {
+        self.root.join("state")
+    }
+
+    /// Directory for node logs.
+    pub fn logs_dir(&self) -> PathBuf {
+        self.root.join("logs")
+    }
+
+    pub(crate) fn sharded(&self, kind: &str, d: &Digest, ext: &str) -> PathBuf {
+        let hex = d.to_hex();
+        self.root
+            .join(kind)
+            .join(&hex[..2])
+            .join(format!("{hex}{ext}"))
+    }
+
+    /// Path of blob `d` (which may not exist).
+    pub fn blob_path(&self, d: &Digest) -> PathBuf {
+        self.sharded("blobs", d, "")
+    }
+
+    /// Path of tree `d` (which may not exist).
+    pub fn tree_path(&self, d: &Digest) -> PathBuf {
+        self.sharded("trees", d, ".json")
+    }
+
+    /// Whether blob `d` is present.
+    pub fn has_blob(&self, d: &Digest) -> bool {
+        self.blob_path(d).exists()
+    }
+
+    /// Stores `bytes` as a blob.
+    pub fn put_bytes(&self, bytes: &[u8]) -> Result<Digest> {
+        let d = Digest::of(bytes);
+        let dest = self.blob_path(&d);
+        if dest.exists() {
+            return Ok(d);
+        }
+        fs_err::create_dir_all(dest.parent().expect("sharded path"))?;
+        let tmp = temp_name(&self.tmp_dir(), "blob");
+        let mut f = fs_err::File::create(&tmp)?;
+        f.write_all(bytes)?;
+        f.set_permissions(std::fs::Permissions::from_mode(0o444))?;
+        f.sync_all()?;
+        drop(f);
+        publish(&tmp, &dest)?;
+        Ok(d)
+    }
+
+    /// Stores the file at `src` as a blob whose digest is already known to be `d`. With `take`,
+    /// the file is renamed into the store (it must be on the same filesystem and nobody else
+    /// may hold it); otherwise it is copied. The blob is fsynced before it gets its final name.
+    pub fn put_file_known(&self, src: &Path, d: Digest, take: bool) -> Result<()> {
+        let dest = self.blob_path(&d);
+        if dest.exists() {
+            return Ok(());
+        }
+        fs_err::create_dir_all(dest.parent().expect("sharded path"))?;
+        let tmp = temp_name(&self.tmp_dir(), "blob");
+        let moved = take && fs_err::rename(src, &tmp).is_ok();
+        if !moved {
+            fs_err::copy(src, &tmp)?;
+        }
+        let f = fs_err::File::open(&tmp)?;
+        f.set_permissions(std::fs::Permissions::from_mode(0o444))?;
+        f.sync_all()?;
+        drop(f);
+        // Verify what we publish: a file changed under us must not enter the store misnamed.
+        let actual = hash_file(&tmp)?;
+        if actual != d {
+            let _ = fs_err::remove_file(&tmp);
+            return Err(Error::Corrupt(format!(
+                "{} changed while it was being stored",
+                src.display()
+            )));
+        }
+        publish(&tmp, &dest)
+    }
+
+    /// Stores `tree` (its blobs must already be stored) and returns its digest.
+    pub fn put_tree(&self, tree: &Tree) -> Result<Digest> {
+        let d = tree.digest();
+        let dest = self.tree_path(&d);
+        if dest.exists() {
+            return Ok(d);
+        }
+        fs_err::create_dir_all(dest.parent().expect("sharded path"))?;
+        let bytes = serde_json::to_vec(tree)?;
+        write_atomic(&self.tmp_dir(), &dest, &bytes)?;
+        Ok(d)
+    }
+
+    /// Reads tree `d`, checking that its content matches its name.
+    pub fn get_tree(&self, d: &Digest) -> Result<Tree> {
+        let path = self.tree_path(d);
+        let bytes = fs_err::read(&path)?;
+        let tree: Tree = serde_json::from_slice(&bytes)
+            .map_err(|e| Error::Corrupt(format!("{}: {e}", path.display())))?;
+        if tree.digest() != *d {
+            return Err(Error::Corrupt(format!(
+                "{}: content does not match its digest",
+                path.display()
+            )));
+        }
+        Ok(tree)
+    }
+
+    /// Whether tree `d` and every blob it names are present.
+    pub fn tree_complete(&self, d: &Digest) -> bool {
+        match self.get_tree(d) {
+            Ok(t) => t.blobs().all(|b| self.has_blob(&b)),
+            Err(_) => false,
+        }
+    }
+
+    /// Ingests the directory `dir` as a tree: every file becomes a blob (hashed in parallel),
+    /// symlinks are kept as links, directories as entries. With `take`, files are moved into
+    /// the store instead of copied. Device nodes, sockets and fifos are refused.
+    pub fn ingest_dir(&self, dir: &Path, take: bool) -> Result<(Digest, Tree)> {
+        use rayon::prelude::*;
+        let mut walked = Vec::new();
+        for entry in walkdir::WalkDir::new(dir).min_depth(1).sort_by_file_name() {
+            let entry = entry.map_err(|e| Error::Io(std::io::Error::other(e.to_string())))?;
+            let rel = entry
+                .path()
+                .strip_prefix(dir)
+                .expect("walkdir yields children")
+                .to_str()
+                .ok_or_else(|| {
+                    Error::Invalid(format!("non-UTF-8 path {}", entry.path().display()))
+                })?
+                .to_string();
+            walked.push((rel, entry.path().to_path_buf(), entry.file_type()));
+        }
+        let entries: Vec<TreeEntry> = walked
+            .into_par_iter()
+            .map(|(rel, path, ft)| -> Result<TreeEntry> {
+                let meta = fs_err::symlink_metadata(&path)?;
+                let mode = meta.mode() & 0o7777;
+                let kind = if ft.is_symlink() {
+                    let target = fs_err::read_link(&path)?;
+                    let target = target.to_str().ok_or_else(|| {
+                        Error::Invalid(format!("non-UTF-8 link target in {}", path.display()))
+                    })?;
+                    EntryKind::Symlink {
+                        target: target.to_string(),
+                    }
+                } else if ft.is_dir() {
+                    EntryKind::Dir
+                } else if ft.is_file() {
+                    let digest = hash_file(&path)?;
+                    self.put_file_known(&path, digest, take)?;
+                    EntryKind::File {
+                        digest,
+                        size: meta.len(),
+                    }
+                } else {
+                    return Err(Error::Invalid(format!(
+                        "{}: only files, directories and symlinks can be stored",
+                        path.display()
+                    )));
+                };
+                Ok(TreeEntry {
+                    path: rel,
+                    mode,
+                    kind,
+                })
+            })
+            .collect::<Result<_>>()?;
+        let mut tree = Tree { entries };
+        tree.normalize();
+        let d = self.put_tree(&tree)?;
+        Ok((d, tree))
+    }
+
+    /// Writes `tree` under `dest`, replacing what is at each of its paths. Each file is written
+    /// under a temporary name and renamed, so a reader never sees half a file.
+    pub fn materialize(&self, tree: &Tree, dest: &Path, how: Materialize) -> Result<()> {
+        fs_err::create_dir_all(dest)?;
+        for e in &tree.entries {
+            let target = dest.join(&e.path);
+            match &e.kind {
+                EntryKind::Dir => {
+                    if target.symlink_metadata().map(|m| !m.is_dir()).unwrap_or(false) {
+                        fs_err::remove_file(&target)?;
+                    }
+                    fs_err::create_dir_all(&target)?;
+                    fs_err::set_permissions(&target, std::fs::Permissions::from_mode(e.mode))?;
+                }
+                EntryKind::Symlink { target: link } => {
+                    let parent = target.parent().expect("joined path has a parent");
+                    let tmp = temp_name(parent, "ln");
+                    std::os::unix::fs::symlink(link, &tmp)
+                        .map_err(|err| Error::Io(annotate(err, &tmp)))?;
+                    fs_err::rename(&tmp, &target)?;
+                }
+                EntryKind::File { digest, .. } => {
+                    let blob = self.blob_path(digest);
+                    let parent = target.parent().expect("joined path has a parent");
+                    fs_err::create_dir_all(parent)?;
+                    let tmp = temp_name(parent, "mat");
+                    let linked = how == Materialize::Hardlink && e.mode & 0o222 == 0 && {
+                        std::fs::hard_link(&blob, &tmp).is_ok()
+                    };
+                    if !linked {
+                        fs_err::copy(&blob, &tmp)?;
+                        fs_err::set_permissions(&tmp, std::fs::Permissions::from_mode(e.mode))?;
+                    }
+                    fs_err::rename(&tmp, &target)?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// fsyncs the store's directories touched by publication (used after bulk ingestion).
+    pub fn sync(&self) -> Result<()> {
+        sync_dir(&self.root)
+    }
+}
+
+fn annotate(err: std::io::Error, path: &Path) -> std::io::Error {
+    std::io::Error::new(err.kind(), format!("{}: {err}", path.display()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ingest_then_materialize_round_trips() {
+        let tmp = tempfile::tempdir().unwrap();
+        let store = Store::open(tmp.path().join("store")).unwrap();
+        let src = tmp.path().join("src");
+        fs_err::create_dir_all(src.join("d")).unwrap();
+        fs_err::write(src.join("d/a.txt"), "hello").unwrap();
+        fs_err::write(src.join("x.sh"), "#!/bin/sh\n").unwrap();
+        fs_err::set_permissions(src.join("x.sh"), std::fs::Permissions::from_mode(0o755))
+            .unwrap();
+        std::os::unix::fs::symlink("d/a.txt", src.join("link")).unwrap();
+        let (d, tree) = store.ingest_dir(&src, false).unwrap();
+        assert_eq!(tree.entries.len(), 4);
+        assert!(store.tree_complete(&d));
+        let out = tmp.path().join("out");
+        store.materialize(&tree, &out, Materialize::Copy).unwrap();
+        assert_eq!(fs_err::read_to_string(out.join("d/a.txt")).unwrap(), "hello");
+        assert_eq!(
+            fs_err::metadata(out.join("x.sh")).unwrap().mode() & 0o777,
+            0o755
+        );
+        assert_eq!(
+            fs_err::read_link(out.join("link")).unwrap(),
+            Path::new("d/a.txt")
+        );
+        let (d2, _) = store.ingest_dir(&out, false).unwrap();
+        assert_eq!(d, d2, "materialized tree ingests to the same digest");
+    }
+
+    #[test]
+    fn corrupt_tree_file_is_detected() {
+        let tmp = tempfile::tempdir().unwrap();
+        let store = Store::open(tmp.path()).unwrap();
+        let d = store.put_tree(&Tree::default()).unwrap();
+        let p = store.tree_path(&d);
+        fs_err::set_permissions(&p, std::fs::Permissions::from_mode(0o644)).unwrap();
+        fs_err::write(&p, br#"{"entries":[{"path":"x","mode":0,"type":"dir"}]}"#).unwrap();
+        assert!(store.get_tree(&d).is_err());
+    }
+}

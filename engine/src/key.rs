@@ -1,0 +1,289 @@
+//! Keys: parameters are hashed through the explicit [`KeyHash`] trait (never `std::hash::Hash`
+//! or `Debug` output), field by field, into a versioned encoding; a node's key is blake3 over its
+//! sorted, named components so that `why` can diff them later.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use nosa_cache::{Component, ComponentKind, Digest};
+
+/// Bump when the key encoding changes: every key in every cache changes with it.
+const KEY_ENCODING: &[u8] = b"nosa-key-v1\0";
+
+/// Feeds values into blake3 in a canonical, length-prefixed, type-tagged form.
+#[derive(Debug)]
+pub struct KeyHasher(blake3::Hasher);
+
+impl Default for KeyHasher {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl KeyHasher {
+    /// A fresh hasher.
+    pub fn new() -> Self {
+        KeyHasher(blake3::Hasher::new())
+    }
+    /// A one-byte type tag, so that `"1"` and `1` differ.
+    pub fn tag(&mut self, t: u8) {
+        self.0.update(&[t]);
+    }
+    /// An integer.
+    pub fn u64(&mut self, v: u64) {
+        self.0.update(&v.to_le_bytes());
+    }
+    /// Length-prefixed bytes.
+    pub fn bytes(&mut self, b: &[u8]) {
+        self.u64(b.len() as u64);
+        self.0.update(b);
+    }
+    /// The digest.
+    pub fn finish(self) -> Digest {
+        self.0.finalize().into()
+    }
+}
+
+/// A value that can enter a key. Implementations feed every field that influences the output,
+/// in a fixed order, with [`KeyHasher`]; forgetting a field means a change to it does not rebuild.
+pub trait KeyHash {
+    /// Feeds `self` into `h`.
+    fn key_hash(&self, h: &mut KeyHasher);
+    /// A short rendering for `why` output, if the value is small enough to show.
+    fn preview(&self) -> Option<String> {
+        None
+    }
+}
+
+fn clip(s: String) -> String {
+    const MAX: usize = 72;
+    if s.chars().count() <= MAX {
+        s
+    } else {
+        let cut: String = s.chars().take(MAX - 1).collect();
+        format!("{cut}…")
+    }
+}
+
+impl KeyHash for str {
+    fn key_hash(&self, h: &mut KeyHasher) {
+        h.tag(b's');
+        h.bytes(self.as_bytes());
+    }
+    fn preview(&self) -> Option<String> {
+        Some(clip(format!("{self:?}")))
+    }
+}
+
+impl KeyHash for String {
+    fn key_hash(&self, h: &mut KeyHasher) {
+        self.as_str().key_hash(h)
+    }
+    fn preview(&self) -> Option<String> {
+        self.as_str().preview()
+    }
+}
+
+impl KeyHash for Path {
+    fn key_hash(&self, h: &mut KeyHasher) {
+        h.tag(b'p');
+        h.bytes(self.as_os_str().as_encoded_bytes());
+    }
+    fn preview(&self) -> Option<String> {
+        Some(clip(self.display().to_string()))
+    }
+}
+
+impl KeyHash for PathBuf {
+    fn key_hash(&self, h: &mut KeyHasher) {
+        self.as_path().key_hash(h)
+    }
+    fn preview(&self) -> Option<String> {
+        self.as_path().preview()
+    }
+}
+
+impl KeyHash for bool {
+    fn key_hash(&self, h: &mut KeyHasher) {
+        h.tag(b'b');
+        h.u64(u64::from(*self));
+    }
+    fn preview(&self) -> Option<String> {
+        Some(self.to_string())
+    }
+}
+
+macro_rules! int_key_hash {
+    ($($t:ty),*) => {$(
+        impl KeyHash for $t {
+            fn key_hash(&self, h: &mut KeyHasher) {
+                h.tag(b'i');
+                h.u64(*self as u64);
+            }
+            fn preview(&self) -> Option<String> {
+                Some(self.to_string())
+            }
+        }
+    )*};
+}
+int_key_hash!(u8, u16, u32, u64, usize, i32, i64);
+
+impl KeyHash for Digest {
+    fn key_hash(&self, h: &mut KeyHasher) {
+        h.tag(b'd');
+        h.0.update(&self.0);
+    }
+    fn preview(&self) -> Option<String> {
+        Some(self.short())
+    }
+}
+
+impl<T: KeyHash> KeyHash for Option<T> {
+    fn key_hash(&self, h: &mut KeyHasher) {
+        match self {
+            None => h.tag(b'0'),
+            Some(v) => {
+                h.tag(b'1');
+                v.key_hash(h);
+            }
+        }
+    }
+    fn preview(&self) -> Option<String> {
+        match self {
+            None => Some("none".into()),
+            Some(v) => v.preview(),
+        }
+    }
+}
+
+impl<T: KeyHash> KeyHash for [T] {
+    fn key_hash(&self, h: &mut KeyHasher) {
+        h.tag(b'l');
+        h.u64(self.len() as u64);
+        for v in self {
+            v.key_hash(h);
+        }
+    }
+    fn preview(&self) -> Option<String> {
+        let parts: Option<Vec<String>> = self.iter().map(KeyHash::preview).collect();
+        Some(clip(format!("[{}]", parts?.join(", "))))
+    }
+}
+
+impl<T: KeyHash> KeyHash for Vec<T> {
+    fn key_hash(&self, h: &mut KeyHasher) {
+        self.as_slice().key_hash(h)
+    }
+    fn preview(&self) -> Option<String> {
+        self.as_slice().preview()
+    }
+}
+
+impl<K: KeyHash, V: KeyHash> KeyHash for BTreeMap<K, V> {
+    fn key_hash(&self, h: &mut KeyHasher) {
+        h.tag(b'm');
+        h.u64(self.len() as u64);
+        for (k, v) in self {
+            k.key_hash(h);
+            v.key_hash(h);
+        }
+    }
+}
+
+impl<A: KeyHash, B: KeyHash> KeyHash for (A, B) {
+    fn key_hash(&self, h: &mut KeyHasher) {
+        h.tag(b't');
+        self.0.key_hash(h);
+        self.1.key_hash(h);
+    }
+}
+
+/// Digest of one value.
+pub fn digest_of<T: KeyHash + ?Sized>(v: &T) -> Digest {
+    let mut h = KeyHasher::new();
+    v.key_hash(&mut h);
+    h.finish()
+}
+
+/// Collects a rule's named parameters.
+#[derive(Debug, Default)]
+pub struct Params {
+    pub(crate) items: Vec<Component>,
+}
+
+impl Params {
+    /// Declares parameter `name` with value `v`. Every value the rule's `run` reads, other than
+    /// declared input files and dependency outputs, must be declared here.
+    pub fn add<T: KeyHash + ?Sized>(&mut self, name: &str, v: &T) -> &mut Self {
+        self.items.push(Component {
+            kind: ComponentKind::Param,
+            name: name.to_string(),
+            digest: digest_of(v),
+            preview: v.preview(),
+        });
+        self
+    }
+}
+
+/// The `rule` component: kind and version.
+pub fn rule_component(kind: &str, version: u32) -> Component {
+    let mut h = KeyHasher::new();
+    kind.key_hash(&mut h);
+    version.key_hash(&mut h);
+    Component {
+        kind: ComponentKind::Rule,
+        name: kind.to_string(),
+        digest: h.finish(),
+        preview: Some(format!("{kind} v{version}")),
+    }
+}
+
+/// Sorts components canonically (by kind, then name).
+pub fn sort_components(c: &mut [Component]) {
+    c.sort_by(|a, b| (a.kind, &a.name).cmp(&(b.kind, &b.name)));
+}
+
+/// The key: blake3 over the versioned encoding of the sorted components.
+pub fn key_of(components: &[Component]) -> Digest {
+    let mut h = blake3::Hasher::new();
+    h.update(KEY_ENCODING);
+    h.update(&(components.len() as u64).to_le_bytes());
+    for c in components {
+        h.update(&[c.kind as u8]);
+        h.update(&(c.name.len() as u64).to_le_bytes());
+        h.update(c.name.as_bytes());
+        h.update(&c.digest.0);
+    }
+    h.finalize().into()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn values_of_different_types_or_shapes_differ() {
+        assert_ne!(digest_of("1"), digest_of(&1u64));
+        assert_ne!(
+            digest_of(&vec!["ab".to_string()]),
+            digest_of(&vec!["a".to_string(), "b".to_string()])
+        );
+        assert_ne!(digest_of(&Some(0u64)), digest_of(&None::<u64>));
+        assert_eq!(digest_of("x"), digest_of(&"x".to_string()));
+    }
+
+    #[test]
+    fn key_depends_on_every_component() {
+        let mut p = Params::default();
+        p.add("run", "echo hi");
+        let mut a = vec![rule_component("step", 1)];
+        a.extend(p.items);
+        let base = key_of(&a);
+        let mut b = a.clone();
+        b[0] = rule_component("step", 2);
+        assert_ne!(key_of(&b), base);
+        let mut c = a.clone();
+        c[1].name = "cmd".into();
+        assert_ne!(key_of(&c), base);
+    }
+}

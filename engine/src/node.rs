@@ -1,0 +1,194 @@
+//! The node contract: what a rule declares (kind, version, parameters, inputs) and what it may do
+//! when it runs. Each method says how a wrong implementation corrupts the cache.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use nosa_cache::{Digest, Materialize, Store, Tree};
+
+use crate::key::Params;
+
+/// A kind of node. Implementations must be deterministic functions of what they declare.
+pub trait Rule: Send + Sync {
+    /// The rule kind (`step`, `overlay`, `ostree-commit`, ...). Enters the key.
+    fn kind(&self) -> &str;
+
+    /// The version of the rule's behaviour. Enters the key.
+    ///
+    /// Failure mode: changing what [`Rule::run`] produces without bumping this leaves every
+    /// output cached by the old code in place, and builds silently reuse it (stale artifacts).
+    fn version(&self) -> u32;
+
+    /// Declares every value, other than input files and dependency outputs, that `run` reads:
+    /// resolved configuration values, command lines, environment the rule passes on.
+    ///
+    /// Failure mode: a value read in `run` but not declared here can change without changing
+    /// the key, and the old output is reused (stale artifact).
+    fn params(&self, p: &mut Params);
+
+    /// The files this node reads from the workdir, relative to it: literal files, directories
+    /// (all files below them) or globs. Their contents enter the key.
+    ///
+    /// Failure mode: reading a workdir file not covered here makes a stale artifact when that
+    /// file changes. `run` should read inputs only through [`RunContext::inputs`].
+    fn inputs(&self) -> Vec<InputSpec> {
+        Vec::new()
+    }
+
+    /// Produces the output: everything left in [`RunContext::out`] when it returns `Ok` is the
+    /// node's output tree. It may read the declared inputs, the dependencies' outputs and
+    /// write only into `out`, `scratch` and the log.
+    ///
+    /// Failure mode: output that depends on anything else (time, host state, network, an
+    /// undeclared file) makes the cache lie: two builds with the same key differ.
+    fn run(&self, ctx: &mut RunContext<'_>) -> Result<(), RunError>;
+
+    /// The digest dependents see. `None` (the default) uses the output tree's digest. A rule
+    /// whose output is not bit-reproducible (a commit timestamp) returns a digest of what is
+    /// (the content checksum).
+    ///
+    /// Failure mode: a digest that ignores a difference that dependents observe stops them from
+    /// rebuilding when they should (stale artifact); one that includes noise defeats early cutoff.
+    fn equivalence_digest(&self, _out: &Path) -> Option<Digest> {
+        None
+    }
+
+    /// Where the output is placed in the workdir after a build, if anywhere.
+    fn materialize(&self) -> Option<MaterializeTo> {
+        None
+    }
+}
+
+/// Where and how a node's output appears in the workdir.
+#[derive(Clone, Debug)]
+pub struct MaterializeTo {
+    /// Directory, relative to the workdir, that the output tree is written under.
+    pub dir: PathBuf,
+    /// Copy (files people may edit) or hardlink (read-only artifacts).
+    pub how: Materialize,
+}
+
+/// A declared input, relative to the workdir.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum InputSpec {
+    /// A file, or a directory standing for every file below it. Must exist.
+    Path(String),
+    /// A glob (`*`, `?`, `[..]`, `**`); matching nothing is allowed.
+    Glob(String),
+}
+
+impl InputSpec {
+    /// A glob if the pattern has glob characters, else a path.
+    pub fn parse(s: &str) -> InputSpec {
+        if s.contains(['*', '?', '[', '{']) {
+            InputSpec::Glob(s.to_string())
+        } else {
+            InputSpec::Path(s.trim_end_matches('/').to_string())
+        }
+    }
+}
+
+/// One resolved input file.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct InputFile {
+    /// Path relative to the workdir, `/`-separated.
+    pub rel: String,
+    /// Absolute path.
+    pub abs: PathBuf,
+    /// Content digest (for a symlink: digest of its target string).
+    pub digest: Digest,
+    /// Whether this is a symlink (kept as a link when staged).
+    pub symlink: bool,
+}
+
+/// A dependency's output, as a rule sees it.
+#[derive(Clone, Debug)]
+pub struct DepOutput {
+    /// The dependency's node id.
+    pub id: String,
+    /// Its output tree.
+    pub tree: Digest,
+    /// Its output digest.
+    pub output: Digest,
+}
+
+/// What a running rule gets.
+pub struct RunContext<'a> {
+    /// The node id.
+    pub node: &'a str,
+    /// The declared inputs, resolved and hashed, sorted by path.
+    pub inputs: &'a [InputFile],
+    /// The dependencies' outputs, in declaration order.
+    pub deps: &'a [DepOutput],
+    /// Empty directory: the output.
+    pub out: PathBuf,
+    /// Empty directory for temporaries, removed after the run.
+    pub scratch: PathBuf,
+    /// The node's log (stdout/stderr of tools should go here).
+    pub log: &'a mut dyn Write,
+    pub(crate) store: &'a Store,
+    pub(crate) log_path: PathBuf,
+}
+
+impl RunContext<'_> {
+    /// Copies the declared inputs under `dest` at their workdir-relative paths.
+    pub fn stage_inputs(&self, dest: &Path) -> Result<(), RunError> {
+        for f in self.inputs {
+            let to = dest.join(&f.rel);
+            if let Some(p) = to.parent() {
+                fs_err::create_dir_all(p)?;
+            }
+            if f.symlink {
+                let target = fs_err::read_link(&f.abs)?;
+                std::os::unix::fs::symlink(&target, &to)
+                    .map_err(|e| RunError::msg(format!("{}: {e}", to.display())))?;
+            } else {
+                fs_err::copy(&f.abs, &to)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Writes dependency `dep`'s output tree under `dest` (copies: the rule may modify them).
+    pub fn stage_dep(&self, dep: &DepOutput, dest: &Path) -> Result<(), RunError> {
+        let tree = self.store.get_tree(&dep.tree)?;
+        self.store.materialize(&tree, dest, Materialize::Copy)?;
+        Ok(())
+    }
+
+    /// Reads dependency `dep`'s output tree listing.
+    pub fn dep_tree(&self, dep: &DepOutput) -> Result<Tree, RunError> {
+        Ok(self.store.get_tree(&dep.tree)?)
+    }
+
+    /// The store, for rules that read blobs directly.
+    pub fn store(&self) -> &Store {
+        self.store
+    }
+
+    /// Path of this run's log file.
+    pub fn log_path(&self) -> &Path {
+        &self.log_path
+    }
+}
+
+/// Why a rule's run failed.
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    /// A message for the user.
+    #[error("{0}")]
+    Message(String),
+    /// IO, with the path in the message.
+    #[error(transparent)]
+    Io(#[from] std::io::Error),
+    /// The store failed.
+    #[error(transparent)]
+    Store(#[from] nosa_cache::Error),
+}
+
+impl RunError {
+    /// A failure with a message.
+    pub fn msg(s: impl Into<String>) -> RunError {
+        RunError::Message(s.into())
+    }
+}

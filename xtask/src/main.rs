@@ -1,0 +1,2 @@
+//! Developer tasks (`cargo xtask ...`): building the fixture distro.
+fn main() {}
