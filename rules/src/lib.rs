@@ -1,1 +1,10 @@
-//! NestOS rules: one module per node kind, plus the user-defined `[[step]]` rule.
+//! NestOS rules: one module per node kind, plus the user-defined `[[step]]` rule, and the
+//! workdir's build file that turns them into a graph.
+
+pub mod buildfile;
+pub mod step;
+pub mod targets;
+
+pub use buildfile::{BUILD_FILE, BuildFile, BuildFileError};
+pub use step::StepRule;
+pub use targets::{Workspace, WorkspaceError};

@@ -1,0 +1,135 @@
+//! Command-line types: every command and flag in one place (clap derive).
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+/// nosa: the NestOS assembler as a content-hashed build graph.
+#[derive(Debug, Parser)]
+#[command(name = "nosa", version, about, propagate_version = true)]
+pub struct Cli {
+    /// Run as if started in DIR (the workdir or a directory below it).
+    #[arg(short = 'C', long = "workdir", global = true, value_name = "DIR")]
+    pub workdir: Option<PathBuf>,
+    /// Fail instead of waiting when another nosa holds the workdir lock.
+    #[arg(long, global = true)]
+    pub no_wait: bool,
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Top-level commands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Build graph commands: build, plan, why, show.
+    #[command(subcommand)]
+    Graph(GraphCommand),
+    /// Delete cached outputs not reachable from kept builds and the current graph.
+    Prune(PruneArgs),
+    /// Delete build artifacts (builds/, tmp/); with --all also the cache.
+    Clean(CleanArgs),
+}
+
+/// `nosa graph ...`.
+#[derive(Debug, Subcommand)]
+pub enum GraphCommand {
+    /// Build targets (default: the build file's default set).
+    Build(BuildArgs),
+    /// Show what would run and why, without running anything.
+    Plan(PlanArgs),
+    /// Explain why NODE ran in the last build, or would run now.
+    Why(WhyArgs),
+    /// Print the graph as text, or Graphviz DOT.
+    Show(ShowArgs),
+}
+
+/// Flags shared by commands that select targets.
+#[derive(Debug, Args, Clone)]
+pub struct TargetArgs {
+    /// Target names or node ids.
+    #[arg(value_name = "TARGET")]
+    pub targets: Vec<String>,
+    /// Only this architecture (default: every arch the workdir configures).
+    #[arg(long, value_name = "ARCH")]
+    pub arch: Option<String>,
+}
+
+/// `nosa graph build`.
+#[derive(Debug, Args)]
+pub struct BuildArgs {
+    #[command(flatten)]
+    pub select: TargetArgs,
+    /// Nodes run at once (default: number of cores).
+    #[arg(short = 'j', long, value_name = "N")]
+    pub jobs: Option<usize>,
+    /// After a failure, still build the nodes that do not depend on it.
+    #[arg(long)]
+    pub keep_going: bool,
+    /// Rerun the named targets even if cached.
+    #[arg(long)]
+    pub force: bool,
+    /// JSON lines on stdout; the last line is the summary.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `nosa graph plan`.
+#[derive(Debug, Args)]
+pub struct PlanArgs {
+    #[command(flatten)]
+    pub select: TargetArgs,
+    /// JSON on stdout.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `nosa graph why`.
+#[derive(Debug, Args)]
+pub struct WhyArgs {
+    /// The node id (or target name).
+    pub node: String,
+    /// JSON on stdout.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `nosa graph show`.
+#[derive(Debug, Args)]
+pub struct ShowArgs {
+    /// Graphviz DOT instead of text.
+    #[arg(long)]
+    pub dot: bool,
+}
+
+/// `nosa prune`.
+#[derive(Debug, Args)]
+pub struct PruneArgs {
+    /// Builds to keep (default: the build file's keep-last-n, else 3).
+    #[arg(long, value_name = "N")]
+    pub keep_last_n: Option<u32>,
+    /// Report what would be deleted, delete nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// JSON on stdout.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `nosa clean`.
+#[derive(Debug, Args)]
+pub struct CleanArgs {
+    /// Also delete the cache (cache/store).
+    #[arg(long)]
+    pub all: bool,
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    #[test]
+    fn cli_is_consistent() {
+        super::Cli::command().debug_assert();
+    }
+}

@@ -1,0 +1,168 @@
+//! `nosa graph build|plan|why|show`.
+
+use std::collections::HashSet;
+
+use nosa_engine::{BuildOptions, Planned, Status};
+
+use crate::cli::{BuildArgs, Cli, PlanArgs, ShowArgs, WhyArgs};
+use crate::exit::{Failure, OpResult, runtime};
+use crate::ops::Session;
+use crate::render::Progress;
+
+/// `nosa graph build`.
+pub fn build(cli: &Cli, a: &BuildArgs) -> OpResult {
+    let s = Session::open(cli, Some("nosa graph build"))?;
+    let targets = s.targets(&a.select.targets)?;
+    let mut opts = BuildOptions::default();
+    if let Some(j) = a.jobs {
+        opts.jobs = j.max(1);
+    }
+    opts.keep_going = a.keep_going;
+    if a.force {
+        opts.force = targets
+            .iter()
+            .map(|&i| s.ws.graph.node(i).id.clone())
+            .collect::<HashSet<_>>();
+    }
+    let mut progress = Progress::new(a.json, s.engine.workdir());
+    let report = s
+        .engine
+        .build(&s.ws.graph, &targets, &opts, &mut progress)
+        .map_err(runtime)?;
+    let failed: Vec<_> = report
+        .nodes
+        .iter()
+        .filter(|n| n.status == Status::Failed)
+        .map(|n| {
+            let log = n
+                .log
+                .as_ref()
+                .map(|l| format!(" (log: {})", progress.rel(l)))
+                .unwrap_or_default();
+            format!("{}: {}{log}", n.id, n.error.as_deref().unwrap_or("failed"))
+        })
+        .collect();
+    progress.finish(&report);
+    if failed.is_empty() {
+        Ok(())
+    } else {
+        Err(Failure::Build(Some(miette::miette!(
+            help = "`nosa graph why NODE` explains what changed; the log has the output",
+            "build failed: {}",
+            failed.join("; ")
+        ))))
+    }
+}
+
+/// `nosa graph plan`.
+pub fn plan(cli: &Cli, a: &PlanArgs) -> OpResult {
+    let s = Session::open(cli, None)?;
+    let targets = s.targets(&a.select.targets)?;
+    let plan = s.engine.plan(&s.ws.graph, &targets).map_err(runtime)?;
+    let count = |f: fn(&Planned) -> bool| plan.iter().filter(|e| f(&e.planned)).count();
+    let run = count(|p| matches!(p, Planned::Run { .. }));
+    let may = count(|p| matches!(p, Planned::MayRun { .. }));
+    let fail = count(|p| matches!(p, Planned::Fail { .. }));
+    let ok = count(|p| matches!(p, Planned::UpToDate));
+    if a.json {
+        let v = serde_json::json!({
+            "nodes": plan, "run": run, "may_run": may, "fail": fail, "up_to_date": ok,
+        });
+        println!("{v}");
+        return Ok(());
+    }
+    for e in &plan {
+        match &e.planned {
+            Planned::UpToDate => println!("up-to-date  {}", e.id),
+            Planned::Run { reasons } => {
+                println!("run         {}", e.id);
+                for r in reasons {
+                    println!("              {r}");
+                }
+            }
+            Planned::MayRun { reasons } => {
+                let deps: Vec<String> = reasons
+                    .iter()
+                    .filter_map(|r| r.dependency().map(str::to_string))
+                    .collect();
+                println!("may-run     {} (after {})", e.id, deps.join(", "));
+            }
+            Planned::Fail { error } => println!("fail        {}: {error}", e.id),
+        }
+    }
+    eprintln!(
+        "{} nodes: {run} to run, {may} may run, {ok} up to date{}",
+        plan.len(),
+        if fail > 0 {
+            format!(", {fail} would fail")
+        } else {
+            String::new()
+        }
+    );
+    Ok(())
+}
+
+/// `nosa graph why`.
+pub fn why(cli: &Cli, a: &WhyArgs) -> OpResult {
+    let s = Session::open(cli, None)?;
+    let i = s.targets(std::slice::from_ref(&a.node))?[0];
+    let ex = s.engine.why(&s.ws.graph, i).map_err(runtime)?;
+    if a.json {
+        println!("{}", serde_json::to_string(&ex).map_err(runtime)?);
+        return Ok(());
+    }
+    let headline = match ex.state.as_str() {
+        "would-run" => "would run now",
+        "may-run" => "may run now (a dependency will run)",
+        "ran" => "ran in the last build",
+        "failed" => "failed in the last build",
+        "cached" => "was cached in the last build: nothing it reads changed",
+        "cutoff" => "was cut off in the last build: a dependency reran with the same output",
+        "skipped" => "was skipped in the last build (a dependency failed)",
+        "would-fail" => "would fail now",
+        _ => "is up to date",
+    };
+    println!("{} {headline}", ex.node);
+    for r in &ex.reasons {
+        println!("  {r}");
+    }
+    let own: Vec<_> = ex
+        .root_causes
+        .iter()
+        .filter(|c| c.node != ex.node || !ex.reasons.contains(&c.reason))
+        .collect();
+    if !own.is_empty() {
+        println!("root causes:");
+        for c in own {
+            println!("  {}: {}", c.node, c.reason);
+        }
+    }
+    Ok(())
+}
+
+/// `nosa graph show`.
+pub fn show(cli: &Cli, a: &ShowArgs) -> OpResult {
+    let s = Session::open(cli, None)?;
+    let g = &s.ws.graph;
+    if a.dot {
+        println!("digraph nosa {{");
+        println!("  rankdir=LR;");
+        for n in g.nodes() {
+            println!("  {:?} [label={:?}];", n.id, n.id);
+            for &d in &n.deps {
+                println!("  {:?} -> {:?};", g.node(d).id, n.id);
+            }
+        }
+        println!("}}");
+    } else {
+        for n in g.nodes() {
+            let deps: Vec<&str> = n.deps.iter().map(|&d| g.node(d).id.as_str()).collect();
+            if deps.is_empty() {
+                println!("{}", n.id);
+            } else {
+                println!("{} <- {}", n.id, deps.join(", "));
+            }
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,90 @@
+//! `nosa prune` and `nosa clean`: what the store keeps and what it may drop.
+
+use std::collections::HashSet;
+
+use crate::cli::{CleanArgs, Cli, PruneArgs};
+use crate::exit::{OpResult, runtime};
+use crate::ops::{Session, find_workdir, lock, store_dir};
+
+/// `nosa prune`: the roots are the current graph's last good outputs (and, once OS builds
+/// exist, the kept builds); everything else in the store goes.
+pub fn prune(cli: &Cli, a: &PruneArgs) -> OpResult {
+    let s = Session::open(cli, Some("nosa prune"))?;
+    let mut state = s.engine.state();
+    let current: HashSet<&str> = s.ws.graph.nodes().iter().map(|n| n.id.as_str()).collect();
+    let roots: HashSet<_> = state
+        .nodes
+        .iter()
+        .filter(|(id, _)| current.contains(id.as_str()))
+        .filter_map(|(_, n)| n.good.map(|g| g.key))
+        .collect();
+    let report = s
+        .engine
+        .store()
+        .gc(&roots, &HashSet::new(), &HashSet::new(), a.dry_run)
+        .map_err(runtime)?;
+    if !a.dry_run {
+        let before = state.nodes.len();
+        state.nodes.retain(|id, _| current.contains(id.as_str()));
+        if state.nodes.len() != before {
+            state
+                .save(
+                    &s.engine.store().state_dir().join("graph.json"),
+                    &s.engine.store().tmp_dir(),
+                )
+                .map_err(runtime)?;
+        }
+    }
+    let _ = a.keep_last_n;
+    if a.json {
+        let mut v = serde_json::to_value(&report).map_err(runtime)?;
+        v["dry_run"] = a.dry_run.into();
+        println!("{v}");
+    } else {
+        let verb = if a.dry_run { "would free" } else { "freed" };
+        println!(
+            "{verb} {} in {} blobs, {} trees, {} action records; kept {} action records",
+            human_bytes(report.freed_bytes),
+            report.removed_blobs,
+            report.removed_trees,
+            report.removed_actions,
+            report.kept_actions
+        );
+    }
+    Ok(())
+}
+
+/// `nosa clean`: removes builds/ and tmp/; with `--all` the store too.
+pub fn clean(cli: &Cli, a: &CleanArgs) -> OpResult {
+    let (workdir, _) = find_workdir(cli)?;
+    let _lock = lock(cli, &workdir, "nosa clean")?;
+    let mut dirs = vec![workdir.join("builds"), workdir.join("tmp")];
+    if a.all {
+        dirs.push(store_dir(&workdir));
+    }
+    for d in dirs {
+        if d.exists() {
+            fs_err::remove_dir_all(&d).map_err(runtime)?;
+            eprintln!(
+                "removed {}",
+                d.strip_prefix(&workdir).unwrap_or(&d).display()
+            );
+        }
+    }
+    Ok(())
+}
+
+fn human_bytes(n: u64) -> String {
+    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
+    let mut v = n as f64;
+    let mut u = 0;
+    while v >= 1024.0 && u < UNITS.len() - 1 {
+        v /= 1024.0;
+        u += 1;
+    }
+    if u == 0 {
+        format!("{n} B")
+    } else {
+        format!("{v:.1} {}", UNITS[u])
+    }
+}

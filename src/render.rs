@@ -1,0 +1,155 @@
+//! Rendering a build for people (a progress bar on a terminal, plain lines otherwise, on
+//! stderr) and for programs (JSON lines on stdout).
+
+use std::io::{IsTerminal, Write};
+use std::path::Path;
+
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use nosa_engine::{BuildReport, Event, Observer, Status};
+
+/// Renders build events.
+pub struct Progress {
+    json: bool,
+    bar: Option<ProgressBar>,
+    done: usize,
+    workdir: std::path::PathBuf,
+}
+
+impl Progress {
+    /// A renderer; JSON lines on stdout when `json`.
+    pub fn new(json: bool, workdir: &Path) -> Progress {
+        let bar = std::io::stderr().is_terminal().then(|| {
+            let b = ProgressBar::with_draw_target(None, ProgressDrawTarget::stderr());
+            b.set_style(
+                ProgressStyle::with_template("{bar:30} {pos}/{len} {wide_msg}")
+                    .expect("static template"),
+            );
+            b
+        });
+        Progress {
+            json,
+            bar,
+            done: 0,
+            workdir: workdir.to_path_buf(),
+        }
+    }
+
+    fn line(&self, s: String) {
+        match &self.bar {
+            Some(b) => b.println(s),
+            None => eprintln!("{s}"),
+        }
+    }
+
+    /// Relative path for display.
+    pub fn rel(&self, p: &Path) -> String {
+        p.strip_prefix(&self.workdir)
+            .unwrap_or(p)
+            .display()
+            .to_string()
+    }
+}
+
+impl Observer for Progress {
+    fn event(&mut self, e: &Event<'_>) {
+        match e {
+            Event::Start { total } => {
+                if let Some(b) = &self.bar {
+                    b.set_length(*total as u64);
+                }
+            }
+            Event::Started { id } => {
+                if let Some(b) = &self.bar {
+                    b.set_message(format!("running {id}"));
+                }
+            }
+            Event::Finished(r) => {
+                self.done += 1;
+                if let Some(b) = &self.bar {
+                    b.set_position(self.done as u64);
+                }
+                if self.json {
+                    let v = serde_json::json!({
+                        "event": "node", "id": r.id, "status": r.status.as_str(), "ms": r.ms,
+                        "reasons": r.reasons.iter().map(ToString::to_string).collect::<Vec<_>>(),
+                        "error": r.error,
+                    });
+                    let mut out = std::io::stdout().lock();
+                    let _ = writeln!(out, "{v}");
+                }
+                match r.status {
+                    Status::Ran => {
+                        let why = r
+                            .reasons
+                            .first()
+                            .map(|x| format!(": {x}"))
+                            .unwrap_or_default();
+                        self.line(format!(
+                            "ran     {} ({:.2} s){why}",
+                            r.id,
+                            r.ms as f64 / 1000.0
+                        ));
+                    }
+                    Status::Failed => {
+                        let log = r
+                            .log
+                            .as_ref()
+                            .map(|l| format!("\n        log: {}", self.rel(l)))
+                            .unwrap_or_default();
+                        self.line(format!(
+                            "FAILED  {}: {}{log}",
+                            r.id,
+                            r.error.as_deref().unwrap_or("failed")
+                        ));
+                    }
+                    Status::Cached | Status::Cutoff | Status::Skipped => {}
+                }
+            }
+        }
+    }
+}
+
+impl Progress {
+    /// Prints the closing line (stderr) and, with JSON, the summary line (stdout).
+    pub fn finish(self, report: &BuildReport) {
+        if let Some(b) = &self.bar {
+            b.finish_and_clear();
+        }
+        let mut parts = vec![
+            format!("{} ran", report.count(Status::Ran)),
+            format!("{} cached", report.count(Status::Cached)),
+            format!("{} cut off", report.count(Status::Cutoff)),
+        ];
+        for (s, label) in [(Status::Failed, "failed"), (Status::Skipped, "skipped")] {
+            let n = report.count(s);
+            if n > 0 {
+                parts.push(format!("{n} {label}"));
+            }
+        }
+        eprintln!(
+            "{} nodes: {} ({:.2} s)",
+            report.nodes.len(),
+            parts.join(", "),
+            report.ms as f64 / 1000.0
+        );
+        if self.json {
+            let nodes: Vec<_> = report
+                .nodes
+                .iter()
+                .filter(|n| n.status != Status::Skipped)
+                .map(|n| serde_json::json!({"id": n.id, "status": n.status.as_str(), "ms": n.ms}))
+                .collect();
+            let v = serde_json::json!({
+                "event": "summary",
+                "ran": report.count(Status::Ran),
+                "cached": report.count(Status::Cached),
+                "cutoff": report.count(Status::Cutoff),
+                "failed": report.count(Status::Failed),
+                "skipped": report.count(Status::Skipped),
+                "ms": report.ms,
+                "nodes": nodes,
+            });
+            println!("{v}");
+        }
+    }
+}
