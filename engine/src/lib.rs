@@ -12,7 +12,7 @@
 mod exec;
 mod explain;
 mod graph;
-mod inputs;
+pub mod inputs;
 pub mod key;
 mod node;
 pub mod queue;
@@ -26,8 +26,14 @@ pub use explain::{Explanation, PlanEntry, Planned, RootCause};
 pub use graph::{Graph, GraphBuilder, GraphError, Node};
 pub use inputs::check_relative;
 pub use key::{KeyHash, KeyHasher, Params};
-pub use node::{
-    DepOutput, InputFile, InputSpec, MaterializeTo, Rule, RunContext, RunError,
-};
+pub use node::{DepOutput, InputFile, InputSpec, MaterializeTo, Rule, RunContext, RunError};
 pub use reason::Reason;
 pub use state::{BuildState, Good, NodeState, Status};
+
+/// An [`Observer`] that ignores every event.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct Quiet;
+
+impl Observer for Quiet {
+    fn event(&mut self, _: &Event<'_>) {}
+}

@@ -43,6 +43,7 @@ pub enum Reason {
     /// A dependency produced a different output (or was added or removed).
     DependencyChanged {
         /// The dependency's node id.
+        #[serde(rename = "name")]
         node: String,
         /// Its old output digest.
         old: Option<Digest>,
@@ -53,6 +54,7 @@ pub enum Reason {
     /// (plan only: the output is not known yet).
     DependencyWillRun {
         /// The dependency's node id.
+        #[serde(rename = "name")]
         node: String,
     },
     /// The key is unchanged but its cached output is gone (pruned or damaged).
@@ -206,7 +208,11 @@ mod tests {
         let r = diff(&old, &new);
         let text: Vec<String> = r.iter().map(ToString::to_string).collect();
         assert_eq!(text[0], "rule version changed (step v1 -> step v2)");
-        assert!(text[1].starts_with("file a changed (blake3 "), "{}", text[1]);
+        assert!(
+            text[1].starts_with("file a changed (blake3 "),
+            "{}",
+            text[1]
+        );
         assert_eq!(text[2], "file b removed");
         assert_eq!(text[3], "file c added");
         assert!(diff(&new, &new).is_empty());

@@ -1,0 +1,125 @@
+//! Shared helpers for the end-to-end tests: a temporary workdir, running the real `nosa`
+//! binary, and reading its JSON summary as an execution log.
+
+#![allow(dead_code)]
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+/// A temporary workdir with a `nestos.build.toml`.
+pub struct Workdir {
+    pub dir: tempfile::TempDir,
+}
+
+/// The outcome of one `nosa graph build --json`.
+#[derive(Debug)]
+pub struct Run {
+    pub code: i32,
+    pub stdout: String,
+    pub stderr: String,
+    /// node id -> status, from the summary line.
+    pub status: BTreeMap<String, String>,
+}
+
+impl Run {
+    /// Sorted ids with `status`.
+    pub fn ids(&self, status: &str) -> Vec<String> {
+        self.status
+            .iter()
+            .filter(|(_, s)| s.as_str() == status)
+            .map(|(id, _)| id.clone())
+            .collect()
+    }
+}
+
+pub fn nosa_bin() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_nosa"))
+}
+
+impl Workdir {
+    /// A workdir whose build file is `toml`, with `files` (path, content) written.
+    pub fn new(toml: &str, files: &[(&str, &str)]) -> Workdir {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let w = Workdir { dir };
+        w.write("nestos.build.toml", toml);
+        for (p, c) in files {
+            w.write(p, c);
+        }
+        w
+    }
+
+    pub fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    pub fn write(&self, rel: &str, content: &str) {
+        let p = self.path().join(rel);
+        fs_err::create_dir_all(p.parent().unwrap()).unwrap();
+        fs_err::write(p, content).unwrap();
+    }
+
+    pub fn read(&self, rel: &str) -> String {
+        fs_err::read_to_string(self.path().join(rel)).unwrap()
+    }
+
+    /// `nosa ARGS` in the workdir, no colour, no stdin.
+    pub fn cmd(&self, args: &[&str]) -> Command {
+        let mut c = Command::new(nosa_bin());
+        c.args(args)
+            .current_dir(self.path())
+            .env("NO_COLOR", "1")
+            .env_remove("CLICOLOR_FORCE")
+            .stdin(std::process::Stdio::null());
+        c
+    }
+
+    pub fn output(&self, args: &[&str]) -> Output {
+        self.cmd(args).output().expect("run nosa")
+    }
+
+    /// `nosa graph build --json ARGS`, parsed.
+    pub fn build(&self, args: &[&str]) -> Run {
+        let mut full = vec!["graph", "build", "--json"];
+        full.extend_from_slice(args);
+        let out = self.output(&full);
+        let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+        let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+        let mut status = BTreeMap::new();
+        let last = stdout.lines().last().unwrap_or_default();
+        if let Ok(v) = serde_json::from_str::<serde_json::Value>(last) {
+            assert_eq!(v["event"], "summary", "last line is the summary: {last}");
+            for n in v["nodes"].as_array().expect("nodes") {
+                status.insert(
+                    n["id"].as_str().unwrap().to_string(),
+                    n["status"].as_str().unwrap().to_string(),
+                );
+            }
+        }
+        Run {
+            code: out.status.code().unwrap_or(-1),
+            stdout,
+            stderr,
+            status,
+        }
+    }
+}
+
+/// Asserts an execution log: each listed node has the listed status; every node not listed
+/// must have `rest` status.
+#[track_caller]
+pub fn expect_log(run: &Run, expect: &[(&str, &str)], rest: &str) {
+    let mut want: BTreeMap<String, String> = run
+        .status
+        .keys()
+        .map(|k| (k.clone(), rest.to_string()))
+        .collect();
+    for (id, s) in expect {
+        want.insert(id.to_string(), s.to_string());
+    }
+    assert_eq!(
+        run.status, want,
+        "execution log differs\nstdout:\n{}\nstderr:\n{}",
+        run.stdout, run.stderr
+    );
+}

@@ -1,0 +1,340 @@
+//! End-to-end tests of the engine through the real `nosa` binary on `[[step]]` workdirs: each
+//! scenario asserts the execution log (which nodes ran, were cached or were cut off).
+
+mod common;
+
+use common::{Workdir, expect_log};
+
+const GRAPH: &str = r#"
+[[step]]
+name = "a"
+inputs = ["in/a.txt"]
+run = "tr -d ' ' < in/a.txt > a.out"
+outputs = ["a.out"]
+
+[[step]]
+name = "b"
+inputs = ["in/b.txt"]
+run = "cat in/b.txt > b.out"
+outputs = ["b.out"]
+
+[[step]]
+name = "c"
+run = "cat a.out > c.out; echo c >> c.out"
+outputs = ["c.out"]
+deps = ["a"]
+
+[[step]]
+name = "d"
+run = "cat b.out c.out > d.out"
+outputs = ["d.out"]
+deps = ["b", "c"]
+
+[[step]]
+name = "e"
+inputs = ["in/e/*.txt"]
+run = "cat in/e/*.txt > e.out"
+outputs = ["e.out"]
+"#;
+
+fn workdir() -> Workdir {
+    Workdir::new(
+        GRAPH,
+        &[
+            ("in/a.txt", "a b c\n"),
+            ("in/b.txt", "bee\n"),
+            ("in/e/1.txt", "one\n"),
+        ],
+    )
+}
+
+/// One step of a scenario: an edit, then the expected execution log of the next build.
+enum Act<'a> {
+    Write(&'a str, &'a str),
+    Remove(&'a str),
+    Touch(&'a str),
+    Build(&'a [(&'a str, &'a str)], &'a str),
+}
+
+fn check(script: &[Act<'_>]) -> Workdir {
+    let w = workdir();
+    let first = w.build(&[]);
+    assert_eq!(first.code, 0, "{}", first.stderr);
+    expect_log(&first, &[], "ran");
+    for act in script {
+        match act {
+            Act::Write(p, c) => w.write(p, c),
+            Act::Remove(p) => fs_err::remove_file(w.path().join(p)).unwrap(),
+            Act::Touch(p) => {
+                let f = fs_err::File::options()
+                    .append(true)
+                    .open(w.path().join(p))
+                    .unwrap();
+                f.set_modified(std::time::SystemTime::now() + std::time::Duration::from_secs(5))
+                    .unwrap();
+            }
+            Act::Build(expect, rest) => {
+                let r = w.build(&[]);
+                assert_eq!(r.code, 0, "{}", r.stderr);
+                expect_log(&r, expect, rest);
+            }
+        }
+    }
+    w
+}
+
+#[test]
+fn second_build_runs_nothing() {
+    let w = check(&[Act::Build(&[], "cached")]);
+    assert_eq!(w.read("d.out"), "bee\nabc\nc\n");
+}
+
+#[test]
+fn changed_input_reruns_exactly_its_downstream() {
+    let w = check(&[
+        Act::Write("in/b.txt", "bumble\n"),
+        Act::Build(&[("step:b", "ran"), ("step:d", "ran")], "cached"),
+    ]);
+    assert_eq!(w.read("d.out"), "bumble\nabc\nc\n");
+}
+
+#[test]
+fn identical_output_cuts_off_dependents() {
+    // Spaces are stripped by a: it reruns, its output is the same, c is cut off, d untouched.
+    check(&[
+        Act::Write("in/a.txt", "a  b  c\n"),
+        Act::Build(&[("step:a", "ran"), ("step:c", "cutoff")], "cached"),
+    ]);
+}
+
+#[test]
+fn mtime_only_change_runs_nothing() {
+    check(&[Act::Touch("in/a.txt"), Act::Build(&[], "cached")]);
+}
+
+#[test]
+fn glob_match_added_and_removed() {
+    check(&[
+        Act::Write("in/e/2.txt", "two\n"),
+        Act::Build(&[("step:e", "ran")], "cached"),
+        Act::Remove("in/e/2.txt"),
+        // Back to the first state: found in the action cache, not rerun.
+        Act::Build(&[], "cached"),
+    ]);
+}
+
+#[test]
+fn reverted_edit_is_restored_from_the_cache() {
+    let w = check(&[
+        Act::Write("in/b.txt", "other\n"),
+        Act::Build(&[("step:b", "ran"), ("step:d", "ran")], "cached"),
+        Act::Write("in/b.txt", "bee\n"),
+        Act::Build(&[], "cached"),
+    ]);
+    assert_eq!(w.read("d.out"), "bee\nabc\nc\n", "materialized output restored");
+}
+
+#[test]
+fn changed_command_reruns_that_step() {
+    let w = workdir();
+    assert_eq!(w.build(&[]).code, 0);
+    w.write(
+        "nestos.build.toml",
+        &GRAPH.replace("echo c >> c.out", "echo C >> c.out"),
+    );
+    let r = w.build(&[]);
+    expect_log(&r, &[("step:c", "ran"), ("step:d", "ran")], "cached");
+    let why = w.output(&["graph", "why", "step:c", "--json"]);
+    let v: serde_json::Value = serde_json::from_slice(&why.stdout).unwrap();
+    assert_eq!(v["reasons"][0]["kind"], "param-changed");
+    assert_eq!(v["reasons"][0]["name"], "run");
+}
+
+#[test]
+fn deleted_output_in_workdir_is_restored_without_rerun() {
+    let w = workdir();
+    assert_eq!(w.build(&[]).code, 0);
+    fs_err::remove_file(w.path().join("c.out")).unwrap();
+    w.write("d.out", "tampered");
+    let r = w.build(&[]);
+    expect_log(&r, &[], "cached");
+    assert_eq!(w.read("c.out"), "abc\nc\n");
+    assert_eq!(w.read("d.out"), "bee\nabc\nc\n");
+}
+
+#[test]
+fn why_names_the_root_cause_file() {
+    let w = workdir();
+    assert_eq!(w.build(&[]).code, 0);
+    w.write("in/a.txt", "x y\n");
+    // Before building: would run now.
+    let now = w.output(&["graph", "why", "step:d", "--json"]);
+    let v: serde_json::Value = serde_json::from_slice(&now.stdout).unwrap();
+    assert_eq!(v["state"], "may-run");
+    assert_eq!(v["root_causes"][0]["node"], "step:a");
+    assert_eq!(v["root_causes"][0]["kind"], "input-changed");
+    assert_eq!(v["root_causes"][0]["name"], "in/a.txt");
+    assert_eq!(w.build(&[]).code, 0);
+    let after = w.output(&["graph", "why", "step:d", "--json"]);
+    let v: serde_json::Value = serde_json::from_slice(&after.stdout).unwrap();
+    assert_eq!(v["node"], "step:d");
+    assert_eq!(v["state"], "ran");
+    assert_eq!(v["reasons"][0]["kind"], "dependency-changed");
+    assert_eq!(v["reasons"][0]["name"], "step:c");
+    let rc = &v["root_causes"][0];
+    assert_eq!(rc["node"], "step:a");
+    assert_eq!(rc["name"], "in/a.txt");
+    assert_ne!(rc["old"], rc["new"]);
+    let text = w.output(&["graph", "why", "step:d"]);
+    let text = String::from_utf8(text.stdout).unwrap();
+    assert!(
+        text.contains("step:a: file in/a.txt changed (blake3 "),
+        "{text}"
+    );
+}
+
+#[test]
+fn plan_runs_nothing_and_says_what_would_run() {
+    let w = workdir();
+    let out = w.output(&["graph", "plan", "--json"]);
+    assert!(out.status.success());
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["run"], 3, "a, b, e have no deps and were never built");
+    assert_eq!(v["may_run"], 2);
+    assert!(!w.path().join("a.out").exists(), "plan ran nothing");
+    assert_eq!(w.build(&[]).code, 0);
+    let out = w.output(&["graph", "plan", "--json"]);
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["up_to_date"], 5);
+}
+
+#[test]
+fn undeclared_input_fails_instead_of_going_stale() {
+    let w = Workdir::new(
+        r#"
+[[step]]
+name = "sneaky"
+inputs = ["in/declared.txt"]
+run = "cat in/declared.txt in/secret.txt > out.txt"
+outputs = ["out.txt"]
+"#,
+        &[("in/declared.txt", "ok\n"), ("in/secret.txt", "secret\n")],
+    );
+    let r = w.build(&[]);
+    assert_eq!(r.code, 1, "{}", r.stderr);
+    expect_log(&r, &[], "failed");
+    assert!(r.stderr.contains("step:sneaky"), "{}", r.stderr);
+    assert!(r.stderr.contains("log: cache/store/logs/step_sneaky.log"), "{}", r.stderr);
+    let log = w.read("cache/store/logs/step_sneaky.log");
+    assert!(log.contains("in/secret.txt"), "{log}");
+}
+
+#[test]
+fn missing_declared_output_is_an_error() {
+    let w = Workdir::new(
+        r#"
+[[step]]
+name = "lazy"
+run = "true"
+outputs = ["never.txt"]
+"#,
+        &[],
+    );
+    let r = w.build(&[]);
+    assert_eq!(r.code, 1);
+    assert!(
+        r.stderr.contains("did not produce its declared output never.txt"),
+        "{}",
+        r.stderr
+    );
+}
+
+#[test]
+fn failure_stops_dependents_and_keep_going_finishes_the_rest() {
+    let toml = r#"
+[[step]]
+name = "bad"
+run = "exit 3"
+outputs = []
+
+[[step]]
+name = "after-bad"
+run = "echo > x"
+outputs = ["x"]
+deps = ["bad"]
+
+[[step]]
+name = "independent"
+run = "sleep 0.2; echo > y"
+outputs = ["y"]
+"#;
+    let w = Workdir::new(toml, &[]);
+    let r = w.build(&["-j", "1", "--keep-going"]);
+    assert_eq!(r.code, 1);
+    expect_log(
+        &r,
+        &[("step:bad", "failed"), ("step:independent", "ran")],
+        "none",
+    );
+    assert!(!r.status.contains_key("step:after-bad"), "skipped, not run");
+    assert!(r.stdout.contains(r#""skipped":1"#), "{}", r.stdout);
+    assert!(r.stderr.contains("exited with exit status: 3"), "{}", r.stderr);
+}
+
+#[test]
+fn prune_drops_unreachable_outputs_and_keeps_current_ones() {
+    let w = workdir();
+    assert_eq!(w.build(&[]).code, 0);
+    w.write("in/b.txt", "second\n");
+    assert_eq!(w.build(&[]).code, 0);
+    let out = w.output(&["prune", "--json"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["removed_actions"], 2, "old b and old d: {v}");
+    assert!(v["freed_bytes"].as_u64().unwrap() > 0);
+    let r = w.build(&[]);
+    expect_log(&r, &[], "cached");
+    // The pruned state is really gone: going back reruns.
+    w.write("in/b.txt", "bee\n");
+    let r = w.build(&[]);
+    expect_log(&r, &[("step:b", "ran"), ("step:d", "ran")], "cached");
+}
+
+#[test]
+fn show_lists_nodes_and_dot_is_graphviz() {
+    let w = workdir();
+    let out = w.output(&["graph", "show"]);
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert!(text.contains("step:d <- step:b, step:c"), "{text}");
+    let dot = w.output(&["graph", "show", "--dot"]);
+    let dot = String::from_utf8(dot.stdout).unwrap();
+    assert!(dot.starts_with("digraph nosa {"));
+    assert!(dot.contains(r#""step:a" -> "step:c";"#), "{dot}");
+}
+
+#[test]
+fn workdir_is_found_from_a_subdirectory() {
+    let w = workdir();
+    fs_err::create_dir_all(w.path().join("in/e/deep")).unwrap();
+    let out = w
+        .cmd(&["graph", "build", "--json"])
+        .current_dir(w.path().join("in/e/deep"))
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    assert!(w.path().join("d.out").exists());
+}
+
+#[test]
+fn no_build_file_is_a_usage_error() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = std::process::Command::new(common::nosa_bin())
+        .args(["graph", "build"])
+        .current_dir(tmp.path())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("no nestos.build.toml"), "{err}");
+    assert!(err.contains("nosa init"), "{err}");
+}
