@@ -29,6 +29,45 @@ pub enum Command {
     Prune(PruneArgs),
     /// Delete build artifacts (builds/, tmp/); with --all also the cache.
     Clean(CleanArgs),
+    /// Make a workdir from a nestos-config (git URL, local git repo or directory).
+    Init(InitArgs),
+    /// Configuration commands.
+    #[command(subcommand)]
+    Config(ConfigCommand),
+    /// Print the architecture nosa builds for by default (the host's).
+    Basearch,
+}
+
+/// `nosa init`.
+#[derive(Debug, Args)]
+pub struct InitArgs {
+    /// Git URL, local git repository or plain directory of a nestos-config.
+    pub source: String,
+    /// Branch to clone.
+    #[arg(long, short = 'b')]
+    pub branch: Option<String>,
+    /// Initialize even if the current directory is not empty.
+    #[arg(long)]
+    pub force: bool,
+}
+
+/// `nosa config ...`.
+#[derive(Debug, Subcommand)]
+pub enum ConfigCommand {
+    /// Print the flattened configuration: the manifest with includes resolved and
+    /// arch-specific lists merged, and the flattened image.yaml under `image`.
+    Show(ConfigShowArgs),
+}
+
+/// `nosa config show`.
+#[derive(Debug, Args)]
+pub struct ConfigShowArgs {
+    /// Architecture (default: the first configured arch).
+    #[arg(long, value_name = "ARCH")]
+    pub arch: Option<String>,
+    /// JSON instead of YAML.
+    #[arg(long)]
+    pub json: bool,
 }
 
 /// `nosa graph ...`.
@@ -89,6 +128,9 @@ pub struct PlanArgs {
 pub struct WhyArgs {
     /// The node id (or target name).
     pub node: String,
+    /// Architecture whose graph to load (default: every configured arch).
+    #[arg(long, value_name = "ARCH")]
+    pub arch: Option<String>,
     /// JSON on stdout.
     #[arg(long)]
     pub json: bool,
@@ -97,6 +139,9 @@ pub struct WhyArgs {
 /// `nosa graph show`.
 #[derive(Debug, Args)]
 pub struct ShowArgs {
+    /// Architecture whose graph to show (default: every configured arch).
+    #[arg(long, value_name = "ARCH")]
+    pub arch: Option<String>,
     /// Graphviz DOT instead of text.
     #[arg(long)]
     pub dot: bool,

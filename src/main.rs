@@ -9,7 +9,7 @@ use std::process::ExitCode;
 
 use clap::Parser;
 
-use cli::{Cli, Command, GraphCommand};
+use cli::{Cli, Command, ConfigCommand, GraphCommand};
 use exit::Failure;
 
 fn main() -> ExitCode {
@@ -21,6 +21,9 @@ fn main() -> ExitCode {
         Command::Graph(GraphCommand::Show(a)) => ops::graph::show(&cli, a),
         Command::Prune(a) => ops::store::prune(&cli, a),
         Command::Clean(a) => ops::store::clean(&cli, a),
+        Command::Init(a) => ops::config::init(&cli, a),
+        Command::Config(ConfigCommand::Show(a)) => ops::config::show(&cli, a),
+        Command::Basearch => ops::config::basearch(),
     };
     match result {
         Ok(()) => ExitCode::from(exit::SUCCESS),

@@ -153,3 +153,18 @@ impl Progress {
         }
     }
 }
+
+/// Renders a diagnostic (a warning, say) the way miette renders errors: colour only on a
+/// terminal and without `NO_COLOR`.
+pub fn diagnostic(d: &dyn miette::Diagnostic) -> String {
+    use miette::{GraphicalReportHandler, GraphicalTheme};
+    let colour = std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none();
+    let theme = if colour {
+        GraphicalTheme::unicode()
+    } else {
+        GraphicalTheme::unicode_nocolor()
+    };
+    let mut out = String::new();
+    let _ = GraphicalReportHandler::new_themed(theme).render_report(&mut out, d);
+    out
+}

@@ -2,6 +2,8 @@
 //! workdir's build file that turns them into a graph.
 
 pub mod buildfile;
+pub mod nestos;
+pub mod pending;
 pub mod step;
 pub mod targets;
 

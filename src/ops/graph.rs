@@ -11,7 +11,7 @@ use crate::render::Progress;
 
 /// `nosa graph build`.
 pub fn build(cli: &Cli, a: &BuildArgs) -> OpResult {
-    let s = Session::open(cli, Some("nosa graph build"))?;
+    let s = Session::open(cli, Some("nosa graph build"), a.select.arch.as_deref())?;
     let targets = s.targets(&a.select.targets)?;
     let mut opts = BuildOptions::default();
     if let Some(j) = a.jobs {
@@ -56,7 +56,7 @@ pub fn build(cli: &Cli, a: &BuildArgs) -> OpResult {
 
 /// `nosa graph plan`.
 pub fn plan(cli: &Cli, a: &PlanArgs) -> OpResult {
-    let s = Session::open(cli, None)?;
+    let s = Session::open(cli, None, a.select.arch.as_deref())?;
     let targets = s.targets(&a.select.targets)?;
     let plan = s.engine.plan(&s.ws.graph, &targets).map_err(runtime)?;
     let count = |f: fn(&Planned) -> bool| plan.iter().filter(|e| f(&e.planned)).count();
@@ -104,7 +104,7 @@ pub fn plan(cli: &Cli, a: &PlanArgs) -> OpResult {
 
 /// `nosa graph why`.
 pub fn why(cli: &Cli, a: &WhyArgs) -> OpResult {
-    let s = Session::open(cli, None)?;
+    let s = Session::open(cli, None, a.arch.as_deref())?;
     let i = s.targets(std::slice::from_ref(&a.node))?[0];
     let ex = s.engine.why(&s.ws.graph, i).map_err(runtime)?;
     if a.json {
@@ -142,7 +142,7 @@ pub fn why(cli: &Cli, a: &WhyArgs) -> OpResult {
 
 /// `nosa graph show`.
 pub fn show(cli: &Cli, a: &ShowArgs) -> OpResult {
-    let s = Session::open(cli, None)?;
+    let s = Session::open(cli, None, a.arch.as_deref())?;
     let g = &s.ws.graph;
     if a.dot {
         println!("digraph nosa {{");

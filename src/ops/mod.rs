@@ -1,5 +1,6 @@
 //! One function per command; each is a thin front on the engine and the rules.
 
+pub mod config;
 pub mod graph;
 pub mod store;
 
@@ -20,7 +21,7 @@ pub struct Session {
 }
 
 /// The directory the command runs in.
-fn start_dir(cli: &Cli) -> Result<PathBuf, Failure> {
+pub fn start_dir(cli: &Cli) -> Result<PathBuf, Failure> {
     let dir = match &cli.workdir {
         Some(d) => d.clone(),
         None => std::env::current_dir().map_err(runtime)?,
@@ -62,15 +63,19 @@ pub fn lock(cli: &Cli, workdir: &Path, what: &str) -> Result<WorkdirLock, Failur
 }
 
 impl Session {
-    /// Loads the workdir; with `locked`, takes its lock first.
-    pub fn open(cli: &Cli, locked: Option<&str>) -> Result<Session, Failure> {
+    /// Loads the workdir for `arch` (all configured arches if `None`); with `locked`, takes
+    /// its lock first. Configuration warnings go to stderr.
+    pub fn open(cli: &Cli, locked: Option<&str>, arch: Option<&str>) -> Result<Session, Failure> {
         let (workdir, file) = find_workdir(cli)?;
         let lock = match locked {
             Some(what) => Some(lock(cli, &workdir, what)?),
             None => None,
         };
         let bf = BuildFile::load(&file).map_err(|e| Failure::Config((*e).into()))?;
-        let ws = Workspace::new(bf).map_err(|e| Failure::Config(e.into()))?;
+        let ws = Workspace::new(bf, arch).map_err(|e| Failure::Config(e.into()))?;
+        for w in ws.warnings() {
+            eprint!("{}", crate::render::diagnostic(w));
+        }
         let store = Store::open(store_dir(&workdir)).map_err(runtime)?;
         Ok(Session {
             ws,

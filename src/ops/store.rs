@@ -9,7 +9,7 @@ use crate::ops::{Session, find_workdir, lock, store_dir};
 /// `nosa prune`: the roots are the current graph's last good outputs (and, once OS builds
 /// exist, the kept builds); everything else in the store goes.
 pub fn prune(cli: &Cli, a: &PruneArgs) -> OpResult {
-    let s = Session::open(cli, Some("nosa prune"))?;
+    let s = Session::open(cli, Some("nosa prune"), None)?;
     let mut state = s.engine.state();
     let current: HashSet<&str> = s.ws.graph.nodes().iter().map(|n| n.id.as_str()).collect();
     let roots: HashSet<_> = state

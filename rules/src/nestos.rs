@@ -1,0 +1,247 @@
+//! Expanding a nestos-config into graph nodes, per architecture: repo sync per repo, resolve,
+//! one overlay node per applied overlay.d layer, rootfs, postprocess per script, initramfs,
+//! ostree commit, OCI archive and the disk images; and the target names that select them.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use nosa_config::{Config, PostprocessStep};
+use nosa_engine::{InputSpec, Rule};
+use serde_json::Value as J;
+
+use crate::pending::PendingRule;
+
+/// Disk image formats and the node each target name selects.
+pub const IMAGE_TARGETS: &[&str] = &["qemu", "metal", "metal4k", "openstack"];
+
+/// Every target name a NestOS workdir understands.
+pub const TARGETS: &[&str] = &[
+    "ostree",
+    "oci",
+    "qemu",
+    "metal",
+    "metal4k",
+    "openstack",
+    "live",
+];
+
+/// One node to add to the graph.
+pub struct NodeDecl {
+    /// Node id.
+    pub id: String,
+    /// Its rule.
+    pub rule: Arc<dyn Rule>,
+    /// Ids of its dependencies.
+    pub deps: Vec<String>,
+}
+
+/// The nodes of a NestOS build and the targets that select them.
+#[derive(Default)]
+pub struct Expansion {
+    /// Nodes, dependencies before dependents.
+    pub nodes: Vec<NodeDecl>,
+    /// Target name -> node ids (one per arch).
+    pub targets: BTreeMap<String, Vec<String>>,
+}
+
+/// Maps paths inside the config directory to workdir-relative paths (through the config path
+/// as the build file names it, e.g. `src/config`, which may be a symlink).
+struct PathMap {
+    config_dir: PathBuf,
+    config_rel: String,
+}
+
+impl PathMap {
+    fn rel(&self, p: &Path) -> Option<String> {
+        let inner = p.strip_prefix(&self.config_dir).ok()?;
+        let inner = inner.to_string_lossy();
+        Some(if inner.is_empty() {
+            self.config_rel.clone()
+        } else {
+            format!("{}/{inner}", self.config_rel)
+        })
+    }
+
+    fn input(&self, p: &Path) -> Option<InputSpec> {
+        self.rel(p).map(InputSpec::Path)
+    }
+}
+
+impl Expansion {
+    fn add(&mut self, id: String, rule: PendingRule, deps: Vec<String>) -> String {
+        self.nodes.push(NodeDecl {
+            id: id.clone(),
+            rule: Arc::new(rule),
+            deps,
+        });
+        id
+    }
+
+    fn target(&mut self, name: &str, id: &str) {
+        self.targets
+            .entry(name.to_string())
+            .or_default()
+            .push(id.to_string());
+    }
+}
+
+/// Expands `configs` (one per arch; `config_rel` is the config path relative to the workdir).
+pub fn expand(configs: &[Config], config_rel: &str) -> Expansion {
+    let mut x = Expansion::default();
+    let Some(first) = configs.first() else {
+        return x;
+    };
+    let map = PathMap {
+        config_dir: first.dir.clone(),
+        config_rel: config_rel.trim_end_matches('/').to_string(),
+    };
+
+    // Overlay layers are arch-independent: one node per layer, shared by every arch.
+    let mut overlay_ids = BTreeMap::new();
+    for c in configs {
+        for layer in c.applied_overlays() {
+            if overlay_ids.contains_key(&layer.name) {
+                continue;
+            }
+            let mut rule = PendingRule::new("overlay").param("name", &layer.name);
+            if let Some(i) = map.input(&layer.path) {
+                rule = rule.input(i);
+            }
+            let id = x.add(format!("overlay:{}", layer.name), rule, vec![]);
+            overlay_ids.insert(layer.name.clone(), id);
+        }
+    }
+
+    for c in configs {
+        let arch = c.arch.as_str();
+        let tf = &c.treefile;
+        let mut syncs = Vec::new();
+        for repo in c.compose_repos() {
+            let mut rule = PendingRule::new("repo-sync")
+                .param("arch", arch)
+                .param("id", &repo.id)
+                .json("baseurl", &J::from(repo.baseurl.clone()))
+                .param("metalink", repo.metalink.clone().unwrap_or_default())
+                .param("mirrorlist", repo.mirrorlist.clone().unwrap_or_default());
+            if let Some(i) = map.input(&repo.file) {
+                rule = rule.input(i);
+            }
+            syncs.push(x.add(format!("repo-sync:{arch}:{}", repo.id), rule, vec![]));
+        }
+        let mut resolve = PendingRule::new("resolve")
+            .param("arch", arch)
+            .json("packages", &J::from(tf.packages.clone()))
+            .json("exclude-packages", &J::from(tf.exclude_packages.clone()))
+            .json("repos", &J::from(tf.repos.clone()))
+            .param("recommends", format!("{:?}", tf.recommends));
+        for f in &c.files_read {
+            let name = f.file_name().map(|n| n.to_string_lossy().into_owned());
+            if name.is_some_and(|n| n.starts_with("manifest-lock."))
+                && let Some(i) = map.input(f)
+            {
+                resolve = resolve.input(i);
+            }
+        }
+        let resolve = x.add(format!("resolve:{arch}"), resolve, syncs);
+
+        let mut rootfs_deps = vec![resolve];
+        rootfs_deps.extend(
+            c.applied_overlays()
+                .iter()
+                .map(|l| overlay_ids[&l.name].clone()),
+        );
+        let rootfs = PendingRule::new("rootfs")
+            .param("arch", arch)
+            .json("remove-files", &J::from(tf.remove_files.clone()))
+            .json(
+                "remove-from-packages",
+                &J::from(
+                    tf.remove_from_packages
+                        .iter()
+                        .map(|r| {
+                            J::from(vec![
+                                J::from(r.package.clone()),
+                                J::from(r.patterns.clone()),
+                            ])
+                        })
+                        .collect::<Vec<_>>(),
+                ),
+            )
+            .json("ostree-layers", &J::from(tf.ostree_layers.clone()));
+        let mut prev = x.add(format!("rootfs:{arch}"), rootfs, rootfs_deps);
+
+        for (n, step) in tf.postprocess_steps().iter().enumerate() {
+            let mut rule = PendingRule::new("postprocess").param("arch", arch);
+            match step {
+                PostprocessStep::Inline(s) => rule = rule.param("script", &s.script),
+                PostprocessStep::Script(p) => {
+                    if let Some(i) = map.input(p) {
+                        rule = rule.input(i);
+                    }
+                }
+            }
+            prev = x.add(format!("postprocess:{arch}:{n}"), rule, vec![prev]);
+        }
+        let initramfs = PendingRule::new("initramfs")
+            .param("arch", arch)
+            .json("initramfs-args", &J::from(tf.initramfs_args.clone()));
+        let initramfs = x.add(format!("initramfs:{arch}"), initramfs, vec![prev]);
+        let commit = PendingRule::new("ostree-commit")
+            .param("arch", arch)
+            .param("ref", tf.ref_name.clone().unwrap_or_default())
+            .param(
+                "automatic-version-prefix",
+                tf.automatic_version_prefix.clone().unwrap_or_default(),
+            )
+            .json(
+                "add-commit-metadata",
+                &J::Object(tf.add_commit_metadata.clone()),
+            );
+        let commit = x.add(format!("ostree-commit:{arch}"), commit, vec![initramfs]);
+        x.target("ostree", &commit);
+        let oci = x.add(
+            format!("oci:{arch}"),
+            PendingRule::new("oci").param("arch", arch),
+            vec![commit.clone()],
+        );
+        x.target("oci", &oci);
+
+        let image_json = J::Object(c.image.json.clone());
+        let image_inputs: Vec<InputSpec> = c
+            .files_read
+            .iter()
+            .filter(|f| {
+                f.file_name()
+                    .is_some_and(|n| n.to_string_lossy().starts_with("image"))
+            })
+            .filter_map(|f| map.input(f))
+            .collect();
+        for fmt in IMAGE_TARGETS {
+            let mut rule = PendingRule::new("image")
+                .param("arch", arch)
+                .param("format", *fmt)
+                .json("image", &image_json);
+            for i in &image_inputs {
+                rule = rule.input(i.clone());
+            }
+            let id = x.add(format!("image:{arch}:{fmt}"), rule, vec![commit.clone()]);
+            x.target(fmt, &id);
+        }
+        let mut live = PendingRule::new("live-iso")
+            .param("arch", arch)
+            .json("image", &image_json);
+        if let Some(d) = &c.live_dir
+            && let Some(i) = map.input(d)
+        {
+            live = live.input(i);
+        }
+        let live = x.add(
+            format!("live-iso:{arch}"),
+            live,
+            vec![format!("image:{arch}:metal")],
+        );
+        x.target("live", &live);
+    }
+    x
+}
