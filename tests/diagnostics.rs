@@ -14,7 +14,10 @@ fn render(case: &Path) -> (Option<i32>, String) {
         .output()
         .unwrap();
     let stderr = String::from_utf8(out.stderr).unwrap();
-    (out.status.code(), stderr.replace(&w.path().display().to_string(), "<workdir>"))
+    (
+        out.status.code(),
+        stderr.replace(&w.path().display().to_string(), "<workdir>"),
+    )
 }
 
 #[test]

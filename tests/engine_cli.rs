@@ -131,7 +131,11 @@ fn reverted_edit_is_restored_from_the_cache() {
         Act::Write("in/b.txt", "bee\n"),
         Act::Build(&[], "cached"),
     ]);
-    assert_eq!(w.read("d.out"), "bee\nabc\nc\n", "materialized output restored");
+    assert_eq!(
+        w.read("d.out"),
+        "bee\nabc\nc\n",
+        "materialized output restored"
+    );
 }
 
 #[test]
@@ -224,7 +228,11 @@ outputs = ["out.txt"]
     assert_eq!(r.code, 1, "{}", r.stderr);
     expect_log(&r, &[], "failed");
     assert!(r.stderr.contains("step:sneaky"), "{}", r.stderr);
-    assert!(r.stderr.contains("log: cache/store/logs/step_sneaky.log"), "{}", r.stderr);
+    assert!(
+        r.stderr.contains("log: cache/store/logs/step_sneaky.log"),
+        "{}",
+        r.stderr
+    );
     let log = w.read("cache/store/logs/step_sneaky.log");
     assert!(log.contains("in/secret.txt"), "{log}");
 }
@@ -243,7 +251,8 @@ outputs = ["never.txt"]
     let r = w.build(&[]);
     assert_eq!(r.code, 1);
     assert!(
-        r.stderr.contains("did not produce its declared output never.txt"),
+        r.stderr
+            .contains("did not produce its declared output never.txt"),
         "{}",
         r.stderr
     );
@@ -278,7 +287,11 @@ outputs = ["y"]
     );
     assert!(!r.status.contains_key("step:after-bad"), "skipped, not run");
     assert!(r.stdout.contains(r#""skipped":1"#), "{}", r.stdout);
-    assert!(r.stderr.contains("exited with exit status: 3"), "{}", r.stderr);
+    assert!(
+        r.stderr.contains("exited with exit status: 3"),
+        "{}",
+        r.stderr
+    );
 }
 
 #[test]
@@ -288,7 +301,11 @@ fn prune_drops_unreachable_outputs_and_keeps_current_ones() {
     w.write("in/b.txt", "second\n");
     assert_eq!(w.build(&[]).code, 0);
     let out = w.output(&["prune", "--json"]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(v["removed_actions"], 2, "old b and old d: {v}");
     assert!(v["freed_bytes"].as_u64().unwrap() > 0);

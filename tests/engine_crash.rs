@@ -64,7 +64,10 @@ fn fsck(store: &Path) {
                 serde_json::from_slice(&fs_err::read(e.unwrap().path()).unwrap())
                     .expect("every published action record is complete JSON");
             let tree = rec["tree"].as_str().unwrap();
-            let tp = store.join("trees").join(&tree[..2]).join(format!("{tree}.json"));
+            let tp = store
+                .join("trees")
+                .join(&tree[..2])
+                .join(format!("{tree}.json"));
             let t: serde_json::Value = serde_json::from_slice(&fs_err::read(&tp).unwrap())
                 .expect("a record's tree is present and complete");
             for entry in t["entries"].as_array().unwrap() {
@@ -124,7 +127,10 @@ fn second_build_waits_for_the_lock_or_fails_with_no_wait() {
     // Wait until the first build has the lock and its step is running.
     let t0 = Instant::now();
     while !w.path().join("cache/store/logs/step_slow.log").exists() {
-        assert!(t0.elapsed() < Duration::from_secs(20), "first build never started");
+        assert!(
+            t0.elapsed() < Duration::from_secs(20),
+            "first build never started"
+        );
         std::thread::sleep(Duration::from_millis(20));
     }
     let refused = w.output(&["graph", "build", "--no-wait"]);
@@ -137,9 +143,10 @@ fn second_build_waits_for_the_lock_or_fails_with_no_wait() {
     let waited = w.build(&[]);
     assert_eq!(waited.code, 0, "{}", waited.stderr);
     assert!(
-        waited
-            .stderr
-            .contains(&format!("waiting for the workdir lock, held by pid {}", first.id())),
+        waited.stderr.contains(&format!(
+            "waiting for the workdir lock, held by pid {}",
+            first.id()
+        )),
         "{}",
         waited.stderr
     );

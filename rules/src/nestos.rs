@@ -97,10 +97,11 @@ pub fn expand(configs: &[Config], config_rel: &str) -> Expansion {
         config_rel: config_rel.trim_end_matches('/').to_string(),
     };
 
-    // Overlay layers are arch-independent: one node per layer, shared by every arch.
+    // Overlay layers are arch-independent: one node per overlay.d layer, shared by every arch
+    // (cosa commits each as a ref); rootfs depends on those `ostree-layers` applies.
     let mut overlay_ids = BTreeMap::new();
     for c in configs {
-        for layer in c.applied_overlays() {
+        for layer in &c.overlays {
             if overlay_ids.contains_key(&layer.name) {
                 continue;
             }

@@ -50,6 +50,16 @@ pub enum WorkspaceError {
 impl Workspace {
     /// Builds the graph for `file`; `arch` restricts the `[nestos]` arches to one.
     pub fn new(file: BuildFile, arch: Option<&str>) -> Result<Workspace, WorkspaceError> {
+        Self::with_options(file, arch, true)
+    }
+
+    /// Like [`Workspace::new`]; with `strict_repos` false, a `repos` entry that no `.repo`
+    /// file defines is a warning instead of an error (to inspect a broken config).
+    pub fn with_options(
+        file: BuildFile,
+        arch: Option<&str>,
+        strict_repos: bool,
+    ) -> Result<Workspace, WorkspaceError> {
         let mut b = GraphBuilder::new();
         for s in &file.steps {
             b.add(
@@ -75,6 +85,7 @@ impl Workspace {
                 let mut opts = LoadOptions::new(a);
                 opts.variant = n.variant.clone();
                 opts.workdir = Some(file.workdir.clone());
+                opts.strict_repos = strict_repos;
                 configs.push(Config::load(&dir, &opts).map_err(Box::new)?);
             }
             let x = nestos::expand(&configs, n.config.get_ref());

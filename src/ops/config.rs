@@ -32,7 +32,8 @@ pub fn init(cli: &Cli, a: &InitArgs) -> OpResult {
 
 /// `nosa config show`.
 pub fn show(cli: &Cli, a: &ConfigShowArgs) -> OpResult {
-    let s = Session::open(cli, None, a.arch.as_deref())?;
+    // Showing a config is for inspecting it: an undefined repo is a warning here, not an error.
+    let s = Session::open_with(cli, None, a.arch.as_deref(), false)?;
     let Some(c) = s.ws.configs.first() else {
         return Err(Failure::Config(miette::miette!(
             help = "add a [nestos] table with `config = \"path/to/nestos-config\"`, or run `nosa init`",

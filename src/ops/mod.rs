@@ -66,13 +66,23 @@ impl Session {
     /// Loads the workdir for `arch` (all configured arches if `None`); with `locked`, takes
     /// its lock first. Configuration warnings go to stderr.
     pub fn open(cli: &Cli, locked: Option<&str>, arch: Option<&str>) -> Result<Session, Failure> {
+        Self::open_with(cli, locked, arch, true)
+    }
+
+    /// [`Session::open`], with the config's repo check relaxed to warnings when not `strict`.
+    pub fn open_with(
+        cli: &Cli,
+        locked: Option<&str>,
+        arch: Option<&str>,
+        strict: bool,
+    ) -> Result<Session, Failure> {
         let (workdir, file) = find_workdir(cli)?;
         let lock = match locked {
             Some(what) => Some(lock(cli, &workdir, what)?),
             None => None,
         };
         let bf = BuildFile::load(&file).map_err(|e| Failure::Config((*e).into()))?;
-        let ws = Workspace::new(bf, arch).map_err(|e| Failure::Config(e.into()))?;
+        let ws = Workspace::with_options(bf, arch, strict).map_err(|e| Failure::Config(e.into()))?;
         for w in ws.warnings() {
             eprint!("{}", crate::render::diagnostic(w));
         }
