@@ -5,7 +5,7 @@ set -euo pipefail
 
 # Packages the project needs, one group per purpose.
 build_pkgs=(pkg-config)
-fixture_pkgs=(rpm createrepo-c kmod cpio busybox-static dpkg-dev)
+fixture_pkgs=(rpm createrepo-c kmod cpio dnf git)
 test_pkgs=(bubblewrap)
 bench_pkgs=(ninja-build b3sum)
 
