@@ -10,8 +10,19 @@ use miette::{Diagnostic, NamedSource, SourceSpan};
 use serde::Deserialize;
 use toml::Spanned;
 
+mod cache;
+
 /// The name of the build file nosa looks for in the current directory and its parents.
 pub const BUILD_FILE: &str = "nestos.build.toml";
+
+/// The checked build file's cache, in the store's state directory.
+const CACHE_FILE: &str = "buildfile.bin";
+
+fn workdir_of(path: &Path) -> PathBuf {
+    path.parent()
+        .map(Path::to_path_buf)
+        .unwrap_or_else(|| PathBuf::from("."))
+}
 
 /// Raw `nestos.build.toml`.
 #[derive(Debug, Deserialize)]
@@ -141,7 +152,45 @@ impl BuildFile {
 
     /// Reads and checks the build file at `path`.
     pub fn load(path: &Path) -> Result<BuildFile, Box<BuildFileError>> {
-        let text = fs_err::read_to_string(path).map_err(|e| {
+        let text = Self::read(path)?;
+        Self::parse(path, text)
+    }
+
+    /// [`BuildFile::load`], reusing the checked form cached in `store`'s state directory while
+    /// the file's full content and the nosa executable are unchanged (see [`cache`]): a no-op
+    /// build of a large file then skips TOML parsing and checking.
+    pub fn load_cached(
+        path: &Path,
+        store: &nosa_cache::Store,
+    ) -> Result<BuildFile, Box<BuildFileError>> {
+        let text = Self::read(path)?;
+        let t = std::time::Instant::now();
+        let cache_file = store.state_dir().join(CACHE_FILE);
+        let key = cache::key(&text);
+        if let Some(k) = &key
+            && let Some(c) = cache::read(&cache_file, k)
+        {
+            nosa_engine::timing("load: build file (cached)", t);
+            return Ok(BuildFile {
+                workdir: workdir_of(path),
+                path: path.to_path_buf(),
+                source: Arc::new(text),
+                nestos: c.nestos,
+                default: c.default,
+                steps: c.steps,
+                step_spans: c.step_spans,
+            });
+        }
+        let bf = Self::parse(path, text)?;
+        nosa_engine::timing("load: build file (parsed)", t);
+        if let Some(k) = &key {
+            cache::write(&cache_file, &store.tmp_dir(), k, &bf);
+        }
+        Ok(bf)
+    }
+
+    fn read(path: &Path) -> Result<String, Box<BuildFileError>> {
+        fs_err::read_to_string(path).map_err(|e| {
             Box::new(BuildFileError {
                 message: e.to_string(),
                 src: NamedSource::new(path.display().to_string(), Arc::new(String::new())),
@@ -149,8 +198,7 @@ impl BuildFile {
                 label: String::new(),
                 help: None,
             })
-        })?;
-        Self::parse(path, text)
+        })
     }
 
     /// Checks build file text as if read from `path`.
@@ -268,9 +316,11 @@ impl BuildFile {
             }
             for i in &s.inputs {
                 let p = i.get_ref().trim_end_matches('/');
-                let clash = outputs_of
-                    .iter()
-                    .find(|(o, _)| p == o.as_str() || p.starts_with(&format!("{o}/")));
+                // An input clashes with an output `o` when it is `o` or lies below it: look up
+                // the input and each of its ancestors (not every output: that is quadratic).
+                let clash = std::iter::once(p)
+                    .chain(p.rmatch_indices('/').map(|(at, _)| &p[..at]))
+                    .find_map(|o| outputs_of.get_key_value(o));
                 if let Some((o, producer)) = clash {
                     return Err(err(
                         format!("input {p} is the output {o} of step {producer}"),
@@ -295,12 +345,8 @@ impl BuildFile {
                 deps: s.deps.iter().map(|v| v.get_ref().clone()).collect(),
             });
         }
-        let workdir = path
-            .parent()
-            .map(Path::to_path_buf)
-            .unwrap_or_else(|| PathBuf::from("."));
         Ok(BuildFile {
-            workdir,
+            workdir: workdir_of(path),
             path: path.to_path_buf(),
             source,
             nestos: raw.nestos,
@@ -345,5 +391,88 @@ impl BuildFile {
         e.span = Some((span.start..span.end).into());
         e.label = label.into();
         e
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const TEXT: &str = r#"
+[nestos]
+config = "src/config"
+arches = ["x86_64", "aarch64"]
+targets = ["qemu"]
+keep-last-n = 3
+variant = "minimal"
+
+[graph]
+default = ["b"]
+
+[[step]]
+name = "a"
+inputs = ["in/a.txt", "in/*.md"]
+run = "cat in/a.txt > a.out"
+outputs = ["a.out"]
+
+[[step]]
+name = "b"
+run = "cat a.out > b.out"
+outputs = ["b.out"]
+deps = ["a"]
+"#;
+
+    fn spans(v: &[Spanned<String>]) -> Vec<(String, std::ops::Range<usize>)> {
+        v.iter().map(|s| (s.get_ref().clone(), s.span())).collect()
+    }
+
+    fn same(a: &BuildFile, b: &BuildFile) {
+        assert_eq!(a.steps, b.steps);
+        assert_eq!(a.step_spans, b.step_spans);
+        assert_eq!(spans(&a.default), spans(&b.default));
+        assert_eq!(a.source, b.source);
+        assert_eq!((&a.workdir, &a.path), (&b.workdir, &b.path));
+        let (na, nb) = (a.nestos.as_ref().unwrap(), b.nestos.as_ref().unwrap());
+        assert_eq!(
+            (na.config.get_ref(), na.config.span()),
+            (nb.config.get_ref(), nb.config.span())
+        );
+        assert_eq!(spans(&na.arches), spans(&nb.arches));
+        assert_eq!(spans(&na.targets), spans(&nb.targets));
+        assert_eq!((na.keep_last_n, &na.variant), (nb.keep_last_n, &nb.variant));
+    }
+
+    #[test]
+    fn cached_load_equals_parse_and_any_edit_misses() {
+        let tmp = tempfile::tempdir().unwrap();
+        let store = nosa_cache::Store::open(tmp.path().join("store")).unwrap();
+        let path = tmp.path().join(BUILD_FILE);
+        fs_err::write(&path, TEXT).unwrap();
+        let parsed = BuildFile::load(&path).unwrap();
+        let first = BuildFile::load_cached(&path, &store).unwrap();
+        let cache_file = store.state_dir().join(CACHE_FILE);
+        assert!(cache_file.exists(), "a checked file is cached");
+        let second = BuildFile::load_cached(&path, &store).unwrap();
+        same(&parsed, &first);
+        same(&parsed, &second);
+
+        // One changed byte in a command: the cache must not answer for the new text.
+        fs_err::write(&path, TEXT.replace("> b.out", "> b.ouT")).unwrap();
+        let edited = BuildFile::load_cached(&path, &store).unwrap();
+        assert_eq!(edited.steps[1].run, "cat a.out > b.ouT");
+
+        // An invalid edit is reported, never answered from the cache.
+        fs_err::write(&path, TEXT.replace("deps = [\"a\"]", "deps = [\"zz\"]")).unwrap();
+        let err = BuildFile::load_cached(&path, &store).unwrap_err();
+        assert!(err.message.contains("unknown step"), "{}", err.message);
+
+        // A damaged cache file is a miss.
+        fs_err::write(&path, TEXT).unwrap();
+        BuildFile::load_cached(&path, &store).unwrap();
+        let mut bytes = fs_err::read(&cache_file).unwrap();
+        let mid = bytes.len() / 2;
+        bytes[mid] ^= 0x20;
+        fs_err::write(&cache_file, &bytes).unwrap();
+        same(&parsed, &BuildFile::load_cached(&path, &store).unwrap());
     }
 }

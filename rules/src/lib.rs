@@ -6,6 +6,7 @@ pub mod nestos;
 pub mod pending;
 pub mod step;
 pub mod targets;
+pub mod unpack;
 
 pub use buildfile::{BUILD_FILE, BuildFile, BuildFileError};
 pub use step::StepRule;

@@ -1,0 +1,269 @@
+//! The `unpack` rule: one RPM's payload as a tree (files, directories, symlinks, hardlinks with
+//! their modes), plus `meta.json` with what a tree cannot hold (owners, file capabilities,
+//! ghost files, scriptlets) for the compose. Entries that would escape the tree, and device
+//! nodes, are refused with an error naming the package and the path.
+
+use std::collections::BTreeMap;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Component, Path, PathBuf};
+
+use nosa_cache::EntryKind;
+use nosa_engine::{Params, Rule, RunContext, RunError};
+use rpm::{FileFlags, FileType};
+use serde::Serialize;
+
+/// Unpacks the RPM that its single dependency (an `rpm:` node) produced.
+#[derive(Debug, Clone)]
+pub struct UnpackRule {
+    nevra: String,
+}
+
+impl UnpackRule {
+    /// The rule for package `nevra`.
+    pub fn new(nevra: &str) -> Self {
+        UnpackRule {
+            nevra: nevra.to_string(),
+        }
+    }
+}
+
+/// A scriptlet: interpreter and body.
+#[derive(Debug, Serialize, PartialEq, Eq)]
+pub struct Script {
+    /// Interpreter and arguments (`/bin/sh` when the header names none).
+    pub program: Vec<String>,
+    /// The script text.
+    pub script: String,
+}
+
+/// `meta.json` of an unpacked package.
+#[derive(Debug, Serialize, Default)]
+pub struct UnpackMeta {
+    /// name-epoch:version-release.arch as the header says.
+    pub nevra: String,
+    /// Package name.
+    pub name: String,
+    /// Paths (absolute in the OS) not owned by root:root, with `user:group`.
+    pub owners: BTreeMap<String, String>,
+    /// Paths with file capabilities (text form).
+    pub caps: BTreeMap<String, String>,
+    /// `%ghost` paths: owned but not in the payload.
+    pub ghosts: Vec<String>,
+    /// `%config` paths.
+    pub config: Vec<String>,
+    /// Hardlink groups: each group's paths share one inode.
+    pub hardlinks: Vec<Vec<String>>,
+    /// Scriptlets by phase (`pretrans`, `pre`, `post`, `posttrans`).
+    pub scripts: BTreeMap<String, Script>,
+}
+
+impl Rule for UnpackRule {
+    fn kind(&self) -> &str {
+        "unpack"
+    }
+
+    fn version(&self) -> u32 {
+        1
+    }
+
+    fn params(&self, p: &mut Params) {
+        p.add("nevra", &self.nevra);
+    }
+
+    fn run(&self, ctx: &mut RunContext<'_>) -> Result<(), RunError> {
+        let [dep] = ctx.deps else {
+            return Err(RunError::msg("unpack needs exactly one rpm dependency"));
+        };
+        let tree = ctx.dep_tree(dep)?;
+        let rpm_blob = tree
+            .entries
+            .iter()
+            .find_map(|e| match &e.kind {
+                EntryKind::File { digest, .. } if e.path.ends_with(".rpm") => Some(*digest),
+                _ => None,
+            })
+            .ok_or_else(|| RunError::msg(format!("{} produced no .rpm file", dep.id)))?;
+        let path = ctx.store().blob_path(&rpm_blob);
+        let meta = unpack(&path, &ctx.out.join("root"), &self.nevra)?;
+        let json = serde_json::to_vec_pretty(&meta).map_err(|e| RunError::msg(e.to_string()))?;
+        fs_err::write(ctx.out.join("meta.json"), json)?;
+        Ok(())
+    }
+}
+
+fn err(nevra: &str, path: &str, what: impl std::fmt::Display) -> RunError {
+    RunError::msg(format!("package {nevra}: {path}: {what}"))
+}
+
+/// The tree-relative path of an RPM entry, refusing anything that would leave the tree.
+fn safe_rel(nevra: &str, abs: &Path) -> Result<PathBuf, RunError> {
+    let shown = abs.display().to_string();
+    let mut rel = PathBuf::new();
+    for c in abs.components() {
+        match c {
+            Component::RootDir | Component::CurDir => {}
+            Component::Normal(n) => rel.push(n),
+            Component::ParentDir | Component::Prefix(_) => {
+                return Err(err(nevra, &shown, "path escapes the tree (`..`)"));
+            }
+        }
+    }
+    if rel.as_os_str().is_empty() {
+        return Err(err(nevra, &shown, "empty path"));
+    }
+    Ok(rel)
+}
+
+/// Creates the parent directories of `rel` under `root`, refusing to go through a symlink (a
+/// package could otherwise plant `/x -> /etc` and then write `/x/passwd` outside the tree).
+fn ensure_parents(root: &Path, rel: &Path, nevra: &str) -> Result<PathBuf, RunError> {
+    let mut cur = root.to_path_buf();
+    if let Some(parent) = rel.parent() {
+        for c in parent.components() {
+            cur.push(c);
+            match cur.symlink_metadata() {
+                Ok(m) if m.is_dir() => {}
+                Ok(_) => {
+                    return Err(err(
+                        nevra,
+                        &format!("/{}", rel.display()),
+                        format!(
+                            "parent /{} is not a directory (a symlink would let the entry escape the tree)",
+                            cur.strip_prefix(root).unwrap_or(&cur).display()
+                        ),
+                    ));
+                }
+                Err(_) => fs_err::create_dir(&cur)?,
+            }
+        }
+    }
+    Ok(root.join(rel))
+}
+
+/// Unpacks the package at `rpm_path` under `root`.
+pub fn unpack(rpm_path: &Path, root: &Path, nevra: &str) -> Result<UnpackMeta, RunError> {
+    let pkg = rpm::Package::open(rpm_path).map_err(|e| err(nevra, "payload", e))?;
+    let md = &pkg.metadata;
+    let mut meta = UnpackMeta {
+        nevra: md
+            .get_nevra()
+            .map(|n| n.to_string())
+            .unwrap_or_else(|_| nevra.to_string()),
+        name: md.get_name().unwrap_or_default().to_string(),
+        ..Default::default()
+    };
+    for (phase, s) in [
+        ("pretrans", md.get_pre_trans_script()),
+        ("pre", md.get_pre_install_script()),
+        ("post", md.get_post_install_script()),
+        ("posttrans", md.get_post_trans_script()),
+    ] {
+        if let Ok(s) = s {
+            meta.scripts.insert(
+                phase.into(),
+                Script {
+                    program: s.program.unwrap_or_else(|| vec!["/bin/sh".into()]),
+                    script: s.script,
+                },
+            );
+        }
+    }
+    fs_err::create_dir_all(root)?;
+    // Hardlink members without payload content are linked once their content is written.
+    let mut pending: Vec<(PathBuf, String)> = Vec::new();
+    let mut by_digest: BTreeMap<String, PathBuf> = BTreeMap::new();
+    let mut dir_modes: Vec<(PathBuf, u32)> = Vec::new();
+    let files = pkg.files().map_err(|e| err(nevra, "payload", e))?;
+    for f in files {
+        let f = f.map_err(|e| err(nevra, "payload", e))?;
+        let e = &f.metadata;
+        let abs = e.path();
+        let shown = abs.display().to_string();
+        let rel = safe_rel(nevra, &abs)?;
+        if e.flags().contains(FileFlags::GHOST) {
+            meta.ghosts.push(shown);
+            continue;
+        }
+        if e.flags().contains(FileFlags::CONFIG) {
+            meta.config.push(shown.clone());
+        }
+        if e.user() != "root" || e.group() != "root" {
+            meta.owners
+                .insert(shown.clone(), format!("{}:{}", e.user(), e.group()));
+        }
+        if let Some(c) = e.caps().filter(|c| !c.is_empty()) {
+            meta.caps.insert(shown.clone(), c.to_string());
+        }
+        let mode = u32::from(e.permissions());
+        let target = ensure_parents(root, &rel, nevra)?;
+        match e.file_type() {
+            FileType::Dir => {
+                match target.symlink_metadata() {
+                    Ok(m) if m.is_dir() => {}
+                    Ok(_) => return Err(err(nevra, &shown, "a directory replaces a file")),
+                    Err(_) => fs_err::create_dir(&target)?,
+                }
+                dir_modes.push((target, mode));
+            }
+            FileType::SymbolicLink => {
+                if target.symlink_metadata().is_ok() {
+                    return Err(err(nevra, &shown, "listed twice"));
+                }
+                let link = e.linkto().unwrap_or_default();
+                std::os::unix::fs::symlink(link, &target)
+                    .map_err(|io| err(nevra, &shown, io))?;
+            }
+            FileType::Regular => {
+                let key = e
+                    .digest()
+                    .map(|d| d.to_string())
+                    .unwrap_or_else(|| shown.clone());
+                match f.content() {
+                    Some(content) if !content.is_empty() || e.size() == 0 => {
+                        if target.symlink_metadata().is_ok() {
+                            return Err(err(nevra, &shown, "listed twice"));
+                        }
+                        fs_err::write(&target, content)?;
+                        fs_err::set_permissions(
+                            &target,
+                            std::fs::Permissions::from_mode(mode),
+                        )?;
+                        by_digest.entry(key).or_insert(target);
+                    }
+                    _ => pending.push((target, key)),
+                }
+            }
+            other => {
+                return Err(err(
+                    nevra,
+                    &shown,
+                    format!(
+                        "{other:?} entries are not allowed in an OS tree (device nodes belong in /dev at runtime)"
+                    ),
+                ));
+            }
+        }
+    }
+    let mut groups: BTreeMap<PathBuf, Vec<String>> = BTreeMap::new();
+    for (target, key) in pending {
+        let Some(first) = by_digest.get(&key) else {
+            return Err(err(
+                nevra,
+                &format!("/{}", target.strip_prefix(root).unwrap_or(&target).display()),
+                "regular file without content and no hardlink partner",
+            ));
+        };
+        fs_err::hard_link(first, &target)?;
+        let name = |p: &Path| format!("/{}", p.strip_prefix(root).unwrap_or(p).display());
+        groups
+            .entry(first.clone())
+            .or_insert_with(|| vec![name(first)])
+            .push(name(&target));
+    }
+    meta.hardlinks = groups.into_values().collect();
+    // Directory modes last, so that read-only directories could be filled first.
+    for (d, mode) in dir_modes {
+        fs_err::set_permissions(&d, std::fs::Permissions::from_mode(mode))?;
+    }
+    Ok(meta)
+}
