@@ -4,47 +4,9 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::path::Path;
 
-fn repo_root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-}
-
-fn copy_dir(from: &Path, to: &Path) {
-    for e in walkdir::WalkDir::new(from) {
-        let e = e.unwrap();
-        let rel = e.path().strip_prefix(from).unwrap();
-        let dest = to.join(rel);
-        if e.file_type().is_dir() {
-            fs_err::create_dir_all(&dest).unwrap();
-        } else {
-            fs_err::copy(e.path(), &dest).unwrap();
-        }
-    }
-}
-
-/// A workdir made by `nosa init` from a copy of examples/.
-fn example_workdir() -> (tempfile::TempDir, PathBuf) {
-    let tmp = tempfile::tempdir().unwrap();
-    let src = tmp.path().join("example-config");
-    copy_dir(&repo_root().join("examples"), &src);
-    let w = tmp.path().join("work");
-    fs_err::create_dir_all(&w).unwrap();
-    let out = nosa(&w, &["init", src.to_str().unwrap()]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    (tmp, w)
-}
-
-fn nosa(dir: &Path, args: &[&str]) -> std::process::Output {
-    Command::new(common::nosa_bin())
-        .args(args)
-        .current_dir(dir)
-        .env("NO_COLOR", "1")
-        .stdin(std::process::Stdio::null())
-        .output()
-        .unwrap()
-}
+use common::{example_workdir, nosa, repo_root};
 
 fn json(out: &std::process::Output) -> serde_json::Value {
     assert!(

@@ -237,6 +237,16 @@ fn clean_message(msg: &str) -> String {
         None => msg,
     };
     let msg = msg.lines().next().unwrap_or(msg).trim();
+    // serde-saphyr suggests one of its own options; that is no advice for a config author.
+    let msg = match msg.find(", set DuplicateKeyPolicy") {
+        Some(i) => &msg[..i],
+        None => msg,
+    };
+    let msg = if msg.starts_with("duplicate mapping key") {
+        return format!("{msg}: a key may appear once per mapping; merge the two entries");
+    } else {
+        msg
+    };
     // The label shows the position; drop a trailing " at line N, column M".
     match msg.rfind(" at line ") {
         Some(i) if msg[i..].contains("column") => msg[..i].to_string(),

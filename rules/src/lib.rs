@@ -3,6 +3,7 @@
 
 pub mod buildfile;
 pub mod nestos;
+pub mod overlay;
 pub mod pending;
 pub mod step;
 pub mod targets;

@@ -10,6 +10,7 @@ use nosa_config::{Config, PostprocessStep};
 use nosa_engine::{InputSpec, Rule};
 use serde_json::Value as J;
 
+use crate::overlay::OverlayRule;
 use crate::pending::PendingRule;
 
 /// Disk image formats and the node each target name selects.
@@ -105,11 +106,17 @@ pub fn expand(configs: &[Config], config_rel: &str) -> Expansion {
             if overlay_ids.contains_key(&layer.name) {
                 continue;
             }
-            let mut rule = PendingRule::new("overlay").param("name", &layer.name);
-            if let Some(i) = map.input(&layer.path) {
-                rule = rule.input(i);
+            let id = format!("overlay:{}", layer.name);
+            match map.rel(&layer.path) {
+                Some(dir) => x.nodes.push(NodeDecl {
+                    id: id.clone(),
+                    rule: Arc::new(OverlayRule::new(&layer.name, &dir)),
+                    deps: vec![],
+                }),
+                None => {
+                    x.add(id.clone(), PendingRule::new("overlay").param("name", &layer.name), vec![]);
+                }
             }
-            let id = x.add(format!("overlay:{}", layer.name), rule, vec![]);
             overlay_ids.insert(layer.name.clone(), id);
         }
     }

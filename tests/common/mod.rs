@@ -123,3 +123,65 @@ pub fn expect_log(run: &Run, expect: &[(&str, &str)], rest: &str) {
         run.stdout, run.stderr
     );
 }
+
+pub fn repo_root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+pub fn copy_dir(from: &Path, to: &Path) {
+    for e in walkdir::WalkDir::new(from) {
+        let e = e.unwrap();
+        let rel = e.path().strip_prefix(from).unwrap();
+        let dest = to.join(rel);
+        if e.file_type().is_dir() {
+            fs_err::create_dir_all(&dest).unwrap();
+        } else if e.file_type().is_symlink() {
+            std::os::unix::fs::symlink(fs_err::read_link(e.path()).unwrap(), &dest).unwrap();
+        } else {
+            fs_err::copy(e.path(), &dest).unwrap();
+        }
+    }
+}
+
+/// A workdir made by `nosa init` from a copy of examples/ (returns the temp root and the
+/// workdir; the config copy is `<root>/example-config`, linked as `src/config`).
+pub fn example_workdir() -> (tempfile::TempDir, PathBuf) {
+    let tmp = tempfile::tempdir().unwrap();
+    let src = tmp.path().join("example-config");
+    copy_dir(&repo_root().join("examples"), &src);
+    let w = tmp.path().join("work");
+    fs_err::create_dir_all(&w).unwrap();
+    let out = nosa(&w, &["init", src.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    (tmp, w)
+}
+
+/// `nosa ARGS` in `dir`, no colour, no stdin.
+pub fn nosa(dir: &Path, args: &[&str]) -> Output {
+    Command::new(nosa_bin())
+        .args(args)
+        .current_dir(dir)
+        .env("NO_COLOR", "1")
+        .stdin(std::process::Stdio::null())
+        .output()
+        .unwrap()
+}
+
+/// The summary line of `nosa graph build --json` output, as node id -> status.
+pub fn summary(out: &Output) -> BTreeMap<String, String> {
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let last = stdout.lines().last().unwrap_or_default();
+    let v: serde_json::Value = serde_json::from_str(last)
+        .unwrap_or_else(|_| panic!("summary line; stderr: {}", String::from_utf8_lossy(&out.stderr)));
+    v["nodes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|n| {
+            (
+                n["id"].as_str().unwrap().to_string(),
+                n["status"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect()
+}
