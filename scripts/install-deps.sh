@@ -4,7 +4,7 @@
 set -euo pipefail
 
 # Packages the project needs, one group per purpose.
-build_pkgs=(pkg-config)
+build_pkgs=(pkg-config libsolv-dev libsolvext-dev clang libclang-dev)
 fixture_pkgs=(rpm createrepo-c kmod cpio dnf git)
 test_pkgs=(bubblewrap)
 bench_pkgs=(ninja-build b3sum)

@@ -5,6 +5,7 @@ pub mod buildfile;
 pub mod nestos;
 pub mod overlay;
 pub mod pending;
+pub mod pins;
 pub mod step;
 pub mod targets;
 pub mod unpack;

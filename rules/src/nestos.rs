@@ -10,8 +10,13 @@ use nosa_config::{Config, PostprocessStep};
 use nosa_engine::{InputSpec, Rule};
 use serde_json::Value as J;
 
+use nosa_repo::{Checksum, RepoSource, RepoSyncRule, RpmDownloadRule};
+use nosa_solve::{Lock, Request, ResolveRule, ResolvedPackage};
+
 use crate::overlay::OverlayRule;
 use crate::pending::PendingRule;
+use crate::pins::Pins;
+use crate::unpack::UnpackRule;
 
 /// Disk image formats and the node each target name selects.
 pub const IMAGE_TARGETS: &[&str] = &["qemu", "metal", "metal4k", "openstack"];
@@ -87,8 +92,20 @@ impl Expansion {
     }
 }
 
+/// What the expansion knows beyond the config: repository pins and, per arch, the package set
+/// from a `resolve:<arch>` output of this build (absent until resolve has run).
+#[derive(Debug, Default)]
+pub struct Known {
+    /// Repo pins recorded by `nosa fetch`.
+    pub pins: Pins,
+    /// arch -> resolved packages.
+    pub resolved: BTreeMap<String, Vec<ResolvedPackage>>,
+}
+
 /// Expands `configs` (one per arch; `config_rel` is the config path relative to the workdir).
-pub fn expand(configs: &[Config], config_rel: &str) -> Expansion {
+/// Without a resolved package set for an arch, its package nodes are one planned node
+/// `packages:<arch>` ("expands after resolve").
+pub fn expand(configs: &[Config], config_rel: &str, known: &Known) -> Expansion {
     let mut x = Expansion::default();
     let Some(first) = configs.first() else {
         return x;
@@ -125,35 +142,99 @@ pub fn expand(configs: &[Config], config_rel: &str) -> Expansion {
         let arch = c.arch.as_str();
         let tf = &c.treefile;
         let mut syncs = Vec::new();
+        let mut baseurls: BTreeMap<String, Vec<String>> = BTreeMap::new();
         for repo in c.compose_repos() {
-            let mut rule = PendingRule::new("repo-sync")
-                .param("arch", arch)
-                .param("id", &repo.id)
-                .json("baseurl", &J::from(repo.baseurl.clone()))
-                .param("metalink", repo.metalink.clone().unwrap_or_default())
-                .param("mirrorlist", repo.mirrorlist.clone().unwrap_or_default());
-            if let Some(i) = map.input(&repo.file) {
-                rule = rule.input(i);
-            }
-            syncs.push(x.add(format!("repo-sync:{arch}:{}", repo.id), rule, vec![]));
+            let source = RepoSource::from_config(repo, arch);
+            let pin = known.pins.get(arch, &repo.id, &source.baseurl);
+            baseurls.insert(repo.id.clone(), source.baseurl.clone());
+            let id = RepoSyncRule::node_id(arch, &repo.id);
+            x.nodes.push(NodeDecl {
+                id: id.clone(),
+                rule: Arc::new(RepoSyncRule::new(source, pin)),
+                deps: vec![],
+            });
+            syncs.push(id);
         }
-        let mut resolve = PendingRule::new("resolve")
-            .param("arch", arch)
-            .json("packages", &J::from(tf.packages.clone()))
-            .json("exclude-packages", &J::from(tf.exclude_packages.clone()))
-            .json("repos", &J::from(tf.repos.clone()))
-            .param("recommends", format!("{:?}", tf.recommends));
-        for f in &c.files_read {
-            let name = f.file_name().map(|n| n.to_string_lossy().into_owned());
-            if name.is_some_and(|n| n.starts_with("manifest-lock."))
-                && let Some(i) = map.input(f)
-            {
-                resolve = resolve.input(i);
+        let locks = c
+            .lockfiles
+            .effective()
+            .into_iter()
+            .filter_map(|(name, l)| {
+                let lock = match (&l.evra, &l.evr) {
+                    (Some(evra), _) => Lock::from_evra(evra),
+                    (None, Some(evr)) => Lock {
+                        evr: evr.clone(),
+                        arch: None,
+                    },
+                    (None, None) => return None,
+                };
+                Some((name, lock))
+            })
+            .collect();
+        let request = Request {
+            arch: arch.to_string(),
+            packages: tf.packages.clone(),
+            exclude_packages: tf.exclude_packages.clone(),
+            recommends: tf.recommends.unwrap_or(true),
+            locks,
+            priorities: BTreeMap::new(),
+        };
+        let resolve = ResolveRule::node_id(arch);
+        x.nodes.push(NodeDecl {
+            id: resolve.clone(),
+            rule: Arc::new(ResolveRule::new(request)),
+            deps: syncs,
+        });
+        x.target("fetch", &resolve);
+
+        // The package nodes: known only once resolve has run in this build.
+        let mut unpacked = Vec::new();
+        match known.resolved.get(arch) {
+            Some(pkgs) => {
+                for p in pkgs {
+                    let urls: Vec<String> = baseurls
+                        .get(&p.repo)
+                        .into_iter()
+                        .flatten()
+                        .map(|b| format!("{}/{}", b.trim_end_matches('/'), p.location))
+                        .collect();
+                    let checksum = match Checksum::parse(&p.checksum.kind, &p.checksum.value) {
+                        Ok(c) => c,
+                        Err(_) => continue,
+                    };
+                    let rpm = RpmDownloadRule::node_id(arch, &p.nevra);
+                    x.nodes.push(NodeDecl {
+                        id: rpm.clone(),
+                        rule: Arc::new(RpmDownloadRule::new(
+                            p.nevra.clone(),
+                            checksum,
+                            p.size,
+                            urls,
+                        )),
+                        deps: vec![resolve.clone()],
+                    });
+                    x.target("fetch", &rpm);
+                    let unpack = format!("unpack:{arch}:{}", p.nevra);
+                    x.nodes.push(NodeDecl {
+                        id: unpack.clone(),
+                        rule: Arc::new(UnpackRule::new(&p.nevra)),
+                        deps: vec![rpm],
+                    });
+                    unpacked.push(unpack);
+                }
+            }
+            None => {
+                let id = x.add(
+                    format!("packages:{arch}"),
+                    PendingRule::new("packages").param("arch", arch),
+                    vec![resolve.clone()],
+                );
+                unpacked.push(id);
             }
         }
-        let resolve = x.add(format!("resolve:{arch}"), resolve, syncs);
 
         let mut rootfs_deps = vec![resolve];
+        rootfs_deps.extend(unpacked);
         rootfs_deps.extend(
             c.applied_overlays()
                 .iter()

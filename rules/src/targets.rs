@@ -60,6 +60,20 @@ impl Workspace {
         arch: Option<&str>,
         strict_repos: bool,
     ) -> Result<Workspace, WorkspaceError> {
+        let known = nestos::Known {
+            pins: crate::pins::Pins::load(&file.workdir),
+            ..Default::default()
+        };
+        Self::expanded(file, arch, strict_repos, &known)
+    }
+
+    /// Like [`Workspace::with_options`], with pins and resolved package sets given.
+    pub fn expanded(
+        file: BuildFile,
+        arch: Option<&str>,
+        strict_repos: bool,
+        known: &nestos::Known,
+    ) -> Result<Workspace, WorkspaceError> {
         let mut b = GraphBuilder::new();
         for s in &file.steps {
             b.add(
@@ -88,7 +102,7 @@ impl Workspace {
                 opts.strict_repos = strict_repos;
                 configs.push(Config::load(&dir, &opts).map_err(Box::new)?);
             }
-            let x = nestos::expand(&configs, n.config.get_ref());
+            let x = nestos::expand(&configs, n.config.get_ref(), known);
             for d in x.nodes {
                 b.add(d.id, d.rule, d.deps);
             }
