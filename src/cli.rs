@@ -36,6 +36,23 @@ pub enum Command {
     Config(ConfigCommand),
     /// Print the architecture nosa builds for by default (the host's).
     Basearch,
+    /// Pin every repository (its current repomd.xml), then sync, resolve and download the
+    /// packages of every configured arch: after it, a build needs no network.
+    Fetch(FetchArgs),
+}
+
+/// `nosa fetch`.
+#[derive(Debug, Args)]
+pub struct FetchArgs {
+    /// Only this architecture.
+    #[arg(long, value_name = "ARCH")]
+    pub arch: Option<String>,
+    /// Downloads at once (default: number of cores).
+    #[arg(short = 'j', long, value_name = "N")]
+    pub jobs: Option<usize>,
+    /// JSON lines on stdout, as `graph build --json`.
+    #[arg(long)]
+    pub json: bool,
 }
 
 /// `nosa init`.
@@ -81,6 +98,18 @@ pub enum GraphCommand {
     Why(WhyArgs),
     /// Print the graph as text, or Graphviz DOT.
     Show(ShowArgs),
+    /// List the files of NODE's last good output (path, mode, size, digest).
+    Output(OutputArgs),
+}
+
+/// `nosa graph output`.
+#[derive(Debug, Args)]
+pub struct OutputArgs {
+    /// The node id.
+    pub node: String,
+    /// JSON on stdout.
+    #[arg(long)]
+    pub json: bool,
 }
 
 /// Flags shared by commands that select targets.

@@ -12,18 +12,47 @@ use clap::Parser;
 use cli::{Cli, Command, ConfigCommand, GraphCommand};
 use exit::Failure;
 
+/// Restores the default SIGPIPE action, so `nosa ... | head` ends quietly like other Unix
+/// tools instead of panicking on a closed stdout.
+#[allow(unsafe_code)]
+fn default_sigpipe() {
+    // SAFETY: called first thing in main, before any thread exists; SIG_DFL is a valid action.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
+}
+
+/// Renders diagnostics the same way everywhere: unicode drawing, colour only on a terminal
+/// and without `NO_COLOR` (miette's own detection depends on build features).
+fn diagnostics_hook() {
+    use std::io::IsTerminal;
+    let colour = std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none();
+    let _ = miette::set_hook(Box::new(move |_| {
+        Box::new(
+            miette::MietteHandlerOpts::new()
+                .unicode(true)
+                .color(colour)
+                .build(),
+        )
+    }));
+}
+
 fn main() -> ExitCode {
+    default_sigpipe();
+    diagnostics_hook();
     let cli = Cli::parse();
     let result = match &cli.command {
         Command::Graph(GraphCommand::Build(a)) => ops::graph::build(&cli, a),
         Command::Graph(GraphCommand::Plan(a)) => ops::graph::plan(&cli, a),
         Command::Graph(GraphCommand::Why(a)) => ops::graph::why(&cli, a),
         Command::Graph(GraphCommand::Show(a)) => ops::graph::show(&cli, a),
+        Command::Graph(GraphCommand::Output(a)) => ops::graph::output(&cli, a),
         Command::Prune(a) => ops::store::prune(&cli, a),
         Command::Clean(a) => ops::store::clean(&cli, a),
         Command::Init(a) => ops::config::init(&cli, a),
         Command::Config(ConfigCommand::Show(a)) => ops::config::show(&cli, a),
         Command::Basearch => ops::config::basearch(),
+        Command::Fetch(a) => ops::fetch::fetch(&cli, a),
     };
     match result {
         Ok(()) => ExitCode::from(exit::SUCCESS),

@@ -9,10 +9,13 @@ use nosa_engine::{BuildReport, Event, Observer, Status};
 
 /// Renders build events.
 pub struct Progress {
-    json: bool,
+    /// Buffered stdout for JSON lines (30,000 unbuffered lines cost 30,000 writes).
+    json_out: Option<std::io::BufWriter<std::io::Stdout>>,
     bar: Option<ProgressBar>,
     done: usize,
     workdir: std::path::PathBuf,
+    /// Nodes already reported (a staged build sees its first stage's nodes again, cached).
+    seen: std::collections::HashSet<String>,
 }
 
 impl Progress {
@@ -27,10 +30,11 @@ impl Progress {
             b
         });
         Progress {
-            json,
+            json_out: json.then(|| std::io::BufWriter::with_capacity(1 << 16, std::io::stdout())),
             bar,
             done: 0,
             workdir: workdir.to_path_buf(),
+            seen: Default::default(),
         }
     }
 
@@ -64,18 +68,38 @@ impl Observer for Progress {
                 }
             }
             Event::Finished(r) => {
+                if !self.seen.insert(r.id.clone()) {
+                    return;
+                }
                 self.done += 1;
                 if let Some(b) = &self.bar {
                     b.set_position(self.done as u64);
                 }
-                if self.json {
-                    let v = serde_json::json!({
-                        "event": "node", "id": r.id, "status": r.status.as_str(), "ms": r.ms,
-                        "reasons": r.reasons.iter().map(ToString::to_string).collect::<Vec<_>>(),
-                        "error": r.error,
-                    });
-                    let mut out = std::io::stdout().lock();
-                    let _ = writeln!(out, "{v}");
+                if let Some(out) = &mut self.json_out {
+                    // Keys in the order `serde_json::json!` used to print them (sorted).
+                    #[derive(serde::Serialize)]
+                    struct NodeLine<'a> {
+                        error: &'a Option<String>,
+                        event: &'static str,
+                        id: &'a str,
+                        ms: u64,
+                        reasons: Vec<String>,
+                        status: &'static str,
+                    }
+                    let line = NodeLine {
+                        error: &r.error,
+                        event: "node",
+                        id: &r.id,
+                        ms: r.ms,
+                        reasons: r.reasons.iter().map(ToString::to_string).collect(),
+                        status: r.status.as_str(),
+                    };
+                    let _ = serde_json::to_writer(&mut *out, &line);
+                    let _ = out.write_all(b"\n");
+                    // Cached nodes come in bursts and are buffered; a node that ran is news.
+                    if r.status != Status::Cached {
+                        let _ = out.flush();
+                    }
                 }
                 match r.status {
                     Status::Ran => {
@@ -132,12 +156,24 @@ impl Progress {
             parts.join(", "),
             report.ms as f64 / 1000.0
         );
-        if self.json {
+        if let Some(mut out) = self.json_out {
+            let _ = out.flush();
+            drop(out);
+            #[derive(serde::Serialize)]
+            struct SummaryNode<'a> {
+                id: &'a str,
+                ms: u64,
+                status: &'static str,
+            }
             let nodes: Vec<_> = report
                 .nodes
                 .iter()
                 .filter(|n| n.status != Status::Skipped)
-                .map(|n| serde_json::json!({"id": n.id, "status": n.status.as_str(), "ms": n.ms}))
+                .map(|n| SummaryNode {
+                    id: &n.id,
+                    ms: n.ms,
+                    status: n.status.as_str(),
+                })
                 .collect();
             let v = serde_json::json!({
                 "event": "summary",

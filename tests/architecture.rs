@@ -24,7 +24,10 @@ const FORBIDDEN: &[&str] = &[
 
 /// The host target triple, from `rustc -vV`.
 fn host() -> String {
-    let out = Command::new("rustc").arg("-vV").output().expect("run rustc -vV");
+    let out = Command::new("rustc")
+        .arg("-vV")
+        .output()
+        .expect("run rustc -vV");
     String::from_utf8_lossy(&out.stdout)
         .lines()
         .find_map(|l| l.strip_prefix("host: "))
@@ -40,7 +43,11 @@ fn metadata() -> serde_json::Value {
         .current_dir(env!("CARGO_MANIFEST_DIR"))
         .output()
         .expect("run cargo metadata");
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     serde_json::from_slice(&out.stdout).unwrap()
 }
 
@@ -86,7 +93,10 @@ fn engine_and_cache_know_nothing_about_os_images() {
     let meta = metadata();
     for layer in ["nosa-engine", "nosa-cache"] {
         let deps = closure(&meta, layer);
-        assert!(deps.contains("blake3"), "{layer}: the closure was computed ({deps:?})");
+        assert!(
+            deps.contains("blake3"),
+            "{layer}: the closure was computed ({deps:?})"
+        );
         let bad: Vec<&&str> = FORBIDDEN.iter().filter(|f| deps.contains(**f)).collect();
         assert!(bad.is_empty(), "{layer} must not depend on {bad:?}");
     }

@@ -50,14 +50,20 @@ fn config_show_of_the_example() {
             .iter()
             .map(|p| p.as_str().unwrap())
             .collect();
-        assert!(pkgs.contains(&"busybox") && pkgs.contains(&"kernel"), "{pkgs:?}");
+        assert!(
+            pkgs.contains(&"busybox") && pkgs.contains(&"kernel"),
+            "{pkgs:?}"
+        );
         assert_eq!(
             pkgs.contains(&"grub2-pc-modules"),
             arch == "x86_64",
             "packages-x86_64 merged only for x86_64"
         );
         assert_eq!(v["ref"], format!("nestos/{arch}/devel"));
-        assert!(v["image"]["size"].is_number(), "image.yaml flattened under `image`");
+        assert!(
+            v["image"]["size"].is_number(),
+            "image.yaml flattened under `image`"
+        );
         let text = serde_json::to_string_pretty(&v)
             .unwrap()
             .replace(&w.display().to_string(), "<workdir>");
@@ -82,13 +88,20 @@ fn basearch_is_the_host() {
 /// Overlay node ids in `graph show` and in `graph plan TARGET --json`.
 fn overlay_nodes(w: &Path, arch: &str) -> (Vec<String>, Vec<String>) {
     let show = nosa(w, &["graph", "show", "--arch", arch]);
-    assert!(show.status.success(), "{}", String::from_utf8_lossy(&show.stderr));
+    assert!(
+        show.status.success(),
+        "{}",
+        String::from_utf8_lossy(&show.stderr)
+    );
     let all: Vec<String> = String::from_utf8_lossy(&show.stdout)
         .lines()
         .filter(|l| l.starts_with("overlay:"))
         .map(|l| l.split_whitespace().next().unwrap().to_string())
         .collect();
-    let plan = json(&nosa(w, &["graph", "plan", "ostree", "--arch", arch, "--json"]));
+    let plan = json(&nosa(
+        w,
+        &["graph", "plan", "ostree", "--arch", arch, "--json"],
+    ));
     let planned: Vec<String> = plan["nodes"]
         .as_array()
         .unwrap()
@@ -123,7 +136,10 @@ fn plan_expands_the_example_per_arch() {
     ] {
         assert!(ids.contains(&want.as_str()), "{want} planned: {ids:?}");
     }
-    assert_eq!(plan["run"], 3, "the two overlays and the repo sync have no deps");
+    assert_eq!(
+        plan["run"], 3,
+        "the two overlays and the repo sync have no deps"
+    );
     let (all, planned) = overlay_nodes(&w, "aarch64");
     assert_eq!(all, vec!["overlay:05core", "overlay:15nestos"]);
     assert_eq!(planned, all);
@@ -134,8 +150,14 @@ fn undefined_repo_is_an_error_for_builds_and_a_warning_for_show() {
     let (_tmp, w) = example_workdir();
     let manifest = w.join("src/config/manifests/nestos.yaml");
     let text = fs_err::read_to_string(&manifest).unwrap();
-    assert!(text.contains("  - nestos-fixture\n"), "example lists its repo");
-    let text = text.replace("  - nestos-fixture\n", "  - nestos-fixture\n  - no-such-repo\n");
+    assert!(
+        text.contains("  - nestos-fixture\n"),
+        "example lists its repo"
+    );
+    let text = text.replace(
+        "  - nestos-fixture\n",
+        "  - nestos-fixture\n  - no-such-repo\n",
+    );
     fs_err::write(&manifest, text).unwrap();
     let plan = nosa(&w, &["graph", "plan"]);
     assert_eq!(plan.status.code(), Some(2));
@@ -153,7 +175,10 @@ fn undefined_repo_is_an_error_for_builds_and_a_warning_for_show() {
 fn reference_configs_expand() {
     let base = repo_root().join("../shared/reference/configs");
     if !base.is_dir() {
-        eprintln!("SKIPPED: {} is absent; the project's own fixtures cover these features", base.display());
+        eprintln!(
+            "SKIPPED: {} is absent; the project's own fixtures cover these features",
+            base.display()
+        );
         return;
     }
     for (name, strict_ok) in [
@@ -163,7 +188,11 @@ fn reference_configs_expand() {
     ] {
         let tmp = tempfile::tempdir().unwrap();
         let out = nosa(tmp.path(), &["init", base.join(name).to_str().unwrap()]);
-        assert!(out.status.success(), "{name}: {}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "{name}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         let dirs: Vec<String> = fs_err::read_dir(base.join(name).join("overlay.d"))
             .unwrap()
             .map(|e| e.unwrap())
@@ -171,8 +200,14 @@ fn reference_configs_expand() {
             .map(|e| format!("overlay:{}", e.file_name().to_string_lossy()))
             .collect();
         for arch in ["x86_64", "aarch64"] {
-            let show = json(&nosa(tmp.path(), &["config", "show", "--json", "--arch", arch]));
-            assert!(show["packages"].as_array().is_some_and(|p| !p.is_empty()), "{name}");
+            let show = json(&nosa(
+                tmp.path(),
+                &["config", "show", "--json", "--arch", arch],
+            ));
+            assert!(
+                show["packages"].as_array().is_some_and(|p| !p.is_empty()),
+                "{name}"
+            );
             if !strict_ok {
                 // A real bug in that branch: a repo named in the manifest that no .repo defines.
                 let plan = nosa(tmp.path(), &["graph", "plan", "--arch", arch]);
@@ -184,7 +219,10 @@ fn reference_configs_expand() {
             let mut want = dirs.clone();
             want.sort();
             assert_eq!(all, want, "{name} {arch}: one node per overlay.d layer");
-            assert!(!planned.is_empty() && planned.len() <= all.len(), "{name} {arch}");
+            assert!(
+                !planned.is_empty() && planned.len() <= all.len(),
+                "{name} {arch}"
+            );
         }
     }
 }

@@ -15,7 +15,13 @@ pub fn temp_name(dir: &Path, hint: &str) -> PathBuf {
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.subsec_nanos())
         .unwrap_or(0);
-    dir.join(format!(".tmp-{}-{}-{}-{}", std::process::id(), n, nanos, hint))
+    dir.join(format!(
+        ".tmp-{}-{}-{}-{}",
+        std::process::id(),
+        n,
+        nanos,
+        hint
+    ))
 }
 
 /// Writes `bytes` to `dest` atomically: readers see the old file or the complete new one, never

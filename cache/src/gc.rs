@@ -138,11 +138,20 @@ mod tests {
             .gc(&roots, &HashSet::new(), &HashSet::new(), true)
             .unwrap();
         assert_eq!(dry.removed_actions, 1);
-        assert!(store.get_action(&drop.key).is_some(), "dry run removes nothing");
+        assert!(
+            store.get_action(&drop.key).is_some(),
+            "dry run removes nothing"
+        );
         let report = store
             .gc(&roots, &HashSet::new(), &HashSet::new(), false)
             .unwrap();
-        assert_eq!(report, GcReport { freed_bytes: report.freed_bytes, ..dry });
+        assert_eq!(
+            report,
+            GcReport {
+                freed_bytes: report.freed_bytes,
+                ..dry
+            }
+        );
         assert_eq!((report.removed_trees, report.removed_blobs), (1, 1));
         assert!(report.freed_bytes > 0);
         assert!(store.get_action(&keep.key).is_some());

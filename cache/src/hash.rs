@@ -3,11 +3,13 @@
 
 use std::collections::HashMap;
 use std::io::Read;
+use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::MetadataExt;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use crate::atomic::write_atomic;
+use crate::codec::{Reader, Writer};
 use crate::{Digest, Result};
 
 /// Files at least this large are hashed with memory mapping on all cores.
@@ -60,18 +62,56 @@ impl Stamp {
 /// stat could leave the stamp unchanged ("racily clean", as git calls it).
 const RACY_WINDOW_NS: i64 = 2_000_000_000;
 
+/// FxHash (rustc's hasher): a few cycles per word. Keys are local paths, so hash flooding is
+/// not a concern, and SipHash over 30,000 paths per no-op build is.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct FxHasher(u64);
+
+impl std::hash::Hasher for FxHasher {
+    fn write(&mut self, bytes: &[u8]) {
+        const K: u64 = 0x517c_c1b7_2722_0a95;
+        let mut chunks = bytes.chunks_exact(8);
+        for c in &mut chunks {
+            let w = u64::from_le_bytes(c.try_into().expect("8 bytes"));
+            self.0 = (self.0.rotate_left(5) ^ w).wrapping_mul(K);
+        }
+        let mut last = [0u8; 8];
+        let rem = chunks.remainder();
+        last[..rem.len()].copy_from_slice(rem);
+        self.0 =
+            (self.0.rotate_left(5) ^ u64::from_le_bytes(last) ^ rem.len() as u64).wrapping_mul(K);
+    }
+    fn write_usize(&mut self, n: usize) {
+        self.0 = (self.0.rotate_left(5) ^ n as u64).wrapping_mul(0x517c_c1b7_2722_0a95);
+    }
+    fn finish(&self) -> u64 {
+        self.0
+    }
+}
+
+/// Builds [`FxHasher`]s, for `HashMap::with_hasher`.
+pub type FxBuildHasher = std::hash::BuildHasherDefault<FxHasher>;
+type FxBuild = FxBuildHasher;
+
+fn key(path: &Path) -> &[u8] {
+    path.as_os_str().as_bytes()
+}
+
 /// Maps a path to the digest of its content, trusted while (size, mtime, ctime, inode, device)
 /// are unchanged. ctime cannot be set from user space, so `touch -d` tricks do not fool it.
 #[derive(Debug, Default)]
 pub struct StatCache {
-    entries: HashMap<PathBuf, (Stamp, Digest)>,
+    entries: HashMap<Box<[u8]>, (Stamp, Digest), FxBuild>,
     dirty: bool,
 }
 
-const MAGIC: &[u8; 8] = b"nosasc01";
+/// Format of the stat cache file ([`crate::codec`], checksummed: a damaged file is dropped
+/// whole, so a wrong digest can never be trusted from it).
+const MAGIC: &[u8; 8] = b"nosasc02";
 
 impl StatCache {
-    /// Loads the cache from `path`; a missing or unreadable file gives an empty cache.
+    /// Loads the cache from `path`; a missing, damaged or older-format file gives an empty
+    /// cache (every file is then hashed once).
     pub fn load(path: &Path) -> StatCache {
         let Ok(bytes) = fs_err::read(path) else {
             return StatCache::default();
@@ -80,33 +120,22 @@ impl StatCache {
     }
 
     fn decode(bytes: &[u8]) -> Option<StatCache> {
-        let mut r = bytes.strip_prefix(MAGIC.as_slice())?;
-        let mut entries = HashMap::new();
-        fn take<'a>(r: &mut &'a [u8], n: usize) -> Option<&'a [u8]> {
-            if r.len() < n {
-                return None;
-            }
-            let (a, b) = r.split_at(n);
-            *r = b;
-            Some(a)
-        }
-        fn u64le(r: &mut &[u8]) -> Option<u64> {
-            Some(u64::from_le_bytes(take(r, 8)?.try_into().ok()?))
-        }
-        while !r.is_empty() {
-            let len = usize::try_from(u64le(&mut r)?).ok()?;
-            let p = std::str::from_utf8(take(&mut r, len)?).ok()?;
+        let mut r = Reader::open(bytes, MAGIC)?;
+        let n = r.count()?;
+        let mut entries = HashMap::with_capacity_and_hasher(n.min(bytes.len()), FxBuild::default());
+        for _ in 0..n {
+            let p = r.bytes()?;
             let stamp = Stamp {
-                size: u64le(&mut r)?,
-                mtime_ns: u64le(&mut r)? as i64,
-                ctime_ns: u64le(&mut r)? as i64,
-                ino: u64le(&mut r)?,
-                dev: u64le(&mut r)?,
+                size: r.u64()?,
+                mtime_ns: r.u64()? as i64,
+                ctime_ns: r.u64()? as i64,
+                ino: r.u64()?,
+                dev: r.u64()?,
             };
-            let d = Digest(take(&mut r, 32)?.try_into().ok()?);
-            entries.insert(PathBuf::from(p), (stamp, d));
+            let d = r.digest()?;
+            entries.insert(p.into(), (stamp, d));
         }
-        Some(StatCache {
+        r.is_empty().then_some(StatCache {
             entries,
             dirty: false,
         })
@@ -117,49 +146,41 @@ impl StatCache {
         if !self.dirty {
             return Ok(());
         }
-        let mut out = Vec::with_capacity(self.entries.len() * 100);
-        out.extend_from_slice(MAGIC);
+        let mut w = Writer::new(MAGIC, self.entries.len() * 100);
+        w.u64(self.entries.len() as u64);
         for (p, (s, d)) in &self.entries {
-            let Some(ps) = p.to_str() else { continue };
-            out.extend_from_slice(&(ps.len() as u64).to_le_bytes());
-            out.extend_from_slice(ps.as_bytes());
-            for v in [
-                s.size,
-                s.mtime_ns as u64,
-                s.ctime_ns as u64,
-                s.ino,
-                s.dev,
-            ] {
-                out.extend_from_slice(&v.to_le_bytes());
+            w.bytes(p);
+            for v in [s.size, s.mtime_ns as u64, s.ctime_ns as u64, s.ino, s.dev] {
+                w.u64(v);
             }
-            out.extend_from_slice(&d.0);
+            w.digest(d);
         }
-        write_atomic(tmp_dir, path, &out)?;
+        write_atomic(tmp_dir, path, &w.finish())?;
         self.dirty = false;
         Ok(())
     }
 
     /// The digest remembered for `path` if its stamp still matches `meta`.
     pub fn lookup(&self, path: &Path, meta: &std::fs::Metadata) -> Option<Digest> {
-        let (stamp, d) = self.entries.get(path)?;
+        let (stamp, d) = self.entries.get(key(path))?;
         (*stamp == Stamp::of(meta)).then_some(*d)
     }
 
     /// Remembers `d` for `path` unless the file was modified too recently to trust its stamp.
-    pub fn insert(&mut self, path: PathBuf, meta: &std::fs::Metadata, d: Digest) {
+    pub fn insert(&mut self, path: &Path, meta: &std::fs::Metadata, d: Digest) {
         let stamp = Stamp::of(meta);
         let now = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .map(|d| d.as_nanos() as i64)
             .unwrap_or(i64::MAX);
         if now - stamp.mtime_ns.max(stamp.ctime_ns) < RACY_WINDOW_NS {
-            if self.entries.remove(&path).is_some() {
+            if self.entries.remove(key(path)).is_some() {
                 self.dirty = true;
             }
             return;
         }
-        if self.entries.get(&path) != Some(&(stamp, d)) {
-            self.entries.insert(path, (stamp, d));
+        if self.entries.get(key(path)) != Some(&(stamp, d)) {
+            self.entries.insert(key(path).into(), (stamp, d));
             self.dirty = true;
         }
     }
@@ -171,14 +192,15 @@ impl StatCache {
             return Ok(d);
         }
         let d = hash_file(path)?;
-        self.insert(path.to_path_buf(), &meta, d);
+        self.insert(path, &meta, d);
         Ok(d)
     }
 
     /// Drops entries for which `keep` returns false.
     pub fn retain(&mut self, mut keep: impl FnMut(&Path) -> bool) {
         let before = self.entries.len();
-        self.entries.retain(|p, _| keep(p));
+        self.entries
+            .retain(|p, _| keep(Path::new(std::ffi::OsStr::from_bytes(p))));
         self.dirty |= self.entries.len() != before;
     }
 
@@ -209,8 +231,17 @@ mod tests {
         assert!(sc.is_empty());
         // An old stamp is remembered and survives a save/load.
         let meta = fs_err::metadata(&f).unwrap();
-        sc.entries
-            .insert(f.clone(), (Stamp { mtime_ns: 1, ctime_ns: 1, ..Stamp::of(&meta) }, d));
+        sc.entries.insert(
+            key(&f).into(),
+            (
+                Stamp {
+                    mtime_ns: 1,
+                    ctime_ns: 1,
+                    ..Stamp::of(&meta)
+                },
+                d,
+            ),
+        );
         sc.dirty = true;
         let db = tmp.path().join("sc");
         sc.save(&db, tmp.path()).unwrap();

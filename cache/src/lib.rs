@@ -43,6 +43,7 @@
 
 mod action;
 pub mod atomic;
+pub mod codec;
 mod digest;
 mod gc;
 mod hash;
@@ -53,7 +54,7 @@ mod tree;
 pub use action::{ActionRecord, Component, ComponentKind};
 pub use digest::{BadDigest, Digest};
 pub use gc::GcReport;
-pub use hash::{StatCache, hash_file};
+pub use hash::{FxBuildHasher, FxHasher, StatCache, hash_file};
 pub use lock::WorkdirLock;
 pub use store::{Materialize, Store};
 pub use tree::{EntryKind, Tree, TreeEntry};

@@ -230,7 +230,11 @@ impl Store {
             let target = dest.join(&e.path);
             match &e.kind {
                 EntryKind::Dir => {
-                    if target.symlink_metadata().map(|m| !m.is_dir()).unwrap_or(false) {
+                    if target
+                        .symlink_metadata()
+                        .map(|m| !m.is_dir())
+                        .unwrap_or(false)
+                    {
                         fs_err::remove_file(&target)?;
                     }
                     fs_err::create_dir_all(&target)?;
@@ -284,15 +288,17 @@ mod tests {
         fs_err::create_dir_all(src.join("d")).unwrap();
         fs_err::write(src.join("d/a.txt"), "hello").unwrap();
         fs_err::write(src.join("x.sh"), "#!/bin/sh\n").unwrap();
-        fs_err::set_permissions(src.join("x.sh"), std::fs::Permissions::from_mode(0o755))
-            .unwrap();
+        fs_err::set_permissions(src.join("x.sh"), std::fs::Permissions::from_mode(0o755)).unwrap();
         std::os::unix::fs::symlink("d/a.txt", src.join("link")).unwrap();
         let (d, tree) = store.ingest_dir(&src, false).unwrap();
         assert_eq!(tree.entries.len(), 4);
         assert!(store.tree_complete(&d));
         let out = tmp.path().join("out");
         store.materialize(&tree, &out, Materialize::Copy).unwrap();
-        assert_eq!(fs_err::read_to_string(out.join("d/a.txt")).unwrap(), "hello");
+        assert_eq!(
+            fs_err::read_to_string(out.join("d/a.txt")).unwrap(),
+            "hello"
+        );
         assert_eq!(
             fs_err::metadata(out.join("x.sh")).unwrap().mode() & 0o777,
             0o755

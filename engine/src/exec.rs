@@ -8,12 +8,16 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, mpsc};
 use std::time::Instant;
 
-use nosa_cache::{ActionRecord, Component, ComponentKind, Digest, EntryKind, StatCache, Store};
+use nosa_cache::{
+    ActionRecord, Component, ComponentKind, Digest, EntryKind, FxBuildHasher, StatCache, Store,
+    hash_file,
+};
+use rayon::prelude::*;
 
 use crate::graph::Graph;
 use crate::inputs::resolve_inputs;
-use crate::key::{Params, key_of, rule_component, sort_components};
-use crate::node::{DepOutput, InputFile, Rule, RunContext, RunError};
+use crate::key::{Params, key_of, key_of_parts, rule_component, rule_digest, sort_components};
+use crate::node::{DepOutput, InputFile, MaterializeTo, Rule, RunContext, RunError};
 use crate::queue::DependencyQueue;
 use crate::reason::{Reason, diff};
 use crate::state::{BuildState, Good, NodeState, Status};
@@ -27,6 +31,10 @@ pub struct BuildOptions {
     pub keep_going: bool,
     /// Node ids to run even if cached.
     pub force: HashSet<String>,
+    /// This build continues the previous one in the same invocation (a staged build): it
+    /// keeps its build number, and a node it finds cached that already ran in that build keeps
+    /// the status and reasons recorded then, so `why` still explains the run.
+    pub continue_build: bool,
 }
 
 impl Default for BuildOptions {
@@ -37,6 +45,7 @@ impl Default for BuildOptions {
                 .unwrap_or(2),
             keep_going: false,
             force: HashSet::new(),
+            continue_build: false,
         }
     }
 }
@@ -134,11 +143,16 @@ pub enum EngineError {
     Io(#[from] std::io::Error),
 }
 
+/// The state and stat cache being loaded on a background thread.
+type Prefetch = std::thread::JoinHandle<(BuildState, StatCache)>;
+
 /// The engine for one workdir.
 #[derive(Debug, Clone)]
 pub struct Engine {
     workdir: PathBuf,
     store: Store,
+    /// The state and stat cache, being read ahead by [`Engine::prefetch`].
+    prefetched: Arc<Mutex<Option<Prefetch>>>,
 }
 
 /// What the coordinator decided for a ready node.
@@ -161,16 +175,46 @@ struct Job {
     components: Vec<Component>,
 }
 
+/// The outcome of [`Engine::check_materialized`].
+struct Intact {
+    intact: bool,
+    /// Files hashed on the way (not vouched for by the stat cache): path, stamp, digest.
+    hashed: Vec<(PathBuf, std::fs::Metadata, Digest)>,
+}
+
 struct JobDone {
     local: usize,
     result: Result<ActionRecord, String>,
     log: PathBuf,
 }
 
+/// Prints how long a phase took (since `since`) on stderr when `NOSA_TIMINGS` is set: a cheap
+/// profile of the no-op path, left in on purpose.
+pub fn timing(phase: &str, since: Instant) {
+    static ON: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    if *ON.get_or_init(|| std::env::var_os("NOSA_TIMINGS").is_some()) {
+        // Resident memory after the phase: allocation (page faults) is a cost of its own.
+        let rss_mib = fs_err::read_to_string("/proc/self/statm")
+            .ok()
+            .and_then(|s| s.split_whitespace().nth(1)?.parse::<u64>().ok())
+            .map_or(0, |pages| (pages * 4096) >> 20);
+        eprintln!(
+            "nosa-timing: {phase:<26} {:9.2} ms  rss {rss_mib:>5} MiB",
+            since.elapsed().as_secs_f64() * 1e3
+        );
+    }
+}
+
 /// File name for a node id (`:` and `/` replaced).
 pub fn file_name_for(id: &str) -> String {
     id.chars()
-        .map(|c| if c.is_ascii_alphanumeric() || "-_.+".contains(c) { c } else { '_' })
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || "-_.+".contains(c) {
+                c
+            } else {
+                '_'
+            }
+        })
         .collect()
 }
 
@@ -180,6 +224,26 @@ impl Engine {
         Engine {
             workdir: workdir.into(),
             store,
+            prefetched: Arc::default(),
+        }
+    }
+
+    /// Starts reading the remembered state and the stat cache on a background thread, so
+    /// that the next [`Engine::build`] finds them loaded (the caller meanwhile loads the
+    /// graph). Call with the workdir lock held; the build that uses them holds it too, so
+    /// nothing can change them in between.
+    pub fn prefetch(&self) {
+        let (state, stat) = (self.state_path(), self.stat_path());
+        let handle = std::thread::spawn(move || (BuildState::load(&state), StatCache::load(&stat)));
+        *self.prefetched.lock().expect("prefetch slot") = Some(handle);
+    }
+
+    /// The prefetched state and stat cache, or freshly loaded ones.
+    fn state_and_stat(&self) -> (BuildState, StatCache) {
+        let pending = self.prefetched.lock().expect("prefetch slot").take();
+        match pending.map(std::thread::JoinHandle::join) {
+            Some(Ok(loaded)) => loaded,
+            _ => rayon::join(|| self.state(), || StatCache::load(&self.stat_path())),
         }
     }
 
@@ -194,7 +258,7 @@ impl Engine {
     }
 
     pub(crate) fn state_path(&self) -> PathBuf {
-        self.store.state_dir().join("graph.json")
+        self.store.state_dir().join("graph.bin")
     }
 
     pub(crate) fn stat_path(&self) -> PathBuf {
@@ -204,6 +268,15 @@ impl Engine {
     /// The remembered state.
     pub fn state(&self) -> BuildState {
         BuildState::load(&self.state_path())
+    }
+
+    /// Replaces the remembered state (atomically).
+    pub fn save_state(&self, state: &BuildState) -> Result<(), EngineError> {
+        // A state read ahead is now stale: the next build reads the new one.
+        if let Some(pending) = self.prefetched.lock().expect("prefetch slot").take() {
+            let _ = pending.join();
+        }
+        Ok(state.save(&self.state_path(), &self.store.tmp_dir())?)
     }
 
     /// Key components of node `i` given its resolved inputs and its dependencies' outputs.
@@ -230,6 +303,31 @@ impl Engine {
         }));
         sort_components(&mut c);
         c
+    }
+
+    /// The key [`Engine::components`] would give, computed without building the components
+    /// (no names copied, no previews): for deciding, not for recording. `deps` are
+    /// (node id, output digest).
+    fn key_only(rule: &dyn Rule, inputs: &[InputFile], deps: &[(&str, Digest)]) -> Digest {
+        let mut p = Params {
+            key_only: true,
+            ..Params::default()
+        };
+        rule.params(&mut p);
+        let kind = rule.kind();
+        let mut parts: Vec<(ComponentKind, &str, Digest)> =
+            Vec::with_capacity(1 + p.items.len() + inputs.len() + deps.len());
+        parts.push((ComponentKind::Rule, kind, rule_digest(kind, rule.version())));
+        parts.extend(p.items.iter().map(|c| (c.kind, c.name.as_str(), c.digest)));
+        parts.extend(
+            inputs
+                .iter()
+                .map(|f| (ComponentKind::Input, f.rel.as_str(), f.digest)),
+        );
+        parts.extend(deps.iter().map(|&(id, out)| (ComponentKind::Dep, id, out)));
+        // The order of `sort_components` (stable, by kind then name).
+        parts.sort_by(|a, b| (a.0, a.1).cmp(&(b.0, b.1)));
+        key_of_parts(&parts)
     }
 
     /// Decides whether a node whose dependencies are known must run.
@@ -275,14 +373,44 @@ impl Engine {
         }
     }
 
+    /// Which of `keys` have an action record, found with one directory listing per shard
+    /// rather than one `stat` per key (a no-op build asks for every node). The workdir lock
+    /// keeps records from disappearing while the build uses the answer.
+    fn present_actions<'k>(
+        &self,
+        keys: impl Iterator<Item = &'k Digest>,
+    ) -> HashSet<Digest, FxBuildHasher> {
+        let mut shards: Vec<u8> = keys.map(|k| k.0[0]).collect();
+        shards.sort_unstable();
+        shards.dedup();
+        let ac = self.store.root().join("ac");
+        let lists: Vec<Vec<Digest>> = shards
+            .par_iter()
+            .map(|shard| {
+                let Ok(dir) = fs_err::read_dir(ac.join(format!("{shard:02x}"))) else {
+                    return Vec::new();
+                };
+                dir.filter_map(|e| {
+                    let name = e.ok()?.file_name();
+                    name.to_str()?.strip_suffix(".json")?.parse().ok()
+                })
+                .collect()
+            })
+            .collect();
+        lists.into_iter().flatten().collect()
+    }
+
     fn action_exists(&self, key: &Digest) -> bool {
         let hex = key.to_hex();
-        self.store
-            .root()
-            .join("ac")
-            .join(&hex[..2])
-            .join(format!("{hex}.json"))
-            .exists()
+        let root = self.store.root().as_os_str();
+        let mut p = std::ffi::OsString::with_capacity(root.len() + 80);
+        p.push(root);
+        p.push("/ac/");
+        p.push(&hex[..2]);
+        p.push("/");
+        p.push(&hex);
+        p.push(".json");
+        Path::new(&p).exists()
     }
 
     /// Builds `targets` (node indices) and everything they depend on.
@@ -305,12 +433,54 @@ impl Engine {
             .map(|&g| graph.node(g).deps.iter().map(|&d| local_of[d]).collect())
             .collect();
 
-        let mut state = self.state();
-        state.build += 1;
-        let build_no = state.build;
-        let mut stat = StatCache::load(&self.stat_path());
-        let specs: Vec<_> = sel.iter().map(|&g| graph.node(g).rule.inputs()).collect();
+        timing("build: select nodes", t0);
+        let t = Instant::now();
+        let (mut state, mut stat) = self.state_and_stat();
+        timing("build: load state, stat cache", t);
+        let t = Instant::now();
+        let specs: Vec<_> = sel
+            .par_iter()
+            .map(|&g| graph.node(g).rule.inputs())
+            .collect();
         let mut inputs = resolve_inputs(&self.workdir, &specs, &mut stat);
+        timing("build: resolve inputs", t);
+        if !opts.continue_build || state.build == 0 {
+            state.build += 1;
+        }
+        let build_no = state.build;
+        let t = Instant::now();
+
+        // Speculation, in parallel: in a no-op build nearly every node is a hit whose
+        // dependencies kept the outputs they had last time. Assuming that, each node's key can
+        // be computed before its dependencies are decided; the loop below takes a speculated
+        // hit only when every dependency's output is indeed the one assumed, so the decision is
+        // exactly the one `decide` would make (its first branch), just made earlier.
+        let prev_goods: Vec<Option<Good>> = sel
+            .iter()
+            .map(|&g| state.nodes.get(&graph.node(g).id).and_then(|n| n.good))
+            .collect();
+        let present = self.present_actions(prev_goods.iter().flatten().map(|g| &g.key));
+        timing("build: list action records", t);
+        let t = Instant::now();
+        let speculated: Vec<Option<Good>> = (0..sel.len())
+            .into_par_iter()
+            .map(|l| {
+                let node = graph.node(sel[l]);
+                let prev = prev_goods[l]?;
+                if opts.force.contains(&node.id) {
+                    return None;
+                }
+                let node_inputs = inputs[l].as_ref().ok()?;
+                let dep_outputs = deps[l]
+                    .iter()
+                    .map(|&d| Some((graph.node(sel[d]).id.as_str(), prev_goods[d]?.output)))
+                    .collect::<Option<Vec<_>>>()?;
+                let key = Self::key_only(node.rule.as_ref(), node_inputs, &dep_outputs);
+                (key == prev.key && present.contains(&prev.key)).then_some(prev)
+            })
+            .collect();
+        timing("build: speculate keys", t);
+        let t = Instant::now();
 
         obs.event(&Event::Start { total: sel.len() });
         let mut queue = DependencyQueue::new(&deps);
@@ -349,7 +519,18 @@ impl Engine {
                     let Some(l) = queue.pop() else { break };
                     let g = sel[l];
                     let node = graph.node(g);
-                    let node_inputs = match std::mem::replace(&mut inputs[l], Ok(Vec::new())) {
+                    // The speculated hit stands if every dependency kept its last output.
+                    let hit = speculated[l].filter(|_| {
+                        deps[l]
+                            .iter()
+                            .all(|&d| goods[d].map(|g| g.output) == prev_goods[d].map(|g| g.output))
+                    });
+                    // A hit does not need its inputs (a speculated hit had them all resolved).
+                    let taken = match hit {
+                        Some(_) => Ok(Vec::new()),
+                        None => std::mem::replace(&mut inputs[l], Ok(Vec::new())),
+                    };
+                    let node_inputs = match taken {
                         Ok(v) => v,
                         Err(msg) => {
                             let r = NodeResult {
@@ -371,21 +552,28 @@ impl Engine {
                             continue;
                         }
                     };
-                    let dep_outputs: Vec<DepOutput> = deps[l]
-                        .iter()
-                        .map(|&d| {
-                            let good = goods[d].expect("dependency finished");
-                            DepOutput {
-                                id: graph.node(sel[d]).id.clone(),
-                                tree: good.tree,
-                                output: good.output,
-                            }
-                        })
-                        .collect();
-                    let components =
-                        Self::components(node.rule.as_ref(), &node_inputs, &dep_outputs);
-                    let prev = state.nodes.get(&node.id);
-                    match self.decide(components, prev, opts.force.contains(&node.id)) {
+                    let (decision, dep_outputs) = match hit {
+                        Some(good) => (Decision::Hit(good), Vec::new()),
+                        None => {
+                            let dep_outputs: Vec<DepOutput> = deps[l]
+                                .iter()
+                                .map(|&d| {
+                                    let good = goods[d].expect("dependency finished");
+                                    DepOutput {
+                                        id: graph.node(sel[d]).id.clone(),
+                                        tree: good.tree,
+                                        output: good.output,
+                                    }
+                                })
+                                .collect();
+                            let components =
+                                Self::components(node.rule.as_ref(), &node_inputs, &dep_outputs);
+                            let prev = state.nodes.get(&node.id);
+                            let force = opts.force.contains(&node.id);
+                            (self.decide(components, prev, force), dep_outputs)
+                        }
+                    };
+                    match decision {
                         Decision::Hit(good) => {
                             let cut = deps[l].iter().any(|&d| statuses[d] == Some(Status::Ran));
                             let status = if cut { Status::Cutoff } else { Status::Cached };
@@ -480,19 +668,36 @@ impl Engine {
             Ok(())
         })?;
 
+        timing("build: schedule and run", t);
+        let t = Instant::now();
         // Remember the outcome and place outputs in the workdir.
         for r in &report.nodes {
             let l = local_of[graph.index_of(&r.id).expect("node of the graph")];
-            let entry = state.nodes.entry(r.id.clone()).or_insert(NodeState {
-                good: None,
-                status: r.status,
-                reasons: Vec::new(),
-                ms: 0,
-                build: build_no,
-                error: None,
-                materialized: Vec::new(),
-                materialized_tree: None,
-            });
+            if !state.nodes.contains_key(&r.id) {
+                state.nodes.insert(
+                    r.id.clone(),
+                    NodeState {
+                        good: None,
+                        status: r.status,
+                        reasons: Vec::new(),
+                        ms: 0,
+                        build: build_no,
+                        error: None,
+                        materialized: Vec::new(),
+                        materialized_tree: None,
+                    },
+                );
+            }
+            let entry = state.nodes.get_mut(&r.id).expect("inserted above");
+            if let Some(g) = goods[l] {
+                entry.good = Some(g);
+            }
+            let ran_earlier_in_this_build = opts.continue_build
+                && entry.build == build_no
+                && matches!(entry.status, Status::Ran | Status::Failed);
+            if ran_earlier_in_this_build && matches!(r.status, Status::Cached | Status::Cutoff) {
+                continue;
+            }
             entry.status = r.status;
             entry.build = build_no;
             entry.ms = r.ms;
@@ -504,24 +709,60 @@ impl Engine {
                 entry.good = Some(g);
             }
         }
+        timing("build: update state", t);
+        let t = Instant::now();
         let mut mat_error = None;
-        for r in &report.nodes {
-            if !matches!(r.status, Status::Ran | Status::Cached | Status::Cutoff) {
+        let candidates: Vec<(&str, MaterializeTo, Digest)> = report
+            .nodes
+            .par_iter()
+            .filter(|r| matches!(r.status, Status::Ran | Status::Cached | Status::Cutoff))
+            .filter_map(|r| {
+                let g = graph.index_of(&r.id).expect("node");
+                let to = graph.node(g).rule.materialize()?;
+                let good = goods[local_of[g]].expect("succeeded");
+                Some((r.id.as_str(), to, good.tree))
+            })
+            .collect();
+        // Which views in the workdir are intact: checked in parallel, through the stat cache.
+        let checks: Vec<Intact> = {
+            let (trusted, known) = (&stat, &state);
+            candidates
+                .par_iter()
+                .map(|(id, _, tree)| self.check_materialized(known.nodes.get(*id), *tree, trusted))
+                .collect()
+        };
+        for ((id, to, tree), check) in candidates.iter().zip(checks) {
+            for (p, meta, d) in &check.hashed {
+                stat.insert(p, meta, *d);
+            }
+            if check.intact {
                 continue;
             }
-            let g = graph.index_of(&r.id).expect("node");
-            let Some(to) = graph.node(g).rule.materialize() else {
-                continue;
-            };
-            let good = goods[local_of[g]].expect("succeeded");
-            let entry = state.nodes.get_mut(&r.id).expect("recorded above");
-            if let Err(e) = self.materialize(&to, good.tree, entry, &mut stat) {
+            let entry = state.nodes.get_mut(*id).expect("recorded above");
+            if let Err(e) = self.materialize(to, *tree, entry) {
                 mat_error.get_or_insert(e);
             }
         }
-        state.save(&self.state_path(), &self.store.tmp_dir())?;
-        stat.save(&self.stat_path(), &self.store.tmp_dir())?;
-        self.write_log(&report)?;
+        timing("build: check materialized", t);
+        let t = Instant::now();
+        // The three files are independent: write (and fsync) them at once.
+        let tmp = self.store.tmp_dir();
+        let ((saved_state, saved_stat), logged) = rayon::join(
+            || {
+                rayon::join(
+                    || state.save(&self.state_path(), &tmp),
+                    || stat.save(&self.stat_path(), &tmp),
+                )
+            },
+            || self.write_log(&report),
+        );
+        saved_state?;
+        saved_stat?;
+        logged?;
+        timing("build: save state, stat cache, log", t);
+        // Freeing tens of thousands of small allocations is measurable at this scale; let a
+        // short-lived thread do it while the caller reports.
+        std::thread::spawn(move || drop((state, stat, inputs, specs)));
         if let Some(e) = mat_error {
             return Err(e);
         }
@@ -553,13 +794,52 @@ impl Engine {
         }
     }
 
-    /// Places a node's output in the workdir, unless what is there already matches it.
+    /// Whether the files last placed in the workdir from tree `tree` are all still there with
+    /// the content they were placed with. Files the stat cache cannot vouch for are hashed;
+    /// their digests are returned for the caller to remember.
+    fn check_materialized(
+        &self,
+        entry: Option<&NodeState>,
+        tree: Digest,
+        stat: &StatCache,
+    ) -> Intact {
+        let mut check = Intact {
+            intact: false,
+            hashed: Vec::new(),
+        };
+        let Some(entry) = entry else { return check };
+        if entry.materialized.is_empty() || entry.materialized_tree != Some(tree) {
+            return check;
+        }
+        for (p, d) in &entry.materialized {
+            let abs = self.workdir.join(p);
+            let Ok(meta) = fs_err::metadata(&abs) else {
+                return check;
+            };
+            let actual = match stat.lookup(&abs, &meta) {
+                Some(x) => x,
+                None => match hash_file(&abs) {
+                    Ok(x) => {
+                        check.hashed.push((abs, meta, x));
+                        x
+                    }
+                    Err(_) => return check,
+                },
+            };
+            if actual != *d {
+                return check;
+            }
+        }
+        check.intact = true;
+        check
+    }
+
+    /// Places a node's output (tree `tree_digest`) in the workdir and records what was placed.
     fn materialize(
         &self,
-        to: &crate::node::MaterializeTo,
+        to: &MaterializeTo,
         tree_digest: Digest,
         entry: &mut NodeState,
-        stat: &mut StatCache,
     ) -> Result<(), EngineError> {
         let dir = self.workdir.join(&to.dir);
         let prefix = to.dir.to_string_lossy().trim_end_matches('/').to_string();
@@ -570,13 +850,6 @@ impl Engine {
                 format!("{prefix}/{p}")
             }
         };
-        let intact = !entry.materialized.is_empty()
-            && entry.materialized.iter().all(|(p, d)| {
-                stat.digest(&self.workdir.join(p)).ok() == Some(*d)
-            });
-        if intact && entry.materialized_tree == Some(tree_digest) {
-            return Ok(());
-        }
         let tree = self.store.get_tree(&tree_digest)?;
         self.store.materialize(&tree, &dir, to.how)?;
         entry.materialized = tree
@@ -617,7 +890,10 @@ impl Engine {
 
     /// Runs one node in a fresh directory and commits its output to the store.
     fn run_job(&self, job: Job) -> JobDone {
-        let log = self.store.logs_dir().join(format!("{}.log", file_name_for(&job.id)));
+        let log = self
+            .store
+            .logs_dir()
+            .join(format!("{}.log", file_name_for(&job.id)));
         let result = self.run_job_inner(&job, &log);
         JobDone {
             local: job.local,
@@ -691,5 +967,52 @@ impl Engine {
         self.store.put_action(&rec)?;
         let _ = fs_err::remove_dir_all(&base);
         Ok(rec)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    struct Sample;
+    impl Rule for Sample {
+        fn kind(&self) -> &str {
+            "sample"
+        }
+        fn version(&self) -> u32 {
+            3
+        }
+        fn params(&self, p: &mut Params) {
+            p.add("zeta", "z").add("alpha", &vec!["a".to_string()]);
+        }
+        fn run(&self, _: &mut RunContext<'_>) -> Result<(), RunError> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn speculative_key_is_the_key() {
+        let file = |rel: &str| InputFile {
+            rel: rel.into(),
+            abs: PathBuf::from("/w").join(rel),
+            digest: Digest::of(rel.as_bytes()),
+            symlink: false,
+        };
+        let inputs = vec![file("b/x"), file("a.txt")];
+        let deps = vec![
+            DepOutput {
+                id: "step:z".into(),
+                tree: Digest::of(b"t1"),
+                output: Digest::of(b"o1"),
+            },
+            DepOutput {
+                id: "step:a".into(),
+                tree: Digest::of(b"t2"),
+                output: Digest::of(b"o2"),
+            },
+        ];
+        let full = key_of(&Engine::components(&Sample, &inputs, &deps));
+        let parts: Vec<(&str, Digest)> = deps.iter().map(|d| (d.id.as_str(), d.output)).collect();
+        assert_eq!(Engine::key_only(&Sample, &inputs, &parts), full);
     }
 }

@@ -126,13 +126,15 @@ impl Engine {
                 continue;
             }
             let components = Self::components(node.rule.as_ref(), inputs, &dep_outputs);
-            planned[l] = Some(match self.decide(components, state.nodes.get(&node.id), false) {
-                Decision::Hit(g) => {
-                    known[l] = Some(g);
-                    Planned::UpToDate
-                }
-                Decision::Run { reasons, .. } => Planned::Run { reasons },
-            });
+            planned[l] = Some(
+                match self.decide(components, state.nodes.get(&node.id), false) {
+                    Decision::Hit(g) => {
+                        known[l] = Some(g);
+                        Planned::UpToDate
+                    }
+                    Decision::Run { reasons, .. } => Planned::Run { reasons },
+                },
+            );
         }
         Ok(sel
             .iter()

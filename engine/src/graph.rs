@@ -70,10 +70,13 @@ impl GraphBuilder {
             let deps = deps
                 .into_iter()
                 .map(|d| {
-                    index.get(&d).copied().ok_or_else(|| GraphError::UnknownDep {
-                        node: id.clone(),
-                        dep: d,
-                    })
+                    index
+                        .get(&d)
+                        .copied()
+                        .ok_or_else(|| GraphError::UnknownDep {
+                            node: id.clone(),
+                            dep: d,
+                        })
                 })
                 .collect::<Result<Vec<_>, _>>()?;
             nodes.push(Node { id, rule, deps });
@@ -220,7 +223,11 @@ mod tests {
     fn build(edges: &[(&str, &[&str])]) -> Result<Graph, GraphError> {
         let mut b = GraphBuilder::new();
         for (id, deps) in edges {
-            b.add(*id, Arc::new(Nop), deps.iter().map(|s| s.to_string()).collect());
+            b.add(
+                *id,
+                Arc::new(Nop),
+                deps.iter().map(|s| s.to_string()).collect(),
+            );
         }
         b.build()
     }

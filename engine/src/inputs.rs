@@ -4,13 +4,20 @@
 use std::collections::HashMap;
 use std::path::{Component, Path, PathBuf};
 
-use nosa_cache::{Digest, StatCache, hash_file};
+use nosa_cache::{Digest, FxBuildHasher, StatCache, hash_file};
 use rayon::prelude::*;
 
 use crate::node::{InputFile, InputSpec};
 
 /// Top-level workdir entries a glob never descends into: nosa's own state and outputs.
-const SKIP_TOP: &[&str] = &[".git", "cache/store", "tmp", "builds", ".nosa.lock", "target"];
+const SKIP_TOP: &[&str] = &[
+    ".git",
+    "cache/store",
+    "tmp",
+    "builds",
+    ".nosa.lock",
+    "target",
+];
 
 struct Found {
     rel: String,
@@ -20,57 +27,99 @@ struct Found {
 
 /// Resolves each node's input specs. Returns, per node, its sorted input files or a message
 /// naming the input that could not be resolved.
+///
+/// Work is shared across nodes: each distinct spec is expanded once and each distinct file is
+/// looked up (and, if the stat cache does not vouch for it, hashed) once, in parallel.
 pub fn resolve_inputs(
     workdir: &Path,
     specs: &[Vec<InputSpec>],
     stat: &mut StatCache,
 ) -> Vec<Result<Vec<InputFile>, String>> {
-    let expanded: Vec<Result<Vec<Found>, String>> = specs
+    // Expand each distinct spec once, in parallel.
+    let mut spec_index: HashMap<&InputSpec, usize, FxBuildHasher> = HashMap::default();
+    let mut distinct: Vec<&InputSpec> = Vec::new();
+    for s in specs.iter().flatten() {
+        spec_index.entry(s).or_insert_with(|| {
+            distinct.push(s);
+            distinct.len() - 1
+        });
+    }
+    let expanded: Vec<Result<Vec<Found>, String>> = distinct
         .par_iter()
-        .map(|s| expand_all(workdir, s))
+        .map(|s| {
+            let mut out = Vec::with_capacity(usize::from(matches!(s, InputSpec::Path(_))));
+            match s {
+                InputSpec::Path(p) => expand_path(workdir, p, &mut out)?,
+                InputSpec::Glob(g) => expand_glob(workdir, g, &mut out)?,
+            }
+            Ok(out)
+        })
         .collect();
 
-    // Hash each distinct file once, in parallel, trusting the stat cache where it matches.
-    let mut todo: HashMap<&Path, &std::fs::Metadata> = HashMap::new();
-    for f in expanded.iter().flatten().flatten() {
-        if !f.meta.is_symlink() && stat.lookup(&f.abs, &f.meta).is_none() {
-            todo.insert(&f.abs, &f.meta);
-        }
-    }
-    let hashed: Vec<(&Path, &std::fs::Metadata, Result<Digest, String>)> = todo
-        .into_par_iter()
-        .map(|(p, m)| (p, m, hash_file(p).map_err(|e| e.to_string())))
-        .collect();
-    let mut fresh: HashMap<&Path, Result<Digest, String>> = HashMap::new();
-    for (p, m, d) in hashed {
-        if let Ok(d) = &d {
-            stat.insert(p.to_path_buf(), m, *d);
-        }
-        fresh.insert(p, d);
-    }
-
-    expanded
-        .iter()
-        .map(|r| {
-            let found = r.as_ref().map_err(Clone::clone)?;
-            found
+    // The distinct files, each with its digest: trusted from the stat cache where its stamp
+    // matches, else hashed (in parallel) and remembered.
+    let mut file_index: HashMap<&str, usize, FxBuildHasher> = HashMap::default();
+    let mut files: Vec<&Found> = Vec::new();
+    let mut file_ids: Vec<Vec<usize>> = Vec::with_capacity(expanded.len());
+    for found in &expanded {
+        let ids = match found {
+            Ok(v) => v
                 .iter()
                 .map(|f| {
-                    let symlink = f.meta.is_symlink();
-                    let digest = if symlink {
-                        let t = fs_err::read_link(&f.abs).map_err(|e| e.to_string())?;
-                        Digest::of(t.as_os_str().as_encoded_bytes())
-                    } else if let Some(d) = fresh.get(f.abs.as_path()) {
-                        d.clone()?
-                    } else {
-                        stat.lookup(&f.abs, &f.meta)
-                            .expect("either fresh or trusted by the stat cache")
-                    };
+                    *file_index.entry(f.rel.as_str()).or_insert_with(|| {
+                        files.push(f);
+                        files.len() - 1
+                    })
+                })
+                .collect(),
+            Err(_) => Vec::new(),
+        };
+        file_ids.push(ids);
+    }
+    let trusted: &StatCache = stat;
+    let digests: Vec<(Result<Digest, String>, bool)> = files
+        .par_iter()
+        .map(|f| {
+            if f.meta.is_symlink() {
+                let d = fs_err::read_link(&f.abs)
+                    .map(|t| Digest::of(t.as_os_str().as_encoded_bytes()))
+                    .map_err(|e| e.to_string());
+                (d, false)
+            } else if let Some(d) = trusted.lookup(&f.abs, &f.meta) {
+                (Ok(d), false)
+            } else {
+                (hash_file(&f.abs).map_err(|e| e.to_string()), true)
+            }
+        })
+        .collect();
+    for (f, (d, hashed)) in files.iter().zip(&digests) {
+        if let (true, Ok(d)) = (hashed, d) {
+            stat.insert(&f.abs, &f.meta, *d);
+        }
+    }
+
+    // Per node: its specs' files, sorted by path, each once; the first failing spec fails it.
+    specs
+        .par_iter()
+        .map(|node_specs| {
+            let mut ids: Vec<usize> = Vec::new();
+            for s in node_specs {
+                let si = spec_index[s];
+                if let Err(e) = &expanded[si] {
+                    return Err(e.clone());
+                }
+                ids.extend(&file_ids[si]);
+            }
+            ids.sort_unstable_by(|&a, &b| files[a].rel.cmp(&files[b].rel));
+            ids.dedup();
+            ids.iter()
+                .map(|&i| {
+                    let f = files[i];
                     Ok(InputFile {
                         rel: f.rel.clone(),
                         abs: f.abs.clone(),
-                        digest,
-                        symlink,
+                        digest: digests[i].0.clone()?,
+                        symlink: f.meta.is_symlink(),
                     })
                 })
                 .collect()
@@ -78,24 +127,13 @@ pub fn resolve_inputs(
         .collect()
 }
 
-fn expand_all(workdir: &Path, specs: &[InputSpec]) -> Result<Vec<Found>, String> {
-    let mut out = Vec::new();
-    for s in specs {
-        match s {
-            InputSpec::Path(p) => expand_path(workdir, p, &mut out)?,
-            InputSpec::Glob(g) => expand_glob(workdir, g, &mut out)?,
-        }
-    }
-    out.sort_by(|a, b| a.rel.cmp(&b.rel));
-    out.dedup_by(|a, b| a.rel == b.rel);
-    Ok(out)
-}
-
 /// Checks that `rel` stays inside the workdir.
 pub fn check_relative(rel: &str) -> Result<(), String> {
     let p = Path::new(rel);
     if rel.is_empty() || p.is_absolute() {
-        return Err(format!("input {rel:?} must be a path relative to the workdir"));
+        return Err(format!(
+            "input {rel:?} must be a path relative to the workdir"
+        ));
     }
     if p.components().any(|c| matches!(c, Component::ParentDir)) {
         return Err(format!("input {rel:?} leaves the workdir (`..`)"));
@@ -106,8 +144,8 @@ pub fn check_relative(rel: &str) -> Result<(), String> {
 fn expand_path(workdir: &Path, rel: &str, out: &mut Vec<Found>) -> Result<(), String> {
     check_relative(rel)?;
     let abs = workdir.join(rel);
-    let meta = std::fs::symlink_metadata(&abs)
-        .map_err(|e| format!("input {rel} cannot be read: {e}"))?;
+    let meta =
+        std::fs::symlink_metadata(&abs).map_err(|e| format!("input {rel} cannot be read: {e}"))?;
     if meta.is_dir() {
         walk_dir(workdir, &abs, out)
     } else {
@@ -121,6 +159,12 @@ fn expand_path(workdir: &Path, rel: &str, out: &mut Vec<Found>) -> Result<(), St
 }
 
 fn normalize(rel: &str) -> String {
+    // Fast path: already normal (no `.` components, empty components or trailing `/`).
+    let normal =
+        !rel.is_empty() && !rel.ends_with('/') && rel.split('/').all(|c| !c.is_empty() && c != ".");
+    if normal {
+        return rel.to_string();
+    }
     Path::new(rel)
         .components()
         .filter(|c| !matches!(c, Component::CurDir))
@@ -190,7 +234,9 @@ fn expand_glob(workdir: &Path, pattern: &str, out: &mut Vec<Found>) -> Result<()
             continue;
         };
         if glob.is_match(rel) {
-            let meta = e.metadata().map_err(|err| format!("{}: {err}", rel.display()))?;
+            let meta = e
+                .metadata()
+                .map_err(|err| format!("{}: {err}", rel.display()))?;
             out.push(Found {
                 rel: rel.to_string_lossy().into_owned(),
                 abs: e.path().to_path_buf(),
@@ -204,6 +250,14 @@ fn expand_glob(workdir: &Path, pattern: &str, out: &mut Vec<Found>) -> Result<()
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn normalize_keeps_normal_paths_and_cleans_the_rest() {
+        assert_eq!(normalize("in/a.txt"), "in/a.txt");
+        assert_eq!(normalize("./in//a.txt"), "in/a.txt");
+        assert_eq!(normalize("in/./a.txt"), "in/a.txt");
+        assert_eq!(normalize("in/"), "in");
+    }
 
     #[test]
     fn paths_dirs_and_globs() {
@@ -223,7 +277,11 @@ mod tests {
         ];
         let r = resolve_inputs(w, &specs, &mut sc);
         let names = |i: usize| -> Vec<String> {
-            r[i].as_ref().unwrap().iter().map(|f| f.rel.clone()).collect()
+            r[i].as_ref()
+                .unwrap()
+                .iter()
+                .map(|f| f.rel.clone())
+                .collect()
         };
         assert_eq!(names(0), vec!["in/a.txt"]);
         assert_eq!(names(1), vec!["in/a.txt", "in/sub/c.txt"]);

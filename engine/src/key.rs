@@ -209,6 +209,9 @@ pub fn digest_of<T: KeyHash + ?Sized>(v: &T) -> Digest {
 #[derive(Debug, Default)]
 pub struct Params {
     pub(crate) items: Vec<Component>,
+    /// Skip the previews: set when only the key is wanted (previews do not enter it), which
+    /// is most of the cost of a parameter on the no-op path.
+    pub(crate) key_only: bool,
 }
 
 impl Params {
@@ -219,7 +222,7 @@ impl Params {
             kind: ComponentKind::Param,
             name: name.to_string(),
             digest: digest_of(v),
-            preview: v.preview(),
+            preview: if self.key_only { None } else { v.preview() },
         });
         self
     }
@@ -227,15 +230,20 @@ impl Params {
 
 /// The `rule` component: kind and version.
 pub fn rule_component(kind: &str, version: u32) -> Component {
-    let mut h = KeyHasher::new();
-    kind.key_hash(&mut h);
-    version.key_hash(&mut h);
     Component {
         kind: ComponentKind::Rule,
         name: kind.to_string(),
-        digest: h.finish(),
+        digest: rule_digest(kind, version),
         preview: Some(format!("{kind} v{version}")),
     }
+}
+
+/// The digest of the `rule` component.
+pub fn rule_digest(kind: &str, version: u32) -> Digest {
+    let mut h = KeyHasher::new();
+    kind.key_hash(&mut h);
+    version.key_hash(&mut h);
+    h.finish()
 }
 
 /// Sorts components canonically (by kind, then name).
@@ -245,14 +253,32 @@ pub fn sort_components(c: &mut [Component]) {
 
 /// The key: blake3 over the versioned encoding of the sorted components.
 pub fn key_of(components: &[Component]) -> Digest {
+    key_of_iter(
+        components.len(),
+        components
+            .iter()
+            .map(|c| (c.kind, c.name.as_str(), &c.digest)),
+    )
+}
+
+/// [`key_of`] over borrowed `(kind, name, digest)` parts, sorted as [`sort_components`] sorts:
+/// the same key, without building [`Component`]s.
+pub fn key_of_parts(parts: &[(ComponentKind, &str, Digest)]) -> Digest {
+    key_of_iter(parts.len(), parts.iter().map(|(k, n, d)| (*k, *n, d)))
+}
+
+fn key_of_iter<'a>(
+    len: usize,
+    parts: impl Iterator<Item = (ComponentKind, &'a str, &'a Digest)>,
+) -> Digest {
     let mut h = blake3::Hasher::new();
     h.update(KEY_ENCODING);
-    h.update(&(components.len() as u64).to_le_bytes());
-    for c in components {
-        h.update(&[c.kind as u8]);
-        h.update(&(c.name.len() as u64).to_le_bytes());
-        h.update(c.name.as_bytes());
-        h.update(&c.digest.0);
+    h.update(&(len as u64).to_le_bytes());
+    for (kind, name, digest) in parts {
+        h.update(&[kind as u8]);
+        h.update(&(name.len() as u64).to_le_bytes());
+        h.update(name.as_bytes());
+        h.update(&digest.0);
     }
     h.finalize().into()
 }
@@ -270,6 +296,24 @@ mod tests {
         );
         assert_ne!(digest_of(&Some(0u64)), digest_of(&None::<u64>));
         assert_eq!(digest_of("x"), digest_of(&"x".to_string()));
+    }
+
+    #[test]
+    fn previews_do_not_enter_the_key() {
+        let add = |p: &mut Params| {
+            p.add("run", "echo hi")
+                .add("outputs", &vec!["a".to_string()]);
+        };
+        let mut with = Params::default();
+        add(&mut with);
+        let mut without = Params {
+            key_only: true,
+            ..Params::default()
+        };
+        add(&mut without);
+        assert!(without.items.iter().all(|c| c.preview.is_none()));
+        assert!(with.items.iter().all(|c| c.preview.is_some()));
+        assert_eq!(key_of(&with.items), key_of(&without.items));
     }
 
     #[test]

@@ -21,6 +21,7 @@ mod state;
 
 pub use exec::{
     BuildOptions, BuildReport, Engine, EngineError, Event, NodeResult, Observer, file_name_for,
+    timing,
 };
 pub use explain::{Explanation, PlanEntry, Planned, RootCause};
 pub use graph::{Graph, GraphBuilder, GraphError, Node};

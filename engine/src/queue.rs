@@ -78,8 +78,7 @@ impl DependencyQueue {
 
     fn make_ready(&mut self, i: usize) {
         self.slots[i] = Slot::Ready;
-        self.ready
-            .push((self.priority[i], std::cmp::Reverse(i)));
+        self.ready.push((self.priority[i], std::cmp::Reverse(i)));
     }
 
     /// The next ready node, if any; it becomes running.

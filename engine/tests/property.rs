@@ -140,7 +140,9 @@ fn run_case(c: &Case) -> Result<(), TestCaseError> {
             .map(|id| id.trim_start_matches("sum:").parse().unwrap())
             .collect()
     };
-    let first = engine.build(&graph, &all, &opts, &mut nosa_engine::Quiet).unwrap();
+    let first = engine
+        .build(&graph, &all, &opts, &mut nosa_engine::Quiet)
+        .unwrap();
     prop_assert_eq!(first.count(Status::Ran), graph.len());
 
     let mut vals = c.initial.clone();
@@ -161,7 +163,9 @@ fn run_case(c: &Case) -> Result<(), TestCaseError> {
             changed_out[i] = before[i] != after[i];
         }
     }
-    let second = engine.build(&graph, &all, &opts, &mut nosa_engine::Quiet).unwrap();
+    let second = engine
+        .build(&graph, &all, &opts, &mut nosa_engine::Quiet)
+        .unwrap();
     prop_assert_eq!(ran(&second), expect.clone());
     // Cut off: not run, but a dependency ran.
     for id in second.ids(Status::Cutoff) {
@@ -179,7 +183,9 @@ fn run_case(c: &Case) -> Result<(), TestCaseError> {
         let got = value_of(&fs_err::read(engine.store().blob_path(&digest)).unwrap());
         prop_assert_eq!(got, *want, "node {}", i);
     }
-    let third = engine.build(&graph, &all, &opts, &mut nosa_engine::Quiet).unwrap();
+    let third = engine
+        .build(&graph, &all, &opts, &mut nosa_engine::Quiet)
+        .unwrap();
     prop_assert_eq!(third.count(Status::Ran), 0);
     Ok(())
 }

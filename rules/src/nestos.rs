@@ -131,7 +131,11 @@ pub fn expand(configs: &[Config], config_rel: &str, known: &Known) -> Expansion 
                     deps: vec![],
                 }),
                 None => {
-                    x.add(id.clone(), PendingRule::new("overlay").param("name", &layer.name), vec![]);
+                    x.add(
+                        id.clone(),
+                        PendingRule::new("overlay").param("name", &layer.name),
+                        vec![],
+                    );
                 }
             }
             overlay_ids.insert(layer.name.clone(), id);
@@ -211,7 +215,9 @@ pub fn expand(configs: &[Config], config_rel: &str, known: &Known) -> Expansion 
                             p.size,
                             urls,
                         )),
-                        deps: vec![resolve.clone()],
+                        // No dependency on resolve: the parameters (nevra, checksum, size) fix
+                        // the output, so a changed package list does not touch other downloads.
+                        deps: vec![],
                     });
                     x.target("fetch", &rpm);
                     let unpack = format!("unpack:{arch}:{}", p.nevra);

@@ -129,4 +129,3 @@ impl Rule for OverlayRule {
         Ok(())
     }
 }
-

@@ -210,8 +210,7 @@ pub fn unpack(rpm_path: &Path, root: &Path, nevra: &str) -> Result<UnpackMeta, R
                     return Err(err(nevra, &shown, "listed twice"));
                 }
                 let link = e.linkto().unwrap_or_default();
-                std::os::unix::fs::symlink(link, &target)
-                    .map_err(|io| err(nevra, &shown, io))?;
+                std::os::unix::fs::symlink(link, &target).map_err(|io| err(nevra, &shown, io))?;
             }
             FileType::Regular => {
                 let key = e
@@ -224,10 +223,7 @@ pub fn unpack(rpm_path: &Path, root: &Path, nevra: &str) -> Result<UnpackMeta, R
                             return Err(err(nevra, &shown, "listed twice"));
                         }
                         fs_err::write(&target, content)?;
-                        fs_err::set_permissions(
-                            &target,
-                            std::fs::Permissions::from_mode(mode),
-                        )?;
+                        fs_err::set_permissions(&target, std::fs::Permissions::from_mode(mode))?;
                         by_digest.entry(key).or_insert(target);
                     }
                     _ => pending.push((target, key)),
@@ -249,7 +245,10 @@ pub fn unpack(rpm_path: &Path, root: &Path, nevra: &str) -> Result<UnpackMeta, R
         let Some(first) = by_digest.get(&key) else {
             return Err(err(
                 nevra,
-                &format!("/{}", target.strip_prefix(root).unwrap_or(&target).display()),
+                &format!(
+                    "/{}",
+                    target.strip_prefix(root).unwrap_or(&target).display()
+                ),
                 "regular file without content and no hardlink partner",
             ));
         };

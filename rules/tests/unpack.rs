@@ -49,17 +49,28 @@ fn fixture_packages_unpack_faithfully() {
     let setup = tmp.path().join("setup");
     unpack(&find("setup"), &setup, "setup").unwrap();
     assert_eq!(mode(&setup.join("etc/shadow")), 0);
-    assert!(fs_err::read_to_string(setup.join("etc/passwd")).unwrap().starts_with("root:"));
+    assert!(
+        fs_err::read_to_string(setup.join("etc/passwd"))
+            .unwrap()
+            .starts_with("root:")
+    );
 
     let fs = tmp.path().join("filesystem");
     unpack(&find("filesystem"), &fs, "filesystem").unwrap();
     assert_eq!(mode(&fs.join("tmp")), 0o1777);
-    assert_eq!(fs_err::read_link(fs.join("bin")).unwrap(), Path::new("usr/bin"));
+    assert_eq!(
+        fs_err::read_link(fs.join("bin")).unwrap(),
+        Path::new("usr/bin")
+    );
 
     let post = tmp.path().join("post");
     let meta = unpack(&find("fixture-post"), &post, "fixture-post").unwrap();
     let script = &meta.scripts["post"];
-    assert!(script.script.contains("fixture-post.conf"), "{}", script.script);
+    assert!(
+        script.script.contains("fixture-post.conf"),
+        "{}",
+        script.script
+    );
 }
 
 fn build(dir: &Path, name: &str, f: impl FnOnce(&mut PackageBuilder)) -> PathBuf {
@@ -86,7 +97,10 @@ fn entry_through_a_planted_symlink_is_refused() {
     let e = unpack(&rpm, &root, "plant-1").unwrap_err().to_string();
     assert!(e.contains("plant-1"), "{e}");
     assert!(e.contains("/x/passwd"), "{e}");
-    assert!(!outside.join("passwd").exists(), "nothing written outside the tree");
+    assert!(
+        !outside.join("passwd").exists(),
+        "nothing written outside the tree"
+    );
 }
 
 #[test]

@@ -1,14 +1,25 @@
 //! One function per command; each is a thin front on the engine and the rules.
 
 pub mod config;
+pub mod fetch;
 pub mod graph;
 pub mod store;
 
 use std::path::{Path, PathBuf};
 
+use nosa_cache::EntryKind;
 use nosa_cache::{Store, WorkdirLock};
 use nosa_engine::Engine;
+use nosa_rules::nestos::Known;
+use nosa_rules::pins::Pins;
 use nosa_rules::{BUILD_FILE, BuildFile, Workspace};
+
+/// `resolved.json`, the output of a resolve node that lists the packages to install.
+#[derive(serde::Deserialize)]
+struct ResolvedFile {
+    arch: String,
+    packages: Vec<nosa_solve::ResolvedPackage>,
+}
 
 use crate::cli::Cli;
 use crate::exit::{Failure, runtime};
@@ -17,6 +28,8 @@ use crate::exit::{Failure, runtime};
 pub struct Session {
     pub ws: Workspace,
     pub engine: Engine,
+    arch: Option<String>,
+    strict: bool,
     _lock: Option<WorkdirLock>,
 }
 
@@ -81,17 +94,95 @@ impl Session {
             Some(what) => Some(lock(cli, &workdir, what)?),
             None => None,
         };
-        let bf = BuildFile::load(&file).map_err(|e| Failure::Config((*e).into()))?;
-        let ws = Workspace::with_options(bf, arch, strict).map_err(|e| Failure::Config(e.into()))?;
+        let store = Store::open(store_dir(&workdir)).map_err(runtime)?;
+        let engine = Engine::new(workdir, store);
+        if lock.is_some() {
+            // Read the engine's state while the graph loads (on a second core).
+            engine.prefetch();
+        }
+        let bf = BuildFile::load_cached(&file, engine.store())
+            .map_err(|e| Failure::Config((*e).into()))?;
+        let ws =
+            Workspace::with_options(bf, arch, strict).map_err(|e| Failure::Config(e.into()))?;
         for w in ws.warnings() {
             eprint!("{}", crate::render::diagnostic(w));
         }
-        let store = Store::open(store_dir(&workdir)).map_err(runtime)?;
         Ok(Session {
             ws,
-            engine: Engine::new(workdir, store),
+            engine,
+            arch: arch.map(str::to_string),
+            strict,
             _lock: lock,
         })
+    }
+
+    /// The `resolve:` nodes among `nodes` and their dependencies.
+    pub fn resolve_nodes(&self, nodes: &[usize]) -> Vec<usize> {
+        self.ws
+            .graph
+            .closure(nodes)
+            .into_iter()
+            .filter(|&i| self.ws.graph.node(i).rule.kind() == "resolve")
+            .collect()
+    }
+
+    /// Rebuilds the graph with the package sets of the given `resolve:` nodes, read from their
+    /// last good outputs. Call only for resolve nodes that are current (built in this
+    /// invocation, or planned up to date): an older output would expand stale package nodes.
+    pub fn expand_packages(&mut self, resolves: &[usize]) -> Result<(), Failure> {
+        let state = self.engine.state();
+        let mut known = Known {
+            pins: Pins::load(self.engine.workdir()),
+            ..Default::default()
+        };
+        for &i in resolves {
+            let id = &self.ws.graph.node(i).id;
+            let Some(good) = state.nodes.get(id).and_then(|n| n.good) else {
+                continue;
+            };
+            let tree = self.engine.store().get_tree(&good.tree).map_err(runtime)?;
+            let Some(digest) = tree.entries.iter().find_map(|e| match &e.kind {
+                EntryKind::File { digest, .. } if e.path == "resolved.json" => Some(*digest),
+                _ => None,
+            }) else {
+                continue;
+            };
+            let bytes = fs_err::read(self.engine.store().blob_path(&digest)).map_err(runtime)?;
+            let v: ResolvedFile = serde_json::from_slice(&bytes).map_err(runtime)?;
+            known.resolved.insert(v.arch, v.packages);
+        }
+        let file = self.ws.file.clone();
+        self.ws = Workspace::expanded(file, self.arch.as_deref(), self.strict, &known)
+            .map_err(|e| Failure::Config(e.into()))?;
+        Ok(())
+    }
+
+    /// Reloads the graph (after pins changed).
+    pub fn reload(&mut self) -> Result<(), Failure> {
+        self.expand_packages(&[])
+    }
+
+    /// For plan, show and why: expands the package nodes of every resolve node that is up to
+    /// date now.
+    pub fn expand_current(&mut self) -> Result<(), Failure> {
+        let all: Vec<usize> = (0..self.ws.graph.len()).collect();
+        let resolves = self.resolve_nodes(&all);
+        if resolves.is_empty() {
+            return Ok(());
+        }
+        let plan = self
+            .engine
+            .plan(&self.ws.graph, &resolves)
+            .map_err(runtime)?;
+        let current: Vec<usize> = resolves
+            .into_iter()
+            .filter(|&i| {
+                let id = &self.ws.graph.node(i).id;
+                plan.iter()
+                    .any(|e| &e.id == id && e.planned == nosa_engine::Planned::UpToDate)
+            })
+            .collect();
+        self.expand_packages(&current)
     }
 
     /// Node indices for the named targets (default set when empty).

@@ -27,12 +27,7 @@ pub fn prune(cli: &Cli, a: &PruneArgs) -> OpResult {
         let before = state.nodes.len();
         state.nodes.retain(|id, _| current.contains(id.as_str()));
         if state.nodes.len() != before {
-            state
-                .save(
-                    &s.engine.store().state_dir().join("graph.json"),
-                    &s.engine.store().tmp_dir(),
-                )
-                .map_err(runtime)?;
+            s.engine.save_state(&state).map_err(runtime)?;
         }
     }
     let _ = a.keep_last_n;

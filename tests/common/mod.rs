@@ -152,7 +152,11 @@ pub fn example_workdir() -> (tempfile::TempDir, PathBuf) {
     let w = tmp.path().join("work");
     fs_err::create_dir_all(&w).unwrap();
     let out = nosa(&w, &["init", src.to_str().unwrap()]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     (tmp, w)
 }
 
@@ -171,8 +175,12 @@ pub fn nosa(dir: &Path, args: &[&str]) -> Output {
 pub fn summary(out: &Output) -> BTreeMap<String, String> {
     let stdout = String::from_utf8_lossy(&out.stdout);
     let last = stdout.lines().last().unwrap_or_default();
-    let v: serde_json::Value = serde_json::from_str(last)
-        .unwrap_or_else(|_| panic!("summary line; stderr: {}", String::from_utf8_lossy(&out.stderr)));
+    let v: serde_json::Value = serde_json::from_str(last).unwrap_or_else(|_| {
+        panic!(
+            "summary line; stderr: {}",
+            String::from_utf8_lossy(&out.stderr)
+        )
+    });
     v["nodes"]
         .as_array()
         .unwrap()
