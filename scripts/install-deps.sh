@@ -23,17 +23,25 @@ for p in "${want[@]}"; do
   fi
 done
 
-if [ ${#missing[@]} -eq 0 ]; then
+# Package lists older than a day (or none at all) are refreshed first: the fixture distro
+# generator downloads Debian packages by their current names.
+stale_lists=0
+if [ -z "$(find /var/lib/apt/lists -maxdepth 1 -name '*Packages*' -mtime -1 2>/dev/null | head -n1)" ]; then
+  stale_lists=1
+fi
+
+if [ ${#missing[@]} -eq 0 ] && [ $stale_lists -eq 0 ]; then
   echo "install-deps: all ${#want[@]} packages present"
   exit 0
 fi
 
-echo "install-deps: installing ${missing[*]}"
 SUDO=""
 if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
 export DEBIAN_FRONTEND=noninteractive
-# Refresh the package lists when they are missing or older than a day.
-if [ -z "$(find /var/lib/apt/lists -maxdepth 1 -name '*Packages*' -mtime -1 2>/dev/null | head -n1)" ]; then
+if [ $stale_lists -eq 1 ]; then
   $SUDO apt-get update -q
 fi
-$SUDO apt-get install -y -q --no-install-recommends "${missing[@]}"
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "install-deps: installing ${missing[*]}"
+  $SUDO apt-get install -y -q --no-install-recommends "${missing[@]}"
+fi
