@@ -7,7 +7,7 @@ set -euo pipefail
 build_pkgs=(pkg-config libsolv-dev libsolvext-dev clang libclang-dev)
 fixture_pkgs=(rpm createrepo-c kmod cpio dnf git)
 test_pkgs=(bubblewrap)
-bench_pkgs=(ninja-build b3sum)
+bench_pkgs=(ninja-build b3sum rpm2cpio)
 
 want=("${build_pkgs[@]}" "${fixture_pkgs[@]}")
 case "${1:-test}" in

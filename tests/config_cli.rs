@@ -159,9 +159,9 @@ fn undefined_repo_is_an_error_for_builds_and_a_warning_for_show() {
         "  - nestos-fixture\n  - no-such-repo\n",
     );
     fs_err::write(&manifest, text).unwrap();
-    let plan = nosa(&w, &["graph", "plan"]);
-    assert_eq!(plan.status.code(), Some(2));
-    let err = String::from_utf8_lossy(&plan.stderr);
+    let build = nosa(&w, &["graph", "build"]);
+    assert_eq!(build.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&build.stderr);
     assert!(err.contains("no-such-repo"), "{err}");
     assert!(err.contains("nestos.yaml"), "names the file: {err}");
     let show = nosa(&w, &["config", "show", "--json"]);
@@ -210,9 +210,12 @@ fn reference_configs_expand() {
             );
             if !strict_ok {
                 // A real bug in that branch: a repo named in the manifest that no .repo defines.
+                // Inspecting warns; building refuses.
                 let plan = nosa(tmp.path(), &["graph", "plan", "--arch", arch]);
-                assert_eq!(plan.status.code(), Some(2), "{name}");
-                continue;
+                assert!(plan.status.success(), "{name}");
+                assert!(String::from_utf8_lossy(&plan.stderr).contains("NestOS-For-Container"));
+                let build = nosa(tmp.path(), &["graph", "build", "--arch", arch, "ostree"]);
+                assert_eq!(build.status.code(), Some(2), "{name}");
             }
             let (mut all, planned) = overlay_nodes(tmp.path(), arch);
             all.sort();

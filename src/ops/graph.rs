@@ -110,7 +110,7 @@ pub fn finish_build(s: Session, report: BuildReport, progress: Progress) -> OpRe
 
 /// `nosa graph plan`.
 pub fn plan(cli: &Cli, a: &PlanArgs) -> OpResult {
-    let mut s = Session::open(cli, None, a.select.arch.as_deref())?;
+    let mut s = Session::open_with(cli, None, a.select.arch.as_deref(), false)?;
     s.expand_current()?;
     let targets = s.targets(&a.select.targets)?;
     let plan = s.engine.plan(&s.ws.graph, &targets).map_err(runtime)?;
@@ -159,7 +159,7 @@ pub fn plan(cli: &Cli, a: &PlanArgs) -> OpResult {
 
 /// `nosa graph why`.
 pub fn why(cli: &Cli, a: &WhyArgs) -> OpResult {
-    let mut s = Session::open(cli, None, a.arch.as_deref())?;
+    let mut s = Session::open_with(cli, None, a.arch.as_deref(), false)?;
     s.expand_current()?;
     let i = s.targets(std::slice::from_ref(&a.node))?[0];
     let ex = s.engine.why(&s.ws.graph, i).map_err(runtime)?;
@@ -198,7 +198,7 @@ pub fn why(cli: &Cli, a: &WhyArgs) -> OpResult {
 
 /// `nosa graph show`.
 pub fn show(cli: &Cli, a: &ShowArgs) -> OpResult {
-    let mut s = Session::open(cli, None, a.arch.as_deref())?;
+    let mut s = Session::open_with(cli, None, a.arch.as_deref(), false)?;
     s.expand_current()?;
     let g = &s.ws.graph;
     if a.dot {
