@@ -24,6 +24,8 @@ pub struct RepoMdData {
     pub size: Option<u64>,
     /// Size after decompression, if listed.
     pub open_size: Option<u64>,
+    /// `<timestamp>`: when the file was generated (seconds since the epoch), if listed.
+    pub timestamp: Option<u64>,
 }
 
 /// A parsed repomd.xml.
@@ -40,6 +42,11 @@ impl RepoMd {
     pub fn get(&self, kind: &str) -> Option<&RepoMdData> {
         self.data.iter().find(|d| d.kind == kind)
     }
+
+    /// The newest `<timestamp>` of any entry (what dnf reports as the metadata's age).
+    pub fn newest_timestamp(&self) -> Option<u64> {
+        self.data.iter().filter_map(|d| d.timestamp).max()
+    }
 }
 
 /// Partial `<data>` while parsing.
@@ -52,6 +59,7 @@ struct DataBuilder {
     base: Option<String>,
     size: Option<u64>,
     open_size: Option<u64>,
+    timestamp: Option<u64>,
 }
 
 /// Parses repomd.xml; `file` names it in errors.
@@ -87,7 +95,10 @@ pub fn parse_repomd(xml: &[u8], file: &str) -> Result<RepoMd, RepoError> {
                         d.href = attr(&e, b"href").map_err(&bad)?;
                         d.base = attr(&e, b"base").map_err(&bad)?;
                     }
-                    (b"checksum" | b"open-checksum" | b"size" | b"open-size", Some(_))
+                    (
+                        b"checksum" | b"open-checksum" | b"size" | b"open-size" | b"timestamp",
+                        Some(_),
+                    )
                     | (b"revision", None) => {
                         field = Some((name, attr(&e, b"type").map_err(&bad)?));
                         text.clear();
@@ -118,6 +129,7 @@ pub fn parse_repomd(xml: &[u8], file: &str) -> Result<RepoMd, RepoError> {
                         }
                         (b"size", Some(d)) => d.size = Some(number()?),
                         (b"open-size", Some(d)) => d.open_size = Some(number()?),
+                        (b"timestamp", Some(d)) => d.timestamp = Some(number()?),
                         _ => {}
                     }
                 } else if name == b"data"
@@ -158,6 +170,7 @@ fn finish_data(
         base: d.base,
         size: d.size,
         open_size: d.open_size,
+        timestamp: d.timestamp,
         kind,
     })
 }

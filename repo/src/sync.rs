@@ -62,23 +62,38 @@ impl RepoSource {
     }
 }
 
-/// `repo.json` in a synced repository's output.
+/// `repo.json` in a synced repository's output. Fields other than `id` have dnf's defaults
+/// when absent, so a hand-written one (tests, other tools) reads too.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RepoJson {
     /// The repo id.
     pub id: String,
     /// The basearch.
+    #[serde(default)]
     pub arch: String,
     /// Base URLs, the one that served this sync first.
+    #[serde(default)]
     pub baseurl: Vec<String>,
-    /// dnf `priority`.
+    /// dnf `priority`: lower wins (default 99).
+    #[serde(default = "default_priority")]
     pub priority: i64,
-    /// dnf `cost`.
+    /// dnf `cost`: lower wins among equal priorities (default 1000).
+    #[serde(default = "default_cost")]
     pub cost: i64,
     /// `exclude` globs.
+    #[serde(default)]
     pub exclude: Vec<String>,
-    /// `includepkgs` globs.
+    /// `includepkgs` globs (empty: everything).
+    #[serde(default)]
     pub includepkgs: Vec<String>,
+}
+
+fn default_priority() -> i64 {
+    99
+}
+
+fn default_cost() -> i64 {
+    1000
 }
 
 /// The `repo-sync:<arch>:<repoid>` node.

@@ -18,6 +18,6 @@ pub use error::ResolveError;
 pub use ffi::libsolv_version;
 pub use glob::{fnmatch, matches_package};
 pub use output::{lockfile_json, resolved_json, rfc3339};
-pub use repo::{MetadataFile, RepoConfig, RepoData, Repomd, parse_repomd};
+pub use repo::{MetadataFile, RepoConfig, RepoData};
 pub use resolve::{Checksum, Lock, Request, Resolution, ResolvedPackage, resolve, split_evr};
 pub use rule::ResolveRule;

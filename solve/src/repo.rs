@@ -1,47 +1,12 @@
 //! A synced repository as the resolve rule reads it: `repo.json`, `repomd.xml` and the
 //! metadata files that `repomd.xml` names, from a dependency's output tree or a directory.
 
-use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-
-use quick_xml::Reader;
-use quick_xml::events::Event;
-use serde::{Deserialize, Serialize};
 
 use crate::error::ResolveError;
 
-/// `repo.json`: the repository definition the repo-sync node used.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct RepoConfig {
-    /// The `.repo` section name.
-    pub id: String,
-    /// The basearch it was synced for.
-    #[serde(default)]
-    pub arch: String,
-    /// Every baseurl (the first is where downloads go).
-    #[serde(default)]
-    pub baseurl: Vec<String>,
-    /// dnf priority: lower wins (default 99).
-    #[serde(default = "default_priority")]
-    pub priority: i64,
-    /// dnf cost: lower wins among equal priorities (default 1000).
-    #[serde(default = "default_cost")]
-    pub cost: i64,
-    /// `exclude`/`excludepkgs` globs.
-    #[serde(default)]
-    pub exclude: Vec<String>,
-    /// `includepkgs` globs (empty: everything).
-    #[serde(default)]
-    pub includepkgs: Vec<String>,
-}
-
-fn default_priority() -> i64 {
-    99
-}
-
-fn default_cost() -> i64 {
-    1000
-}
+/// `repo.json`: the repository definition the repo-sync node used (nosa-repo's type).
+pub type RepoConfig = nosa_repo::RepoJson;
 
 /// One metadata file named by `repomd.xml`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -65,66 +30,6 @@ pub struct RepoData {
     pub generated: Option<u64>,
 }
 
-/// What `repomd.xml` says: data type -> location href; the newest timestamp.
-#[derive(Debug, Default, Clone, PartialEq, Eq)]
-pub struct Repomd {
-    pub locations: BTreeMap<String, String>,
-    pub timestamp: Option<u64>,
-}
-
-/// Parses `repomd.xml`.
-pub fn parse_repomd(xml: &str) -> Result<Repomd, String> {
-    let mut r = Reader::from_str(xml);
-    let mut out = Repomd::default();
-    let mut data_type: Option<String> = None;
-    let mut in_timestamp = false;
-    loop {
-        match r.read_event().map_err(|e| e.to_string())? {
-            Event::Start(e) | Event::Empty(e) => {
-                let name = e.local_name();
-                match name.as_ref() {
-                    b"data" => {
-                        data_type = attr(&e, b"type")?;
-                    }
-                    b"location" => {
-                        if let (Some(t), Some(href)) = (&data_type, attr(&e, b"href")?) {
-                            out.locations.insert(t.clone(), href);
-                        }
-                    }
-                    b"timestamp" => in_timestamp = data_type.is_some(),
-                    _ => {}
-                }
-            }
-            Event::Text(t) if in_timestamp => {
-                let text = t.decode().map_err(|e| e.to_string())?;
-                if let Ok(v) = text.trim().parse::<u64>() {
-                    out.timestamp = Some(out.timestamp.map_or(v, |o| o.max(v)));
-                }
-            }
-            Event::End(e) => match e.local_name().as_ref() {
-                b"data" => data_type = None,
-                b"timestamp" => in_timestamp = false,
-                _ => {}
-            },
-            Event::Eof => break,
-            _ => {}
-        }
-    }
-    Ok(out)
-}
-
-fn attr(e: &quick_xml::events::BytesStart<'_>, key: &[u8]) -> Result<Option<String>, String> {
-    for a in e.attributes() {
-        let a = a.map_err(|e| e.to_string())?;
-        if a.key.local_name().as_ref() == key {
-            return Ok(Some(
-                a.unescape_value().map_err(|e| e.to_string())?.into_owned(),
-            ));
-        }
-    }
-    Ok(None)
-}
-
 impl RepoData {
     /// Reads a repository whose files are found through `lookup` (tree path -> local path).
     /// `what` names the source in errors (the dependency's node id or the directory).
@@ -136,16 +41,16 @@ impl RepoData {
             what: what.to_string(),
             msg,
         };
-        let read = |p: &str| -> Result<String, ResolveError> {
+        let read = |p: &str| -> Result<Vec<u8>, ResolveError> {
             let path = lookup(p).ok_or_else(|| bad(format!("no {p}")))?;
-            Ok(fs_err::read_to_string(path)?)
+            Ok(fs_err::read(path)?)
         };
-        let config: RepoConfig = serde_json::from_str(&read("repo.json")?)
+        let config: RepoConfig = serde_json::from_slice(&read("repo.json")?)
             .map_err(|e| bad(format!("repo.json: {e}")))?;
-        let repomd =
-            parse_repomd(&read("repomd.xml")?).map_err(|e| bad(format!("repomd.xml: {e}")))?;
+        let repomd = nosa_repo::parse_repomd(&read("repomd.xml")?, "repomd.xml")
+            .map_err(|e| bad(e.to_string()))?;
         let file = |t: &str| -> Result<Option<MetadataFile>, ResolveError> {
-            let Some(href) = repomd.locations.get(t) else {
+            let Some(href) = repomd.get(t).map(|d| &d.href) else {
                 return Ok(None);
             };
             let path = lookup(href).ok_or_else(|| {
@@ -164,7 +69,7 @@ impl RepoData {
             config,
             primary,
             filelists,
-            generated: repomd.timestamp,
+            generated: repomd.newest_timestamp(),
         })
     }
 
@@ -179,19 +84,20 @@ impl RepoData {
 
 #[cfg(test)]
 mod tests {
-    use super::*;
-
     #[test]
     fn repomd_locations_and_newest_timestamp() {
-        let xml = r#"<?xml version="1.0" encoding="UTF-8"?>
+        let xml = br#"<?xml version="1.0" encoding="UTF-8"?>
 <repomd xmlns="http://linux.duke.edu/metadata/repo" xmlns:rpm="http://linux.duke.edu/metadata/rpm">
   <revision>1700000000</revision>
-  <data type="primary"><location href="repodata/a-primary.xml.gz"/><timestamp>1700000001</timestamp></data>
-  <data type="filelists"><location href="repodata/b-filelists.xml.zst"/><timestamp>1700000005</timestamp></data>
+  <data type="primary"><checksum type="sha256">aa</checksum><location href="repodata/a-primary.xml.gz"/><timestamp>1700000001</timestamp></data>
+  <data type="filelists"><checksum type="sha256">bb</checksum><location href="repodata/b-filelists.xml.zst"/><timestamp>1700000005</timestamp></data>
 </repomd>"#;
-        let r = parse_repomd(xml).unwrap();
-        assert_eq!(r.locations["primary"], "repodata/a-primary.xml.gz");
-        assert_eq!(r.locations["filelists"], "repodata/b-filelists.xml.zst");
-        assert_eq!(r.timestamp, Some(1700000005));
+        let r = nosa_repo::parse_repomd(xml, "repomd.xml").unwrap();
+        assert_eq!(r.get("primary").unwrap().href, "repodata/a-primary.xml.gz");
+        assert_eq!(
+            r.get("filelists").unwrap().href,
+            "repodata/b-filelists.xml.zst"
+        );
+        assert_eq!(r.newest_timestamp(), Some(1700000005));
     }
 }
