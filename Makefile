@@ -4,14 +4,18 @@
 CARGO ?= cargo
 NOSA := target/release/nosa
 
-.PHONY: demo test deps-demo deps-test build fixture-distro lint bench clean-generated
+.PHONY: demo test deps-demo deps-test build fixture-distro lint bench
 
 demo: deps-demo build fixture-distro
+	$(NOSA) fetch
 	$(NOSA) graph build
 	$(NOSA) graph build
+	$(NOSA) graph plan ostree qemu
 	@echo
-	@echo "demo: the second build above ran nothing (all cached); try editing a file under"
-	@echo "examples/overlay.d and run '$(NOSA) graph build' then '$(NOSA) graph why NODE'."
+	@echo "demo: fetch pinned the fixture repo, resolved and downloaded its packages; the second"
+	@echo "graph build ran nothing (all cached); the plan lists every node of the OS build."
+	@echo "Try editing examples/overlay.d/15nestos/etc/test/test.txt, then"
+	@echo "'$(NOSA) graph build overlay:15nestos' and '$(NOSA) graph why overlay:15nestos'."
 
 test: deps-test fixture-distro
 	$(CARGO) nextest run --workspace --no-fail-fast --cargo-profile dev
@@ -36,3 +40,4 @@ lint:
 bench:
 	$(CARGO) bench --bench noop
 	$(CARGO) bench --bench hash
+	$(CARGO) bench --bench unpack
