@@ -7,20 +7,7 @@ mod common;
 
 use std::path::Path;
 
-use common::{example_workdir, nosa, repo_root, summary};
-
-fn fixture_workdir() -> (tempfile::TempDir, std::path::PathBuf) {
-    let repo = repo_root().join("fixtures/out/repo");
-    assert!(
-        repo.join("x86_64/repodata/repomd.xml").is_file(),
-        "{} is missing: run `cargo xtask fixture-distro` (make test does)",
-        repo.display()
-    );
-    let (tmp, w) = example_workdir();
-    fs_err::create_dir_all(w.join("fixtures/out")).unwrap();
-    std::os::unix::fs::symlink(&repo, w.join("fixtures/out/repo")).unwrap();
-    (tmp, w)
-}
+use common::{fixture_workdir, nosa, summary};
 
 fn ok(out: &std::process::Output) {
     assert!(

@@ -6,6 +6,7 @@ pub mod nestos;
 pub mod overlay;
 pub mod pending;
 pub mod pins;
+pub mod rootfs;
 pub mod step;
 pub mod targets;
 pub mod unpack;

@@ -16,6 +16,7 @@ use nosa_solve::{Lock, Request, ResolveRule, ResolvedPackage};
 use crate::overlay::OverlayRule;
 use crate::pending::PendingRule;
 use crate::pins::Pins;
+use crate::rootfs::{RemoveFrom, RootfsRule};
 use crate::unpack::UnpackRule;
 
 /// Disk image formats and the node each target name selects.
@@ -246,25 +247,29 @@ pub fn expand(configs: &[Config], config_rel: &str, known: &Known) -> Expansion 
                 .iter()
                 .map(|l| overlay_ids[&l.name].clone()),
         );
-        let rootfs = PendingRule::new("rootfs")
-            .param("arch", arch)
-            .json("remove-files", &J::from(tf.remove_files.clone()))
-            .json(
-                "remove-from-packages",
-                &J::from(
-                    tf.remove_from_packages
-                        .iter()
-                        .map(|r| {
-                            J::from(vec![
-                                J::from(r.package.clone()),
-                                J::from(r.patterns.clone()),
-                            ])
-                        })
-                        .collect::<Vec<_>>(),
-                ),
-            )
-            .json("ostree-layers", &J::from(tf.ostree_layers.clone()));
-        let mut prev = x.add(format!("rootfs:{arch}"), rootfs, rootfs_deps);
+        let rootfs = RootfsRule::new(
+            arch,
+            tf.remove_files.clone(),
+            tf.remove_from_packages
+                .iter()
+                .map(|r| RemoveFrom {
+                    package: r.package.clone(),
+                    patterns: r.patterns.clone(),
+                })
+                .collect(),
+        );
+        let rootfs_id = format!("rootfs:{arch}");
+        x.nodes.push(NodeDecl {
+            id: rootfs_id.clone(),
+            rule: Arc::new(rootfs),
+            deps: rootfs_deps,
+        });
+        // rpm-ostree's order: scriptlets run on the tree that already has the overlays.
+        let mut prev = x.add(
+            format!("scriptlets:{arch}"),
+            PendingRule::new("scriptlets").param("arch", arch),
+            vec![rootfs_id],
+        );
 
         for (n, step) in tf.postprocess_steps().iter().enumerate() {
             let mut rule = PendingRule::new("postprocess").param("arch", arch);

@@ -193,3 +193,19 @@ pub fn summary(out: &Output) -> BTreeMap<String, String> {
         })
         .collect()
 }
+
+/// [`example_workdir`] with the fixture distro's repository linked where the example's `.repo`
+/// file expects it (`$nosa_workdir/fixtures/out/repo`). Fails when the fixture distro is not
+/// built, naming the command that builds it.
+pub fn fixture_workdir() -> (tempfile::TempDir, PathBuf) {
+    let repo = repo_root().join("fixtures/out/repo");
+    assert!(
+        repo.join("x86_64/repodata/repomd.xml").is_file(),
+        "{} is missing: run `cargo xtask fixture-distro` (make test does)",
+        repo.display()
+    );
+    let (tmp, w) = example_workdir();
+    fs_err::create_dir_all(w.join("fixtures/out")).unwrap();
+    std::os::unix::fs::symlink(&repo, w.join("fixtures/out/repo")).unwrap();
+    (tmp, w)
+}
