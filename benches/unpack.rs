@@ -50,14 +50,21 @@ fn cpio_round(pkgs: &[PathBuf], work: &Path) -> Duration {
             .stderr(Stdio::null())
             .status()
             .expect("run rpm2cpio | cpio (Debian packages rpm2cpio, cpio)");
-        assert!(status.success(), "rpm2cpio | cpio failed on {}", p.display());
+        assert!(
+            status.success(),
+            "rpm2cpio | cpio failed on {}",
+            p.display()
+        );
     }
     t.elapsed()
 }
 
 fn main() {
     let pkgs = packages();
-    let bytes: u64 = pkgs.iter().map(|p| fs_err::metadata(p).unwrap().len()).sum();
+    let bytes: u64 = pkgs
+        .iter()
+        .map(|p| fs_err::metadata(p).unwrap().len())
+        .sum();
     let rounds: usize = std::env::var("NOSA_BENCH_ROUNDS")
         .ok()
         .and_then(|s| s.parse().ok())

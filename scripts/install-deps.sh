@@ -4,9 +4,9 @@
 set -euo pipefail
 
 # Packages the project needs, one group per purpose.
-build_pkgs=(pkg-config libsolv-dev libsolvext-dev clang libclang-dev)
-fixture_pkgs=(rpm createrepo-c kmod cpio dnf git)
-test_pkgs=(bubblewrap)
+build_pkgs=(pkg-config libsolv-dev libsolvext-dev clang libclang-dev libostree-dev libglib2.0-dev)
+fixture_pkgs=(rpm createrepo-c kmod cpio dnf git bubblewrap)
+test_pkgs=(bubblewrap ostree)
 bench_pkgs=(ninja-build b3sum rpm2cpio)
 
 want=("${build_pkgs[@]}" "${fixture_pkgs[@]}")

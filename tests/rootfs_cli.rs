@@ -1,6 +1,7 @@
-//! The compose's first node on the example and the fixture distro: `rootfs:<arch>` is the union
-//! of the unpacked packages with the overlay layers on top. Changing one overlay.d file reruns
-//! that overlay node and the rootfs, no package node, and `graph why` names the file.
+//! The compose's first nodes on the example and the fixture distro: `rootfs:<arch>` is the union
+//! of the unpacked packages with the overlay layers on top; `scriptlets:<arch>` runs the
+//! packages' %pre/%post in that tree under bubblewrap. Changing one overlay.d file reruns that
+//! overlay node and the nodes after it, no package node, and `graph why` names the file.
 
 mod common;
 
@@ -9,7 +10,7 @@ use common::{fixture_workdir, nosa, summary};
 #[test]
 fn rootfs_union_and_overlay_change() {
     let (tmp, w) = fixture_workdir();
-    let out = nosa(&w, &["graph", "build", "--json", "rootfs:x86_64"]);
+    let out = nosa(&w, &["graph", "build", "--json", "scriptlets:x86_64"]);
     assert!(
         out.status.success(),
         "{}",
@@ -17,6 +18,7 @@ fn rootfs_union_and_overlay_change() {
     );
     let s = summary(&out);
     assert_eq!(s["rootfs:x86_64"], "ran");
+    assert_eq!(s["scriptlets:x86_64"], "ran");
     assert!(
         s.keys().any(|k| k.starts_with("unpack:x86_64:busybox-")),
         "{s:?}"
@@ -48,12 +50,38 @@ fn rootfs_union_and_overlay_change() {
         "the kernel is laid out as /usr/lib/modules/<kver>/vmlinuz"
     );
 
+    // The scriptlets ran inside the tree, with rpm's install-count argument.
+    let listing = nosa(&w, &["graph", "output", "scriptlets:x86_64", "--json"]);
+    assert!(
+        listing.status.success(),
+        "{}",
+        String::from_utf8_lossy(&listing.stderr)
+    );
+    let v: serde_json::Value = serde_json::from_slice(&listing.stdout).unwrap();
+    let entry = |p: &str| {
+        v["entries"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|e| e["path"] == p)
+            .cloned()
+    };
+    assert!(entry("root/etc/fixture-pre.conf").is_some(), "%pre ran");
+    let post = entry("root/etc/fixture-post.conf").expect("%post ran");
+    let digest = post["digest"].as_str().unwrap();
+    let blob = w.join("cache/store/blobs").join(&digest[..2]).join(digest);
+    assert_eq!(fs_err::read_to_string(blob).unwrap(), "post-ran=1 arg=1\n");
+    assert!(
+        entry("root/tmp/.nosa-scriptlet").is_none(),
+        "nothing of the sandbox is left"
+    );
+
     // One overlay file changes: its layer and the rootfs rerun, no package node does.
     let f = tmp
         .path()
         .join("example-config/overlay.d/15nestos/etc/test/test.txt");
     fs_err::write(&f, "changed by the test\n").unwrap();
-    let out = nosa(&w, &["graph", "build", "--json", "rootfs:x86_64"]);
+    let out = nosa(&w, &["graph", "build", "--json", "scriptlets:x86_64"]);
     assert!(
         out.status.success(),
         "{}",
@@ -65,7 +93,11 @@ fn rootfs_union_and_overlay_change() {
         .filter(|(_, st)| *st == "ran")
         .map(|(id, _)| id)
         .collect();
-    assert_eq!(ran, vec!["overlay:15nestos", "rootfs:x86_64"], "{s:?}");
+    assert_eq!(
+        ran,
+        vec!["overlay:15nestos", "rootfs:x86_64", "scriptlets:x86_64"],
+        "{s:?}"
+    );
     let why = nosa(&w, &["graph", "why", "rootfs:x86_64", "--json"]);
     let v: serde_json::Value = serde_json::from_slice(&why.stdout).unwrap();
     assert_eq!(v["state"], "ran");

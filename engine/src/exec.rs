@@ -15,12 +15,13 @@ use nosa_cache::{
 use rayon::prelude::*;
 
 use crate::graph::Graph;
-use crate::inputs::resolve_inputs;
+use crate::inputs::resolve_inputs_traced;
 use crate::key::{Params, key_of, key_of_parts, rule_component, rule_digest, sort_components};
 use crate::node::{DepOutput, InputFile, MaterializeTo, Rule, RunContext, RunError};
 use crate::queue::DependencyQueue;
 use crate::reason::{Reason, diff};
 use crate::state::{BuildState, Good, NodeState, Status};
+use crate::witness::{self, Trace};
 
 /// How to build.
 #[derive(Clone, Debug)]
@@ -35,6 +36,25 @@ pub struct BuildOptions {
     /// keeps its build number, and a node it finds cached that already ran in that build keeps
     /// the status and reasons recorded then, so `why` still explains the run.
     pub continue_build: bool,
+    /// Record a no-op witness for this selection if every node turns out cached (see
+    /// [`WitnessRequest`]).
+    pub witness: Option<WitnessRequest>,
+}
+
+/// Asks a build to leave a no-op witness (`crate::witness`) behind if every node is cached.
+/// The caller vouches that the graph and the selection are a function of `key` and of the
+/// paths in `observed` alone (for example: a build file without `[nestos]`, whose stamp is
+/// observed, and the target names).
+#[derive(Clone, Debug)]
+pub struct WitnessRequest {
+    /// Names the selection: the executable, the build file, the target names.
+    pub key: Digest,
+    /// When observation started: before anything recorded was read. A recorded path modified
+    /// since (or within the racy window before) makes the build leave no witness.
+    pub since: std::time::SystemTime,
+    /// Paths the caller read before the build (the build file), with their metadata taken
+    /// before reading them.
+    pub observed: Vec<(PathBuf, std::fs::Metadata)>,
 }
 
 impl Default for BuildOptions {
@@ -46,6 +66,7 @@ impl Default for BuildOptions {
             keep_going: false,
             force: HashSet::new(),
             continue_build: false,
+            witness: None,
         }
     }
 }
@@ -178,6 +199,8 @@ struct Job {
 /// The outcome of [`Engine::check_materialized`].
 struct Intact {
     intact: bool,
+    /// The files compared, with their stamps (only when a witness is being recorded).
+    seen: Vec<(PathBuf, std::fs::Metadata)>,
     /// Files hashed on the way (not vouched for by the stat cache): path, stamp, digest.
     hashed: Vec<(PathBuf, std::fs::Metadata, Digest)>,
 }
@@ -265,6 +288,26 @@ impl Engine {
         self.store.state_dir().join("stat.bin")
     }
 
+    fn witness_path(&self) -> PathBuf {
+        self.store.state_dir().join("noop.bin")
+    }
+
+    /// If the no-op witness recorded for selection `key` still holds (every path it observed
+    /// has its recorded stamp), the ids of the nodes a build would now report cached, in the
+    /// order it would report them. `None`: build normally. Call with the workdir lock held.
+    pub fn check_witness(&self, key: &Digest) -> Option<Vec<String>> {
+        witness::check(&self.witness_path(), key)
+    }
+
+    /// Drops the no-op witness: for anything that changes the store or the state other than
+    /// through [`Engine::build`] and [`Engine::save_state`], which drop it themselves.
+    pub fn forget_witness(&self) -> Result<(), EngineError> {
+        match fs_err::remove_file(self.witness_path()) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e.into()),
+            _ => Ok(()),
+        }
+    }
+
     /// The remembered state.
     pub fn state(&self) -> BuildState {
         BuildState::load(&self.state_path())
@@ -276,6 +319,7 @@ impl Engine {
         if let Some(pending) = self.prefetched.lock().expect("prefetch slot").take() {
             let _ = pending.join();
         }
+        self.forget_witness()?;
         Ok(state.save(&self.state_path(), &self.store.tmp_dir())?)
     }
 
@@ -422,7 +466,11 @@ impl Engine {
         obs: &mut dyn Observer,
     ) -> Result<BuildReport, EngineError> {
         let t0 = Instant::now();
+        // Whatever this build does, the last witness no longer describes the workdir (a build
+        // killed half-way must not leave one behind).
+        self.forget_witness()?;
         self.clear_stale_runs()?;
+        let mut trace = opts.witness.as_ref().map(|_| Trace::default());
         let sel = graph.closure(targets);
         let mut local_of = vec![usize::MAX; graph.len()];
         for (l, &g) in sel.iter().enumerate() {
@@ -442,7 +490,7 @@ impl Engine {
             .par_iter()
             .map(|&g| graph.node(g).rule.inputs())
             .collect();
-        let mut inputs = resolve_inputs(&self.workdir, &specs, &mut stat);
+        let mut inputs = resolve_inputs_traced(&self.workdir, &specs, &mut stat, trace.as_mut());
         timing("build: resolve inputs", t);
         if !opts.continue_build || state.build == 0 {
             state.build += 1;
@@ -726,18 +774,28 @@ impl Engine {
         // Which views in the workdir are intact: checked in parallel, through the stat cache.
         let checks: Vec<Intact> = {
             let (trusted, known) = (&stat, &state);
+            let keep = trace.is_some();
             candidates
                 .par_iter()
-                .map(|(id, _, tree)| self.check_materialized(known.nodes.get(*id), *tree, trusted))
+                .map(|(id, _, tree)| {
+                    self.check_materialized(known.nodes.get(*id), *tree, trusted, keep)
+                })
                 .collect()
         };
         for ((id, to, tree), check) in candidates.iter().zip(checks) {
             for (p, meta, d) in &check.hashed {
                 stat.insert(p, meta, *d);
             }
+            if let Some(t) = trace.as_mut() {
+                for (p, meta) in &check.seen {
+                    t.stamp(p, meta, true);
+                }
+            }
             if check.intact {
                 continue;
             }
+            // A rewritten output: this build is not a no-op.
+            trace = None;
             let entry = state.nodes.get_mut(*id).expect("recorded above");
             if let Err(e) = self.materialize(to, *tree, entry) {
                 mat_error.get_or_insert(e);
@@ -760,6 +818,14 @@ impl Engine {
         saved_stat?;
         logged?;
         timing("build: save state, stat cache, log", t);
+        if let (Some(req), Some(trace)) = (&opts.witness, trace)
+            && mat_error.is_none()
+            && report.nodes.iter().all(|r| r.status == Status::Cached)
+        {
+            let t = Instant::now();
+            self.write_witness(req, trace, &goods, &report);
+            timing("build: write witness", t);
+        }
         // Freeing tens of thousands of small allocations is measurable at this scale; let a
         // short-lived thread do it while the caller reports.
         std::thread::spawn(move || drop((state, stat, inputs, specs)));
@@ -802,9 +868,11 @@ impl Engine {
         entry: Option<&NodeState>,
         tree: Digest,
         stat: &StatCache,
+        keep_stamps: bool,
     ) -> Intact {
         let mut check = Intact {
             intact: false,
+            seen: Vec::new(),
             hashed: Vec::new(),
         };
         let Some(entry) = entry else { return check };
@@ -820,12 +888,15 @@ impl Engine {
                 Some(x) => x,
                 None => match hash_file(&abs) {
                     Ok(x) => {
-                        check.hashed.push((abs, meta, x));
+                        check.hashed.push((abs.clone(), meta.clone(), x));
                         x
                     }
                     Err(_) => return check,
                 },
             };
+            if keep_stamps {
+                check.seen.push((abs, meta));
+            }
             if actual != *d {
                 return check;
             }
@@ -862,6 +933,44 @@ impl Engine {
             .collect();
         entry.materialized_tree = Some(tree_digest);
         Ok(())
+    }
+
+    /// Completes `trace` with what the decisions also rested on (the action records' shard
+    /// directories, the caller's observations, the state file just written) and writes the
+    /// witness; it refuses racy observations (see `crate::witness::write`).
+    fn write_witness(
+        &self,
+        req: &WitnessRequest,
+        mut trace: Trace,
+        goods: &[Option<Good>],
+        report: &BuildReport,
+    ) {
+        for (p, meta) in &req.observed {
+            trace.stamp(p, meta, true);
+        }
+        // A hit needs its action record. Records are only added or removed, each changing its
+        // shard directory's stamp.
+        let mut shards: Vec<u8> = goods.iter().flatten().map(|g| g.key.0[0]).collect();
+        shards.sort_unstable();
+        shards.dedup();
+        let ac = self.store.root().join("ac");
+        for s in shards {
+            if !trace.stat_now(&ac.join(format!("{s:02x}")), false, false) {
+                return;
+            }
+        }
+        // Any other writer of the state (a build, prune) replaces it, so a new inode.
+        if !trace.stat_now(&self.state_path(), false, true) {
+            return;
+        }
+        witness::write(
+            &self.witness_path(),
+            &self.store.tmp_dir(),
+            &req.key,
+            req.since,
+            &trace,
+            report.nodes.iter().map(|n| n.id.as_str()),
+        );
     }
 
     fn clear_stale_runs(&self) -> Result<(), EngineError> {

@@ -8,6 +8,7 @@ use nosa_cache::{Digest, FxBuildHasher, StatCache, hash_file};
 use rayon::prelude::*;
 
 use crate::node::{InputFile, InputSpec};
+use crate::witness::Trace;
 
 /// Top-level workdir entries a glob never descends into: nosa's own state and outputs.
 const SKIP_TOP: &[&str] = &[
@@ -25,6 +26,18 @@ struct Found {
     meta: std::fs::Metadata,
 }
 
+/// A directory whose listing an expansion used (`meta` before or after listing; `None`: it did
+/// not exist), for the no-op witness.
+struct Listed {
+    abs: PathBuf,
+    meta: Option<std::fs::Metadata>,
+    /// Stat'ed through symlinks (a glob's base, which the walk follows).
+    follow: bool,
+}
+
+/// One spec's expansion: its files and the directories listed to find them.
+type Expansion = (Vec<Found>, Vec<Listed>);
+
 /// Resolves each node's input specs. Returns, per node, its sorted input files or a message
 /// naming the input that could not be resolved.
 ///
@@ -35,6 +48,17 @@ pub fn resolve_inputs(
     specs: &[Vec<InputSpec>],
     stat: &mut StatCache,
 ) -> Vec<Result<Vec<InputFile>, String>> {
+    resolve_inputs_traced(workdir, specs, stat, None)
+}
+
+/// [`resolve_inputs`], also recording in `trace` the stamp of every input file and of every
+/// directory listed (or found missing) to expand directories and globs.
+pub(crate) fn resolve_inputs_traced(
+    workdir: &Path,
+    specs: &[Vec<InputSpec>],
+    stat: &mut StatCache,
+    trace: Option<&mut Trace>,
+) -> Vec<Result<Vec<InputFile>, String>> {
     // Expand each distinct spec once, in parallel.
     let mut spec_index: HashMap<&InputSpec, usize, FxBuildHasher> = HashMap::default();
     let mut distinct: Vec<&InputSpec> = Vec::new();
@@ -44,17 +68,26 @@ pub fn resolve_inputs(
             distinct.len() - 1
         });
     }
-    let expanded: Vec<Result<Vec<Found>, String>> = distinct
+    let expansions: Vec<Result<Expansion, String>> = distinct
         .par_iter()
         .map(|s| {
             let mut out = Vec::with_capacity(usize::from(matches!(s, InputSpec::Path(_))));
+            let mut dirs = Vec::new();
             match s {
-                InputSpec::Path(p) => expand_path(workdir, p, &mut out)?,
-                InputSpec::Glob(g) => expand_glob(workdir, g, &mut out)?,
+                InputSpec::Path(p) => expand_path(workdir, p, &mut out, &mut dirs)?,
+                InputSpec::Glob(g) => expand_glob(workdir, g, &mut out, &mut dirs)?,
             }
-            Ok(out)
+            Ok((out, dirs))
         })
         .collect();
+    let mut expanded: Vec<Result<Vec<Found>, String>> = Vec::with_capacity(expansions.len());
+    let mut listed: Vec<Listed> = Vec::new();
+    for e in expansions {
+        expanded.push(e.map(|(files, dirs)| {
+            listed.extend(dirs);
+            files
+        }));
+    }
 
     // The distinct files, each with its digest: trusted from the stat cache where its stamp
     // matches, else hashed (in parallel) and remembered.
@@ -95,6 +128,17 @@ pub fn resolve_inputs(
     for (f, (d, hashed)) in files.iter().zip(&digests) {
         if let (true, Ok(d)) = (hashed, d) {
             stat.insert(&f.abs, &f.meta, *d);
+        }
+    }
+    if let Some(trace) = trace {
+        for f in &files {
+            trace.stamp(&f.abs, &f.meta, false);
+        }
+        for l in &listed {
+            match &l.meta {
+                Some(m) => trace.stamp(&l.abs, m, l.follow),
+                None => trace.absent(&l.abs, l.follow),
+            }
         }
     }
 
@@ -141,13 +185,23 @@ pub fn check_relative(rel: &str) -> Result<(), String> {
     Ok(())
 }
 
-fn expand_path(workdir: &Path, rel: &str, out: &mut Vec<Found>) -> Result<(), String> {
+fn expand_path(
+    workdir: &Path,
+    rel: &str,
+    out: &mut Vec<Found>,
+    dirs: &mut Vec<Listed>,
+) -> Result<(), String> {
     check_relative(rel)?;
     let abs = workdir.join(rel);
     let meta =
         std::fs::symlink_metadata(&abs).map_err(|e| format!("input {rel} cannot be read: {e}"))?;
     if meta.is_dir() {
-        walk_dir(workdir, &abs, out)
+        dirs.push(Listed {
+            abs: abs.clone(),
+            meta: Some(meta),
+            follow: false,
+        });
+        walk_dir(workdir, &abs, out, dirs)
     } else {
         out.push(Found {
             rel: normalize(rel),
@@ -173,10 +227,23 @@ fn normalize(rel: &str) -> String {
         .join("/")
 }
 
-fn walk_dir(workdir: &Path, dir: &Path, out: &mut Vec<Found>) -> Result<(), String> {
+fn walk_dir(
+    workdir: &Path,
+    dir: &Path,
+    out: &mut Vec<Found>,
+    dirs: &mut Vec<Listed>,
+) -> Result<(), String> {
     for e in walkdir::WalkDir::new(dir).min_depth(1).sort_by_file_name() {
         let e = e.map_err(|e| format!("input directory {}: {e}", dir.display()))?;
         if e.file_type().is_dir() {
+            let meta = e
+                .metadata()
+                .map_err(|err| format!("{}: {err}", e.path().display()))?;
+            dirs.push(Listed {
+                abs: e.path().to_path_buf(),
+                meta: Some(meta),
+                follow: false,
+            });
             continue;
         }
         let rel = e
@@ -196,7 +263,12 @@ fn walk_dir(workdir: &Path, dir: &Path, out: &mut Vec<Found>) -> Result<(), Stri
     Ok(())
 }
 
-fn expand_glob(workdir: &Path, pattern: &str, out: &mut Vec<Found>) -> Result<(), String> {
+fn expand_glob(
+    workdir: &Path,
+    pattern: &str,
+    out: &mut Vec<Found>,
+    dirs: &mut Vec<Listed>,
+) -> Result<(), String> {
     check_relative(pattern)?;
     let glob = globset::GlobBuilder::new(pattern)
         .literal_separator(true)
@@ -214,7 +286,24 @@ fn expand_glob(workdir: &Path, pattern: &str, out: &mut Vec<Found>) -> Result<()
     } else {
         workdir.join(&base)
     };
-    if !root.is_dir() {
+    // The base as the walk sees it (through a symlink), and the link itself if it is one.
+    let root_meta = fs_err::metadata(&root).ok();
+    if let Ok(link) = fs_err::symlink_metadata(&root)
+        && link.is_symlink()
+    {
+        dirs.push(Listed {
+            abs: root.clone(),
+            meta: Some(link),
+            follow: false,
+        });
+    }
+    let is_dir = root_meta.as_ref().is_some_and(|m| m.is_dir());
+    dirs.push(Listed {
+        abs: root.clone(),
+        meta: root_meta,
+        follow: true,
+    });
+    if !is_dir {
         return Ok(());
     }
     let walker = walkdir::WalkDir::new(&root)
@@ -228,6 +317,14 @@ fn expand_glob(workdir: &Path, pattern: &str, out: &mut Vec<Found>) -> Result<()
     for e in walker {
         let e = e.map_err(|e| format!("glob {pattern}: {e}"))?;
         if e.file_type().is_dir() {
+            let meta = e
+                .metadata()
+                .map_err(|err| format!("{}: {err}", e.path().display()))?;
+            dirs.push(Listed {
+                abs: e.path().to_path_buf(),
+                meta: Some(meta),
+                follow: false,
+            });
             continue;
         }
         let Ok(rel) = e.path().strip_prefix(workdir) else {

@@ -18,10 +18,11 @@ mod node;
 pub mod queue;
 mod reason;
 mod state;
+mod witness;
 
 pub use exec::{
-    BuildOptions, BuildReport, Engine, EngineError, Event, NodeResult, Observer, file_name_for,
-    timing,
+    BuildOptions, BuildReport, Engine, EngineError, Event, NodeResult, Observer, WitnessRequest,
+    file_name_for, timing,
 };
 pub use explain::{Explanation, PlanEntry, Planned, RootCause};
 pub use graph::{Graph, GraphBuilder, GraphError, Node};

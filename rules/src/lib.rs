@@ -7,6 +7,7 @@ pub mod overlay;
 pub mod pending;
 pub mod pins;
 pub mod rootfs;
+pub mod scriptlets;
 pub mod step;
 pub mod targets;
 pub mod unpack;

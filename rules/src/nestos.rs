@@ -17,6 +17,7 @@ use crate::overlay::OverlayRule;
 use crate::pending::PendingRule;
 use crate::pins::Pins;
 use crate::rootfs::{RemoveFrom, RootfsRule};
+use crate::scriptlets::ScriptletsRule;
 use crate::unpack::UnpackRule;
 
 /// Disk image formats and the node each target name selects.
@@ -265,11 +266,12 @@ pub fn expand(configs: &[Config], config_rel: &str, known: &Known) -> Expansion 
             deps: rootfs_deps,
         });
         // rpm-ostree's order: scriptlets run on the tree that already has the overlays.
-        let mut prev = x.add(
-            format!("scriptlets:{arch}"),
-            PendingRule::new("scriptlets").param("arch", arch),
-            vec![rootfs_id],
-        );
+        let mut prev = format!("scriptlets:{arch}");
+        x.nodes.push(NodeDecl {
+            id: prev.clone(),
+            rule: Arc::new(ScriptletsRule::new(arch)),
+            deps: vec![rootfs_id],
+        });
 
         for (n, step) in tf.postprocess_steps().iter().enumerate() {
             let mut rule = PendingRule::new("postprocess").param("arch", arch);

@@ -96,11 +96,22 @@ impl Session {
         };
         let store = Store::open(store_dir(&workdir)).map_err(runtime)?;
         let engine = Engine::new(workdir, store);
+        Self::load(engine, &file, lock, arch, strict)
+    }
+
+    /// Loads the graph of `file` for `engine`'s workdir, whose lock `lock` is (if taken).
+    pub fn load(
+        engine: Engine,
+        file: &Path,
+        lock: Option<WorkdirLock>,
+        arch: Option<&str>,
+        strict: bool,
+    ) -> Result<Session, Failure> {
         if lock.is_some() {
             // Read the engine's state while the graph loads (on a second core).
             engine.prefetch();
         }
-        let bf = BuildFile::load_cached(&file, engine.store())
+        let bf = BuildFile::load_cached(file, engine.store())
             .map_err(|e| Failure::Config((*e).into()))?;
         let ws =
             Workspace::with_options(bf, arch, strict).map_err(|e| Failure::Config(e.into()))?;

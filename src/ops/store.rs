@@ -18,6 +18,10 @@ pub fn prune(cli: &Cli, a: &PruneArgs) -> OpResult {
         .filter(|(id, _)| current.contains(id.as_str()))
         .filter_map(|(_, n)| n.good.map(|g| g.key))
         .collect();
+    if !a.dry_run {
+        // Action records go: a no-op witness must not vouch for them any more.
+        s.engine.forget_witness().map_err(runtime)?;
+    }
     let report = s
         .engine
         .store()

@@ -1,0 +1,34 @@
+//! The `ostree-commit` node: a finished OS tree committed with libostree (through the `ostree`
+//! crate, not the CLI), reproducibly.
+//!
+//! Two layers:
+//!
+//! - [`commit_tree`] (in `write.rs`): the library function. It writes a directory into an
+//!   archive or bare-user repository with explicit ownership (root:root unless the caller says
+//!   otherwise), the on-disk modes kept as they are (setuid included; no canonical
+//!   permissions), no on-disk xattrs (only those the caller supplies, e.g.
+//!   `security.capability`), a fixed commit timestamp and sorted metadata, so that the same
+//!   tree gives the same commit checksum in any repository. It returns the commit checksum and
+//!   the content checksum (`ostree_commit_get_content_checksum`: root dirtree + dirmeta, which
+//!   ignores the timestamp and the metadata).
+//! - [`OstreeCommitRule`] (in `rule.rs`): the engine rule. It stages its dependency's `root/`
+//!   and `meta.json`, resolves owners through the tree's own passwd/group files, commits into
+//!   a fresh archive repository under `out/repo`, writes `out/commit.json`, and declares an
+//!   equivalence digest that ignores the timestamp, so a re-commit of the same content cuts
+//!   off downstream.
+//!
+//! See `docs/commit.md`.
+
+mod caps;
+mod error;
+mod meta;
+mod rule;
+mod tree;
+mod write;
+
+pub use caps::{CapsError, caps_from_text};
+pub use error::CommitError;
+pub use meta::{MetaValue, metadata_from_json};
+pub use rule::{CommitRecord, OstreeCommitRule, TreeMeta};
+pub use tree::IdMap;
+pub use write::{CommitRequest, CommitResult, RepoMode, Xattrs, commit_tree, content_checksum};

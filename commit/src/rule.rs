@@ -1,0 +1,257 @@
+//! `OstreeCommitRule` (`ostree-commit:<arch>`): its dependency's `root/` committed into a fresh
+//! archive repository under `out/repo`, with `out/commit.json`; the equivalence digest ignores
+//! the commit timestamp, so a re-commit of the same content cuts off downstream.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use nosa_cache::Digest;
+use nosa_engine::{Params, Rule, RunContext, RunError};
+use serde::{Deserialize, Serialize};
+
+use crate::{CommitRequest, IdMap, MetaValue, RepoMode, caps_from_text, commit_tree};
+
+/// Commits the OS tree its single dependency produced.
+///
+/// The dependency's output must hold `root/` (the tree in ostree layout, committed as it is)
+/// and may hold `meta.json` ([`TreeMeta`]).
+#[derive(Clone, Debug)]
+pub struct OstreeCommitRule {
+    arch: String,
+    ref_name: String,
+    version: String,
+    metadata_json: String,
+    timestamp: u64,
+    parent: Option<String>,
+}
+
+/// What the rule reads from the dependency's `meta.json` (other fields are ignored, so the
+/// unpack rule's `meta.json` is accepted as it is).
+#[derive(Clone, Debug, Default, Deserialize)]
+pub struct TreeMeta {
+    /// Owners by absolute path: `user:group`, by name (looked up in the tree's own
+    /// passwd/group files) or by number.
+    #[serde(default)]
+    pub owners: BTreeMap<String, String>,
+    /// Numeric owners by absolute path; win over `owners`.
+    #[serde(default)]
+    pub owner_ids: BTreeMap<String, (u32, u32)>,
+    /// File capabilities by absolute path, in libcap's text form (`cap_net_raw=ep`).
+    #[serde(default)]
+    pub caps: BTreeMap<String, String>,
+}
+
+/// `commit.json`: what the rule committed.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CommitRecord {
+    /// The ref in `repo/`.
+    #[serde(rename = "ref")]
+    pub ref_name: String,
+    /// The `version` metadata.
+    pub version: String,
+    /// The commit checksum.
+    pub checksum: String,
+    /// The content checksum (timestamp- and metadata-independent).
+    pub content_checksum: String,
+    /// The commit timestamp.
+    pub timestamp: u64,
+    /// The parent commit, if any.
+    pub parent: Option<String>,
+    /// The commit metadata as written (with `version` and `ostree.ref-binding`).
+    pub metadata: BTreeMap<String, serde_json::Value>,
+}
+
+impl CommitRecord {
+    /// Everything dependents can observe in the commit except its timestamp (and the commit
+    /// checksum, which covers the timestamp): content, ref, parent, metadata.
+    pub fn equivalence_digest(&self) -> Digest {
+        let mut h = blake3::Hasher::new();
+        h.update(b"nosa-ostree-commit-eq-v1\0");
+        for field in [
+            self.content_checksum.as_str(),
+            self.ref_name.as_str(),
+            self.parent.as_deref().unwrap_or(""),
+        ] {
+            h.update(&(field.len() as u64).to_le_bytes());
+            h.update(field.as_bytes());
+        }
+        let meta = serde_json::to_vec(&self.metadata).unwrap_or_default();
+        h.update(&(meta.len() as u64).to_le_bytes());
+        h.update(&meta);
+        h.finalize().into()
+    }
+}
+
+fn meta_to_json(v: &MetaValue) -> serde_json::Value {
+    match v {
+        MetaValue::Str(s) => s.clone().into(),
+        MetaValue::StrList(l) => l.clone().into(),
+        MetaValue::Bool(b) => (*b).into(),
+        MetaValue::I64(i) => (*i).into(),
+        MetaValue::U64(u) => (*u).into(),
+    }
+}
+
+impl OstreeCommitRule {
+    /// Commits for `arch` to `ref_name`, with `version` in the metadata; timestamp 0, no
+    /// other metadata, no parent.
+    pub fn new(arch: &str, ref_name: &str, version: &str) -> Self {
+        OstreeCommitRule {
+            arch: arch.into(),
+            ref_name: ref_name.into(),
+            version: version.into(),
+            metadata_json: "{}".into(),
+            timestamp: 0,
+            parent: None,
+        }
+    }
+
+    /// Extra commit metadata: a JSON object of strings, string arrays, booleans and integers
+    /// (canonical JSON, so that equal metadata gives equal keys).
+    pub fn metadata_json(mut self, json: &str) -> Self {
+        self.metadata_json = json.into();
+        self
+    }
+
+    /// The commit timestamp (SOURCE_DATE_EPOCH-like; never the wall clock).
+    pub fn timestamp(mut self, secs: u64) -> Self {
+        self.timestamp = secs;
+        self
+    }
+
+    /// The parent commit checksum.
+    pub fn parent(mut self, checksum: Option<&str>) -> Self {
+        self.parent = checksum.map(str::to_string);
+        self
+    }
+
+    /// The node id: `ostree-commit:<arch>`.
+    pub fn node_id(&self) -> String {
+        format!("ostree-commit:{}", self.arch)
+    }
+
+    fn metadata(&self) -> Result<BTreeMap<String, MetaValue>, RunError> {
+        let mut m = crate::metadata_from_json(&self.metadata_json)
+            .map_err(|e| RunError::msg(e.to_string()))?;
+        match m.get("version") {
+            Some(MetaValue::Str(v)) if *v != self.version => {
+                return Err(RunError::msg(format!(
+                    "commit metadata has version {v:?}, the build is {:?}",
+                    self.version
+                )));
+            }
+            _ => {}
+        }
+        m.insert("version".into(), MetaValue::Str(self.version.clone()));
+        m.insert(
+            "ostree.ref-binding".into(),
+            MetaValue::StrList(vec![self.ref_name.clone()]),
+        );
+        Ok(m)
+    }
+}
+
+fn read_tree_meta(path: &Path) -> Result<TreeMeta, RunError> {
+    if !path.exists() {
+        return Ok(TreeMeta::default());
+    }
+    serde_json::from_slice(&fs_err::read(path)?)
+        .map_err(|e| RunError::msg(format!("{}: {e}", path.display())))
+}
+
+impl Rule for OstreeCommitRule {
+    fn kind(&self) -> &str {
+        "ostree-commit"
+    }
+
+    fn version(&self) -> u32 {
+        1
+    }
+
+    fn params(&self, p: &mut Params) {
+        p.add("arch", &self.arch);
+        p.add("ref", &self.ref_name);
+        p.add("version", &self.version);
+        p.add("metadata", &self.metadata_json);
+        p.add("timestamp", &self.timestamp);
+        p.add("parent", &self.parent);
+    }
+
+    fn run(&self, ctx: &mut RunContext<'_>) -> Result<(), RunError> {
+        let [dep] = ctx.deps else {
+            return Err(RunError::msg(
+                "ostree-commit needs exactly one dependency (the OS tree)",
+            ));
+        };
+        let staged = ctx.scratch.join("tree");
+        ctx.stage_dep(dep, &staged)?;
+        let rootfs = staged.join("root");
+        if !rootfs.is_dir() {
+            return Err(RunError::msg(format!("{} has no root/ directory", dep.id)));
+        }
+        let meta = read_tree_meta(&staged.join("meta.json"))?;
+        let ids = IdMap::from_tree(&rootfs).map_err(|e| RunError::msg(e.to_string()))?;
+        let mut owners = BTreeMap::new();
+        for (path, owner) in &meta.owners {
+            let id = ids
+                .resolve(owner)
+                .map_err(|e| RunError::msg(format!("{}: {path}: {e}", dep.id)))?;
+            owners.insert(path.clone(), id);
+        }
+        owners.extend(meta.owner_ids.clone());
+        let mut xattrs = BTreeMap::new();
+        for (path, text) in &meta.caps {
+            let value = caps_from_text(text).map_err(|e| RunError::msg(format!("{path}: {e}")))?;
+            if let Some(v) = value {
+                xattrs.insert(path.clone(), vec![("security.capability".to_string(), v)]);
+            }
+        }
+        let metadata = self.metadata()?;
+        let req = CommitRequest {
+            repo: ctx.out.join("repo"),
+            mode: RepoMode::Archive,
+            rootfs,
+            owners,
+            xattrs,
+            ref_name: self.ref_name.clone(),
+            metadata: metadata.clone(),
+            timestamp: self.timestamp,
+            parent: self.parent.clone(),
+            subject: None,
+            fsync: false,
+        };
+        let result = commit_tree(&req).map_err(|e| RunError::msg(e.to_string()))?;
+        for p in &result.unmatched {
+            writeln!(
+                ctx.log,
+                "warning: {p}: owner or capability given for a path not in the tree"
+            )?;
+        }
+        writeln!(
+            ctx.log,
+            "committed {} -> {} (content {})",
+            self.ref_name, result.checksum, result.content_checksum
+        )?;
+        let record = CommitRecord {
+            ref_name: self.ref_name.clone(),
+            version: self.version.clone(),
+            checksum: result.checksum,
+            content_checksum: result.content_checksum,
+            timestamp: self.timestamp,
+            parent: self.parent.clone(),
+            metadata: metadata
+                .iter()
+                .map(|(k, v)| (k.clone(), meta_to_json(v)))
+                .collect(),
+        };
+        let json = serde_json::to_vec_pretty(&record).map_err(|e| RunError::msg(e.to_string()))?;
+        fs_err::write(ctx.out.join("commit.json"), json)?;
+        Ok(())
+    }
+
+    fn equivalence_digest(&self, out: &Path) -> Option<Digest> {
+        let bytes = fs_err::read(out.join("commit.json")).ok()?;
+        let record: CommitRecord = serde_json::from_slice(&bytes).ok()?;
+        Some(record.equivalence_digest())
+    }
+}

@@ -1,0 +1,216 @@
+//! The rule in a real engine: a stub tree node, `ostree-commit:x86_64`, and a dependent that
+//! reads `commit.json`. A timestamp-only change reruns the commit and cuts the dependent off; a
+//! version change reaches it; two clean workdirs give bit-identical commit outputs.
+
+mod common;
+
+use std::path::Path;
+use std::sync::Arc;
+
+use common::{ls, make_tree, ostree};
+use nosa_cache::{EntryKind, Materialize, Store};
+use nosa_commit::{CommitRecord, OstreeCommitRule};
+use nosa_engine::{
+    BuildOptions, BuildReport, Engine, Graph, GraphBuilder, Params, Rule, RunContext, RunError,
+    Status,
+};
+
+/// Outputs `root/` (the test tree) and a `meta.json` with a named owner and a capability.
+struct TreeStub;
+
+impl Rule for TreeStub {
+    fn kind(&self) -> &str {
+        "tree-stub"
+    }
+    fn version(&self) -> u32 {
+        1
+    }
+    fn params(&self, _: &mut Params) {}
+    fn run(&self, ctx: &mut RunContext<'_>) -> Result<(), RunError> {
+        make_tree(&ctx.out.join("root"));
+        fs_err::write(
+            ctx.out.join("meta.json"),
+            r#"{"nevra":"x","owners":{"/usr/lib/chrony/state":"chrony:chrony"},
+                "caps":{"/usr/sbin/ping":"cap_net_raw=ep"},"ghosts":[]}"#,
+        )?;
+        Ok(())
+    }
+}
+
+/// Copies the dependency's `commit.json` version and content checksum.
+struct Consumer;
+
+impl Rule for Consumer {
+    fn kind(&self) -> &str {
+        "consumer"
+    }
+    fn version(&self) -> u32 {
+        1
+    }
+    fn params(&self, _: &mut Params) {}
+    fn run(&self, ctx: &mut RunContext<'_>) -> Result<(), RunError> {
+        let rec = record_of(ctx.store(), &ctx.dep_tree(&ctx.deps[0])?);
+        fs_err::write(
+            ctx.out.join("seen"),
+            format!("{} {}", rec.version, rec.content_checksum),
+        )?;
+        Ok(())
+    }
+}
+
+fn record_of(store: &Store, tree: &nosa_cache::Tree) -> CommitRecord {
+    let e = tree
+        .entries
+        .iter()
+        .find(|e| e.path == "commit.json")
+        .expect("commit.json in the output");
+    let EntryKind::File { digest, .. } = &e.kind else {
+        panic!("commit.json is a file")
+    };
+    serde_json::from_slice(&fs_err::read(store.blob_path(digest)).unwrap()).unwrap()
+}
+
+fn graph(timestamp: u64, version: &str) -> Graph {
+    let mut b = GraphBuilder::new();
+    b.add("tree:x86_64", Arc::new(TreeStub), vec![]);
+    let commit = OstreeCommitRule::new("x86_64", "nestos/x86_64/test", version)
+        .metadata_json(r#"{"ostree.bootable":true}"#)
+        .timestamp(timestamp);
+    assert_eq!(commit.node_id(), "ostree-commit:x86_64");
+    b.add(
+        commit.node_id(),
+        Arc::new(commit),
+        vec!["tree:x86_64".into()],
+    );
+    b.add(
+        "consumer",
+        Arc::new(Consumer),
+        vec!["ostree-commit:x86_64".into()],
+    );
+    b.build().unwrap()
+}
+
+fn build(engine: &Engine, g: &Graph) -> BuildReport {
+    let all: Vec<usize> = (0..g.len()).collect();
+    let opts = BuildOptions {
+        jobs: 2,
+        ..Default::default()
+    };
+    let r = engine
+        .build(g, &all, &opts, &mut nosa_engine::Quiet)
+        .unwrap();
+    assert!(r.ok(), "{:#?}", r.nodes);
+    r
+}
+
+fn status(r: &BuildReport, id: &str) -> Status {
+    r.nodes.iter().find(|n| n.id == id).unwrap().status
+}
+
+fn commit_tree_digest(engine: &Engine) -> nosa_cache::Digest {
+    engine.state().nodes["ostree-commit:x86_64"]
+        .good
+        .unwrap()
+        .tree
+}
+
+fn engine_at(w: &Path) -> Engine {
+    Engine::new(w, Store::open(w.join("cache/store")).unwrap())
+}
+
+#[test]
+fn timestamp_change_is_cut_off_and_version_change_is_not() {
+    let tmp = tempfile::tempdir().unwrap();
+    let engine = engine_at(tmp.path());
+
+    let first = build(&engine, &graph(100, "1.0"));
+    assert_eq!(first.count(Status::Ran), 3);
+
+    // The output is an archive repository that the CLI accepts.
+    let tree = engine
+        .store()
+        .get_tree(&commit_tree_digest(&engine))
+        .unwrap();
+    let rec = record_of(engine.store(), &tree);
+    let out = tmp.path().join("materialized");
+    engine
+        .store()
+        .materialize(&tree, &out, Materialize::Copy)
+        .unwrap();
+    let repo = out.join("repo");
+    ostree(&repo, &["fsck"]);
+    assert_eq!(
+        ostree(&repo, &["rev-parse", "nestos/x86_64/test"]).trim(),
+        rec.checksum
+    );
+    let show = ostree(&repo, &["show", "nestos/x86_64/test"]);
+    assert!(show.contains("Version: 1.0"), "{show}");
+    assert!(show.contains(&rec.content_checksum), "{show}");
+    // Owner by name through the tree's passwd; capability from meta.json; setuid kept.
+    let entries = ls(&repo, "nestos/x86_64/test");
+    let state = entries
+        .iter()
+        .find(|e| e.path == "/usr/lib/chrony/state")
+        .unwrap();
+    assert_eq!((state.uid, state.gid), (995, 993));
+    let su = entries.iter().find(|e| e.path == "/usr/bin/su").unwrap();
+    assert_eq!(su.mode, "-04755");
+    let x = ostree(&repo, &["ls", "-X", "nestos/x86_64/test", "/usr/sbin/ping"]);
+    assert!(x.contains("security.capability"), "{x}");
+    assert_eq!(
+        ostree(
+            &repo,
+            &[
+                "show",
+                "--print-metadata-key=ostree.ref-binding",
+                "nestos/x86_64/test"
+            ]
+        )
+        .trim(),
+        "['nestos/x86_64/test']"
+    );
+
+    let again = build(&engine, &graph(100, "1.0"));
+    assert_eq!(again.count(Status::Ran), 0);
+
+    // Only the timestamp changes: the commit reruns (new checksum), the consumer is cut off.
+    let third = build(&engine, &graph(200, "1.0"));
+    assert_eq!(status(&third, "tree:x86_64"), Status::Cached);
+    assert_eq!(status(&third, "ostree-commit:x86_64"), Status::Ran);
+    assert_eq!(status(&third, "consumer"), Status::Cutoff);
+    let rec3 = record_of(
+        engine.store(),
+        &engine
+            .store()
+            .get_tree(&commit_tree_digest(&engine))
+            .unwrap(),
+    );
+    assert_ne!(rec3.checksum, rec.checksum);
+    assert_eq!(rec3.content_checksum, rec.content_checksum);
+
+    // The version is in the commit metadata that dependents observe: not cut off.
+    let fourth = build(&engine, &graph(200, "1.1"));
+    assert_eq!(status(&fourth, "ostree-commit:x86_64"), Status::Ran);
+    assert_eq!(status(&fourth, "consumer"), Status::Ran);
+}
+
+#[test]
+fn two_clean_builds_give_bit_identical_commits() {
+    let a = tempfile::tempdir().unwrap();
+    let b = tempfile::tempdir().unwrap();
+    let ea = engine_at(a.path());
+    let eb = engine_at(b.path());
+    build(&ea, &graph(1_700_000_000, "1.0"));
+    build(&eb, &graph(1_700_000_000, "1.0"));
+    assert_eq!(commit_tree_digest(&ea), commit_tree_digest(&eb));
+    assert_eq!(
+        ea.state().nodes["ostree-commit:x86_64"]
+            .good
+            .unwrap()
+            .output,
+        eb.state().nodes["ostree-commit:x86_64"]
+            .good
+            .unwrap()
+            .output
+    );
+}

@@ -1,0 +1,315 @@
+//! The no-op witness through the real `nosa` binary: once a build found everything cached, the
+//! next identical build is answered from the witness, and every change that matters (an input,
+//! a new glob match, a materialized output, the build file, the store, the binary, a killed
+//! build) makes the build fall back to the normal path and do what it would have done anyway.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::process::Output;
+use std::time::Duration;
+
+use common::{Workdir, summary};
+
+const GRAPH: &str = r#"
+[[step]]
+name = "a"
+inputs = ["in/a.txt"]
+run = "cat in/a.txt > a.out"
+outputs = ["a.out"]
+
+[[step]]
+name = "b"
+inputs = ["in/b.txt"]
+run = "cat in/b.txt > b.out"
+outputs = ["b.out"]
+
+[[step]]
+name = "d"
+run = "cat a.out b.out > d.out"
+outputs = ["d.out"]
+deps = ["a", "b"]
+
+[[step]]
+name = "e"
+inputs = ["in/e/*.txt", "in/dir"]
+run = "cat in/e/*.txt > e.out; ls in/dir >> e.out"
+outputs = ["e.out"]
+"#;
+
+const WITNESS: &str = "cache/store/state/noop.bin";
+
+/// The timing line printed when a build is answered from the witness.
+const HOLDS: &str = "witness holds";
+
+/// The stat cache and the witness refuse files modified within 2 s of a build.
+fn age() {
+    std::thread::sleep(Duration::from_millis(2100));
+}
+
+struct Build {
+    out: Output,
+    status: BTreeMap<String, String>,
+    /// Answered from the witness.
+    witnessed: bool,
+}
+
+impl Build {
+    fn stdout(&self) -> String {
+        String::from_utf8_lossy(&self.out.stdout).into_owned()
+    }
+
+    /// Node ids with `status`.
+    fn with(&self, status: &str) -> Vec<&str> {
+        self.status
+            .iter()
+            .filter(|(_, s)| s.as_str() == status)
+            .map(|(id, _)| id.as_str())
+            .collect()
+    }
+
+    #[track_caller]
+    fn all_cached(&self) {
+        assert_eq!(
+            self.status.len(),
+            self.with("cached").len(),
+            "not all cached: {:?}\n{}",
+            self.status,
+            String::from_utf8_lossy(&self.out.stderr)
+        );
+    }
+}
+
+fn build_with(w: &Workdir, bin: Option<&std::path::Path>, args: &[&str]) -> Build {
+    let mut full = vec!["graph", "build", "--json"];
+    full.extend_from_slice(args);
+    let mut cmd = w.cmd(&full);
+    if let Some(bin) = bin {
+        cmd = {
+            let mut c = std::process::Command::new(bin);
+            c.args(&full)
+                .current_dir(w.path())
+                .env("NO_COLOR", "1")
+                .stdin(std::process::Stdio::null());
+            c
+        };
+    }
+    let out = cmd.env("NOSA_TIMINGS", "1").output().expect("run nosa");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let status = summary(&out);
+    let witnessed = String::from_utf8_lossy(&out.stderr).contains(HOLDS);
+    Build {
+        out,
+        status,
+        witnessed,
+    }
+}
+
+fn build(w: &Workdir) -> Build {
+    build_with(w, None, &[])
+}
+
+/// A workdir built once, aged, then built again (a no-op that leaves a witness), and checked
+/// to answer a third build from that witness.
+fn witnessed() -> Workdir {
+    let w = Workdir::new(
+        GRAPH,
+        &[
+            ("in/a.txt", "a\n"),
+            ("in/b.txt", "b\n"),
+            ("in/e/1.txt", "one\n"),
+            ("in/dir/sub/x", "x\n"),
+        ],
+    );
+    let first = build(&w);
+    assert_eq!(first.with("ran").len(), 4, "{:?}", first.status);
+    age();
+    let second = build(&w);
+    second.all_cached();
+    assert!(!second.witnessed, "no witness yet");
+    assert!(w.path().join(WITNESS).is_file(), "a no-op leaves a witness");
+    let third = build(&w);
+    third.all_cached();
+    assert!(third.witnessed, "the witness holds");
+    w
+}
+
+#[test]
+fn witness_answers_like_the_normal_build() {
+    let w = witnessed();
+    // The same JSON lines as a normal no-op build, up to the summary's wall time.
+    fs_err::remove_file(w.path().join(WITNESS)).unwrap();
+    let normal = build(&w);
+    assert!(!normal.witnessed);
+    let fast = build(&w);
+    assert!(fast.witnessed);
+    let strip_ms = |s: String| -> Vec<String> {
+        s.lines()
+            .map(|l| {
+                let mut v: serde_json::Value = serde_json::from_str(l).unwrap();
+                if v["event"] == "summary" {
+                    v["ms"] = 0.into();
+                }
+                v.to_string()
+            })
+            .collect()
+    };
+    let (a, b) = (strip_ms(normal.stdout()), strip_ms(fast.stdout()));
+    assert_eq!(a.len(), 5, "four node lines and the summary: {a:?}");
+    assert_eq!(a, b);
+    // Without --json: the same closing line, nothing on stdout.
+    let out = w.output(&["graph", "build"]);
+    assert!(out.status.success());
+    assert!(out.stdout.is_empty());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("4 nodes: 0 ran, 4 cached, 0 cut off"));
+    // A different selection is not answered from this witness.
+    let one = build_with(&w, None, &["a"]);
+    assert!(!one.witnessed);
+    assert_eq!(one.with("cached"), ["step:a"]);
+}
+
+#[test]
+fn edited_input_is_detected() {
+    let w = witnessed();
+    w.write("in/b.txt", "bee\n");
+    let r = build(&w);
+    assert!(!r.witnessed);
+    assert_eq!(r.with("ran"), ["step:b", "step:d"]);
+    assert_eq!(w.read("d.out"), "a\nbee\n");
+}
+
+#[test]
+fn same_size_edit_is_detected() {
+    let w = witnessed();
+    w.write("in/a.txt", "z\n");
+    let r = build(&w);
+    assert!(!r.witnessed);
+    assert_eq!(r.with("ran"), ["step:a", "step:d"]);
+}
+
+#[test]
+fn new_glob_match_is_detected() {
+    let w = witnessed();
+    w.write("in/e/2.txt", "two\n");
+    let r = build(&w);
+    assert!(!r.witnessed);
+    assert_eq!(r.with("ran"), ["step:e"]);
+    assert_eq!(w.read("e.out"), "one\ntwo\nsub\n");
+}
+
+#[test]
+fn new_file_in_an_input_directory_is_detected() {
+    let w = witnessed();
+    w.write("in/dir/sub/y", "y\n");
+    let r = build(&w);
+    assert!(!r.witnessed);
+    assert_eq!(r.with("ran"), ["step:e"]);
+}
+
+#[test]
+fn deleted_or_edited_output_is_restored() {
+    let w = witnessed();
+    fs_err::remove_file(w.path().join("d.out")).unwrap();
+    let r = build(&w);
+    assert!(!r.witnessed);
+    r.all_cached();
+    assert_eq!(w.read("d.out"), "a\nb\n");
+    w.write("a.out", "tampered\n");
+    let r = build(&w);
+    assert!(!r.witnessed);
+    assert_eq!(w.read("a.out"), "a\n");
+}
+
+#[test]
+fn touch_with_same_content_falls_back_and_runs_nothing() {
+    let w = witnessed();
+    let f = fs_err::File::options()
+        .append(true)
+        .open(w.path().join("in/a.txt"))
+        .unwrap();
+    f.set_modified(std::time::SystemTime::now() - Duration::from_secs(3600))
+        .unwrap();
+    drop(f);
+    let r = build(&w);
+    assert!(!r.witnessed, "a new stamp is not trusted");
+    r.all_cached();
+}
+
+#[test]
+fn edited_build_file_is_detected() {
+    let w = witnessed();
+    w.write(
+        "nestos.build.toml",
+        &GRAPH.replace("cat in/b.txt > b.out", "tr b B < in/b.txt > b.out"),
+    );
+    let r = build(&w);
+    assert!(!r.witnessed);
+    assert_eq!(r.with("ran"), ["step:b", "step:d"]);
+    assert_eq!(w.read("d.out"), "a\nB\n");
+}
+
+#[test]
+fn prune_and_deleted_action_records_are_detected() {
+    let w = witnessed();
+    let out = w.output(&["prune"]);
+    assert!(out.status.success());
+    assert!(!w.path().join(WITNESS).exists(), "prune drops the witness");
+    let r = build(&w);
+    assert!(!r.witnessed);
+    r.all_cached();
+    // The witness is back; now remove an action record behind nosa's back.
+    age();
+    build(&w);
+    assert!(build(&w).witnessed);
+    let ac = w.path().join("cache/store/ac");
+    let record = walkdir::WalkDir::new(&ac)
+        .into_iter()
+        .filter_map(Result::ok)
+        .find(|e| e.file_type().is_file())
+        .unwrap();
+    fs_err::remove_file(record.path()).unwrap();
+    let r = build(&w);
+    assert!(!r.witnessed);
+    assert_eq!(r.with("ran").len(), 1, "{:?}", r.status);
+}
+
+#[test]
+fn another_nosa_binary_does_not_trust_the_witness() {
+    let w = witnessed();
+    let tmp = tempfile::tempdir().unwrap();
+    let copy = tmp.path().join("nosa");
+    fs_err::copy(common::nosa_bin(), &copy).unwrap();
+    let r = build_with(&w, Some(&copy), &[]);
+    assert!(!r.witnessed);
+    r.all_cached();
+}
+
+#[test]
+fn a_killed_build_leaves_no_witness() {
+    let w = witnessed();
+    w.write(
+        "nestos.build.toml",
+        &GRAPH.replace("cat in/a.txt > a.out", "sleep 30; cat in/a.txt > a.out"),
+    );
+    let mut child = w
+        .cmd(&["graph", "build"])
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    // The build is under way (it drops the witness first thing) when it is killed.
+    let started = std::time::Instant::now();
+    while w.path().join(WITNESS).exists() && started.elapsed() < Duration::from_secs(20) {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    assert!(!w.path().join(WITNESS).exists());
+    w.write("nestos.build.toml", GRAPH);
+    let r = build(&w);
+    assert!(!r.witnessed);
+    r.all_cached();
+}
