@@ -36,9 +36,35 @@ pub enum Command {
     Config(ConfigCommand),
     /// Print the architecture nosa builds for by default (the host's).
     Basearch,
+    /// Compose and commit the OS for every configured arch, and record the build under builds/.
+    #[command(disable_version_flag = true)]
+    Build(BuildCmdArgs),
     /// Pin every repository (its current repomd.xml), then sync, resolve and download the
     /// packages of every configured arch: after it, a build needs no network.
     Fetch(FetchArgs),
+}
+
+/// `nosa build`.
+#[derive(Debug, Args)]
+pub struct BuildCmdArgs {
+    /// Extra targets (image formats: qemu, metal, metal4k, openstack, live).
+    #[arg(value_name = "TARGET")]
+    pub targets: Vec<String>,
+    /// Only this architecture.
+    #[arg(long, value_name = "ARCH")]
+    pub arch: Option<String>,
+    /// Rerun the compose nodes even if cached.
+    #[arg(long)]
+    pub force: bool,
+    /// Use this version (build id) instead of the next automatic one.
+    #[arg(long, value_name = "V")]
+    pub version: Option<String>,
+    /// Nodes run at once (default: number of cores).
+    #[arg(short = 'j', long, value_name = "N")]
+    pub jobs: Option<usize>,
+    /// JSON lines on stdout, as `graph build --json`.
+    #[arg(long)]
+    pub json: bool,
 }
 
 /// `nosa fetch`.

@@ -53,6 +53,7 @@ fn main() -> ExitCode {
         Command::Config(ConfigCommand::Show(a)) => ops::config::show(&cli, a),
         Command::Basearch => ops::config::basearch(),
         Command::Fetch(a) => ops::fetch::fetch(&cli, a),
+        Command::Build(a) => ops::build::build(&cli, a),
     };
     match result {
         Ok(()) => ExitCode::from(exit::SUCCESS),

@@ -2,6 +2,7 @@
 //! workdir's build file that turns them into a graph.
 
 pub mod buildfile;
+pub mod compose;
 pub mod nestos;
 pub mod overlay;
 pub mod pending;

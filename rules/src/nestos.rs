@@ -13,12 +13,14 @@ use serde_json::Value as J;
 use nosa_repo::{Checksum, RepoSource, RepoSyncRule, RpmDownloadRule};
 use nosa_solve::{Lock, Request, ResolveRule, ResolvedPackage};
 
+use crate::compose::{InitramfsRule, OstreeTreeRule, PostprocessRule, Script};
 use crate::overlay::OverlayRule;
 use crate::pending::PendingRule;
 use crate::pins::Pins;
 use crate::rootfs::{RemoveFrom, RootfsRule};
 use crate::scriptlets::ScriptletsRule;
 use crate::unpack::UnpackRule;
+use nosa_commit::OstreeCommitRule;
 
 /// Disk image formats and the node each target name selects.
 pub const IMAGE_TARGETS: &[&str] = &["qemu", "metal", "metal4k", "openstack"];
@@ -102,6 +104,17 @@ pub struct Known {
     pub pins: Pins,
     /// arch -> resolved packages.
     pub resolved: BTreeMap<String, Vec<ResolvedPackage>>,
+    /// arch -> the version `nosa build` assigned to the commit.
+    pub versions: BTreeMap<String, CommitVersion>,
+}
+
+/// A commit's version and timestamp, chosen by `nosa build`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CommitVersion {
+    /// e.g. `24.03-LTS.20261125.dev.0`.
+    pub version: String,
+    /// Commit timestamp (seconds since the epoch).
+    pub timestamp: u64,
 }
 
 /// Expands `configs` (one per arch; `config_rel` is the config path relative to the workdir).
@@ -274,33 +287,79 @@ pub fn expand(configs: &[Config], config_rel: &str, known: &Known) -> Expansion 
         });
 
         for (n, step) in tf.postprocess_steps().iter().enumerate() {
-            let mut rule = PendingRule::new("postprocess").param("arch", arch);
-            match step {
-                PostprocessStep::Inline(s) => rule = rule.param("script", &s.script),
-                PostprocessStep::Script(p) => {
-                    if let Some(i) = map.input(p) {
-                        rule = rule.input(i);
-                    }
+            let script = match step {
+                PostprocessStep::Inline(s) => Some(Script::Inline(s.script.clone())),
+                PostprocessStep::Script(p) => map.rel(p).map(Script::File),
+            };
+            let id = format!("postprocess:{arch}:{n}");
+            match script {
+                Some(script) => x.nodes.push(NodeDecl {
+                    id: id.clone(),
+                    rule: Arc::new(PostprocessRule::new(arch, n, script)),
+                    deps: vec![prev],
+                }),
+                None => {
+                    x.add(
+                        id.clone(),
+                        PendingRule::new("postprocess").param("arch", arch),
+                        vec![prev],
+                    );
                 }
             }
-            prev = x.add(format!("postprocess:{arch}:{n}"), rule, vec![prev]);
+            prev = id;
         }
-        let initramfs = PendingRule::new("initramfs")
-            .param("arch", arch)
-            .json("initramfs-args", &J::from(tf.initramfs_args.clone()));
-        let initramfs = x.add(format!("initramfs:{arch}"), initramfs, vec![prev]);
-        let commit = PendingRule::new("ostree-commit")
-            .param("arch", arch)
-            .param("ref", tf.ref_name.clone().unwrap_or_default())
-            .param(
-                "automatic-version-prefix",
-                tf.automatic_version_prefix.clone().unwrap_or_default(),
-            )
-            .json(
-                "add-commit-metadata",
-                &J::Object(tf.add_commit_metadata.clone()),
-            );
-        let commit = x.add(format!("ostree-commit:{arch}"), commit, vec![initramfs]);
+        let initramfs = format!("initramfs:{arch}");
+        x.nodes.push(NodeDecl {
+            id: initramfs.clone(),
+            rule: Arc::new(InitramfsRule::new(arch, tf.initramfs_args.clone())),
+            deps: vec![prev],
+        });
+        let tree = format!("ostree-tree:{arch}");
+        x.nodes.push(NodeDecl {
+            id: tree.clone(),
+            rule: Arc::new(OstreeTreeRule::new(arch, tf.default_target.clone())),
+            deps: vec![initramfs],
+        });
+        x.target("tree", &tree);
+        // The commit needs its version, which `nosa build` assigns once the tree is known (a
+        // tree identical to the latest build's keeps that build's version and id).
+        let commit = format!("ostree-commit:{arch}");
+        match known.versions.get(arch) {
+            Some(v) => {
+                let metadata = serde_json::to_string(&J::Object(tf.add_commit_metadata.clone()))
+                    .unwrap_or_default();
+                let rule = OstreeCommitRule::new(
+                    arch,
+                    &tf.ref_name.clone().unwrap_or_default(),
+                    &v.version,
+                )
+                .metadata_json(&metadata)
+                .timestamp(v.timestamp);
+                x.nodes.push(NodeDecl {
+                    id: commit.clone(),
+                    rule: Arc::new(rule),
+                    deps: vec![tree],
+                });
+            }
+            None => {
+                x.add(
+                    commit.clone(),
+                    PendingRule::new("ostree-commit")
+                        .param("arch", arch)
+                        .param("ref", tf.ref_name.clone().unwrap_or_default())
+                        .param(
+                            "automatic-version-prefix",
+                            tf.automatic_version_prefix.clone().unwrap_or_default(),
+                        )
+                        .param("version", "assigned by `nosa build`")
+                        .because(
+                            "the commit's version is assigned by `nosa build`; run `nosa build` \
+                             (graph commands show the latest build's commit)",
+                        ),
+                    vec![tree],
+                );
+            }
+        }
         x.target("ostree", &commit);
         let oci = x.add(
             format!("oci:{arch}"),

@@ -13,6 +13,8 @@ pub struct PendingRule {
     pub params: Vec<(String, String)>,
     /// Declared inputs.
     pub inputs: Vec<InputSpec>,
+    /// Why it cannot run, when that is not "not implemented yet".
+    pub reason: Option<String>,
 }
 
 impl PendingRule {
@@ -22,7 +24,14 @@ impl PendingRule {
             kind: kind.to_string(),
             params: Vec::new(),
             inputs: Vec::new(),
+            reason: None,
         }
+    }
+
+    /// Sets the message building it fails with.
+    pub fn because(mut self, reason: &str) -> Self {
+        self.reason = Some(reason.to_string());
+        self
     }
 
     /// Adds a parameter.
@@ -64,6 +73,9 @@ impl Rule for PendingRule {
     }
 
     fn run(&self, _: &mut RunContext<'_>) -> Result<(), RunError> {
+        if let Some(r) = &self.reason {
+            return Err(RunError::msg(r.clone()));
+        }
         Err(RunError::msg(format!(
             "the {} rule is not implemented yet; `nosa graph plan` shows where it sits in the graph",
             self.kind

@@ -48,7 +48,7 @@ pub fn staged_build(
         s.expand_packages(&resolves)?;
     }
     let targets = s.targets(names)?;
-    opts.continue_build = !first.nodes.is_empty();
+    opts.continue_build = opts.continue_build || !first.nodes.is_empty();
     if force {
         opts.force = targets
             .iter()

@@ -1,5 +1,6 @@
 //! One function per command; each is a thin front on the engine and the rules.
 
+pub mod build;
 pub mod config;
 pub mod fetch;
 pub mod graph;
@@ -30,6 +31,8 @@ pub struct Session {
     pub engine: Engine,
     arch: Option<String>,
     strict: bool,
+    /// Commit versions assigned by `nosa build`, kept across re-expansions.
+    pub versions: std::collections::BTreeMap<String, nosa_rules::nestos::CommitVersion>,
     _lock: Option<WorkdirLock>,
 }
 
@@ -123,6 +126,7 @@ impl Session {
             engine,
             arch: arch.map(str::to_string),
             strict,
+            versions: Default::default(),
             _lock: lock,
         })
     }
@@ -144,6 +148,7 @@ impl Session {
         let state = self.engine.state();
         let mut known = Known {
             pins: Pins::load(self.engine.workdir()),
+            versions: self.versions.clone(),
             ..Default::default()
         };
         for &i in resolves {
@@ -173,9 +178,39 @@ impl Session {
         self.expand_packages(&[])
     }
 
+    /// The commit versions of the latest build under `builds/`, so that graph commands show
+    /// the commit nodes as `nosa build` made them.
+    pub fn use_latest_versions(&mut self) {
+        let builds = self.engine.workdir().join("builds");
+        let read = |p: &Path| -> Option<serde_json::Value> {
+            serde_json::from_slice(&fs_err::read(p).ok()?).ok()
+        };
+        let Some(index) = read(&builds.join("builds.json")) else {
+            return;
+        };
+        let Some(id) = index["builds"][0]["id"].as_str() else {
+            return;
+        };
+        for c in &self.ws.configs {
+            let arch = c.arch.to_string();
+            if let Some(m) = read(&builds.join(id).join(&arch).join("commitmeta.json"))
+                && let (Some(v), Some(t)) = (m["version"].as_str(), m["timestamp"].as_u64())
+            {
+                self.versions.insert(
+                    arch,
+                    nosa_rules::nestos::CommitVersion {
+                        version: v.to_string(),
+                        timestamp: t,
+                    },
+                );
+            }
+        }
+    }
+
     /// For plan, show and why: expands the package nodes of every resolve node that is up to
     /// date now.
     pub fn expand_current(&mut self) -> Result<(), Failure> {
+        self.use_latest_versions();
         let all: Vec<usize> = (0..self.ws.graph.len()).collect();
         let resolves = self.resolve_nodes(&all);
         if resolves.is_empty() {

@@ -1,0 +1,258 @@
+//! `nosa build`: compose and commit every configured arch, then record the build in
+//! coreos-assembler's layout: `builds/<id>/<arch>/` (meta.json, commitmeta.json, the generated
+//! lockfile, the commit's repository), `builds/builds.json` (newest first) and `builds/latest`.
+//! A build whose composed tree equals the latest build's keeps that build's id and version.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use nosa_cache::{Digest, EntryKind, Materialize};
+use nosa_config::BuildDate;
+use nosa_engine::BuildOptions;
+use nosa_rules::nestos::CommitVersion;
+use serde_json::{Value as J, json};
+
+use crate::cli::{BuildCmdArgs, Cli};
+use crate::exit::{Failure, OpResult, runtime};
+use crate::ops::Session;
+use crate::ops::graph::{finish_build, staged_build};
+use crate::render::Progress;
+
+/// The good output of node `id`, if any.
+fn good(s: &Session, id: &str) -> Option<nosa_engine::Good> {
+    s.engine.state().nodes.get(id).and_then(|n| n.good)
+}
+
+/// A file's content in a node's output tree.
+fn output_file(s: &Session, id: &str, path: &str) -> Option<Vec<u8>> {
+    let g = good(s, id)?;
+    let tree = s.engine.store().get_tree(&g.tree).ok()?;
+    let d = tree.entries.iter().find_map(|e| match &e.kind {
+        EntryKind::File { digest, .. } if e.path == path => Some(*digest),
+        _ => None,
+    })?;
+    fs_err::read(s.engine.store().blob_path(&d)).ok()
+}
+
+fn rfc3339(secs: u64) -> String {
+    let d = BuildDate::from_unix(secs as i64);
+    format!(
+        "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}Z",
+        d.year,
+        d.month,
+        d.day,
+        d.hour,
+        d.minute,
+        secs % 60
+    )
+}
+
+fn read_json(p: &Path) -> Option<J> {
+    serde_json::from_slice(&fs_err::read(p).ok()?).ok()
+}
+
+/// `nosa build`.
+pub fn build(cli: &Cli, a: &BuildCmdArgs) -> OpResult {
+    let mut s = Session::open(cli, Some("nosa build"), a.arch.as_deref())?;
+    if s.ws.configs.is_empty() {
+        return Err(Failure::Config(miette::miette!(
+            help = "add a [nestos] table naming a nestos-config, or run `nosa init`",
+            "this workdir has no [nestos] configuration: nothing to build"
+        )));
+    }
+    let workdir = s.engine.workdir().to_path_buf();
+    let builds = workdir.join("builds");
+    let mut opts = BuildOptions::default();
+    if let Some(j) = a.jobs {
+        opts.jobs = j.max(1);
+    }
+    let mut progress = Progress::new(a.json, &workdir);
+
+    // 1. The composed trees.
+    let report = staged_build(&mut s, &["tree".to_string()], &opts, a.force, &mut progress)?;
+    if !report.ok() {
+        return finish_build(s, report, progress);
+    }
+    let arches: Vec<String> = s.ws.configs.iter().map(|c| c.arch.to_string()).collect();
+    let trees: BTreeMap<String, Digest> = arches
+        .iter()
+        .filter_map(|a| good(&s, &format!("ostree-tree:{a}")).map(|g| (a.clone(), g.output)))
+        .collect();
+
+    // 2. The version: the latest build's when every tree is unchanged, else the next one.
+    let index = read_json(&builds.join("builds.json"));
+    let latest = index
+        .as_ref()
+        .and_then(|v| v["builds"][0]["id"].as_str().map(str::to_string));
+    let reuse = latest.as_ref().filter(|id| {
+        a.version.is_none()
+            && arches.iter().all(|arch| {
+                read_json(&builds.join(id).join(arch).join("meta.json")).is_some_and(|m| {
+                    m["rpm-ostree-inputhash"].as_str()
+                        == trees.get(arch).map(|d| d.to_hex()).as_deref()
+                })
+            })
+    });
+    let (version, timestamp) = match reuse {
+        Some(id) => (id.clone(), None),
+        None => (String::new(), None),
+    };
+    let now = std::env::var("SOURCE_DATE_EPOCH")
+        .ok()
+        .and_then(|v| v.parse::<u64>().ok())
+        .unwrap_or_else(|| {
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_secs())
+                .unwrap_or(0)
+        });
+    let (version, timestamp, new_build) = if !version.is_empty() {
+        let ts = timestamp.unwrap_or_else(|| {
+            read_json(
+                &builds
+                    .join(&version)
+                    .join(&arches[0])
+                    .join("commitmeta.json"),
+            )
+            .and_then(|c| c["timestamp"].as_u64())
+            .unwrap_or(now)
+        });
+        (version, ts, false)
+    } else {
+        let v = match &a.version {
+            Some(v) => v.clone(),
+            None => next_version(&s, &builds, now)?,
+        };
+        (v, now, true)
+    };
+    for arch in &arches {
+        s.versions.insert(
+            arch.clone(),
+            CommitVersion {
+                version: version.clone(),
+                timestamp,
+            },
+        );
+    }
+
+    // 3. The commits (and whatever else was asked for).
+    let mut names = vec!["ostree".to_string()];
+    names.extend(a.targets.iter().cloned());
+    // Same build number as the compose above: `why` keeps what ran there.
+    opts.continue_build = true;
+    let second = staged_build(&mut s, &names, &opts, false, &mut progress)?;
+    let mut all = report;
+    let seen: std::collections::HashSet<String> = all.nodes.iter().map(|n| n.id.clone()).collect();
+    all.nodes
+        .extend(second.nodes.into_iter().filter(|n| !seen.contains(&n.id)));
+    all.ms += second.ms;
+    if !all.ok() {
+        return finish_build(s, all, progress);
+    }
+
+    // 4. builds/<id>/<arch>/.
+    for (i, c) in s.ws.configs.iter().enumerate() {
+        let arch = arches[i].as_str();
+        let dir = builds.join(&version).join(arch);
+        fs_err::create_dir_all(&dir).map_err(runtime)?;
+        let commit_id = format!("ostree-commit:{arch}");
+        let g = good(&s, &commit_id).ok_or_else(|| runtime(std::io::Error::other("no commit")))?;
+        let tree = s.engine.store().get_tree(&g.tree).map_err(runtime)?;
+        s.engine
+            .store()
+            .materialize(&tree, &dir.join("ostree-commit"), Materialize::Hardlink)
+            .map_err(runtime)?;
+        let cj: J = output_file(&s, &commit_id, "commit.json")
+            .and_then(|b| serde_json::from_slice(&b).ok())
+            .unwrap_or_default();
+        if let Some(lock) = output_file(
+            &s,
+            &format!("resolve:{arch}"),
+            &format!("manifest-lock.generated.{arch}.json"),
+        ) {
+            fs_err::write(
+                dir.join(format!("manifest-lock.generated.{arch}.json")),
+                lock,
+            )
+            .map_err(runtime)?;
+        }
+        let name = c
+            .image
+            .json
+            .get("name")
+            .and_then(J::as_str)
+            .unwrap_or("nestos");
+        let meta = json!({
+            "buildid": version,
+            "name": name,
+            "ref": c.treefile.ref_name.clone().unwrap_or_default(),
+            "coreos-assembler.basearch": arch,
+            "coreos-assembler.build-timestamp": rfc3339(now),
+            "ostree-commit": cj["checksum"],
+            "ostree-content-checksum": cj["content_checksum"],
+            "ostree-timestamp": rfc3339(timestamp),
+            "ostree-version": version,
+            "rpm-ostree-inputhash": trees.get(arch).map(|d| d.to_hex()),
+            "images": {},
+        });
+        let commitmeta = json!({
+            "version": version,
+            "timestamp": timestamp,
+            "ref": cj["ref"],
+            "metadata": cj["metadata"],
+        });
+        write_pretty(&dir.join("meta.json"), &meta)?;
+        write_pretty(&dir.join("commitmeta.json"), &commitmeta)?;
+    }
+    if new_build {
+        let mut list: Vec<J> = index
+            .as_ref()
+            .and_then(|v| v["builds"].as_array().cloned())
+            .unwrap_or_default();
+        list.retain(|b| b["id"].as_str() != Some(version.as_str()));
+        list.insert(0, json!({"id": version, "arches": arches}));
+        write_pretty(
+            &builds.join("builds.json"),
+            &json!({"schema-version": "1.0.0", "builds": list, "timestamp": rfc3339(now)}),
+        )?;
+        let link = builds.join("latest");
+        let _ = fs_err::remove_file(&link);
+        std::os::unix::fs::symlink(&version, &link).map_err(runtime)?;
+        eprintln!("new build {version}");
+    } else {
+        eprintln!("unchanged: the tree equals build {version}, no new build id");
+    }
+    finish_build(s, all, progress)
+}
+
+fn write_pretty(p: &Path, v: &J) -> Result<(), Failure> {
+    let mut bytes = serde_json::to_vec_pretty(v).map_err(runtime)?;
+    bytes.push(b'\n');
+    let dir = p.parent().expect("a file in a directory");
+    nosa_cache::atomic::write_atomic(dir, p, &bytes).map_err(runtime)
+}
+
+/// `<automatic-version-prefix>.<n>` with `<date:...>` expanded and `n` one more than the
+/// highest existing build with that prefix (as rpm-ostree numbers them).
+fn next_version(s: &Session, builds: &Path, now: u64) -> Result<String, Failure> {
+    let c = &s.ws.configs[0];
+    let date = BuildDate::from_unix(now as i64);
+    let prefix = match c.treefile.version_prefix(&date) {
+        Some(Ok(p)) => p,
+        Some(Err(e)) => return Err(Failure::Config(miette::miette!("{e}"))),
+        None => format!("{:04}{:02}{:02}", date.year, date.month, date.day),
+    };
+    let mut n = 0;
+    if let Ok(rd) = fs_err::read_dir(builds) {
+        for e in rd.flatten() {
+            let name = e.file_name().to_string_lossy().into_owned();
+            if let Some(k) = name
+                .strip_prefix(&format!("{prefix}."))
+                .and_then(|r| r.parse::<u64>().ok())
+            {
+                n = n.max(k + 1);
+            }
+        }
+    }
+    Ok(format!("{prefix}.{n}"))
+}

@@ -1,0 +1,162 @@
+//! `nosa build` end to end on the example config and the fixture distro: packages, overlays,
+//! scriptlets, postprocess, the tree's own dracut, the ostree layout and a libostree commit,
+//! recorded in coreos-assembler's builds/ layout. Checked with Debian's `ostree` CLI.
+//! Also: an unchanged tree keeps its build id; one changed overlay file reruns exactly the
+//! nodes after it (no package node) and `graph why` names it; two workdirs give the same
+//! content checksum.
+
+mod common;
+
+use std::path::Path;
+use std::process::Command;
+
+use common::{fixture_workdir, nosa, summary};
+
+fn ostree(repo: &Path, args: &[&str]) -> String {
+    let out = Command::new("ostree")
+        .arg(format!("--repo={}", repo.display()))
+        .args(args)
+        .output()
+        .expect("run ostree (Debian package ostree; make test installs it)");
+    assert!(
+        out.status.success(),
+        "ostree {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+fn json(p: &Path) -> serde_json::Value {
+    serde_json::from_slice(&fs_err::read(p).unwrap()).unwrap()
+}
+
+fn build(w: &Path) -> std::collections::BTreeMap<String, String> {
+    let out = nosa(w, &["build", "--json"]);
+    assert!(
+        out.status.success(),
+        "nosa build: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    summary(&out)
+}
+
+#[test]
+fn build_commits_and_records_the_build() {
+    let (tmp, w) = fixture_workdir();
+    let s = build(&w);
+    assert_eq!(s["ostree-commit:x86_64"], "ran");
+    let index = json(&w.join("builds/builds.json"));
+    let id = index["builds"][0]["id"].as_str().unwrap().to_string();
+    assert!(id.ends_with(".dev.0"), "{id}");
+    assert_eq!(
+        fs_err::read_link(w.join("builds/latest")).unwrap(),
+        Path::new(&id)
+    );
+    let dir = w.join("builds").join(&id).join("x86_64");
+    let meta = json(&dir.join("meta.json"));
+    for key in [
+        "buildid",
+        "name",
+        "ostree-commit",
+        "ostree-content-checksum",
+        "ostree-timestamp",
+        "ostree-version",
+        "rpm-ostree-inputhash",
+    ] {
+        assert!(meta[key].is_string(), "meta.json has {key}: {meta}");
+    }
+    assert_eq!(meta["ostree-version"], id.as_str());
+    assert!(dir.join("commitmeta.json").is_file());
+    assert!(dir.join("manifest-lock.generated.x86_64.json").is_file());
+
+    let repo = dir.join("ostree-commit/repo");
+    let fsck = ostree(&repo, &["fsck"]);
+    assert!(fsck.contains("no errors found"), "{fsck}");
+    let r = "nestos/x86_64/devel";
+    assert_eq!(
+        ostree(&repo, &["rev-parse", r]).trim(),
+        meta["ostree-commit"]
+    );
+    let show = ostree(&repo, &["show", r]);
+    assert!(show.contains(&format!("Version: {id}")), "{show}");
+    let test_txt = ostree(&repo, &["cat", r, "/usr/etc/test/test.txt"]);
+    let want = fs_err::read_to_string(
+        tmp.path()
+            .join("example-config/overlay.d/15nestos/etc/test/test.txt"),
+    )
+    .unwrap();
+    assert_eq!(
+        test_txt, want,
+        "the overlay file is in the commit at /usr/etc"
+    );
+    let ls = ostree(&repo, &["ls", "-R", r, "/usr/lib/modules"]);
+    assert!(
+        ls.contains("/vmlinuz") && ls.contains("/initramfs.img"),
+        "{ls}"
+    );
+    let post = ostree(&repo, &["cat", r, "/usr/etc/fixture-post.conf"]);
+    assert_eq!(post, "post-ran=1 arg=1\n", "%post ran during the compose");
+    let issue = ostree(&repo, &["cat", r, "/usr/etc/issue.d/10-nestos.issue"]);
+    assert!(issue.contains("NestOS"), "postprocess ran: {issue}");
+    assert!(
+        ostree(&repo, &["ls", r, "/"])
+            .lines()
+            .all(|l| !l.ends_with(" /etc")),
+        "no /etc in the commit: it lives at /usr/etc"
+    );
+
+    // Unchanged: no new build id, nothing runs.
+    let s = build(&w);
+    assert!(s.values().all(|st| st == "cached"), "{s:?}");
+    let index = json(&w.join("builds/builds.json"));
+    assert_eq!(index["builds"].as_array().unwrap().len(), 1);
+
+    // One overlay file changes: the nodes after it rerun, no package node; a new build id.
+    fs_err::write(
+        tmp.path()
+            .join("example-config/overlay.d/15nestos/etc/test/test.txt"),
+        "changed\n",
+    )
+    .unwrap();
+    let s = build(&w);
+    let ran: Vec<&str> = s
+        .iter()
+        .filter(|(_, st)| *st == "ran")
+        .map(|(id, _)| id.as_str())
+        .collect();
+    assert!(
+        ran.iter().all(|id| !id.starts_with("repo-sync:")
+            && !id.starts_with("resolve:")
+            && !id.starts_with("rpm:")
+            && !id.starts_with("unpack:")),
+        "no package node reruns: {ran:?}"
+    );
+    for want in ["overlay:15nestos", "rootfs:x86_64", "ostree-commit:x86_64"] {
+        assert!(ran.contains(&want), "{want} reran: {ran:?}");
+    }
+    let index = json(&w.join("builds/builds.json"));
+    let new_id = index["builds"][0]["id"].as_str().unwrap();
+    assert!(new_id.ends_with(".dev.1"), "{new_id}");
+    let why = nosa(&w, &["graph", "why", "ostree-commit:x86_64", "--json"]);
+    let v: serde_json::Value = serde_json::from_slice(&why.stdout).unwrap();
+    let causes = v["root_causes"].as_array().unwrap();
+    assert!(
+        causes.iter().any(|c| c["kind"] == "input-changed"
+            && c["name"] == "src/config/overlay.d/15nestos/etc/test/test.txt"),
+        "{v}"
+    );
+
+    // A second workdir, built from scratch, gives the same content checksum.
+    let (_tmp2, w2) = fixture_workdir();
+    fs_err::write(
+        _tmp2
+            .path()
+            .join("example-config/overlay.d/15nestos/etc/test/test.txt"),
+        "changed\n",
+    )
+    .unwrap();
+    build(&w2);
+    let m1 = json(&w.join("builds/latest/x86_64/meta.json"));
+    let m2 = json(&w2.join("builds/latest/x86_64/meta.json"));
+    assert_eq!(m1["ostree-content-checksum"], m2["ostree-content-checksum"]);
+}
