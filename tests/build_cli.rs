@@ -105,6 +105,35 @@ fn build_commits_and_records_the_build() {
         "no /etc in the commit: it lives at /usr/etc"
     );
 
+    // `rpm -qa` against the tree's own database lists exactly the resolved packages.
+    let co = tmp.path().join("checkout");
+    ostree(&repo, &["checkout", "-U", r, co.to_str().unwrap()]);
+    let qa = Command::new("rpm")
+        .args(["--root", co.to_str().unwrap(), "--dbpath", "/usr/share/rpm"])
+        .args(["-qa", "--qf", "%{NAME}\\n"])
+        .output()
+        .expect("run rpm (Debian package rpm)");
+    assert!(
+        qa.status.success(),
+        "{}",
+        String::from_utf8_lossy(&qa.stderr)
+    );
+    let mut installed: Vec<String> = String::from_utf8_lossy(&qa.stdout)
+        .lines()
+        .map(str::to_string)
+        .collect();
+    installed.sort();
+    let lock = json(&dir.join("manifest-lock.generated.x86_64.json"));
+    let mut locked: Vec<String> = lock["packages"]
+        .as_object()
+        .unwrap()
+        .keys()
+        .cloned()
+        .collect();
+    locked.sort();
+    assert_eq!(installed, locked, "rpm -qa equals the resolved set");
+    assert!(installed.contains(&"busybox".to_string()));
+
     // Unchanged: no new build id, nothing runs.
     let s = build(&w);
     assert!(s.values().all(|st| st == "cached"), "{s:?}");

@@ -8,6 +8,7 @@ pub mod overlay;
 pub mod pending;
 pub mod pins;
 pub mod rootfs;
+pub mod rpmdb;
 pub mod scriptlets;
 pub mod step;
 pub mod targets;

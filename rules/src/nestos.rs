@@ -18,6 +18,7 @@ use crate::overlay::OverlayRule;
 use crate::pending::PendingRule;
 use crate::pins::Pins;
 use crate::rootfs::{RemoveFrom, RootfsRule};
+use crate::rpmdb::RpmdbRule;
 use crate::scriptlets::ScriptletsRule;
 use crate::unpack::UnpackRule;
 use nosa_commit::OstreeCommitRule;
@@ -210,6 +211,16 @@ pub fn expand(configs: &[Config], config_rel: &str, known: &Known) -> Expansion 
         let mut unpacked = Vec::new();
         match known.resolved.get(arch) {
             Some(pkgs) => {
+                let rpmdb = format!("rpmdb:{arch}");
+                x.nodes.push(NodeDecl {
+                    id: rpmdb.clone(),
+                    rule: Arc::new(RpmdbRule::new(arch)),
+                    deps: pkgs
+                        .iter()
+                        .map(|p| RpmDownloadRule::node_id(arch, &p.nevra))
+                        .collect(),
+                });
+                unpacked.push(rpmdb);
                 for p in pkgs {
                     let urls: Vec<String> = baseurls
                         .get(&p.repo)

@@ -154,6 +154,18 @@ impl Rule for RootfsRule {
             meta.packages.push(pm.nevra.clone());
             meta.scripts.push((pm.nevra, pm.scripts));
         }
+        // The rpm database, written beside the packages' files.
+        for dep in ctx.deps.iter().filter(|d| d.id.starts_with("rpmdb:")) {
+            for e in ctx.dep_tree(dep)?.entries {
+                if let Some(rel) = e.path.strip_prefix("root/") {
+                    let rel = rel.to_string();
+                    if e.kind == EntryKind::Dir && merged.contains_key(&rel) {
+                        continue;
+                    }
+                    merged.insert(rel.clone(), (TreeEntry { path: rel, ..e }, dep.id.clone()));
+                }
+            }
+        }
         // Overlays on top, in dependency order (the ostree-layers order).
         for dep in ctx.deps.iter().filter(|d| d.id.starts_with("overlay:")) {
             let tree = ctx.dep_tree(dep)?;

@@ -1,0 +1,119 @@
+//! The `rpmdb` rule: the rpm database of the composed OS at `/usr/share/rpm` (where rpm-ostree
+//! keeps it), written by the host's `rpm --justdb` from the downloaded packages, so that
+//! `rpm --root TREE -qa` lists what was installed. Reproducible: install time from
+//! `SOURCE_DATE_EPOCH=0`, no lock or WAL files kept.
+
+use std::process::{Command, Stdio};
+use std::sync::OnceLock;
+
+use nosa_cache::EntryKind;
+use nosa_engine::{Params, Rule, RunContext, RunError};
+
+/// Builds `rpmdb:<arch>` from its `rpm:` dependencies.
+#[derive(Debug, Clone)]
+pub struct RpmdbRule {
+    arch: String,
+}
+
+impl RpmdbRule {
+    /// The rule for `arch`.
+    pub fn new(arch: &str) -> Self {
+        RpmdbRule {
+            arch: arch.to_string(),
+        }
+    }
+}
+
+/// `rpm --version` of the host: the tool that writes the database is part of the key.
+fn rpm_version() -> &'static str {
+    static V: OnceLock<String> = OnceLock::new();
+    V.get_or_init(|| {
+        Command::new("rpm")
+            .arg("--version")
+            .output()
+            .ok()
+            .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+            .unwrap_or_else(|| "rpm missing".into())
+    })
+}
+
+impl Rule for RpmdbRule {
+    fn kind(&self) -> &str {
+        "rpmdb"
+    }
+
+    fn version(&self) -> u32 {
+        1
+    }
+
+    fn params(&self, p: &mut Params) {
+        p.add("arch", &self.arch).add("rpm", rpm_version());
+    }
+
+    fn run(&self, ctx: &mut RunContext<'_>) -> Result<(), RunError> {
+        let mut rpms = Vec::new();
+        for d in ctx.deps.iter().filter(|d| d.id.starts_with("rpm:")) {
+            let tree = ctx.dep_tree(d)?;
+            for e in &tree.entries {
+                if let EntryKind::File { digest, .. } = e.kind
+                    && e.path.ends_with(".rpm")
+                {
+                    // rpm wants a .rpm name; link the blob under its file name.
+                    let link = ctx.scratch.join(&e.path);
+                    fs_err::hard_link(ctx.store().blob_path(&digest), &link).or_else(|_| {
+                        fs_err::copy(ctx.store().blob_path(&digest), &link).map(|_| ())
+                    })?;
+                    rpms.push(link);
+                }
+            }
+        }
+        rpms.sort();
+        let root = ctx.out.join("root");
+        fs_err::create_dir_all(&root)?;
+        let out = Command::new("rpm")
+            .arg("--root")
+            .arg(&root)
+            .args([
+                "--dbpath",
+                "/usr/share/rpm",
+                "--justdb",
+                "--nodeps",
+                "--noscripts",
+            ])
+            .args([
+                "--notriggers",
+                "--ignorearch",
+                "--ignoreos",
+                "--ignoresize",
+                "-i",
+            ])
+            .args(&rpms)
+            .env_clear()
+            .env("PATH", "/usr/sbin:/usr/bin:/sbin:/bin")
+            .env("SOURCE_DATE_EPOCH", "0")
+            .env("LC_ALL", "C")
+            .stdin(Stdio::null())
+            .output()
+            .map_err(|e| RunError::msg(format!("cannot run rpm ({e}); install Debian's rpm")))?;
+        ctx.log.write_all(&out.stdout)?;
+        ctx.log.write_all(&out.stderr)?;
+        if !out.status.success() {
+            return Err(RunError::msg(format!(
+                "rpm --justdb failed ({}): {}",
+                out.status,
+                String::from_utf8_lossy(&out.stderr).trim()
+            )));
+        }
+        let db = root.join("usr/share/rpm");
+        for junk in [".rpm.lock", "rpmdb.sqlite-shm", "rpmdb.sqlite-wal"] {
+            let p = db.join(junk);
+            if p.exists() {
+                if junk.ends_with("-wal") && fs_err::metadata(&p)?.len() > 0 {
+                    return Err(RunError::msg("rpm left an unmerged write-ahead log"));
+                }
+                fs_err::remove_file(&p)?;
+            }
+        }
+        Ok(())
+    }
+}
