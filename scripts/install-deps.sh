@@ -6,7 +6,7 @@ set -euo pipefail
 # Packages the project needs, one group per purpose.
 build_pkgs=(pkg-config libsolv-dev libsolvext-dev clang libclang-dev libostree-dev libglib2.0-dev)
 fixture_pkgs=(rpm createrepo-c kmod cpio dnf git bubblewrap)
-test_pkgs=(bubblewrap ostree)
+test_pkgs=(bubblewrap ostree qemu-system-x86 qemu-utils ovmf mtools dosfstools e2fsprogs gdisk fdisk grub-common grub-pc-bin skopeo)
 bench_pkgs=(ninja-build b3sum rpm2cpio)
 
 want=("${build_pkgs[@]}" "${fixture_pkgs[@]}")
@@ -43,5 +43,19 @@ if [ $stale_lists -eq 1 ]; then
 fi
 if [ ${#missing[@]} -gt 0 ]; then
   echo "install-deps: installing ${missing[*]}"
-  $SUDO apt-get install -y -q --no-install-recommends "${missing[@]}"
+  args=()
+  for p in "${missing[@]}"; do
+    case "$p" in
+      qemu-system-x86|qemu-utils) ;;
+      *) args+=("$p") ;;
+    esac
+  done
+  # qemu-system-x86 and qemu-utils go in one command, at one version: the machine image may
+  # ship a newer qemu-utils (from backports, which is not in the sources) that apt will not
+  # pair with Debian's qemu-system-x86; take the distribution's version of both.
+  if printf '%s\n' "${missing[@]}" | grep -qx 'qemu-system-x86\|qemu-utils'; then
+    v=$(apt-cache madison qemu-system-x86 | awk 'NR==1 {print $3}')
+    args+=("qemu-system-x86=$v" "qemu-utils=$v")
+  fi
+  $SUDO apt-get install -y -q --no-install-recommends --allow-downgrades "${args[@]}"
 fi

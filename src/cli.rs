@@ -39,6 +39,10 @@ pub enum Command {
     /// Compose and commit the OS for every configured arch, and record the build under builds/.
     #[command(disable_version_flag = true)]
     Build(BuildCmdArgs),
+    /// `build`, rerunning only overlay/override nodes and what follows them (fails if a
+    /// package node would run).
+    #[command(disable_version_flag = true)]
+    BuildFast(BuildCmdArgs),
     /// Pin every repository (its current repomd.xml), then sync, resolve and download the
     /// packages of every configured arch: after it, a build needs no network.
     Fetch(FetchArgs),

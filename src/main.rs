@@ -54,6 +54,7 @@ fn main() -> ExitCode {
         Command::Basearch => ops::config::basearch(),
         Command::Fetch(a) => ops::fetch::fetch(&cli, a),
         Command::Build(a) => ops::build::build(&cli, a),
+        Command::BuildFast(a) => ops::build::build_fast(&cli, a),
     };
     match result {
         Ok(()) => ExitCode::from(exit::SUCCESS),

@@ -189,3 +189,50 @@ fn build_commits_and_records_the_build() {
     let m2 = json(&w2.join("builds/latest/x86_64/meta.json"));
     assert_eq!(m1["ostree-content-checksum"], m2["ostree-content-checksum"]);
 }
+
+#[test]
+fn build_fast_applies_overrides_and_refuses_package_changes() {
+    let (tmp, w) = fixture_workdir();
+    build(&w);
+    // overrides/rootfs is one more overlay, applied last.
+    fs_err::create_dir_all(w.join("overrides/rootfs/etc")).unwrap();
+    fs_err::write(w.join("overrides/rootfs/etc/override.txt"), "local\n").unwrap();
+    let out = nosa(&w, &["build-fast", "--json"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let s = summary(&out);
+    assert_eq!(s["overlay:overrides-rootfs"], "ran");
+    assert!(
+        s.iter()
+            .filter(|(_, st)| *st == "ran")
+            .all(|(id, _)| !id.starts_with("rpm:") && !id.starts_with("resolve:")),
+        "{s:?}"
+    );
+    let repo = w.join("builds/latest/x86_64/ostree-commit/repo");
+    let got = ostree(
+        &repo,
+        &["cat", "nestos/x86_64/devel", "/usr/etc/override.txt"],
+    );
+    assert_eq!(got, "local\n");
+    // A package change is not for build-fast.
+    let pkgs = tmp.path().join("example-config/manifests/packages.yaml");
+    let text = fs_err::read_to_string(&pkgs).unwrap();
+    fs_err::write(
+        &pkgs,
+        text.replace(
+            "  - fixture-app\n",
+            "  - fixture-app\n  - fixture-conflict-a\n",
+        ),
+    )
+    .unwrap();
+    let out = nosa(&w, &["build-fast"]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("build-fast would rerun package nodes: resolve:x86_64"),
+        "{err}"
+    );
+}

@@ -23,6 +23,12 @@ use crate::scriptlets::ScriptletsRule;
 use crate::unpack::UnpackRule;
 use nosa_commit::OstreeCommitRule;
 
+/// The workdir directory whose files override the tree, as nestos-assembler's `overrides/rootfs`.
+pub const OVERRIDES_ROOTFS: &str = "overrides/rootfs";
+
+/// The node of `overrides/rootfs`.
+pub const OVERRIDES_NODE: &str = "overlay:overrides-rootfs";
+
 /// Disk image formats and the node each target name selects.
 pub const IMAGE_TARGETS: &[&str] = &["qemu", "metal", "metal4k", "openstack"];
 
@@ -121,7 +127,9 @@ pub struct CommitVersion {
 /// Expands `configs` (one per arch; `config_rel` is the config path relative to the workdir).
 /// Without a resolved package set for an arch, its package nodes are one planned node
 /// `packages:<arch>` ("expands after resolve").
-pub fn expand(configs: &[Config], config_rel: &str, known: &Known) -> Expansion {
+/// `workdir` is where `overrides/rootfs` is looked for: when it holds files it is one more
+/// overlay node, `overlay:overrides-rootfs`, applied after the config's layers.
+pub fn expand(configs: &[Config], config_rel: &str, known: &Known, workdir: &Path) -> Expansion {
     let mut x = Expansion::default();
     let Some(first) = configs.first() else {
         return x;
@@ -156,6 +164,16 @@ pub fn expand(configs: &[Config], config_rel: &str, known: &Known) -> Expansion 
             }
             overlay_ids.insert(layer.name.clone(), id);
         }
+    }
+
+    let overrides = workdir.join(OVERRIDES_ROOTFS);
+    let has_overrides = fs_err::read_dir(&overrides).is_ok_and(|mut d| d.next().is_some());
+    if has_overrides {
+        x.nodes.push(NodeDecl {
+            id: OVERRIDES_NODE.to_string(),
+            rule: Arc::new(OverlayRule::new("overrides-rootfs", OVERRIDES_ROOTFS)),
+            deps: vec![],
+        });
     }
 
     for c in configs {
@@ -272,6 +290,9 @@ pub fn expand(configs: &[Config], config_rel: &str, known: &Known) -> Expansion 
                 .iter()
                 .map(|l| overlay_ids[&l.name].clone()),
         );
+        if has_overrides {
+            rootfs_deps.push(OVERRIDES_NODE.to_string());
+        }
         let rootfs = RootfsRule::new(
             arch,
             tf.remove_files.clone(),

@@ -102,7 +102,7 @@ impl Workspace {
                 opts.strict_repos = strict_repos;
                 configs.push(Config::load(&dir, &opts).map_err(Box::new)?);
             }
-            let x = nestos::expand(&configs, n.config.get_ref(), known);
+            let x = nestos::expand(&configs, n.config.get_ref(), known, &file.workdir);
             for d in x.nodes {
                 b.add(d.id, d.rule, d.deps);
             }

@@ -51,9 +51,50 @@ fn read_json(p: &Path) -> Option<J> {
     serde_json::from_slice(&fs_err::read(p).ok()?).ok()
 }
 
+/// Node kinds `build-fast` never reruns: the package half of the graph.
+const PACKAGE_KINDS: &[&str] = &["repo-sync", "resolve", "rpm", "unpack", "rpmdb", "packages"];
+
+/// `nosa build-fast`: `nosa build`, refusing to run if anything but the overlay/override nodes
+/// and what follows them would run (nestos-assembler's build-fast reuses the previous
+/// build's packages the same way; here the graph proves it).
+pub fn build_fast(cli: &Cli, a: &BuildCmdArgs) -> OpResult {
+    build_inner(cli, a, true)
+}
+
 /// `nosa build`.
 pub fn build(cli: &Cli, a: &BuildCmdArgs) -> OpResult {
-    let mut s = Session::open(cli, Some("nosa build"), a.arch.as_deref())?;
+    build_inner(cli, a, false)
+}
+
+fn build_inner(cli: &Cli, a: &BuildCmdArgs, fast: bool) -> OpResult {
+    let what = if fast {
+        "nosa build-fast"
+    } else {
+        "nosa build"
+    };
+    let mut s = Session::open(cli, Some(what), a.arch.as_deref())?;
+    if fast {
+        s.expand_current()?;
+        let targets = s.targets(&["tree".to_string()])?;
+        let plan = s.engine.plan(&s.ws.graph, &targets).map_err(runtime)?;
+        let pkg: Vec<&str> = plan
+            .iter()
+            .filter(|e| !matches!(e.planned, nosa_engine::Planned::UpToDate))
+            .map(|e| e.id.as_str())
+            .filter(|id| {
+                PACKAGE_KINDS
+                    .iter()
+                    .any(|k| id.starts_with(&format!("{k}:")))
+            })
+            .collect();
+        if !pkg.is_empty() {
+            return Err(Failure::Build(Some(miette::miette!(
+                help = "run `nosa build` (or `nosa fetch` first): build-fast only reruns overlay and override nodes and what follows them",
+                "build-fast would rerun package nodes: {}",
+                pkg.join(", ")
+            ))));
+        }
+    }
     if s.ws.configs.is_empty() {
         return Err(Failure::Config(miette::miette!(
             help = "add a [nestos] table naming a nestos-config, or run `nosa init`",

@@ -1,0 +1,168 @@
+//! Bootloaders, from the OS tree's own payloads: BIOS grub (an i386-pc core image made with
+//! the host's `grub-mkimage` from the tree's `/usr/lib/grub/i386-pc`, embedded in the
+//! BIOS-BOOT partition, and `boot.img` in the MBR, patched the way `grub-bios-setup` does),
+//! and UEFI systemd-boot (`/usr/lib/systemd/boot/efi/systemd-bootx64.efi` as the ESP's
+//! removable-media loader, reading BLS entries copied to the ESP).
+
+use std::io::{Seek, SeekFrom, Write};
+use std::path::Path;
+
+use crate::ImageError;
+use crate::cmd::Tool;
+use crate::deploy::Sysroot;
+use crate::fsimg::VfatWriter;
+
+/// The grub modules built into the BIOS core image (dependencies are added by grub-mkimage).
+pub const GRUB_BIOS_MODULES: &[&str] = &[
+    "biosdisk",
+    "part_gpt",
+    "part_msdos",
+    "ext2",
+    "search",
+    "search_label",
+    "search_fs_uuid",
+    "normal",
+    "linux",
+    "configfile",
+    "echo",
+    "test",
+    "serial",
+    "terminal",
+    "boot",
+];
+
+/// Where the generated grub.cfg lives on the boot partition.
+pub const GRUB_CFG_PATH: &str = "grub2/grub.cfg";
+
+// Offsets in boot.img (grub-core/boot/i386/pc/boot.S, include/grub/i386/pc/boot.h).
+const KERNEL_SECTOR: usize = 0x5c;
+const BOOT_DRIVE: usize = 0x64;
+const DRIVE_CHECK: usize = 0x66;
+/// The MBR boot code area that may be written (the rest is disk signature + partition table).
+const MBR_CODE_END: usize = 440;
+// The first blocklist at the end of the core image's first sector (diskboot.S).
+const BLOCKLIST_START: usize = 0x200 - 12;
+
+/// Makes the i386-pc core image from the tree's grub modules. Its embedded config finds the
+/// partition labelled `boot` and sets the prefix to `($root)/grub2`, where `normal` reads
+/// grub.cfg.
+pub fn grub_bios_core(sysroot: &Sysroot, work: &Path) -> Result<Vec<u8>, ImageError> {
+    let dir = sysroot.tree_path("usr/lib/grub/i386-pc");
+    if !dir.join("moddep.lst").is_file() {
+        return Err(ImageError::missing(
+            "grub i386-pc modules in the tree (package grub2-pc-modules)",
+            dir,
+        ));
+    }
+    let cfg = work.join("grub-embedded.cfg");
+    fs_err::write(
+        &cfg,
+        "search --no-floppy --label boot --set=root\nset prefix=($root)/grub2\n",
+    )?;
+    let core = work.join("core.img");
+    Tool::new("grub-mkimage")
+        .args(["-O", "i386-pc", "-p", "/grub2"])
+        .arg("-d")
+        .arg(&dir)
+        .arg("-c")
+        .arg(&cfg)
+        .arg("-o")
+        .arg(&core)
+        .args(GRUB_BIOS_MODULES)
+        .run()?;
+    let bytes = fs_err::read(&core)?;
+    fs_err::remove_file(&core)?;
+    fs_err::remove_file(&cfg)?;
+    Ok(bytes)
+}
+
+/// Installs grub for BIOS into the image: `core` at 512-byte sector `core_lba` (the BIOS-BOOT
+/// partition) and the tree's `boot.img` into the MBR code area, pointing at it.
+pub fn install_grub_bios(
+    sysroot: &Sysroot,
+    image: &Path,
+    core: &[u8],
+    core_lba: u64,
+    room: u64,
+) -> Result<(), ImageError> {
+    if core.len() < 512 || core.len() as u64 > room {
+        return Err(ImageError::msg(format!(
+            "grub core image is {} bytes; the BIOS-BOOT partition holds {room}",
+            core.len()
+        )));
+    }
+    let boot_img_path = sysroot.tree_path("usr/lib/grub/i386-pc/boot.img");
+    let mut boot = fs_err::read(&boot_img_path)?;
+    if boot.len() != 512 {
+        return Err(ImageError::msg(format!(
+            "{} is {} bytes, not 512",
+            boot_img_path.display(),
+            boot.len()
+        )));
+    }
+    boot[KERNEL_SECTOR..KERNEL_SECTOR + 8].copy_from_slice(&core_lba.to_le_bytes());
+    // 0xff: use the drive number the BIOS passes in DL.
+    boot[BOOT_DRIVE] = 0xff;
+    // Hard disk: replace the floppy drive check (a jmp) with two NOPs, as grub-bios-setup does.
+    boot[DRIVE_CHECK] = 0x90;
+    boot[DRIVE_CHECK + 1] = 0x90;
+
+    let mut core = core.to_vec();
+    let len = u16::from_le_bytes([core[BLOCKLIST_START + 8], core[BLOCKLIST_START + 9]]);
+    let sectors = (core.len() as u64).div_ceil(512);
+    if u64::from(len) + 1 != sectors {
+        return Err(ImageError::msg(format!(
+            "grub core image blocklist says {len} sectors, the image has {sectors}"
+        )));
+    }
+    core[BLOCKLIST_START..BLOCKLIST_START + 8].copy_from_slice(&(core_lba + 1).to_le_bytes());
+
+    let mut f = fs_err::OpenOptions::new().write(true).open(image)?;
+    f.seek(SeekFrom::Start(core_lba * 512))?;
+    f.write_all(&core)?;
+    f.seek(SeekFrom::Start(0))?;
+    f.write_all(&boot[..MBR_CODE_END])?;
+    f.sync_all()?;
+    Ok(())
+}
+
+/// Fills the ESP image: systemd-boot as `EFI/BOOT/BOOTX64.EFI` (and `EFI/systemd/`), a
+/// `loader/loader.conf` that boots the default entry without a menu, and the BLS entries with
+/// the kernels and initramfs images they name, at the same paths as on the boot partition.
+pub fn populate_esp(sysroot: &Sysroot, esp: &Path, work: &Path) -> Result<(), ImageError> {
+    let sdboot = sysroot.tree_path("usr/lib/systemd/boot/efi/systemd-bootx64.efi");
+    if !sdboot.is_file() {
+        return Err(ImageError::missing(
+            "systemd-boot in the tree (package systemd-boot-unsigned)",
+            sdboot,
+        ));
+    }
+    let mut w = VfatWriter::new(esp);
+    w.put(&sdboot, "EFI/BOOT/BOOTX64.EFI")?;
+    w.put(&sdboot, "EFI/systemd/systemd-bootx64.efi")?;
+    let default = &sysroot.entries[0];
+    let conf = work.join("loader.conf");
+    fs_err::write(
+        &conf,
+        format!("timeout 0\ndefault {}\nconsole-mode keep\n", default.file),
+    )?;
+    w.put(&conf, "loader/loader.conf")?;
+    fs_err::remove_file(&conf)?;
+    for e in &sysroot.entries {
+        w.put(
+            &sysroot.boot.join("loader/entries").join(&e.file),
+            &format!("loader/entries/{}", e.file),
+        )?;
+        for f in e.files() {
+            let src = sysroot.boot.join(f);
+            if !src.is_file() {
+                return Err(ImageError::missing(
+                    format!("file named by BLS entry {}", e.file),
+                    src,
+                ));
+            }
+            w.put(&src, f)?;
+        }
+    }
+    Ok(())
+}

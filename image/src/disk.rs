@@ -1,0 +1,257 @@
+//! `build_disk`: the x86_64 disk layout of nestos-assembler (BIOS-BOOT, EFI-SYSTEM, boot,
+//! root) as a raw image with 512- or 4096-byte logical blocks, assembled by writing partition
+//! images at their offsets (no loop devices, no mounts).
+
+use std::io::{Read, Seek, SeekFrom, Write};
+use std::path::Path;
+
+use serde::{Deserialize, Serialize};
+
+use crate::ImageError;
+use crate::bls;
+use crate::bootloader;
+use crate::deploy::Sysroot;
+use crate::fsimg;
+use crate::gpt::{Gpt, GptPartition, Guid, derived_uuid_bytes, types, uuid_text};
+
+const MIB: u64 = 1 << 20;
+/// BIOS-BOOT partition size.
+pub const BIOS_BOOT_SIZE: u64 = MIB;
+/// EFI-SYSTEM partition size.
+pub const ESP_SIZE: u64 = 127 * MIB;
+/// boot partition size.
+pub const BOOT_SIZE: u64 = 384 * MIB;
+
+/// What to build.
+#[derive(Clone, Debug)]
+pub struct DiskLayout {
+    /// Logical block size: 512 (`qemu`, `metal`) or 4096 (`metal4k`).
+    pub sector_size: u64,
+    /// Root partition size in bytes (a multiple of 1 MiB).
+    pub root_size: u64,
+    /// Seed for the disk, partition and filesystem GUIDs (e.g. the commit checksum + format),
+    /// so the same inputs give the same identifiers.
+    pub seed: String,
+    /// Filesystem timestamps (SOURCE_DATE_EPOCH style).
+    pub timestamp: u64,
+}
+
+/// One partition of a built disk.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct PartitionInfo {
+    /// 1-based number.
+    pub number: u32,
+    /// GPT name (`BIOS-BOOT`, `EFI-SYSTEM`, `boot`, `root`).
+    pub name: String,
+    /// Offset in bytes.
+    pub offset: u64,
+    /// Size in bytes.
+    pub size: u64,
+    /// Type GUID.
+    pub type_guid: String,
+    /// Unique GUID.
+    pub guid: String,
+    /// Filesystem UUID (or FAT volume id), if it has a filesystem.
+    pub fs_id: Option<String>,
+}
+
+/// A built disk.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct DiskInfo {
+    /// Size in bytes.
+    pub size: u64,
+    /// Logical block size.
+    pub sector_size: u64,
+    /// Disk GUID.
+    pub disk_guid: String,
+    /// Whether grub for BIOS is installed (not on 4096-byte-block disks).
+    pub bios: bool,
+    /// The partitions.
+    pub partitions: Vec<PartitionInfo>,
+}
+
+/// Copies `src` into `dst` at `offset`, skipping all-zero chunks (the destination stays
+/// sparse).
+fn write_at_sparse(dst: &Path, offset: u64, src: &Path) -> Result<(), ImageError> {
+    let mut input = fs_err::File::open(src)?;
+    let mut out = fs_err::OpenOptions::new().write(true).open(dst)?;
+    let mut buf = vec![0u8; MIB as usize];
+    let mut pos = offset;
+    loop {
+        let mut filled = 0;
+        while filled < buf.len() {
+            let n = input.read(&mut buf[filled..])?;
+            if n == 0 {
+                break;
+            }
+            filled += n;
+        }
+        if filled == 0 {
+            break;
+        }
+        let chunk = &buf[..filled];
+        if chunk.iter().any(|b| *b != 0) {
+            out.seek(SeekFrom::Start(pos))?;
+            out.write_all(chunk)?;
+        }
+        pos += filled as u64;
+        if filled < buf.len() {
+            break;
+        }
+    }
+    out.sync_all()?;
+    Ok(())
+}
+
+/// Builds the raw disk `out` from a deployed sysroot: GPT (fixed GUIDs from `layout.seed`),
+/// BIOS-BOOT with grub's core image (512-byte disks only), the ESP with systemd-boot and the
+/// BLS entries, `boot` (ext4, label `boot`, with a grub.cfg generated from the BLS entries)
+/// and `root` (ext4, label `root`). Temporary partition images go next to `out`.
+pub fn build_disk(
+    sysroot: &Sysroot,
+    layout: &DiskLayout,
+    out: &Path,
+) -> Result<DiskInfo, ImageError> {
+    let ss = layout.sector_size;
+    if !matches!(ss, 512 | 4096) {
+        return Err(ImageError::msg(format!(
+            "sector size {ss}: only 512 and 4096 are supported"
+        )));
+    }
+    if layout.root_size == 0 || !layout.root_size.is_multiple_of(MIB) {
+        return Err(ImageError::msg(format!(
+            "root size {} is not a positive multiple of 1 MiB",
+            layout.root_size
+        )));
+    }
+    let work = out.with_extension("parts.tmp");
+    if work.exists() {
+        fs_err::remove_dir_all(&work)?;
+    }
+    fs_err::create_dir_all(&work)?;
+    let seed = layout.seed.as_str();
+
+    // Partition offsets: everything MiB-aligned; 1 MiB before (MBR + GPT) and after (backup).
+    let bios_off = MIB;
+    let esp_off = bios_off + BIOS_BOOT_SIZE;
+    let boot_off = esp_off + ESP_SIZE;
+    let root_off = boot_off + BOOT_SIZE;
+    let size = root_off + layout.root_size + MIB;
+
+    // grub.cfg on the boot partition, from the BLS entries.
+    let grub_cfg = sysroot.boot.join(bootloader::GRUB_CFG_PATH);
+    fs_err::create_dir_all(grub_cfg.parent().expect("has a parent"))?;
+    fs_err::write(&grub_cfg, bls::grub_cfg(&sysroot.entries, 1))?;
+
+    let boot_uuid = uuid_text(&derived_uuid_bytes(seed, "fs-boot"));
+    let root_uuid = uuid_text(&derived_uuid_bytes(seed, "fs-root"));
+    let vol = derived_uuid_bytes(seed, "fs-esp");
+    let esp_id = u32::from_le_bytes([vol[0], vol[1], vol[2], vol[3]]);
+
+    let esp_img = work.join("esp.img");
+    fsimg::make_vfat(&esp_img, ESP_SIZE, ss, "EFI-SYSTEM", esp_id)?;
+    bootloader::populate_esp(sysroot, &esp_img, &work)?;
+    let boot_img = work.join("boot.img");
+    fsimg::make_ext4(
+        &sysroot.boot,
+        &boot_img,
+        BOOT_SIZE,
+        "boot",
+        &boot_uuid,
+        layout.timestamp,
+    )?;
+    let root_img = work.join("root.img");
+    fsimg::make_ext4(
+        &sysroot.root,
+        &root_img,
+        layout.root_size,
+        "root",
+        &root_uuid,
+        layout.timestamp,
+    )?;
+
+    if out.exists() {
+        fs_err::remove_file(out)?;
+    }
+    let f = fs_err::File::create(out)?;
+    f.set_len(size)?;
+    drop(f);
+    write_at_sparse(out, esp_off, &esp_img)?;
+    write_at_sparse(out, boot_off, &boot_img)?;
+    write_at_sparse(out, root_off, &root_img)?;
+
+    let parts = [
+        (
+            "BIOS-BOOT",
+            types::BIOS_BOOT,
+            bios_off,
+            BIOS_BOOT_SIZE,
+            None,
+        ),
+        (
+            "EFI-SYSTEM",
+            types::ESP,
+            esp_off,
+            ESP_SIZE,
+            Some(format!("{:04X}-{:04X}", esp_id >> 16, esp_id & 0xffff)),
+        ),
+        (
+            "boot",
+            types::LINUX_FS,
+            boot_off,
+            BOOT_SIZE,
+            Some(boot_uuid),
+        ),
+        (
+            "root",
+            types::LINUX_FS,
+            root_off,
+            layout.root_size,
+            Some(root_uuid),
+        ),
+    ];
+    let disk_guid = Guid::derive(seed, "disk");
+    let mut gpt = Gpt {
+        block_size: ss,
+        disk_size: size,
+        disk_guid,
+        partitions: Vec::new(),
+    };
+    let mut infos = Vec::new();
+    for (i, (name, ty, off, len, fs_id)) in parts.into_iter().enumerate() {
+        let guid = Guid::derive(seed, &format!("part-{name}"));
+        gpt.partitions.push(GptPartition {
+            type_guid: Guid::parse(ty)?,
+            unique_guid: guid,
+            first_lba: off / ss,
+            last_lba: (off + len) / ss - 1,
+            attributes: 0,
+            name: name.to_string(),
+        });
+        infos.push(PartitionInfo {
+            number: i as u32 + 1,
+            name: name.to_string(),
+            offset: off,
+            size: len,
+            type_guid: ty.to_string(),
+            guid: guid.to_text(),
+            fs_id,
+        });
+    }
+    gpt.write(out)?;
+
+    // BIOS boot needs 512-byte sectors: boot.img addresses the core image in BIOS sectors.
+    let bios = ss == 512;
+    if bios {
+        let core = bootloader::grub_bios_core(sysroot, &work)?;
+        bootloader::install_grub_bios(sysroot, out, &core, bios_off / 512, BIOS_BOOT_SIZE)?;
+    }
+    fs_err::remove_dir_all(&work)?;
+    Ok(DiskInfo {
+        size,
+        sector_size: ss,
+        disk_guid: disk_guid.to_text(),
+        bios,
+        partitions: infos,
+    })
+}

@@ -1,0 +1,108 @@
+//! Filesystem images made from directories without mounting anything: ext4 with
+//! `mke2fs -d`, the ESP with `mkfs.vfat` + mtools (`mmd`, `mcopy`).
+
+use std::collections::BTreeSet;
+use std::path::Path;
+
+use crate::ImageError;
+use crate::cmd::Tool;
+
+/// Makes an ext4 image of `size` bytes at `img` holding `dir`'s contents (ownership, modes,
+/// hardlinks, symlinks and xattrs kept), with label `label` and a fixed UUID and hash seed.
+/// 4096-byte blocks always: a 1 KiB-block filesystem cannot be mounted on a 4Kn disk.
+/// `timestamp` fixes the superblock times (`E2FSPROGS_FAKE_TIME`).
+pub fn make_ext4(
+    dir: &Path,
+    img: &Path,
+    size: u64,
+    label: &str,
+    uuid: &str,
+    timestamp: u64,
+) -> Result<(), ImageError> {
+    if img.exists() {
+        fs_err::remove_file(img)?;
+    }
+    let f = fs_err::File::create(img)?;
+    f.set_len(size)?;
+    drop(f);
+    Tool::new("mke2fs")
+        .env("E2FSPROGS_FAKE_TIME", timestamp.to_string())
+        .args([
+            "-q", "-F", "-t", "ext4", "-b", "4096", "-m", "0", "-L", label, "-U", uuid,
+        ])
+        .arg("-E")
+        .arg(format!("hash_seed={uuid},root_owner=0:0"))
+        .arg("-d")
+        .arg(dir)
+        .arg(img)
+        .run()?;
+    Ok(())
+}
+
+/// Makes a FAT image of `size` bytes at `img` with logical sectors of `sector_size` bytes
+/// (FAT16 or FAT32 as mkfs.vfat chooses), label `label`, volume id `volume_id`.
+pub fn make_vfat(
+    img: &Path,
+    size: u64,
+    sector_size: u64,
+    label: &str,
+    volume_id: u32,
+) -> Result<(), ImageError> {
+    if img.exists() {
+        fs_err::remove_file(img)?;
+    }
+    let f = fs_err::File::create(img)?;
+    f.set_len(size)?;
+    drop(f);
+    Tool::new("mkfs.vfat")
+        .args(["-S", &sector_size.to_string(), "-n", label])
+        .args(["-i", &format!("{volume_id:08X}")])
+        .arg(img)
+        .run()?;
+    Ok(())
+}
+
+/// Files put into a FAT image with mtools, creating parent directories once.
+pub struct VfatWriter<'a> {
+    img: &'a Path,
+    dirs: BTreeSet<String>,
+}
+
+impl<'a> VfatWriter<'a> {
+    /// A writer for the (already formatted) image `img`.
+    pub fn new(img: &'a Path) -> VfatWriter<'a> {
+        VfatWriter {
+            img,
+            dirs: BTreeSet::new(),
+        }
+    }
+
+    fn mtool(&self, name: &str) -> Tool {
+        Tool::new(name)
+            .env("MTOOLS_SKIP_CHECK", "1")
+            .arg("-i")
+            .arg(self.img)
+    }
+
+    /// Copies the regular file `src` to `dest` (`EFI/BOOT/BOOTX64.EFI`), keeping its mtime.
+    pub fn put(&mut self, src: &Path, dest: &str) -> Result<(), ImageError> {
+        let dest = dest.trim_start_matches('/');
+        let mut dir = String::new();
+        let comps: Vec<&str> = dest.split('/').collect();
+        for c in &comps[..comps.len() - 1] {
+            if !dir.is_empty() {
+                dir.push('/');
+            }
+            dir.push_str(c);
+            if self.dirs.insert(dir.clone()) {
+                self.mtool("mmd").arg(format!("::/{dir}")).run()?;
+            }
+        }
+        self.mtool("mcopy")
+            .args(["-o", "-m"])
+            .arg(src)
+            .arg(format!("::/{dest}"))
+            .run()?;
+        Ok(())
+    }
+}

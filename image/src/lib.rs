@@ -1,0 +1,37 @@
+//! Disk images from an ostree commit, like nestos-assembler's x86_64 `qemu`, `metal` and
+//! `metal4k` artifacts.
+//!
+//! - [`deploy_sysroot`] deploys the commit into a physical sysroot with the ostree CLI
+//!   (`admin init-fs`, `os-init`, `pull-local`, `admin deploy --sysroot`), which writes BLS
+//!   entries and copies the kernel and initramfs to `/boot`; the result is split into the root
+//!   and boot partitions' contents.
+//! - [`build_disk`] writes a GPT (by hand: 512- or 4096-byte blocks, GUIDs derived from a
+//!   seed) with BIOS-BOOT, EFI-SYSTEM (FAT via mkfs.vfat + mtools), boot and root (ext4 via
+//!   `mke2fs -d`); grub i386-pc from the tree's modules for BIOS, systemd-boot from the tree
+//!   for UEFI.
+//! - [`raw_to_qcow2`] runs `qemu-img convert` + `check`.
+//! - [`ImageRule`] is the engine rule `image:<arch>:<format>`.
+//!
+//! See `docs/images.md`.
+
+mod bls;
+mod bootloader;
+mod cmd;
+mod deploy;
+mod disk;
+mod error;
+mod fsimg;
+mod gpt;
+mod qcow2;
+mod rule;
+
+pub use bls::{BlsEntry, grub_cfg, read_entries};
+pub use bootloader::{GRUB_BIOS_MODULES, GRUB_CFG_PATH};
+pub use deploy::{BASE_KARGS, Sysroot, deploy_sysroot};
+pub use disk::{
+    BIOS_BOOT_SIZE, BOOT_SIZE, DiskInfo, DiskLayout, ESP_SIZE, PartitionInfo, build_disk,
+};
+pub use error::ImageError;
+pub use gpt::{Gpt, GptPartition, Guid, crc32, types as part_types};
+pub use qcow2::{check_qcow2, raw_to_qcow2};
+pub use rule::{ImageFormat, ImageRecord, ImageRule, read_image_record};

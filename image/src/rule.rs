@@ -1,0 +1,252 @@
+//! `ImageRule`: the engine node `image:<arch>:<format>` (qemu, metal, metal4k). Its single
+//! dependency is the ostree commit node (`repo/` + `commit.json`); its parameters are the
+//! image.yaml values it uses. Output: the image under nestos-assembler's file name, plus
+//! `image.json` (layout, GUIDs, the deployed commit).
+
+use std::path::Path;
+
+use nosa_commit::CommitRecord;
+use nosa_engine::{Params, Rule, RunContext, RunError};
+use serde::{Deserialize, Serialize};
+
+use crate::deploy::BASE_KARGS;
+use crate::disk::{DiskInfo, DiskLayout};
+
+/// The disk image formats this rule builds.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ImageFormat {
+    /// qcow2, 512-byte blocks, `ignition.platform.id=qemu`.
+    Qemu,
+    /// raw, 512-byte blocks, `ignition.platform.id=metal`.
+    Metal,
+    /// raw, 4096-byte blocks, `ignition.platform.id=metal`.
+    Metal4k,
+}
+
+impl ImageFormat {
+    /// The name in node ids and file names.
+    pub fn name(self) -> &'static str {
+        match self {
+            ImageFormat::Qemu => "qemu",
+            ImageFormat::Metal => "metal",
+            ImageFormat::Metal4k => "metal4k",
+        }
+    }
+
+    /// Parses `qemu`, `metal`, `metal4k`.
+    pub fn parse(s: &str) -> Option<ImageFormat> {
+        match s {
+            "qemu" => Some(ImageFormat::Qemu),
+            "metal" => Some(ImageFormat::Metal),
+            "metal4k" => Some(ImageFormat::Metal4k),
+            _ => None,
+        }
+    }
+
+    /// Logical block size.
+    pub fn sector_size(self) -> u64 {
+        match self {
+            ImageFormat::Metal4k => 4096,
+            _ => 512,
+        }
+    }
+
+    /// The `ignition.platform.id` karg value.
+    pub fn platform(self) -> &'static str {
+        match self {
+            ImageFormat::Qemu => "qemu",
+            _ => "metal",
+        }
+    }
+
+    /// File extension.
+    pub fn extension(self) -> &'static str {
+        match self {
+            ImageFormat::Qemu => "qcow2",
+            _ => "raw",
+        }
+    }
+}
+
+/// The `image:<arch>:<format>` rule.
+#[derive(Clone, Debug)]
+pub struct ImageRule {
+    /// Architecture (`x86_64`; only x86_64 has a layout here).
+    pub arch: String,
+    /// The format.
+    pub format: ImageFormat,
+    /// The build name (`nestos`), first part of the file name.
+    pub name: String,
+    /// The build version.
+    pub version: String,
+    /// The stateroot (`osname`), image.yaml's `osname` or `nestos`.
+    pub osname: String,
+    /// Root partition size in MiB (image.yaml `size`, in GiB, times 1024, minus the other
+    /// partitions, or a fixed value).
+    pub root_size_mib: u64,
+    /// image.yaml `extra-kargs`.
+    pub extra_kargs: Vec<String>,
+    /// image.yaml `rootfs` (only `ext4` is supported).
+    pub rootfs: String,
+    /// Filesystem timestamps (the build's SOURCE_DATE_EPOCH).
+    pub timestamp: u64,
+}
+
+/// What `image.json` records.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct ImageRecord {
+    /// The image file name in the output.
+    pub file: String,
+    /// The format.
+    pub format: ImageFormat,
+    /// The deployed commit.
+    pub commit: String,
+    /// Kernel arguments given to the deployment.
+    pub kargs: Vec<String>,
+    /// The disk.
+    pub disk: DiskInfo,
+}
+
+impl ImageRule {
+    /// A rule with nestos-assembler's defaults: osname `nestos`, ext4 root of 2048 MiB, no
+    /// extra kargs, timestamp 0.
+    pub fn new(arch: &str, format: ImageFormat, name: &str, version: &str) -> ImageRule {
+        ImageRule {
+            arch: arch.into(),
+            format,
+            name: name.into(),
+            version: version.into(),
+            osname: "nestos".into(),
+            root_size_mib: 2048,
+            extra_kargs: Vec::new(),
+            rootfs: "ext4".into(),
+            timestamp: 0,
+        }
+    }
+
+    /// `image:<arch>:<format>`.
+    pub fn node_id(&self) -> String {
+        format!("image:{}:{}", self.arch, self.format.name())
+    }
+
+    /// `<name>-<version>-<format>.<arch>.<ext>`, as nestos-assembler names it.
+    pub fn file_name(&self) -> String {
+        format!(
+            "{}-{}-{}.{}.{}",
+            self.name,
+            self.version,
+            self.format.name(),
+            self.arch,
+            self.format.extension()
+        )
+    }
+
+    /// The kernel arguments: the base ones, the platform, then image.yaml's extra ones.
+    pub fn kargs(&self) -> Vec<String> {
+        let mut k: Vec<String> = BASE_KARGS.iter().map(|s| s.to_string()).collect();
+        k.push(format!("ignition.platform.id={}", self.format.platform()));
+        k.extend(self.extra_kargs.iter().cloned());
+        k
+    }
+
+    fn build(&self, ctx: &mut RunContext<'_>) -> Result<(), RunError> {
+        let err = |e: crate::ImageError| RunError::msg(e.to_string());
+        if self.arch != "x86_64" {
+            return Err(RunError::msg(format!(
+                "disk images for {} are not implemented (x86_64 only)",
+                self.arch
+            )));
+        }
+        if self.rootfs != "ext4" {
+            return Err(RunError::msg(format!(
+                "rootfs {:?}: only ext4 is implemented",
+                self.rootfs
+            )));
+        }
+        let [dep] = ctx.deps else {
+            return Err(RunError::msg(
+                "image needs exactly one dependency (the ostree commit)",
+            ));
+        };
+        let staged = ctx.scratch.join("commit");
+        ctx.stage_dep(dep, &staged)?;
+        let record: CommitRecord =
+            serde_json::from_slice(&fs_err::read(staged.join("commit.json"))?)
+                .map_err(|e| RunError::msg(format!("{}: commit.json: {e}", dep.id)))?;
+        let kargs = self.kargs();
+        let sysroot = crate::deploy_sysroot(
+            &staged.join("repo"),
+            &record.checksum,
+            &self.osname,
+            &kargs,
+            &ctx.scratch.join("sysroot"),
+        )
+        .map_err(err)?;
+        writeln!(
+            ctx.log,
+            "deployed {} ({} BLS entries)",
+            sysroot.checksum,
+            sysroot.entries.len()
+        )?;
+        let layout = DiskLayout {
+            sector_size: self.format.sector_size(),
+            root_size: self.root_size_mib << 20,
+            seed: format!("{}:{}", record.checksum, self.format.name()),
+            timestamp: self.timestamp,
+        };
+        let file = self.file_name();
+        let raw = match self.format {
+            ImageFormat::Qemu => ctx.scratch.join("disk.raw"),
+            _ => ctx.out.join(&file),
+        };
+        let disk = crate::build_disk(&sysroot, &layout, &raw).map_err(err)?;
+        if self.format == ImageFormat::Qemu {
+            crate::raw_to_qcow2(&raw, &ctx.out.join(&file)).map_err(err)?;
+            fs_err::remove_file(&raw)?;
+        }
+        writeln!(ctx.log, "wrote {file} ({} bytes virtual)", disk.size)?;
+        let rec = ImageRecord {
+            file,
+            format: self.format,
+            commit: record.checksum,
+            kargs,
+            disk,
+        };
+        let json = serde_json::to_vec_pretty(&rec).map_err(|e| RunError::msg(e.to_string()))?;
+        fs_err::write(ctx.out.join("image.json"), json)?;
+        Ok(())
+    }
+}
+
+impl Rule for ImageRule {
+    fn kind(&self) -> &str {
+        "image"
+    }
+
+    fn version(&self) -> u32 {
+        1
+    }
+
+    fn params(&self, p: &mut Params) {
+        p.add("arch", &self.arch);
+        p.add("format", self.format.name());
+        p.add("name", &self.name);
+        p.add("version", &self.version);
+        p.add("osname", &self.osname);
+        p.add("root-size-mib", &self.root_size_mib);
+        p.add("extra-kargs", &self.extra_kargs);
+        p.add("rootfs", &self.rootfs);
+        p.add("timestamp", &self.timestamp);
+    }
+
+    fn run(&self, ctx: &mut RunContext<'_>) -> Result<(), RunError> {
+        self.build(ctx)
+    }
+}
+
+/// Reads `image.json` from an image node's output directory.
+pub fn read_image_record(out: &Path) -> Result<ImageRecord, crate::ImageError> {
+    serde_json::from_slice(&fs_err::read(out.join("image.json"))?)
+        .map_err(|e| crate::ImageError::msg(format!("{}: {e}", out.display())))
+}

@@ -1,0 +1,210 @@
+//! Shared by the image tests: the fixture OS tree (unpacked RPMs, ostree layout, initramfs),
+//! tool checks, and a QEMU TCG boot that waits for the serial marker.
+#![allow(dead_code)]
+
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+pub const PACKAGES: &[&str] = &[
+    "filesystem",
+    "setup",
+    "busybox",
+    "nestos-base",
+    "nestos-release",
+    "kernel",
+    "dracut",
+    "grub2-pc-modules",
+    "grub2-efi-x64-modules",
+    "systemd-boot-unsigned",
+];
+pub const MARKER: &str = "nestos booted";
+pub const OVMF: &str = "/usr/share/ovmf/OVMF.fd";
+
+pub fn need(tool: &str, package: &str) {
+    let found = std::env::var_os("PATH")
+        .map(|p| std::env::split_paths(&p).any(|d| d.join(tool).is_file()))
+        .unwrap_or(false);
+    assert!(
+        found,
+        "`{tool}` is missing: apt-get install {package} (see docs/images.md)"
+    );
+}
+
+fn sh(cmd: &str, dir: &Path) {
+    let st = Command::new("sh")
+        .arg("-c")
+        .arg(cmd)
+        .current_dir(dir)
+        .status()
+        .expect("sh");
+    assert!(st.success(), "`{cmd}` failed in {}", dir.display());
+}
+
+fn packages_dir() -> PathBuf {
+    let d = Path::new(env!("CARGO_MANIFEST_DIR")).join("../fixtures/out/repo/x86_64/Packages");
+    assert!(
+        d.is_dir(),
+        "fixture distro missing at {}: run `cargo xtask fixture-distro`",
+        d.display()
+    );
+    d
+}
+
+/// Unpacks the fixture RPMs into an ostree-layout tree with an initramfs.
+pub fn make_tree(tree: &Path) -> String {
+    let pkgs = packages_dir();
+    fs_err::create_dir_all(tree).unwrap();
+    for name in PACKAGES {
+        let rpm = fs_err::read_dir(&pkgs)
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .find(|p| {
+                let f = p.file_name().unwrap().to_string_lossy();
+                f.strip_prefix(&format!("{name}-"))
+                    .is_some_and(|rest| rest.starts_with(|c: char| c.is_ascii_digit()))
+            })
+            .unwrap_or_else(|| panic!("no {name} package in {}", pkgs.display()));
+        sh(
+            &format!("rpm2cpio '{}' | cpio -idm --quiet", rpm.display()),
+            tree,
+        );
+    }
+    fs_err::rename(tree.join("etc"), tree.join("usr/etc")).unwrap();
+    let kver = fs_err::read_dir(tree.join("usr/lib/modules"))
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .file_name()
+        .to_string_lossy()
+        .into_owned();
+    let t = tree.display();
+    sh(
+        &format!(
+            "SOURCE_DATE_EPOCH=1700000000 {t}/usr/bin/busybox sh {t}/usr/bin/dracut -q --sysroot {t} --kver {kver} -f {t}/usr/lib/modules/{kver}/initramfs.img"
+        ),
+        tree,
+    );
+    kver
+}
+
+pub struct Boot {
+    pub name: &'static str,
+    pub secs: f64,
+    pub ok: bool,
+    pub tail: String,
+    pub text: String,
+}
+
+/// Serial console lines that show which path booted.
+pub const EVIDENCE: &[&str] = &[
+    "GNU GRUB",
+    "efi: EFI v",
+    "Command line:",
+    "logical blocks",
+    "nosa-initramfs",
+    MARKER,
+];
+
+/// Boots `args` (the disk options) under TCG, BIOS or UEFI, until the marker or the timeout.
+pub fn boot(name: &'static str, work: &Path, uefi: bool, disk: &[String]) -> Boot {
+    let log = work.join(format!("serial-{name}.log"));
+    let mut cmd = Command::new("qemu-system-x86_64");
+    cmd.args(["-accel", "tcg", "-m", "1024", "-smp", "1"])
+        .args(["-display", "none", "-monitor", "none", "-no-reboot"])
+        .arg("-serial")
+        .arg(format!("file:{}", log.display()))
+        .args(disk);
+    if uefi {
+        cmd.args(["-bios", OVMF]);
+    }
+    let start = Instant::now();
+    let mut child = cmd
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("qemu-system-x86_64");
+    let timeout = Duration::from_secs(240);
+    let mut ok = false;
+    loop {
+        std::thread::sleep(Duration::from_millis(500));
+        let text = fs_err::read(&log).unwrap_or_default();
+        if String::from_utf8_lossy(&text).contains(MARKER) {
+            ok = true;
+            break;
+        }
+        if let Ok(Some(_)) = child.try_wait() {
+            break;
+        }
+        if start.elapsed() > timeout {
+            break;
+        }
+    }
+    let secs = start.elapsed().as_secs_f64();
+    let _ = child.kill();
+    let _ = child.wait();
+    let mut err = String::new();
+    if let Some(mut e) = child.stderr.take() {
+        let _ = e.read_to_string(&mut err);
+    }
+    let text = String::from_utf8_lossy(&fs_err::read(&log).unwrap_or_default()).into_owned();
+    let tail: String = text
+        .lines()
+        .rev()
+        .take(25)
+        .collect::<Vec<_>>()
+        .into_iter()
+        .rev()
+        .collect::<Vec<_>>()
+        .join("\n");
+    eprintln!(
+        "boot {name}: {} after {secs:.1}s",
+        if ok { "marker seen" } else { "NO MARKER" }
+    );
+    for l in text
+        .lines()
+        .filter(|l| EVIDENCE.iter().any(|e| l.contains(e)))
+    {
+        eprintln!("  {name} serial: {}", l.trim());
+    }
+    Boot {
+        name,
+        secs,
+        ok,
+        tail: format!("{tail}\n{err}"),
+        text,
+    }
+}
+
+/// Checks the tools the image tests run.
+pub fn need_tools() {
+    for (tool, pkg) in [
+        ("rpm2cpio", "rpm"),
+        ("cpio", "cpio"),
+        ("ostree", "ostree"),
+        ("mke2fs", "e2fsprogs"),
+        ("mkfs.vfat", "dosfstools"),
+        ("mcopy", "mtools"),
+        ("grub-mkimage", "grub-common"),
+        ("qemu-img", "qemu-utils"),
+        ("qemu-system-x86_64", "qemu-system-x86"),
+        ("sgdisk", "gdisk"),
+    ] {
+        need(tool, pkg);
+    }
+    assert!(
+        Path::new(OVMF).is_file(),
+        "{OVMF} missing: apt-get install ovmf"
+    );
+}
+
+/// A scratch directory on a disk (not tmpfs): images are a few GiB sparse.
+pub fn scratch() -> tempfile::TempDir {
+    tempfile::Builder::new()
+        .prefix("nosa-image-test")
+        .tempdir_in(std::env::var_os("NOSA_TEST_TMP").unwrap_or_else(|| "/var/tmp".into()))
+        .unwrap()
+}
