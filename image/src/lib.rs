@@ -23,6 +23,7 @@ mod error;
 mod fsimg;
 mod gpt;
 mod qcow2;
+pub mod qemu;
 mod rule;
 
 pub use bls::{BlsEntry, grub_cfg, read_entries};

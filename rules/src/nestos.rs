@@ -22,6 +22,8 @@ use crate::rpmdb::RpmdbRule;
 use crate::scriptlets::ScriptletsRule;
 use crate::unpack::UnpackRule;
 use nosa_commit::OstreeCommitRule;
+use nosa_image::{ImageFormat, ImageRule};
+use nosa_oci::OciRule;
 
 /// The workdir directory whose files override the tree, as nestos-assembler's `overrides/rootfs`.
 pub const OVERRIDES_ROOTFS: &str = "overrides/rootfs";
@@ -393,11 +395,30 @@ pub fn expand(configs: &[Config], config_rel: &str, known: &Known, workdir: &Pat
             }
         }
         x.target("ostree", &commit);
-        let oci = x.add(
-            format!("oci:{arch}"),
-            PendingRule::new("oci").param("arch", arch),
-            vec![commit.clone()],
-        );
+        let oci = format!("oci:{arch}");
+        let name = c
+            .image
+            .json
+            .get("name")
+            .and_then(J::as_str)
+            .unwrap_or("nestos")
+            .to_string();
+        match known.versions.get(arch) {
+            Some(v) => x.nodes.push(NodeDecl {
+                id: oci.clone(),
+                rule: Arc::new(OciRule::new(arch, &name, &v.version)),
+                deps: vec![commit.clone()],
+            }),
+            None => {
+                x.add(
+                    oci.clone(),
+                    PendingRule::new("oci").param("arch", arch).because(
+                        "the OCI archive is made from a versioned commit: run `nosa build`",
+                    ),
+                    vec![commit.clone()],
+                );
+            }
+        }
         x.target("oci", &oci);
 
         let image_json = J::Object(c.image.json.clone());
@@ -410,15 +431,50 @@ pub fn expand(configs: &[Config], config_rel: &str, known: &Known, workdir: &Pat
             })
             .filter_map(|f| map.input(f))
             .collect();
+        let name = c
+            .image
+            .json
+            .get("name")
+            .and_then(J::as_str)
+            .unwrap_or("nestos")
+            .to_string();
         for fmt in IMAGE_TARGETS {
-            let mut rule = PendingRule::new("image")
-                .param("arch", arch)
-                .param("format", *fmt)
-                .json("image", &image_json);
-            for i in &image_inputs {
-                rule = rule.input(i.clone());
+            let id = format!("image:{arch}:{fmt}");
+            match (known.versions.get(arch), ImageFormat::parse(fmt)) {
+                (Some(v), Some(format)) => {
+                    let mut rule = ImageRule::new(arch, format, &name, &v.version);
+                    if let Some(os) = c.image.json.get("osname").and_then(J::as_str) {
+                        rule.osname = os.to_string();
+                    }
+                    if let Some(gib) = c.image.size {
+                        // The disk is `size` GiB; the other partitions and the GPT take 514 MiB.
+                        rule.root_size_mib = (gib * 1024).saturating_sub(514).max(256);
+                    }
+                    rule.extra_kargs = c.image.extra_kargs.clone();
+                    rule.rootfs = c.image.rootfs.clone();
+                    rule.timestamp = v.timestamp;
+                    x.nodes.push(NodeDecl {
+                        id: id.clone(),
+                        rule: Arc::new(rule),
+                        deps: vec![commit.clone()],
+                    });
+                }
+                _ => {
+                    let mut rule = PendingRule::new("image")
+                        .param("arch", arch)
+                        .param("format", *fmt)
+                        .json("image", &image_json);
+                    for i in &image_inputs {
+                        rule = rule.input(i.clone());
+                    }
+                    if ImageFormat::parse(fmt).is_some() {
+                        rule = rule.because(
+                            "disk images are made from a versioned commit: run `nosa build qemu|metal|metal4k` (or `nosa buildextend-...`)",
+                        );
+                    }
+                    x.add(id.clone(), rule, vec![commit.clone()]);
+                }
             }
-            let id = x.add(format!("image:{arch}:{fmt}"), rule, vec![commit.clone()]);
             x.target(fmt, &id);
         }
         let mut live = PendingRule::new("live-iso")

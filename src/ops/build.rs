@@ -177,7 +177,7 @@ fn build_inner(cli: &Cli, a: &BuildCmdArgs, fast: bool) -> OpResult {
     }
 
     // 3. The commits (and whatever else was asked for).
-    let mut names = vec!["ostree".to_string()];
+    let mut names = vec!["ostree".to_string(), "oci".to_string()];
     names.extend(a.targets.iter().cloned());
     // Same build number as the compose above: `why` keeps what ran there.
     opts.continue_build = true;
@@ -223,6 +223,50 @@ fn build_inner(cli: &Cli, a: &BuildCmdArgs, fast: bool) -> OpResult {
             .get("name")
             .and_then(J::as_str)
             .unwrap_or("nestos");
+        // Images: this build's, plus those recorded before for the same build id.
+        let mut images = read_json(&dir.join("meta.json"))
+            .and_then(|m| m["images"].as_object().cloned())
+            .unwrap_or_default();
+        for fmt in nosa_rules::nestos::IMAGE_TARGETS {
+            let id = format!("image:{arch}:{fmt}");
+            if !all.nodes.iter().any(|n| n.id == id) {
+                continue;
+            }
+            let Some(g) = good(&s, &id) else { continue };
+            let tree = s.engine.store().get_tree(&g.tree).map_err(runtime)?;
+            for e in &tree.entries {
+                let EntryKind::File { digest, size } = e.kind else {
+                    continue;
+                };
+                if !(e.path.ends_with(".qcow2") || e.path.ends_with(".raw")) {
+                    continue;
+                }
+                let dest = dir.join(&e.path);
+                let blob = s.engine.store().blob_path(&digest);
+                let _ = fs_err::remove_file(&dest);
+                if fs_err::hard_link(&blob, &dest).is_err() {
+                    fs_err::copy(&blob, &dest).map_err(runtime)?;
+                }
+                images.insert(
+                    fmt.to_string(),
+                    json!({"path": e.path, "sha256": sha256_file(&dest)?, "size": size}),
+                );
+            }
+        }
+        if let Some(g) = good(&s, &format!("oci:{arch}")) {
+            let tree = s.engine.store().get_tree(&g.tree).map_err(runtime)?;
+            for e in &tree.entries {
+                if let EntryKind::File { size, .. } = e.kind
+                    && e.path.ends_with(".ociarchive")
+                {
+                    let sha = sha256_file(&dir.join(&e.path))?;
+                    images.insert(
+                        "ostree".into(),
+                        json!({"path": e.path, "sha256": sha, "size": size}),
+                    );
+                }
+            }
+        }
         let meta = json!({
             "buildid": version,
             "name": name,
@@ -234,7 +278,7 @@ fn build_inner(cli: &Cli, a: &BuildCmdArgs, fast: bool) -> OpResult {
             "ostree-timestamp": rfc3339(timestamp),
             "ostree-version": version,
             "rpm-ostree-inputhash": trees.get(arch).map(|d| d.to_hex()),
-            "images": {},
+            "images": images,
         });
         let commitmeta = json!({
             "version": version,
@@ -264,6 +308,14 @@ fn build_inner(cli: &Cli, a: &BuildCmdArgs, fast: bool) -> OpResult {
         eprintln!("unchanged: the tree equals build {version}, no new build id");
     }
     finish_build(s, all, progress)
+}
+
+fn sha256_file(p: &Path) -> Result<String, Failure> {
+    use sha2::Digest as _;
+    let mut f = fs_err::File::open(p).map_err(runtime)?;
+    let mut h = sha2::Sha256::new();
+    std::io::copy(&mut f, &mut h).map_err(runtime)?;
+    Ok(h.finalize().iter().map(|b| format!("{b:02x}")).collect())
 }
 
 fn write_pretty(p: &Path, v: &J) -> Result<(), Failure> {

@@ -1,0 +1,29 @@
+//! The `oci` node: an OSTree commit encapsulated as an ostree-native OCI archive (the format
+//! ostree-ext, rpm-ostree and bootc import), reproducibly, without skopeo or ostree-ext.
+//!
+//! Two layers:
+//!
+//! - [`export_commit`] (in `export.rs`): the library function. It reads the commit with
+//!   libostree (the `ostree` crate) and writes `<name>-<version>-ostree.<arch>.ociarchive`:
+//!   a tar of an OCI image layout whose layers are ostree-ext "tar export" streams (format v1,
+//!   `bare-split-xattrs`, `tarstream.rs`), optionally chunked by component (`chunking.rs`).
+//! - [`OciRule`] (in `rule.rs`): the engine rule `oci:<arch>`, reading its dependency's
+//!   `repo/` and `commit.json` (the `ostree-commit` rule's output).
+//!
+//! See `docs/oci.md`.
+
+mod chunking;
+mod error;
+mod export;
+mod hash;
+mod read;
+mod rule;
+mod tarstream;
+
+pub use chunking::Chunking;
+pub use error::OciError;
+pub use export::{
+    BOOTABLE_LABEL, BOOTC_LABEL, COMPONENTS_ANNOTATION, DIFFID_LABEL, ExportRequest, ExportResult,
+    LayerRecord, OSTREE_COMMIT_LABEL, VERSION_LABEL, export_commit, oci_arch, ociarchive_name,
+};
+pub use rule::OciRule;
