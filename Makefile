@@ -8,14 +8,15 @@ NOSA := target/release/nosa
 
 demo: deps-demo build fixture-distro
 	$(NOSA) fetch
+	$(NOSA) build qemu
+	$(NOSA) build qemu
 	$(NOSA) graph build
-	$(NOSA) graph build
-	$(NOSA) graph plan ostree qemu
 	@echo
-	@echo "demo: fetch pinned the fixture repo, resolved and downloaded its packages; the second"
-	@echo "graph build ran nothing (all cached); the plan lists every node of the OS build."
-	@echo "Try editing examples/overlay.d/15nestos/etc/test/test.txt, then"
-	@echo "'$(NOSA) graph build overlay:15nestos' and '$(NOSA) graph why overlay:15nestos'."
+	@echo "demo: fetch pinned the fixture repo, resolved (libsolv) and downloaded its packages;"
+	@echo "the first build composed, committed (builds/latest/x86_64/) and made the qemu image;"
+	@echo "the second found the tree unchanged: no new build id, nothing ran."
+	@echo "Try: echo hi >> examples/overlay.d/15nestos/etc/test/test.txt; $(NOSA) build-fast;"
+	@echo "     $(NOSA) graph why ostree-commit:x86_64"
 
 test: deps-test fixture-distro
 	$(CARGO) nextest run --workspace --no-fail-fast --cargo-profile dev
