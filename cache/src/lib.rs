@@ -49,6 +49,7 @@ mod gc;
 mod hash;
 mod lock;
 mod store;
+pub mod time;
 mod tree;
 
 pub use action::{ActionRecord, Component, ComponentKind};

@@ -431,13 +431,6 @@ pub fn expand(configs: &[Config], config_rel: &str, known: &Known, workdir: &Pat
             })
             .filter_map(|f| map.input(f))
             .collect();
-        let name = c
-            .image
-            .json
-            .get("name")
-            .and_then(J::as_str)
-            .unwrap_or("nestos")
-            .to_string();
         for fmt in IMAGE_TARGETS {
             let id = format!("image:{arch}:{fmt}");
             match (known.versions.get(arch), ImageFormat::parse(fmt)) {

@@ -6,6 +6,7 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 
+use nosa_cache::time::rfc3339;
 use nosa_cache::{Digest, EntryKind, Materialize};
 use nosa_config::BuildDate;
 use nosa_engine::BuildOptions;
@@ -32,19 +33,6 @@ fn output_file(s: &Session, id: &str, path: &str) -> Option<Vec<u8>> {
         _ => None,
     })?;
     fs_err::read(s.engine.store().blob_path(&d)).ok()
-}
-
-fn rfc3339(secs: u64) -> String {
-    let d = BuildDate::from_unix(secs as i64);
-    format!(
-        "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}Z",
-        d.year,
-        d.month,
-        d.day,
-        d.hour,
-        d.minute,
-        secs % 60
-    )
 }
 
 fn read_json(p: &Path) -> Option<J> {

@@ -1,0 +1,164 @@
+//! Benchmarks for the compose's tail, each ratio measured in the same run:
+//! 1. committing the example's composed tree with nosa (libostree through `nosa_commit`) vs
+//!    Debian's `ostree commit` CLI on the same tree, same repo mode (archive), fresh repos;
+//! 2. `nosa build` of the example: cold (fresh workdir) vs incremental (one overlay file
+//!    changed), in the same workdir.
+//!
+//! Needs the fixture distro (`cargo xtask fixture-distro`) and a built nosa (cargo builds it).
+//! Run: `cargo bench --bench commit`.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use nosa_commit::{CommitRequest, RepoMode, commit_tree};
+
+fn nosa() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_nosa"))
+}
+
+fn run(dir: &Path, args: &[&str]) {
+    let out = Command::new(nosa())
+        .args(args)
+        .current_dir(dir)
+        .output()
+        .expect("run nosa");
+    assert!(
+        out.status.success(),
+        "nosa {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+fn copy_dir(from: &Path, to: &Path) {
+    let st = Command::new("cp")
+        .arg("-a")
+        .arg(from)
+        .arg(to)
+        .status()
+        .unwrap();
+    assert!(st.success());
+}
+
+/// A workdir with a copy of examples/ and the fixture repo linked in.
+fn workdir(root: &Path, name: &str) -> (PathBuf, PathBuf) {
+    let repo_root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let fixture = repo_root.join("fixtures/out/repo");
+    assert!(
+        fixture.join("x86_64/repodata/repomd.xml").is_file(),
+        "run `cargo xtask fixture-distro` first"
+    );
+    let base = root.join(name);
+    let _ = fs_err::remove_dir_all(&base);
+    fs_err::create_dir_all(&base).unwrap();
+    let cfg = base.join("config");
+    copy_dir(&repo_root.join("examples"), &cfg);
+    let w = base.join("work");
+    fs_err::create_dir_all(w.join("fixtures/out")).unwrap();
+    std::os::unix::fs::symlink(&fixture, w.join("fixtures/out/repo")).unwrap();
+    let out = Command::new(nosa())
+        .args(["init", "--force", cfg.to_str().unwrap()])
+        .current_dir(&w)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (w, cfg)
+}
+
+fn median(mut v: Vec<Duration>) -> Duration {
+    v.sort();
+    v[v.len() / 2]
+}
+
+fn main() {
+    let root = common::work_dir("commit");
+    let rounds = common::env_num("NOSA_BENCH_ROUNDS", 3);
+
+    // The composed tree, from a real build.
+    let (w, cfg) = workdir(&root, "tree");
+    run(&w, &["build"]);
+    let tree = root.join("tree-checkout");
+    let _ = fs_err::remove_dir_all(&tree);
+    let repo = w.join("builds/latest/x86_64/ostree-commit/repo");
+    let st = Command::new("ostree")
+        .arg(format!("--repo={}", repo.display()))
+        .args(["checkout", "-U", "nestos/x86_64/devel"])
+        .arg(&tree)
+        .status()
+        .expect("ostree (Debian package ostree)");
+    assert!(st.success());
+
+    let (mut n, mut c) = (Vec::new(), Vec::new());
+    for i in 0..rounds {
+        let r1 = root.join(format!("repo-nosa-{i}"));
+        let _ = fs_err::remove_dir_all(&r1);
+        let t = Instant::now();
+        commit_tree(&CommitRequest {
+            repo: r1.clone(),
+            mode: RepoMode::Archive,
+            rootfs: tree.clone(),
+            ref_name: "bench".into(),
+            timestamp: 1,
+            ..Default::default()
+        })
+        .expect("commit");
+        n.push(t.elapsed());
+        let r2 = root.join(format!("repo-cli-{i}"));
+        let _ = fs_err::remove_dir_all(&r2);
+        let t = Instant::now();
+        let ok = Command::new("ostree")
+            .arg(format!("--repo={}", r2.display()))
+            .args(["init", "--mode=archive"])
+            .status()
+            .unwrap()
+            .success()
+            && Command::new("ostree")
+                .arg(format!("--repo={}", r2.display()))
+                .args(["commit", "--branch=bench", "--owner-uid=0", "--owner-gid=0"])
+                .args(["--no-xattrs", "--timestamp=1970-01-01T00:00:01Z"])
+                .arg(format!("--tree=dir={}", tree.display()))
+                .status()
+                .unwrap()
+                .success();
+        c.push(t.elapsed());
+        assert!(ok, "ostree commit");
+    }
+    let (n, c) = (median(n), median(c));
+    println!(
+        "commit of the example tree: nosa {:.0} ms, ostree CLI {:.0} ms, nosa/ostree = {:.2}x (median of {rounds})",
+        n.as_secs_f64() * 1e3,
+        c.as_secs_f64() * 1e3,
+        n.as_secs_f64() / c.as_secs_f64()
+    );
+
+    // Cold vs incremental `nosa build`.
+    let (mut cold, mut inc) = (Vec::new(), Vec::new());
+    for i in 0..rounds {
+        let (w, cfg) = workdir(&root, &format!("build-{i}"));
+        let t = Instant::now();
+        run(&w, &["build"]);
+        cold.push(t.elapsed());
+        fs_err::write(
+            cfg.join("overlay.d/15nestos/etc/test/test.txt"),
+            format!("changed {i}\n"),
+        )
+        .unwrap();
+        let t = Instant::now();
+        run(&w, &["build"]);
+        inc.push(t.elapsed());
+    }
+    let _ = cfg;
+    let (cold, inc) = (median(cold), median(inc));
+    println!(
+        "nosa build of the example: cold {:.1} s, one overlay file changed {:.1} s, incremental/cold = {:.2}x (median of {rounds})",
+        cold.as_secs_f64(),
+        inc.as_secs_f64(),
+        inc.as_secs_f64() / cold.as_secs_f64()
+    );
+}
