@@ -6,10 +6,13 @@ set -euo pipefail
 # Packages the project needs, one group per purpose.
 build_pkgs=(pkg-config libsolv-dev libsolvext-dev clang libclang-dev libostree-dev libglib2.0-dev)
 fixture_pkgs=(rpm createrepo-c kmod cpio dnf git bubblewrap)
-test_pkgs=(bubblewrap ostree qemu-system-x86 qemu-utils ovmf mtools dosfstools e2fsprogs gdisk fdisk grub-common grub-pc-bin skopeo)
+# Composing, committing and making disk images (nosa build): needed by the demo too.
+image_pkgs=(bubblewrap ostree qemu-utils mtools dosfstools e2fsprogs gdisk fdisk grub-common grub-pc-bin)
+# Booting images and inspecting archives in the tests.
+test_pkgs=(qemu-system-x86 ovmf skopeo)
 bench_pkgs=(ninja-build b3sum rpm2cpio)
 
-want=("${build_pkgs[@]}" "${fixture_pkgs[@]}")
+want=("${build_pkgs[@]}" "${fixture_pkgs[@]}" "${image_pkgs[@]}")
 case "${1:-test}" in
   test) want+=("${test_pkgs[@]}" "${bench_pkgs[@]}") ;;
   demo) ;;
