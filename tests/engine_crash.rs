@@ -46,6 +46,10 @@ fn outputs(w: &Path) -> BTreeMap<String, Vec<u8>> {
 
 /// Every blob matches its name, and every action record's tree and blobs are present.
 fn fsck(store: &Path) {
+    // A build killed before it created the store has published nothing.
+    if !store.join("blobs").is_dir() || !store.join("ac").is_dir() {
+        return;
+    }
     for shard in fs_err::read_dir(store.join("blobs")).unwrap() {
         for e in fs_err::read_dir(shard.unwrap().path()).unwrap() {
             let e = e.unwrap();

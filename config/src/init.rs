@@ -58,13 +58,31 @@ fn looks_like_url(s: &str) -> bool {
         || (s.contains('@') && s.contains(':') && !s.starts_with('/') && !s.starts_with('.'))
 }
 
+/// Whether `dir` is the top of a git work tree (a plain directory inside some other
+/// repository is not: it is linked, not cloned).
 fn is_git_repo(dir: &Path) -> bool {
-    Command::new("git")
+    let Ok(out) = Command::new("git")
         .arg("-C")
         .arg(dir)
-        .args(["rev-parse", "--git-dir"])
+        .args(["rev-parse", "--show-toplevel"])
         .output()
-        .is_ok_and(|o| o.status.success())
+    else {
+        return false;
+    };
+    if !out.status.success() {
+        // A bare repository has no work tree but can be cloned.
+        return Command::new("git")
+            .arg("-C")
+            .arg(dir)
+            .args(["rev-parse", "--is-bare-repository"])
+            .output()
+            .is_ok_and(|o| o.status.success() && o.stdout.starts_with(b"true"));
+    }
+    let top = std::path::PathBuf::from(String::from_utf8_lossy(&out.stdout).trim());
+    match (fs_err::canonicalize(&top), fs_err::canonicalize(dir)) {
+        (Ok(a), Ok(b)) => a == b,
+        _ => false,
+    }
 }
 
 fn source_error(source: &str, message: impl Into<String>, help: Option<&str>) -> ConfigError {

@@ -150,3 +150,20 @@ fn missing_source() {
     let err = init_workdir(&tmp.path().join("w"), "/nonexistent/cfg", None, false).unwrap_err();
     assert!(err.to_string().contains("no such directory"), "{err}");
 }
+
+#[test]
+fn plain_directory_inside_another_repository_is_linked_not_cloned() {
+    let tmp = tempfile::tempdir().unwrap();
+    config_repo(&tmp.path().join("outer"));
+    let src = tmp.path().join("outer/sub/config");
+    fs_err::create_dir_all(&src).unwrap();
+    fs_err::write(src.join("manifest.yaml"), "ref: t\n").unwrap();
+    let dest = tmp.path().join("work");
+    let report = init_workdir(&dest, src.to_str().unwrap(), None, false).unwrap();
+    assert!(
+        matches!(report.config, ConfigSource::Symlink { .. }),
+        "{:?}",
+        report.config
+    );
+    assert_layout(&dest);
+}
