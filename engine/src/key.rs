@@ -44,6 +44,27 @@ impl KeyHasher {
     }
 }
 
+/// Feeds the running executable's identity (device, inode, size, mtime, ctime) into `h`, so
+/// that whatever is keyed by it misses after nosa is rebuilt or replaced. Returns the
+/// executable's path, or `None` when it cannot be identified (callers then cache nothing).
+pub fn hash_executable(h: &mut KeyHasher) -> Option<PathBuf> {
+    use std::os::unix::fs::MetadataExt;
+    let exe = std::env::current_exe().ok()?;
+    let m = fs_err::metadata(&exe).ok()?;
+    for v in [
+        m.dev(),
+        m.ino(),
+        m.size(),
+        m.mtime() as u64,
+        m.mtime_nsec() as u64,
+        m.ctime() as u64,
+        m.ctime_nsec() as u64,
+    ] {
+        h.u64(v);
+    }
+    Some(exe)
+}
+
 /// A value that can enter a key. Implementations feed every field that influences the output,
 /// in a fixed order, with [`KeyHasher`]; forgetting a field means a change to it does not rebuild.
 pub trait KeyHash {

@@ -147,22 +147,9 @@ fn since_instant(t: std::time::SystemTime) -> std::time::Instant {
 /// stamp, which the witness records. `None` when the executable cannot be identified.
 fn witness_key(file: &std::path::Path, a: &BuildArgs) -> Option<Digest> {
     use std::os::unix::ffi::OsStrExt;
-    use std::os::unix::fs::MetadataExt;
-    let exe = std::env::current_exe().ok()?;
-    let m = fs_err::metadata(&exe).ok()?;
     let mut h = KeyHasher::new();
     h.bytes(b"nosa-noop-witness-v1");
-    for v in [
-        m.dev(),
-        m.ino(),
-        m.size(),
-        m.mtime() as u64,
-        m.mtime_nsec() as u64,
-        m.ctime() as u64,
-        m.ctime_nsec() as u64,
-    ] {
-        h.u64(v);
-    }
+    let exe = nosa_engine::key::hash_executable(&mut h)?;
     h.bytes(exe.as_os_str().as_bytes());
     h.bytes(file.as_os_str().as_bytes());
     h.u64(a.select.targets.len() as u64);

@@ -9,7 +9,6 @@
 //! or foreign cache file is a miss.
 
 use std::collections::HashMap;
-use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 
 use miette::SourceSpan;
@@ -34,21 +33,9 @@ pub(super) struct Checked {
 /// The cache key for build file text `text`, or `None` when the executable cannot be
 /// identified (then nothing is cached).
 pub(super) fn key(text: &str) -> Option<Digest> {
-    let exe = std::env::current_exe().ok()?;
-    let m = fs_err::metadata(&exe).ok()?;
     let mut h = KeyHasher::new();
     h.bytes(MAGIC);
-    for v in [
-        m.dev(),
-        m.ino(),
-        m.size(),
-        m.mtime() as u64,
-        m.mtime_nsec() as u64,
-        m.ctime() as u64,
-        m.ctime_nsec() as u64,
-    ] {
-        h.u64(v);
-    }
+    nosa_engine::key::hash_executable(&mut h)?;
     h.bytes(text.as_bytes());
     Some(h.finish())
 }
