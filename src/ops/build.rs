@@ -9,7 +9,7 @@ use std::path::Path;
 use nosa_cache::time::rfc3339;
 use nosa_cache::{Digest, EntryKind, Materialize};
 use nosa_config::BuildDate;
-use nosa_engine::BuildOptions;
+use nosa_engine::{BuildOptions, BuildState};
 use nosa_rules::nestos::CommitVersion;
 use serde_json::{Value as J, json};
 
@@ -19,20 +19,9 @@ use crate::ops::Session;
 use crate::ops::graph::{finish_build, staged_build};
 use crate::render::Progress;
 
-/// The good output of node `id`, if any.
-fn good(s: &Session, id: &str) -> Option<nosa_engine::Good> {
-    s.engine.state().nodes.get(id).and_then(|n| n.good)
-}
-
-/// A file's content in a node's output tree.
-fn output_file(s: &Session, id: &str, path: &str) -> Option<Vec<u8>> {
-    let g = good(s, id)?;
-    let tree = s.engine.store().get_tree(&g.tree).ok()?;
-    let d = tree.entries.iter().find_map(|e| match &e.kind {
-        EntryKind::File { digest, .. } if e.path == path => Some(*digest),
-        _ => None,
-    })?;
-    fs_err::read(s.engine.store().blob_path(&d)).ok()
+/// The good output of node `id` in `state`, if any.
+fn good(state: &BuildState, id: &str) -> Option<nosa_engine::Good> {
+    state.nodes.get(id).and_then(|n| n.good)
 }
 
 fn read_json(p: &Path) -> Option<J> {
@@ -103,9 +92,10 @@ fn build_inner(cli: &Cli, a: &BuildCmdArgs, fast: bool) -> OpResult {
         return finish_build(s, report, progress);
     }
     let arches: Vec<String> = s.ws.configs.iter().map(|c| c.arch.to_string()).collect();
+    let state = s.engine.state();
     let trees: BTreeMap<String, Digest> = arches
         .iter()
-        .filter_map(|a| good(&s, &format!("ostree-tree:{a}")).map(|g| (a.clone(), g.output)))
+        .filter_map(|a| good(&state, &format!("ostree-tree:{a}")).map(|g| (a.clone(), g.output)))
         .collect();
 
     // 2. The version: the latest build's when every tree is unchanged, else the next one.
@@ -179,23 +169,26 @@ fn build_inner(cli: &Cli, a: &BuildCmdArgs, fast: bool) -> OpResult {
         return finish_build(s, all, progress);
     }
 
-    // 4. builds/<id>/<arch>/.
+    // 4. builds/<id>/<arch>/, from the state the builds above left (read once).
+    let state = s.engine.state();
     for (i, c) in s.ws.configs.iter().enumerate() {
         let arch = arches[i].as_str();
         let dir = builds.join(&version).join(arch);
         fs_err::create_dir_all(&dir).map_err(runtime)?;
         let commit_id = format!("ostree-commit:{arch}");
-        let g = good(&s, &commit_id).ok_or_else(|| runtime(std::io::Error::other("no commit")))?;
+        let g =
+            good(&state, &commit_id).ok_or_else(|| runtime(std::io::Error::other("no commit")))?;
         let tree = s.engine.store().get_tree(&g.tree).map_err(runtime)?;
         s.engine
             .store()
             .materialize(&tree, &dir.join("ostree-commit"), Materialize::Hardlink)
             .map_err(runtime)?;
-        let cj: J = output_file(&s, &commit_id, "commit.json")
+        let cj: J = s
+            .output_file(&state, &commit_id, "commit.json")
             .and_then(|b| serde_json::from_slice(&b).ok())
             .unwrap_or_default();
-        if let Some(lock) = output_file(
-            &s,
+        if let Some(lock) = s.output_file(
+            &state,
             &format!("resolve:{arch}"),
             &format!("manifest-lock.generated.{arch}.json"),
         ) {
@@ -220,7 +213,7 @@ fn build_inner(cli: &Cli, a: &BuildCmdArgs, fast: bool) -> OpResult {
             if !all.nodes.iter().any(|n| n.id == id) {
                 continue;
             }
-            let Some(g) = good(&s, &id) else { continue };
+            let Some(g) = good(&state, &id) else { continue };
             let tree = s.engine.store().get_tree(&g.tree).map_err(runtime)?;
             for e in &tree.entries {
                 let EntryKind::File { digest, size } = e.kind else {
@@ -241,7 +234,7 @@ fn build_inner(cli: &Cli, a: &BuildCmdArgs, fast: bool) -> OpResult {
                 );
             }
         }
-        if let Some(g) = good(&s, &format!("oci:{arch}")) {
+        if let Some(g) = good(&state, &format!("oci:{arch}")) {
             let tree = s.engine.store().get_tree(&g.tree).map_err(runtime)?;
             for e in &tree.entries {
                 if let EntryKind::File { size, .. } = e.kind

@@ -141,6 +141,22 @@ impl Session {
             .collect()
     }
 
+    /// The content of file `path` in node `id`'s last good output, per `state`.
+    pub fn output_file(
+        &self,
+        state: &nosa_engine::BuildState,
+        id: &str,
+        path: &str,
+    ) -> Option<Vec<u8>> {
+        let good = state.nodes.get(id).and_then(|n| n.good)?;
+        let tree = self.engine.store().get_tree(&good.tree).ok()?;
+        let digest = tree.entries.iter().find_map(|e| match &e.kind {
+            EntryKind::File { digest, .. } if e.path == path => Some(*digest),
+            _ => None,
+        })?;
+        fs_err::read(self.engine.store().blob_path(&digest)).ok()
+    }
+
     /// Rebuilds the graph with the package sets of the given `resolve:` nodes, read from their
     /// last good outputs. Call only for resolve nodes that are current (built in this
     /// invocation, or planned up to date): an older output would expand stale package nodes.
@@ -153,17 +169,14 @@ impl Session {
         };
         for &i in resolves {
             let id = &self.ws.graph.node(i).id;
-            let Some(good) = state.nodes.get(id).and_then(|n| n.good) else {
+            if state.nodes.get(id).and_then(|n| n.good).is_none() {
                 continue;
-            };
-            let tree = self.engine.store().get_tree(&good.tree).map_err(runtime)?;
-            let Some(digest) = tree.entries.iter().find_map(|e| match &e.kind {
-                EntryKind::File { digest, .. } if e.path == "resolved.json" => Some(*digest),
-                _ => None,
-            }) else {
-                continue;
-            };
-            let bytes = fs_err::read(self.engine.store().blob_path(&digest)).map_err(runtime)?;
+            }
+            let bytes = self.output_file(&state, id, "resolved.json").ok_or_else(|| {
+                runtime(std::io::Error::other(format!(
+                    "{id}: its cached output has no readable resolved.json (run `nosa prune` or `nosa clean --all`)"
+                )))
+            })?;
             let v: ResolvedFile = serde_json::from_slice(&bytes).map_err(runtime)?;
             known.resolved.insert(v.arch, v.packages);
         }
