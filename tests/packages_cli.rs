@@ -47,23 +47,17 @@ fn fetch_then_incremental_package_changes() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("pinned nestos-fixture"), "{stderr}");
 
-    // Unpack everything once.
-    let out = nosa(&w, &["graph", "build", "--json", "packages-unpacked"]);
-    let names: Vec<String> = if out.status.success() {
-        vec![]
-    } else {
-        // No such target: name the unpack nodes one by one from the plan.
-        let plan = nosa(&w, &["graph", "plan", "ostree", "--json"]);
-        ok(&plan);
-        let v: serde_json::Value = serde_json::from_slice(&plan.stdout).unwrap();
-        v["nodes"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|n| n["id"].as_str().unwrap().to_string())
-            .filter(|id| id.starts_with("unpack:"))
-            .collect()
-    };
+    // Unpack everything once: the unpack nodes, named by the plan.
+    let plan = nosa(&w, &["graph", "plan", "ostree", "--json"]);
+    ok(&plan);
+    let v: serde_json::Value = serde_json::from_slice(&plan.stdout).unwrap();
+    let names: Vec<String> = v["nodes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|n| n["id"].as_str().unwrap().to_string())
+        .filter(|id| id.starts_with("unpack:"))
+        .collect();
     assert_eq!(names.len(), downloads, "one unpack node per package");
     let mut args = vec!["graph", "build", "--json"];
     args.extend(names.iter().map(String::as_str));
