@@ -7,8 +7,8 @@ mod common;
 use std::sync::Arc;
 
 use common::{
-    Server, Work, blake3_of, copy_tree, error, fixture_repo, flip_byte, metadata_file, status,
-    tiny_repo,
+    Server, Work, blake3_of, copy_tree, error, fixture_repo, fixture_rpm_count, flip_byte,
+    metadata_file, status, tiny_repo,
 };
 use nosa_cache::{Digest, EntryKind};
 use nosa_engine::{GraphBuilder, Params, Rule, RunContext, RunError, Status};
@@ -98,7 +98,7 @@ fn sync_over_http_then_cached() {
     assert_eq!(json.baseurl, [server.base.as_str()]);
     assert_eq!((json.priority, json.cost), (99, 1000));
     let pkgs = synced.packages().unwrap();
-    assert_eq!(pkgs.len(), 22);
+    assert_eq!(pkgs.len(), fixture_rpm_count());
     let busybox = pkgs.iter().find(|p| p.name == "busybox").unwrap();
     assert_eq!(busybox.nevra(), "busybox-1.35.0-4.deb12u1.b1.x86_64");
     assert_eq!(busybox.size, 1041053);
@@ -129,7 +129,7 @@ fn sync_over_file_url_and_plain_path() {
             .store()
             .materialize(&w.tree(&id), &out, nosa_cache::Materialize::Copy)
             .unwrap();
-        assert_eq!(parse_primary(&out).unwrap().len(), 22);
+        assert_eq!(parse_primary(&out).unwrap().len(), fixture_rpm_count());
     }
 }
 

@@ -24,6 +24,20 @@ pub fn fixture_repo() -> PathBuf {
     p.canonicalize().unwrap()
 }
 
+/// How many RPMs the fixture repository holds: counted in its `Packages/` directory, so the
+/// metadata the tests parse is checked against the files, not against a number written here.
+pub fn fixture_rpm_count() -> usize {
+    let n = fs_err::read_dir(fixture_repo().join("Packages"))
+        .unwrap()
+        .filter(|e| {
+            e.as_ref()
+                .is_ok_and(|e| e.path().extension().is_some_and(|x| x == "rpm"))
+        })
+        .count();
+    assert!(n > 10, "the fixture repository has only {n} RPMs");
+    n
+}
+
 /// A static-file server over `root`; every request path is logged.
 pub struct Server {
     pub base: String,
