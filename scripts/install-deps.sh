@@ -7,7 +7,7 @@ set -euo pipefail
 build_pkgs=(pkg-config libsolv-dev libsolvext-dev clang libclang-dev libostree-dev libglib2.0-dev)
 fixture_pkgs=(rpm createrepo-c kmod cpio dnf git bubblewrap)
 # Composing, committing and making disk images (nosa build): needed by the demo too.
-image_pkgs=(bubblewrap ostree qemu-utils mtools dosfstools e2fsprogs gdisk fdisk grub-common grub-pc-bin)
+image_pkgs=(bubblewrap ostree qemu-utils mtools dosfstools e2fsprogs xfsprogs mount gdisk fdisk grub-common grub-pc-bin)
 # Booting images and inspecting archives in the tests.
 test_pkgs=(qemu-system-x86 ovmf skopeo)
 bench_pkgs=(ninja-build b3sum rpm2cpio)

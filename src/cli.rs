@@ -46,6 +46,133 @@ pub enum Command {
     /// Pin every repository (its current repomd.xml), then sync, resolve and download the
     /// packages of every configured arch: after it, a build needs no network.
     Fetch(FetchArgs),
+    /// `build qemu`: the qemu image of the latest build (building what it needs).
+    #[command(name = "buildextend-qemu", disable_version_flag = true)]
+    BuildextendQemu(BuildextendArgs),
+    /// `build metal`: the raw metal image (512-byte sectors).
+    #[command(name = "buildextend-metal", disable_version_flag = true)]
+    BuildextendMetal(BuildextendArgs),
+    /// `build metal4k`: the raw metal image with 4096-byte sectors.
+    #[command(name = "buildextend-metal4k", disable_version_flag = true)]
+    BuildextendMetal4k(BuildextendArgs),
+    /// `build openstack`: the OpenStack qcow2 image.
+    #[command(name = "buildextend-openstack", disable_version_flag = true)]
+    BuildextendOpenstack(BuildextendArgs),
+    /// Test commands (kola).
+    #[command(subcommand)]
+    Kola(KolaCommand),
+    /// `kola run` of every test, then the summary `tmp/kola/reports/report.txt`.
+    KolaRun(KolaRunArgs),
+    /// Boot the latest qemu image with QEMU, its serial console on this terminal.
+    Run(RunArgs),
+    /// Print (or with --exec run) the virt-install command that imports the latest qemu image.
+    VirtInstall(VirtInstallArgs),
+}
+
+/// `nosa buildextend-*`.
+#[derive(Debug, Args)]
+pub struct BuildextendArgs {
+    /// Only this architecture.
+    #[arg(long, value_name = "ARCH")]
+    pub arch: Option<String>,
+    /// Nodes run at once (default: number of cores).
+    #[arg(short = 'j', long, value_name = "N")]
+    pub jobs: Option<usize>,
+    /// JSON lines on stdout, as `graph build --json`.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `nosa kola ...`.
+#[derive(Debug, Subcommand)]
+pub enum KolaCommand {
+    /// Run tests on the latest build's images: each selected test boots its image once;
+    /// results are cached by image and test.
+    Run(KolaRunArgs),
+    /// List the tests and the images they run on.
+    List(KolaListArgs),
+}
+
+/// `nosa kola run`, `nosa kola-run`.
+#[derive(Debug, Args)]
+pub struct KolaRunArgs {
+    /// Glob over test names (`nestos.basic`, `ext.config.*`); default every test.
+    #[arg(value_name = "PATTERN")]
+    pub pattern: Option<String>,
+    /// Only tests on these images (qemu, metal, metal4k); default every image the latest
+    /// build has.
+    #[arg(long = "image", value_name = "IMAGE")]
+    pub images: Vec<String>,
+    /// Only this architecture.
+    #[arg(long, value_name = "ARCH")]
+    pub arch: Option<String>,
+    /// Rerun the selected tests even if a result is cached.
+    #[arg(long)]
+    pub force: bool,
+    /// Tests run at once (default: 1; each is a QEMU machine).
+    #[arg(short = 'j', long, value_name = "N")]
+    pub jobs: Option<usize>,
+    /// JSON lines on stdout, as `graph build --json`.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `nosa kola list`.
+#[derive(Debug, Args)]
+pub struct KolaListArgs {
+    /// Only this architecture.
+    #[arg(long, value_name = "ARCH")]
+    pub arch: Option<String>,
+    /// JSON output.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `nosa run`.
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    /// The image to boot (default: the latest build's qemu image).
+    #[arg(long, value_name = "PATH")]
+    pub qemu_image: Option<PathBuf>,
+    /// Guest memory in MiB.
+    #[arg(long, short = 'm', value_name = "MIB", default_value_t = 2048)]
+    pub memory: u64,
+    /// Ignition config passed with `-fw_cfg name=opt/com.coreos/config`.
+    #[arg(long, short = 'i', value_name = "FILE")]
+    pub ignition: Option<PathBuf>,
+    /// Boot with UEFI (OVMF) instead of BIOS.
+    #[arg(long)]
+    pub uefi: bool,
+    /// An interactive shell on the guest: the serial console's root shell (the fixture distro
+    /// has no sshd), with the workdir shared read-only.
+    #[arg(long)]
+    pub devshell: bool,
+    /// Print the QEMU command line and exit.
+    #[arg(long)]
+    pub dry_run: bool,
+}
+
+/// `nosa virt-install`.
+#[derive(Debug, Args)]
+pub struct VirtInstallArgs {
+    /// Run the command instead of printing it.
+    #[arg(long)]
+    pub exec: bool,
+    /// The libvirt domain name (default: `<name>-<build id>`).
+    #[arg(long, value_name = "NAME")]
+    pub name: Option<String>,
+    /// Memory in MiB.
+    #[arg(long, value_name = "MIB", default_value_t = 4096)]
+    pub memory: u64,
+    /// Virtual CPUs.
+    #[arg(long, value_name = "N", default_value_t = 2)]
+    pub vcpus: u32,
+    /// Disk size in GiB (backed by the image, which stays unchanged).
+    #[arg(long, value_name = "GIB", default_value_t = 20)]
+    pub disk_size: u64,
+    /// Ignition config passed through fw_cfg.
+    #[arg(long, short = 'i', value_name = "FILE")]
+    pub ignition: Option<PathBuf>,
 }
 
 /// `nosa build`.

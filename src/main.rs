@@ -9,7 +9,7 @@ use std::process::ExitCode;
 
 use clap::Parser;
 
-use cli::{Cli, Command, ConfigCommand, GraphCommand};
+use cli::{Cli, Command, ConfigCommand, GraphCommand, KolaCommand};
 use exit::Failure;
 
 /// Restores the default SIGPIPE action, so `nosa ... | head` ends quietly like other Unix
@@ -55,6 +55,15 @@ fn main() -> ExitCode {
         Command::Fetch(a) => ops::fetch::fetch(&cli, a),
         Command::Build(a) => ops::build::build(&cli, a),
         Command::BuildFast(a) => ops::build::build_fast(&cli, a),
+        Command::BuildextendQemu(a) => ops::build::buildextend(&cli, a, "qemu"),
+        Command::BuildextendMetal(a) => ops::build::buildextend(&cli, a, "metal"),
+        Command::BuildextendMetal4k(a) => ops::build::buildextend(&cli, a, "metal4k"),
+        Command::BuildextendOpenstack(a) => ops::build::buildextend(&cli, a, "openstack"),
+        Command::Kola(KolaCommand::Run(a)) => ops::kola::run(&cli, a, false),
+        Command::Kola(KolaCommand::List(a)) => ops::kola::list(&cli, a),
+        Command::KolaRun(a) => ops::kola::run(&cli, a, true),
+        Command::Run(a) => ops::run::run(&cli, a),
+        Command::VirtInstall(a) => ops::run::virt_install(&cli, a),
     };
     match result {
         Ok(()) => ExitCode::from(exit::SUCCESS),

@@ -1,28 +1,69 @@
-//! The example's images, built by `nosa build qemu metal metal4k`, boot under QEMU (TCG here:
-//! no working KVM): qemu.qcow2 with BIOS, metal.raw with UEFI, metal4k.raw with UEFI on a disk
-//! with 4096-byte logical blocks. Each boots once, until `nestos booted` (printed by the
-//! fixture distro's rcS) appears on the serial console; the kernel command line carries the
-//! image.yaml kargs and the ostree deployment.
+//! The example's images, built by `nosa build qemu metal metal4k`, boot under QEMU and pass
+//! `nosa kola run` (TCG here: no working KVM): `nestos.basic` on qemu.qcow2 with BIOS, metal.raw
+//! with UEFI and metal4k.raw with UEFI on a disk with 4096-byte logical blocks, and the example's
+//! external test on qemu. Then, on the same workdir (one test: every boot is expensive):
+//! results are cached by image and test; a new failing test runs alone and fails; the
+//! denylist skips it; an extra-kargs change rebuilds the image and reruns its tests and no
+//! compose node; `nosa run` gives the serial console; `nosa virt-install` prints the import;
+//! `rootfs: xfs` rebuilds only the image, which boots with an xfs root.
 
 mod common;
 
-use std::time::Duration;
+use std::io::{BufRead, BufReader, Write};
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
 
-use common::{fixture_workdir, nosa};
-use nosa_image::qemu::{Boot, boot_until};
+use common::{fixture_workdir, nosa, nosa_bin, summary};
+
+fn json(p: &Path) -> serde_json::Value {
+    serde_json::from_slice(&fs_err::read(p).unwrap_or_else(|e| panic!("{e}")))
+        .unwrap_or_else(|e| panic!("{}: {e}", p.display()))
+}
+
+fn text(out: &std::process::Output) -> String {
+    format!(
+        "stdout:\n{}\nstderr:\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
+/// The report's rows: (test, image) -> (status, detail).
+fn report(w: &Path) -> Vec<(String, String, String, String)> {
+    let r = json(&w.join("tmp/kola/reports/report.json"));
+    r["tests"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| {
+            (
+                t["test"].as_str().unwrap().to_string(),
+                t["image"].as_str().unwrap().to_string(),
+                t["status"].as_str().unwrap().to_string(),
+                t["detail"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect()
+}
+
+fn row<'a>(
+    rows: &'a [(String, String, String, String)],
+    test: &str,
+    image: &str,
+) -> &'a (String, String, String, String) {
+    rows.iter()
+        .find(|r| r.0 == test && r.1 == image)
+        .unwrap_or_else(|| panic!("no report row for {test} on {image}: {rows:?}"))
+}
 
 #[test]
-fn built_images_boot() {
+fn built_images_boot_and_pass_kola() {
     let (_tmp, w) = fixture_workdir();
     let out = nosa(&w, &["build", "qemu", "metal", "metal4k"]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert!(out.status.success(), "{}", text(&out));
     let dir = w.join("builds/latest/x86_64");
-    let meta: serde_json::Value =
-        serde_json::from_slice(&fs_err::read(dir.join("meta.json")).unwrap()).unwrap();
+    let meta = json(&dir.join("meta.json"));
     let path = |f: &str| dir.join(meta["images"][f]["path"].as_str().unwrap());
     for f in ["qemu", "metal", "metal4k", "ostree"] {
         assert!(path(f).is_file(), "meta.json images.{f} names a file");
@@ -37,79 +78,265 @@ fn built_images_boot() {
         .arg("-p")
         .arg(path("metal"))
         .output()
-        .unwrap();
+        .expect("sgdisk (Debian package gdisk)");
     let table = String::from_utf8_lossy(&gpt.stdout);
     for label in ["BIOS-BOOT", "EFI-SYSTEM", "boot", "root"] {
         assert!(table.contains(label), "partition {label}: {table}");
     }
 
-    let disk = |f: &str, fmt: &str| {
-        vec![
-            "-drive".to_string(),
-            format!(
-                "file={},if=virtio,format={fmt},snapshot=on",
-                path(f).display()
-            ),
-        ]
-    };
-    let boots = [
-        ("qemu-bios", false, disk("qemu", "qcow2")),
-        ("metal-uefi", true, disk("metal", "raw")),
-        (
-            "metal4k-uefi",
-            true,
-            vec![
-                "-drive".to_string(),
-                format!(
-                    "file={},if=none,id=d0,format=raw,snapshot=on",
-                    path("metal4k").display()
-                ),
-                "-device".to_string(),
-                "virtio-blk-pci,drive=d0,logical_block_size=4096,physical_block_size=4096"
-                    .to_string(),
-            ],
+    // 1. Every test on every image, each in one boot.
+    let out = nosa(&w, &["kola", "run"]);
+    assert!(out.status.success(), "kola run: {}", text(&out));
+    let rows = report(&w);
+    assert_eq!(rows.len(), 4, "{rows:?}");
+    for (test, image, firmware) in [
+        ("nestos.basic", "qemu", "bios"),
+        ("nestos.basic", "metal", "uefi"),
+        ("nestos.basic", "metal4k", "uefi"),
+        ("ext.config.basic", "qemu", "bios"),
+    ] {
+        let r = row(&rows, test, image);
+        assert_eq!(r.2, "PASS", "{test} on {image}: {r:?}");
+        assert!(r.3.contains(firmware) && r.3.ends_with("ran"), "{r:?}");
+        let result = json(&w.join(format!("tmp/kola/x86_64/{image}/{test}/result.json")));
+        assert_eq!(result["commit"], meta["ostree-commit"], "{test} on {image}");
+    }
+    let basic4k =
+        fs_err::read_to_string(w.join("tmp/kola/x86_64/metal4k/nestos.basic/output.txt")).unwrap();
+    for line in [
+        "PASS: root disk has 4096-byte logical blocks",
+        "PASS: booted with UEFI",
+        "PASS: file '/etc/test/test.txt'",
+        "PASS: karg 'ignition.platform.id=metal'",
+        "PASS: os-release is the committed one",
+        "0 failed",
+    ] {
+        assert!(basic4k.contains(line), "{line:?} in:\n{basic4k}");
+    }
+    let txt = fs_err::read_to_string(w.join("tmp/kola/reports/report.txt")).unwrap();
+    assert!(
+        txt.contains("Summary: 4 tests: 4 PASS, 0 FAIL, 0 ERROR, 0 SKIP"),
+        "{txt}"
+    );
+
+    // 2. Unchanged images and tests: every result is cached, nothing boots.
+    let t = Instant::now();
+    let out = nosa(&w, &["kola-run"]);
+    assert!(out.status.success(), "kola-run: {}", text(&out));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.contains("4 PASS"), "{stdout}");
+    assert_eq!(stdout.matches(", cached").count(), 4, "{stdout}");
+    eprintln!("cached kola-run: {:.1} s", t.elapsed().as_secs_f64());
+
+    // 3. A new, failing external test: it alone runs, and fails with its output kept.
+    let cfg = w.join("src/config");
+    let tdir = cfg.join("tests/kola/fails");
+    fs_err::create_dir_all(&tdir).unwrap();
+    fs_err::write(
+        tdir.join("test.sh"),
+        "#!/bin/sh\necho \"about to fail on $(uname -m)\"\nexit 3\n",
+    )
+    .unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    fs_err::set_permissions(tdir.join("test.sh"), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let out = nosa(&w, &["kola", "run"]);
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "a failing test fails the run: {}",
+        text(&out)
+    );
+    let rows = report(&w);
+    let fails = row(&rows, "ext.config.fails", "qemu");
+    assert!(fails.2 == "FAIL" && fails.3.ends_with("ran"), "{fails:?}");
+    assert_eq!(
+        rows.iter().filter(|r| r.3.ends_with("cached")).count(),
+        4,
+        "the other tests are cached: {rows:?}"
+    );
+    let output =
+        fs_err::read_to_string(w.join("tmp/kola/x86_64/qemu/ext.config.fails/output.txt")).unwrap();
+    assert!(output.contains("about to fail on x86_64"), "{output}");
+    assert_eq!(
+        json(&w.join("tmp/kola/x86_64/qemu/ext.config.fails/result.json"))["rc"],
+        3
+    );
+
+    // 4. The denylist skips it (no boot).
+    fs_err::write(
+        cfg.join("kola-denylist.yaml"),
+        "- pattern: ext.config.fails\n  tracker: https://example.invalid/1\n",
+    )
+    .unwrap();
+    let out = nosa(&w, &["kola", "run"]);
+    assert!(out.status.success(), "denylisted: {}", text(&out));
+    let rows = report(&w);
+    assert_eq!(row(&rows, "ext.config.fails", "qemu").2, "SKIP", "{rows:?}");
+
+    // 5. An extra karg: the plan reruns image nodes and kola nodes, no compose node; the
+    // rebuilt qemu image's basic test runs again and sees the karg.
+    let image_yaml = cfg.join("image.yaml");
+    let y = fs_err::read_to_string(&image_yaml).unwrap();
+    fs_err::write(
+        &image_yaml,
+        y.replace(
+            "  - console=ttyS0,115200n8\n",
+            "  - console=ttyS0,115200n8\n  - nosa.kargtest=1\n",
         ),
-    ];
-    let mut failures = Vec::new();
-    for (name, uefi, args) in boots {
-        let r = boot_until(&Boot {
-            disk: args,
-            uefi,
-            serial_log: w.join(format!("serial-{name}.log")),
-            marker: "nestos booted".into(),
-            timeout: Duration::from_secs(300),
-        })
-        .expect("qemu-system-x86_64 (Debian package qemu-system-x86)");
-        eprintln!(
-            "{name}: {} in {:.0} s",
-            if r.ok { "booted" } else { "FAILED" },
-            r.secs
-        );
-        if !r.ok {
-            let tail: Vec<&str> = r.serial.lines().rev().take(30).collect();
-            failures.push(format!(
-                "{name}:\n{}",
-                tail.into_iter().rev().collect::<Vec<_>>().join("\n")
-            ));
-            continue;
-        }
+    )
+    .unwrap();
+    let out = nosa(&w, &["graph", "plan", "--json", "kola"]);
+    assert!(out.status.success(), "plan: {}", text(&out));
+    let plan: serde_json::Value =
+        serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{e}: {}", text(&out)));
+    let will_run: Vec<String> = plan["nodes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|n| n["action"] != "up-to-date")
+        .map(|n| n["id"].as_str().unwrap().to_string())
+        .collect();
+    assert!(!will_run.is_empty());
+    for id in &will_run {
         assert!(
-            r.serial.contains("ostree="),
-            "{name}: booted an ostree deployment"
+            id.starts_with("image:") || id.starts_with("kola:"),
+            "only image and kola nodes rerun, not {id}: {will_run:?}"
         );
-        assert_eq!(r.serial.contains("efi: EFI v"), uefi, "{name}: firmware");
-        if name == "metal4k-uefi" {
-            assert!(
-                r.serial.contains("4096-byte logical blocks"),
-                "{name}: 4K disk"
-            );
+    }
+    assert!(will_run.contains(&"image:x86_64:qemu".to_string()));
+    let out = nosa(&w, &["build", "--json", "qemu"]);
+    assert!(out.status.success(), "build qemu: {}", text(&out));
+    let ran: Vec<String> = summary(&out)
+        .into_iter()
+        .filter(|(_, s)| s == "ran")
+        .map(|(id, _)| id)
+        .collect();
+    assert_eq!(
+        ran,
+        vec!["image:x86_64:qemu".to_string()],
+        "only the image ran"
+    );
+    let out = nosa(&w, &["kola", "run", "--image", "qemu", "nestos.basic"]);
+    assert!(out.status.success(), "kola after karg: {}", text(&out));
+    let rows = report(&w);
+    assert!(
+        row(&rows, "nestos.basic", "qemu").3.ends_with("ran"),
+        "{rows:?}"
+    );
+    let basic =
+        fs_err::read_to_string(w.join("tmp/kola/x86_64/qemu/nestos.basic/output.txt")).unwrap();
+    assert!(basic.contains("PASS: karg 'nosa.kargtest=1'"), "{basic}");
+
+    // 6. `nosa run`: the serial console is on stdin/stdout.
+    let out = nosa(&w, &["run", "--dry-run", "--ignition", "image.yaml"]);
+    assert!(!out.status.success(), "a missing ignition file is an error");
+    fs_err::write(
+        w.join("config.ign"),
+        "{\"ignition\": {\"version\": \"3.4.0\"}}",
+    )
+    .unwrap();
+    let out = nosa(&w, &["run", "--dry-run", "--ignition", "config.ign"]);
+    assert!(out.status.success(), "{}", text(&out));
+    let line = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        line.contains("name=opt/com.coreos/config,file=")
+            && line.contains("hostfwd=tcp:127.0.0.1:"),
+        "{line}"
+    );
+    let mut child = Command::new(nosa_bin())
+        .arg("run")
+        .current_dir(&w)
+        .env("NO_COLOR", "1")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel::<String>();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines() {
+            let Ok(line) = line else { break };
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    let deadline = Instant::now() + Duration::from_secs(300);
+    let mut seen = String::new();
+    let mut sent = false;
+    let mut answered = false;
+    while Instant::now() < deadline {
+        match rx.recv_timeout(Duration::from_secs(1)) {
+            Ok(line) => {
+                seen.push_str(&line);
+                seen.push('\n');
+                if !sent && line.contains("nestos booted") {
+                    // The autologin shell on ttyS0 starts right after.
+                    std::thread::sleep(Duration::from_secs(3));
+                    stdin
+                        .write_all(b"\necho run-$((6 * 7))\npoweroff -f\n")
+                        .unwrap();
+                    stdin.flush().unwrap();
+                    sent = true;
+                }
+                if line.contains("run-42") {
+                    answered = true;
+                }
+            }
+            Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {}
+            Err(_) => break,
         }
     }
+    if !answered {
+        let _ = child.kill();
+    }
+    let status = child.wait().unwrap();
     assert!(
-        failures.is_empty(),
-        "no `nestos booted`:\n{}",
-        failures.join("\n\n")
+        answered,
+        "the guest shell answered on the console:\n{}",
+        seen.lines().rev().take(30).collect::<Vec<_>>().join("\n")
     );
-}
+    assert!(
+        status.success(),
+        "nosa run exits 0 when the guest powers off"
+    );
 
-use std::process::Command;
+    // 7. virt-install: the import command for the latest qemu image.
+    let out = nosa(&w, &["virt-install"]);
+    assert!(out.status.success(), "{}", text(&out));
+    let cmd = String::from_utf8_lossy(&out.stdout);
+    let qcow2 = fs_err::canonicalize(path("qemu")).unwrap();
+    assert!(
+        cmd.starts_with("virt-install ") && cmd.contains("--import"),
+        "{cmd}"
+    );
+    assert!(
+        cmd.contains(&format!("backing_store={}", qcow2.display())),
+        "{cmd} names {}",
+        qcow2.display()
+    );
+
+    // 8. `rootfs: xfs` (a loop mount: this test runs as root, as make test does): only the
+    // image reruns, and it boots with an xfs root.
+    let y = fs_err::read_to_string(&image_yaml).unwrap();
+    fs_err::write(&image_yaml, format!("{y}rootfs: xfs\n")).unwrap();
+    let out = nosa(&w, &["build", "--json", "qemu"]);
+    assert!(out.status.success(), "build qemu with xfs: {}", text(&out));
+    let ran: Vec<String> = summary(&out)
+        .into_iter()
+        .filter(|(_, s)| s == "ran")
+        .map(|(id, _)| id)
+        .collect();
+    assert_eq!(
+        ran,
+        vec!["image:x86_64:qemu".to_string()],
+        "only the image ran"
+    );
+    let out = nosa(&w, &["kola", "run", "--image", "qemu", "nestos.basic"]);
+    assert!(out.status.success(), "kola on xfs: {}", text(&out));
+    let basic =
+        fs_err::read_to_string(w.join("tmp/kola/x86_64/qemu/nestos.basic/output.txt")).unwrap();
+    assert!(basic.contains("PASS: root filesystem is 'xfs'"), "{basic}");
+}

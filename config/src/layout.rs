@@ -76,6 +76,10 @@ fn walk(dir: &Path, base: &Path, out: &mut Vec<KolaTest>) -> Result<(), ConfigEr
     entries.sort();
     for path in entries {
         if path.is_dir() {
+            // A test's `data/` directory is uploaded with it, not searched for tests.
+            if path.file_name().is_some_and(|n| n == "data") {
+                continue;
+            }
             walk(&path, base, out)?;
         } else if is_executable(&path) {
             let rel = path.strip_prefix(base).unwrap_or(&path);

@@ -105,10 +105,24 @@ pub fn grub_cfg(entries: &[BlsEntry], timeout: u32) -> String {
     s.push_str("terminal_output serial console\n");
     s.push_str("set default=0\n");
     s.push_str(&format!("set timeout={timeout}\n"));
+    // The first-boot flag, as CoreOS's grub.cfg does it: while /ignition.firstboot exists on
+    // the boot partition, the kernel gets `ignition.firstboot` plus the network arguments the
+    // file sets; Ignition removes the file once it has run.
+    s.push_str(
+        "set ignition_firstboot=\"\"\n\
+         if [ -f /ignition.firstboot ]; then\n\
+         \x20 set ignition_network_kcmdline=\"\"\n\
+         \x20 source /ignition.firstboot\n\
+         \x20 set ignition_firstboot=\"ignition.firstboot ${ignition_network_kcmdline}\"\n\
+         fi\n",
+    );
     for e in entries {
         let title = e.title.replace('\'', "");
         s.push_str(&format!("menuentry '{title}' {{\n"));
-        s.push_str(&format!("  linux {} {}\n", e.linux, e.options));
+        s.push_str(&format!(
+            "  linux {} {} $ignition_firstboot\n",
+            e.linux, e.options
+        ));
         if !e.initrd.is_empty() {
             s.push_str(&format!("  initrd {}\n", e.initrd.join(" ")));
         }
@@ -136,7 +150,7 @@ mod tests {
         );
         let cfg = grub_cfg(&[e], 1);
         assert!(cfg.contains(
-            "  linux /ostree/nestos-abc/vmlinuz-6.1 root=LABEL=root rw ostree=/ostree/boot.1/nestos/abc/0\n"
+            "  linux /ostree/nestos-abc/vmlinuz-6.1 root=LABEL=root rw ostree=/ostree/boot.1/nestos/abc/0 $ignition_firstboot\n"
         ));
         assert!(cfg.contains("  initrd /ostree/nestos-abc/initramfs-6.1.img\n"));
     }

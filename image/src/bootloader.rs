@@ -149,10 +149,20 @@ pub fn populate_esp(sysroot: &Sysroot, esp: &Path, work: &Path) -> Result<(), Im
     w.put(&conf, "loader/loader.conf")?;
     fs_err::remove_file(&conf)?;
     for e in &sysroot.entries {
-        w.put(
-            &sysroot.boot.join("loader/entries").join(&e.file),
-            &format!("loader/entries/{}", e.file),
-        )?;
+        // systemd-boot has no conditionals: the ESP copy of each entry carries the first-boot
+        // flag (the entries on the boot partition, which ostree manages, do not).
+        let text = fs_err::read_to_string(sysroot.boot.join("loader/entries").join(&e.file))?;
+        let flagged: String = text
+            .lines()
+            .map(|l| match l.strip_prefix("options ") {
+                Some(o) => format!("options {o} ignition.firstboot\n"),
+                None => format!("{l}\n"),
+            })
+            .collect();
+        let copy = work.join("entry.conf");
+        fs_err::write(&copy, flagged)?;
+        w.put(&copy, &format!("loader/entries/{}", e.file))?;
+        fs_err::remove_file(&copy)?;
         for f in e.files() {
             let src = sysroot.boot.join(f);
             if !src.is_file() {

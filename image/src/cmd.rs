@@ -15,6 +15,9 @@ pub(crate) fn package_of(tool: &str) -> &'static str {
         "mcopy" | "mmd" => "mtools",
         "grub-mkimage" => "grub-common",
         "qemu-img" => "qemu-utils",
+        "mkfs.xfs" => "xfsprogs",
+        "mount" | "umount" => "mount",
+        "cp" => "coreutils",
         _ => "?",
     }
 }

@@ -83,7 +83,11 @@ pub fn deploy_sysroot(
         .run()?
         .trim()
         .to_string();
+    // ostree marks a deployment immutable (chattr +i) when it runs as root: a directory the
+    // store's scratch cleanup, `nosa clean` and `rm -rf` could then not remove. A disk image
+    // needs no such flag (mke2fs -d does not copy it anyway).
     let mut deploy = Tool::new("ostree")
+        .env("OSTREE_SYSROOT_DEBUG", "mutable-deployments")
         .args(["admin", "deploy"])
         .arg(&sysroot_arg)
         .arg(format!("--os={osname}"));

@@ -34,6 +34,9 @@ pub struct DiskLayout {
     pub seed: String,
     /// Filesystem timestamps (SOURCE_DATE_EPOCH style).
     pub timestamp: u64,
+    /// The root filesystem: `ext4` (from a directory, no privileges) or `xfs` (a loop mount:
+    /// root only).
+    pub root_fs: String,
 }
 
 /// One partition of a built disk.
@@ -142,6 +145,11 @@ pub fn build_disk(
     let grub_cfg = sysroot.boot.join(bootloader::GRUB_CFG_PATH);
     fs_err::create_dir_all(grub_cfg.parent().expect("has a parent"))?;
     fs_err::write(&grub_cfg, bls::grub_cfg(&sysroot.entries, 1))?;
+    // The first-boot flag file grub.cfg looks for (network kargs: none).
+    fs_err::write(
+        sysroot.boot.join("ignition.firstboot"),
+        "set ignition_network_kcmdline=\"\"\n",
+    )?;
 
     let boot_uuid = uuid_text(&derived_uuid_bytes(seed, "fs-boot"));
     let root_uuid = uuid_text(&derived_uuid_bytes(seed, "fs-root"));
@@ -161,14 +169,30 @@ pub fn build_disk(
         layout.timestamp,
     )?;
     let root_img = work.join("root.img");
-    fsimg::make_ext4(
-        &sysroot.root,
-        &root_img,
-        layout.root_size,
-        "root",
-        &root_uuid,
-        layout.timestamp,
-    )?;
+    match layout.root_fs.as_str() {
+        "ext4" => fsimg::make_ext4(
+            &sysroot.root,
+            &root_img,
+            layout.root_size,
+            "root",
+            &root_uuid,
+            layout.timestamp,
+        )?,
+        "xfs" => fsimg::make_xfs(
+            &sysroot.root,
+            &root_img,
+            layout.root_size,
+            "root",
+            &root_uuid,
+            ss,
+            &work,
+        )?,
+        other => {
+            return Err(ImageError::msg(format!(
+                "root filesystem {other:?}: only ext4 and xfs are supported"
+            )));
+        }
+    }
 
     if out.exists() {
         fs_err::remove_file(out)?;

@@ -39,6 +39,60 @@ pub fn make_ext4(
     Ok(())
 }
 
+/// Makes an xfs image of `size` bytes at `img` holding `dir`'s contents, label `label`, UUID
+/// `uuid`, with `sector_size`-byte sectors (4096 on a 4Kn disk, or the kernel refuses to
+/// mount it). mkfs.xfs cannot populate from a directory without losing hardlinks (which
+/// ostree relies on), so the image is loop-mounted and filled with `cp -a`: this needs root,
+/// and fails saying so otherwise.
+pub fn make_xfs(
+    dir: &Path,
+    img: &Path,
+    size: u64,
+    label: &str,
+    uuid: &str,
+    sector_size: u64,
+    work: &Path,
+) -> Result<(), ImageError> {
+    if img.exists() {
+        fs_err::remove_file(img)?;
+    }
+    let f = fs_err::File::create(img)?;
+    f.set_len(size)?;
+    // A file we just created is owned by our (filesystem) user id: 0 means root.
+    let uid = std::os::unix::fs::MetadataExt::uid(&f.metadata()?);
+    drop(f);
+    if uid != 0 {
+        return Err(ImageError::msg(
+            "rootfs: xfs needs root (the image is filled through a loop mount); run nosa as \
+             root, or set `rootfs: ext4` in image.yaml"
+                .to_string(),
+        ));
+    }
+    Tool::new("mkfs.xfs")
+        .args(["-q", "-f", "-L", label])
+        .arg("-m")
+        .arg(format!("uuid={uuid}"))
+        .arg("-s")
+        .arg(format!("size={sector_size}"))
+        .arg(img)
+        .run()?;
+    let mnt = work.join("xfs-mnt");
+    fs_err::create_dir_all(&mnt)?;
+    Tool::new("mount")
+        .args(["-t", "xfs", "-o", "loop"])
+        .arg(img)
+        .arg(&mnt)
+        .run()?;
+    let mut src = dir.as_os_str().to_owned();
+    src.push("/.");
+    let copied = Tool::new("cp").arg("-a").arg(&src).arg(&mnt).run();
+    let unmounted = Tool::new("umount").arg(&mnt).run();
+    copied?;
+    unmounted?;
+    fs_err::remove_dir(&mnt)?;
+    Ok(())
+}
+
 /// Makes a FAT image of `size` bytes at `img` with logical sectors of `sector_size` bytes
 /// (FAT16 or FAT32 as mkfs.vfat chooses), label `label`, volume id `volume_id`.
 pub fn make_vfat(

@@ -11,6 +11,8 @@
 //!   for UEFI.
 //! - [`raw_to_qcow2`] runs `qemu-img convert` + `check`.
 //! - [`ImageRule`] is the engine rule `image:<arch>:<format>`.
+//! - [`kola::KolaRule`] is the engine rule `kola:<arch>:<image>:<test>`: one test in one boot
+//!   of an image under QEMU ([`qemu`]).
 //!
 //! See `docs/images.md`.
 
@@ -22,6 +24,7 @@ mod disk;
 mod error;
 mod fsimg;
 mod gpt;
+pub mod kola;
 mod qcow2;
 pub mod qemu;
 mod rule;

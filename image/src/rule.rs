@@ -22,6 +22,8 @@ pub enum ImageFormat {
     Metal,
     /// raw, 4096-byte blocks, `ignition.platform.id=metal`.
     Metal4k,
+    /// qcow2, 512-byte blocks, `ignition.platform.id=openstack`.
+    Openstack,
 }
 
 impl ImageFormat {
@@ -31,6 +33,7 @@ impl ImageFormat {
             ImageFormat::Qemu => "qemu",
             ImageFormat::Metal => "metal",
             ImageFormat::Metal4k => "metal4k",
+            ImageFormat::Openstack => "openstack",
         }
     }
 
@@ -40,6 +43,7 @@ impl ImageFormat {
             "qemu" => Some(ImageFormat::Qemu),
             "metal" => Some(ImageFormat::Metal),
             "metal4k" => Some(ImageFormat::Metal4k),
+            "openstack" => Some(ImageFormat::Openstack),
             _ => None,
         }
     }
@@ -56,6 +60,7 @@ impl ImageFormat {
     pub fn platform(self) -> &'static str {
         match self {
             ImageFormat::Qemu => "qemu",
+            ImageFormat::Openstack => "openstack",
             _ => "metal",
         }
     }
@@ -63,7 +68,7 @@ impl ImageFormat {
     /// File extension.
     pub fn extension(self) -> &'static str {
         match self {
-            ImageFormat::Qemu => "qcow2",
+            ImageFormat::Qemu | ImageFormat::Openstack => "qcow2",
             _ => "raw",
         }
     }
@@ -106,6 +111,15 @@ pub struct ImageRecord {
     pub kargs: Vec<String>,
     /// The disk.
     pub disk: DiskInfo,
+    /// The stateroot the commit is deployed in.
+    pub osname: String,
+    /// The root filesystem type (`ext4`, `xfs`).
+    pub rootfs: String,
+    /// The deployment's `/usr/lib/os-release` (what a booted image must show).
+    pub os_release: String,
+    /// The deployment's kernel release; the kernel is in the output as `vmlinuz` (the KVM
+    /// probe of `nosa run` and `kola` boots it).
+    pub kernel_release: String,
 }
 
 impl ImageRule {
@@ -158,9 +172,9 @@ impl ImageRule {
                 self.arch
             )));
         }
-        if self.rootfs != "ext4" {
+        if !matches!(self.rootfs.as_str(), "ext4" | "xfs") {
             return Err(RunError::msg(format!(
-                "rootfs {:?}: only ext4 is implemented",
+                "image.yaml rootfs {:?}: only ext4 and xfs are supported",
                 self.rootfs
             )));
         }
@@ -189,19 +203,25 @@ impl ImageRule {
             sysroot.checksum,
             sysroot.entries.len()
         )?;
+        let os_release = fs_err::read_to_string(sysroot.tree_path("usr/lib/os-release"))
+            .map_err(|e| RunError::msg(format!("the deployment has no usr/lib/os-release: {e}")))?;
+        let kernel_release = copy_kernel(&sysroot, &ctx.out.join("vmlinuz"))?;
         let layout = DiskLayout {
             sector_size: self.format.sector_size(),
             root_size: self.root_size_mib << 20,
             seed: format!("{}:{}", record.checksum, self.format.name()),
             timestamp: self.timestamp,
+            root_fs: self.rootfs.clone(),
         };
         let file = self.file_name();
-        let raw = match self.format {
-            ImageFormat::Qemu => ctx.scratch.join("disk.raw"),
-            _ => ctx.out.join(&file),
+        let qcow2 = self.format.extension() == "qcow2";
+        let raw = if qcow2 {
+            ctx.scratch.join("disk.raw")
+        } else {
+            ctx.out.join(&file)
         };
         let disk = crate::build_disk(&sysroot, &layout, &raw).map_err(err)?;
-        if self.format == ImageFormat::Qemu {
+        if qcow2 {
             crate::raw_to_qcow2(&raw, &ctx.out.join(&file)).map_err(err)?;
             fs_err::remove_file(&raw)?;
         }
@@ -212,6 +232,10 @@ impl ImageRule {
             commit: record.checksum,
             kargs,
             disk,
+            osname: self.osname.clone(),
+            rootfs: self.rootfs.clone(),
+            os_release,
+            kernel_release,
         };
         let json = serde_json::to_vec_pretty(&rec).map_err(|e| RunError::msg(e.to_string()))?;
         fs_err::write(ctx.out.join("image.json"), json)?;
@@ -225,7 +249,7 @@ impl Rule for ImageRule {
     }
 
     fn version(&self) -> u32 {
-        1
+        3
     }
 
     fn params(&self, p: &mut Params) {
@@ -242,6 +266,29 @@ impl Rule for ImageRule {
 
     fn run(&self, ctx: &mut RunContext<'_>) -> Result<(), RunError> {
         self.build(ctx)
+    }
+}
+
+/// Copies the deployment's kernel (`usr/lib/modules/<kver>/vmlinuz`, the only one) to `to`;
+/// returns the kernel release.
+fn copy_kernel(sysroot: &crate::Sysroot, to: &Path) -> Result<String, RunError> {
+    let modules = sysroot.tree_path("usr/lib/modules");
+    let mut found = Vec::new();
+    for e in fs_err::read_dir(&modules)? {
+        let e = e?;
+        if e.path().join("vmlinuz").is_file() {
+            found.push(e.file_name().to_string_lossy().into_owned());
+        }
+    }
+    found.sort();
+    match found.as_slice() {
+        [kver] => {
+            fs_err::copy(modules.join(kver).join("vmlinuz"), to)?;
+            Ok(kver.clone())
+        }
+        _ => Err(RunError::msg(format!(
+            "expected one kernel in the deployment's usr/lib/modules, found {found:?}"
+        ))),
     }
 }
 

@@ -65,6 +65,7 @@ fn commit_deploy_build_and_boot_bios_uefi_4k() {
         root_size: 512 << 20,
         seed: commit.checksum.clone(),
         timestamp: 1_700_000_000,
+        root_fs: "ext4".into(),
     };
     let t = Instant::now();
     let info = build_disk(&sysroot, &layout, &raw512).unwrap();

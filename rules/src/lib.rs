@@ -3,6 +3,7 @@
 
 pub mod buildfile;
 pub mod compose;
+pub mod kola;
 pub mod nestos;
 pub mod overlay;
 pub mod pending;

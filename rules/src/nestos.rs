@@ -22,6 +22,7 @@ use crate::rpmdb::RpmdbRule;
 use crate::scriptlets::ScriptletsRule;
 use crate::unpack::UnpackRule;
 use nosa_commit::OstreeCommitRule;
+use nosa_image::kola::{KolaKind, KolaRule};
 use nosa_image::{ImageFormat, ImageRule};
 use nosa_oci::OciRule;
 
@@ -43,6 +44,7 @@ pub const TARGETS: &[&str] = &[
     "metal4k",
     "openstack",
     "live",
+    "kola",
 ];
 
 /// One node to add to the graph.
@@ -469,6 +471,54 @@ pub fn expand(configs: &[Config], config_rel: &str, known: &Known, workdir: &Pat
                 }
             }
             x.target(fmt, &id);
+        }
+        // kola: one node per test and image, after the image it boots.
+        for t in crate::kola::planned_tests(c, arch) {
+            let image_id = format!("image:{arch}:{}", t.image.name());
+            let id = format!("kola:{arch}:{}:{}", t.image.name(), t.name);
+            let kind = match t.kind {
+                KolaKind::External { dir, exe } => map
+                    .rel(Path::new(&dir))
+                    .map(|dir| KolaKind::External { dir, exe }),
+                k => Some(k),
+            };
+            let blocked = match (&t.unsupported, &kind, known.versions.get(arch)) {
+                (Some(why), _, _) => Some(why.clone()),
+                (_, None, _) => Some("the test is outside the config directory".to_string()),
+                (_, _, None) => Some(
+                    "kola tests boot built images: run `nosa build qemu metal metal4k` first"
+                        .to_string(),
+                ),
+                _ => None,
+            };
+            match (blocked, kind) {
+                (None, Some(kind)) => x.nodes.push(NodeDecl {
+                    id: id.clone(),
+                    rule: Arc::new(KolaRule {
+                        arch: arch.to_string(),
+                        image: t.image,
+                        test: t.name.clone(),
+                        kind,
+                        uefi: t.image != ImageFormat::Qemu,
+                        memory_mib: t.memory_mib,
+                        timeout: t.timeout,
+                        accel_cache: workdir.join("cache/qemu"),
+                    }),
+                    deps: vec![image_id],
+                }),
+                (why, _) => {
+                    x.add(
+                        id.clone(),
+                        PendingRule::new("kola")
+                            .param("arch", arch)
+                            .param("image", t.image.name())
+                            .param("test", &t.name)
+                            .because(&why.unwrap_or_default()),
+                        vec![image_id],
+                    );
+                }
+            }
+            x.target("kola", &id);
         }
         let mut live = PendingRule::new("live-iso")
             .param("arch", arch)

@@ -43,6 +43,20 @@ pub fn build(cli: &Cli, a: &BuildCmdArgs) -> OpResult {
     build_inner(cli, a, false)
 }
 
+/// `nosa buildextend-<format>`: `nosa build <format>` (the OS is rebuilt only if its inputs
+/// changed; the image joins the latest build when the tree is unchanged).
+pub fn buildextend(cli: &Cli, a: &crate::cli::BuildextendArgs, format: &str) -> OpResult {
+    let args = BuildCmdArgs {
+        targets: vec![format.to_string()],
+        arch: a.arch.clone(),
+        force: false,
+        version: None,
+        jobs: a.jobs,
+        json: a.json,
+    };
+    build_inner(cli, &args, false)
+}
+
 fn build_inner(cli: &Cli, a: &BuildCmdArgs, fast: bool) -> OpResult {
     let what = if fast {
         "nosa build-fast"

@@ -4,6 +4,8 @@ pub mod build;
 pub mod config;
 pub mod fetch;
 pub mod graph;
+pub mod kola;
+pub mod run;
 pub mod store;
 
 use std::path::{Path, PathBuf};

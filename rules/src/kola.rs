@@ -1,0 +1,281 @@
+//! The kola test nodes of a NestOS build: the built-in `nestos.basic` on every image (qemu with
+//! BIOS, metal and metal4k with UEFI) and each external test of the config's `tests/kola/` on
+//! the qemu image, with the metadata kola reads (`kola.json` beside the test, or a `# kola:`
+//! JSON line in it).
+
+use std::path::Path;
+use std::time::Duration;
+
+use nosa_config::Config;
+use nosa_image::ImageFormat;
+use nosa_image::kola::{BASIC_TEST, KolaKind};
+use serde_json::Value as J;
+
+/// The default guest memory, MiB.
+pub const DEFAULT_MEMORY_MIB: u64 = 1024;
+/// kola's default timeout.
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10 * 60);
+
+/// One test to run on one image.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PlannedTest {
+    /// The test's name.
+    pub name: String,
+    /// The image it boots.
+    pub image: ImageFormat,
+    /// What it runs (the external test's directory is still absolute here).
+    pub kind: KolaKind,
+    /// Memory, MiB.
+    pub memory_mib: u64,
+    /// Timeout.
+    pub timeout: Duration,
+    /// Why it cannot run, if it cannot (unsupported kola.json keys).
+    pub unsupported: Option<String>,
+}
+
+/// kola.json keys that change nothing here (every test is exclusive, the platform is QEMU).
+const IGNORED_KEYS: &[&str] = &[
+    "exclusive",
+    "tags",
+    "description",
+    "distros",
+    "platforms",
+    "architectures",
+    "requiredTag",
+];
+
+/// Reads a test's metadata: `kola.json` in its directory, overridden by a `# kola: {...}` line
+/// among the script's first lines (as kola does). Returns the JSON object, or why it is bad.
+pub fn test_metadata(exe: &Path) -> Result<serde_json::Map<String, J>, String> {
+    let mut meta = serde_json::Map::new();
+    if let Some(dir) = exe.parent() {
+        let kj = dir.join("kola.json");
+        if kj.is_file() {
+            let text = fs_err::read_to_string(&kj).map_err(|e| e.to_string())?;
+            match serde_json::from_str::<J>(&text) {
+                Ok(J::Object(m)) => meta = m,
+                Ok(_) => return Err(format!("{}: not a JSON object", kj.display())),
+                Err(e) => return Err(format!("{}: {e}", kj.display())),
+            }
+        }
+    }
+    if let Ok(text) = fs_err::read(exe) {
+        let text = String::from_utf8_lossy(&text);
+        for (n, line) in text.lines().take(20).enumerate() {
+            if let Some(json) = line.strip_prefix("# kola:") {
+                match serde_json::from_str::<J>(json.trim()) {
+                    Ok(J::Object(m)) => meta.extend(m),
+                    _ => {
+                        return Err(format!(
+                            "{}:{}: `# kola:` must be followed by a JSON object",
+                            exe.display(),
+                            n + 1
+                        ));
+                    }
+                }
+            }
+        }
+    }
+    Ok(meta)
+}
+
+fn applies(meta: &serde_json::Map<String, J>, key: &str, value: &str) -> bool {
+    match meta.get(key).and_then(J::as_str) {
+        None | Some("all") => true,
+        Some(list) => {
+            let items: Vec<&str> = list.split_whitespace().collect();
+            let negated = items.iter().any(|i| i.starts_with('!'));
+            if negated {
+                !items.contains(&format!("!{value}").as_str())
+            } else {
+                items.contains(&value)
+            }
+        }
+    }
+}
+
+/// The files of the applied overlay.d layers that a booted system must have, as absolute paths
+/// (`/etc/...`, `/usr/...`; `/var` is created at boot by tmpfiles, which the fixture lacks).
+fn overlay_files(c: &Config) -> Vec<String> {
+    let mut out = Vec::new();
+    for layer in c.applied_overlays() {
+        let mut stack = vec![layer.path.clone()];
+        while let Some(d) = stack.pop() {
+            let Ok(rd) = fs_err::read_dir(&d) else {
+                continue;
+            };
+            for e in rd.flatten() {
+                let p = e.path();
+                let Ok(ft) = e.file_type() else { continue };
+                if ft.is_dir() {
+                    stack.push(p);
+                } else if let Ok(rel) = p.strip_prefix(&layer.path) {
+                    let rel = rel.to_string_lossy();
+                    if rel.starts_with("etc/") || rel.starts_with("usr/") {
+                        out.push(format!("/{rel}"));
+                    }
+                }
+            }
+        }
+    }
+    out.sort();
+    out.dedup();
+    out
+}
+
+/// Every test to run for `arch`: `nestos.basic` on each image, the external tests on qemu.
+pub fn planned_tests(c: &Config, arch: &str) -> Vec<PlannedTest> {
+    let files = overlay_files(c);
+    let mut out: Vec<PlannedTest> = [ImageFormat::Qemu, ImageFormat::Metal, ImageFormat::Metal4k]
+        .into_iter()
+        .map(|image| PlannedTest {
+            name: BASIC_TEST.into(),
+            image,
+            kind: KolaKind::Basic {
+                files: files.clone(),
+            },
+            memory_mib: DEFAULT_MEMORY_MIB,
+            timeout: DEFAULT_TIMEOUT,
+            unsupported: None,
+        })
+        .collect();
+    let Some(kola) = &c.kola else {
+        return out;
+    };
+    for t in &kola.tests {
+        let dir = t.path.parent().unwrap_or(&kola.dir);
+        let exe = t
+            .path
+            .file_name()
+            .map(|f| f.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let mut p = PlannedTest {
+            name: t.name.clone(),
+            image: ImageFormat::Qemu,
+            kind: KolaKind::External {
+                dir: dir.to_string_lossy().into_owned(),
+                exe,
+            },
+            memory_mib: DEFAULT_MEMORY_MIB,
+            timeout: DEFAULT_TIMEOUT,
+            unsupported: None,
+        };
+        match test_metadata(&t.path) {
+            Err(e) => p.unsupported = Some(e),
+            Ok(meta) => {
+                if !applies(&meta, "architectures", arch) || !applies(&meta, "platforms", "qemu") {
+                    continue;
+                }
+                if let Some(m) = meta.get("minMemory").and_then(J::as_u64) {
+                    p.memory_mib = p.memory_mib.max(m);
+                }
+                if let Some(m) = meta.get("timeoutMin").and_then(J::as_u64) {
+                    p.timeout = Duration::from_secs(m * 60);
+                }
+                let unknown: Vec<&str> = meta
+                    .keys()
+                    .map(String::as_str)
+                    .filter(|k| {
+                        !IGNORED_KEYS.contains(k) && !["minMemory", "timeoutMin"].contains(k)
+                    })
+                    .collect();
+                if !unknown.is_empty() {
+                    p.unsupported = Some(format!(
+                        "{}: kola.json keys nosa does not implement: {}",
+                        t.path.display(),
+                        unknown.join(", ")
+                    ));
+                }
+            }
+        }
+        out.push(p);
+    }
+    out
+}
+
+/// Whether `name` matches kola's glob `pattern` (`*`, `?`).
+pub fn name_matches(pattern: &str, name: &str) -> bool {
+    globset::Glob::new(pattern)
+        .map(|g| g.compile_matcher().is_match(name))
+        .unwrap_or(false)
+}
+
+/// The denylist entries (`kola-denylist.yaml`) that apply to `arch`: pattern and tracker.
+/// Snoozed entries and those for other arches or streams are left out.
+pub fn denylist(
+    c: &Config,
+    arch: &str,
+    stream: Option<&str>,
+    today: &str,
+) -> Vec<(String, String)> {
+    let Some(J::Array(items)) = &c.kola_denylist else {
+        return Vec::new();
+    };
+    let mut out = Vec::new();
+    for it in items {
+        let Some(pattern) = it.get("pattern").and_then(J::as_str) else {
+            continue;
+        };
+        let in_list = |key: &str, v: Option<&str>| match it.get(key).and_then(J::as_array) {
+            None => true,
+            Some(list) => v.is_some_and(|v| list.iter().any(|x| x.as_str() == Some(v))),
+        };
+        if !in_list("arches", Some(arch)) || !in_list("streams", stream) {
+            continue;
+        }
+        if let Some(snooze) = it.get("snooze").and_then(J::as_str)
+            && today < snooze
+        {
+            continue;
+        }
+        let tracker = it
+            .get("tracker")
+            .and_then(J::as_str)
+            .unwrap_or("")
+            .to_string();
+        out.push((pattern.to_string(), tracker));
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn kola_globs() {
+        assert!(name_matches("ext.config.*", "ext.config.basic"));
+        assert!(name_matches("*", "nestos.basic"));
+        assert!(!name_matches("ext.*", "nestos.basic"));
+    }
+
+    #[test]
+    fn architecture_lists() {
+        let m: serde_json::Map<String, J> =
+            serde_json::from_str(r#"{"architectures": "x86_64 aarch64"}"#).unwrap();
+        assert!(applies(&m, "architectures", "x86_64"));
+        assert!(!applies(&m, "architectures", "s390x"));
+        let m: serde_json::Map<String, J> =
+            serde_json::from_str(r#"{"architectures": "!s390x"}"#).unwrap();
+        assert!(applies(&m, "architectures", "x86_64"));
+        assert!(!applies(&m, "architectures", "s390x"));
+    }
+
+    #[test]
+    fn inline_metadata_overrides_kola_json() {
+        let d = tempfile::tempdir().unwrap();
+        fs_err::write(
+            d.path().join("kola.json"),
+            r#"{"timeoutMin": 3, "minMemory": 2048}"#,
+        )
+        .unwrap();
+        let t = d.path().join("test.sh");
+        fs_err::write(&t, "#!/bin/sh\n# kola: {\"timeoutMin\": 5}\ntrue\n").unwrap();
+        let m = test_metadata(&t).unwrap();
+        assert_eq!(m["timeoutMin"], 5);
+        assert_eq!(m["minMemory"], 2048);
+        fs_err::write(&t, "#!/bin/sh\n# kola: [1]\n").unwrap();
+        let e = test_metadata(&t).unwrap_err();
+        assert!(e.contains(":2:"), "{e}");
+    }
+}
