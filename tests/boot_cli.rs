@@ -84,6 +84,17 @@ fn built_images_boot_and_pass_kola() {
         assert!(table.contains(label), "partition {label}: {table}");
     }
 
+    // metal and metal4k share their filesystems: one image-fs node for both.
+    let out = nosa(&w, &["graph", "show"]);
+    assert!(out.status.success(), "{}", text(&out));
+    let show = String::from_utf8_lossy(&out.stdout);
+    for line in [
+        "image:x86_64:metal <- image-fs:x86_64:metal\n",
+        "image:x86_64:metal4k <- image-fs:x86_64:metal\n",
+    ] {
+        assert!(show.contains(line), "{line:?} in:\n{show}");
+    }
+
     // 1. Every test on every image, each in one boot.
     let out = nosa(&w, &["kola", "run"]);
     assert!(out.status.success(), "kola run: {}", text(&out));
@@ -199,7 +210,7 @@ fn built_images_boot_and_pass_kola() {
     assert!(!will_run.is_empty());
     for id in &will_run {
         assert!(
-            id.starts_with("image:") || id.starts_with("kola:"),
+            id.starts_with("image:") || id.starts_with("image-fs:") || id.starts_with("kola:"),
             "only image and kola nodes rerun, not {id}: {will_run:?}"
         );
     }
@@ -213,8 +224,11 @@ fn built_images_boot_and_pass_kola() {
         .collect();
     assert_eq!(
         ran,
-        vec!["image:x86_64:qemu".to_string()],
-        "only the image ran"
+        vec![
+            "image-fs:x86_64:qemu".to_string(),
+            "image:x86_64:qemu".to_string()
+        ],
+        "only the qemu image ran"
     );
     let out = nosa(&w, &["kola", "run", "--image", "qemu", "nestos.basic"]);
     assert!(out.status.success(), "kola after karg: {}", text(&out));
@@ -331,8 +345,11 @@ fn built_images_boot_and_pass_kola() {
         .collect();
     assert_eq!(
         ran,
-        vec!["image:x86_64:qemu".to_string()],
-        "only the image ran"
+        vec![
+            "image-fs:x86_64:qemu".to_string(),
+            "image:x86_64:qemu".to_string()
+        ],
+        "only the qemu image ran"
     );
     let out = nosa(&w, &["kola", "run", "--image", "qemu", "nestos.basic"]);
     assert!(out.status.success(), "kola on xfs: {}", text(&out));

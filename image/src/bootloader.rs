@@ -76,10 +76,25 @@ pub fn grub_bios_core(sysroot: &Sysroot, work: &Path) -> Result<Vec<u8>, ImageEr
     Ok(bytes)
 }
 
+/// The tree's grub `boot.img` (the MBR code), checked to be one sector.
+pub fn grub_bios_boot_img(sysroot: &Sysroot) -> Result<Vec<u8>, ImageError> {
+    let path = sysroot.tree_path("usr/lib/grub/i386-pc/boot.img");
+    let boot = fs_err::read(&path)?;
+    if boot.len() != 512 {
+        return Err(ImageError::msg(format!(
+            "{} is {} bytes, not 512",
+            path.display(),
+            boot.len()
+        )));
+    }
+    Ok(boot)
+}
+
 /// Installs grub for BIOS into the image: `core` at 512-byte sector `core_lba` (the BIOS-BOOT
-/// partition) and the tree's `boot.img` into the MBR code area, pointing at it.
+/// partition) and `boot_img` (the tree's `boot.img`, see [`grub_bios_boot_img`]) into the MBR
+/// code area, pointing at it.
 pub fn install_grub_bios(
-    sysroot: &Sysroot,
+    boot_img: &[u8],
     image: &Path,
     core: &[u8],
     core_lba: u64,
@@ -91,15 +106,13 @@ pub fn install_grub_bios(
             core.len()
         )));
     }
-    let boot_img_path = sysroot.tree_path("usr/lib/grub/i386-pc/boot.img");
-    let mut boot = fs_err::read(&boot_img_path)?;
-    if boot.len() != 512 {
+    if boot_img.len() != 512 {
         return Err(ImageError::msg(format!(
-            "{} is {} bytes, not 512",
-            boot_img_path.display(),
-            boot.len()
+            "grub boot.img is {} bytes, not 512",
+            boot_img.len()
         )));
     }
+    let mut boot = boot_img.to_vec();
     boot[KERNEL_SECTOR..KERNEL_SECTOR + 8].copy_from_slice(&core_lba.to_le_bytes());
     // 0xff: use the drive number the BIOS passes in DL.
     boot[BOOT_DRIVE] = 0xff;
@@ -126,10 +139,11 @@ pub fn install_grub_bios(
     Ok(())
 }
 
-/// Fills the ESP image: systemd-boot as `EFI/BOOT/BOOTX64.EFI` (and `EFI/systemd/`), a
-/// `loader/loader.conf` that boots the default entry without a menu, and the BLS entries with
-/// the kernels and initramfs images they name, at the same paths as on the boot partition.
-pub fn populate_esp(sysroot: &Sysroot, esp: &Path, work: &Path) -> Result<(), ImageError> {
+/// Stages the ESP's contents in the directory `dir`: systemd-boot as `EFI/BOOT/BOOTX64.EFI`
+/// (and `EFI/systemd/`), a `loader/loader.conf` that boots the default entry without a menu,
+/// and the BLS entries with the kernels and initramfs images they name, at the same paths as
+/// on the boot partition. [`fill_esp`] puts them into a FAT image of either sector size.
+pub fn stage_esp(sysroot: &Sysroot, dir: &Path) -> Result<(), ImageError> {
     let sdboot = sysroot.tree_path("usr/lib/systemd/boot/efi/systemd-bootx64.efi");
     if !sdboot.is_file() {
         return Err(ImageError::missing(
@@ -137,17 +151,18 @@ pub fn populate_esp(sysroot: &Sysroot, esp: &Path, work: &Path) -> Result<(), Im
             sdboot,
         ));
     }
-    let mut w = VfatWriter::new(esp);
+    let mut w = DirWriter { root: dir };
     w.put(&sdboot, "EFI/BOOT/BOOTX64.EFI")?;
     w.put(&sdboot, "EFI/systemd/systemd-bootx64.efi")?;
     let default = &sysroot.entries[0];
-    let conf = work.join("loader.conf");
+    let conf = dir.join("loader.conf.tmp");
     fs_err::write(
         &conf,
         format!("timeout 0\ndefault {}\nconsole-mode keep\n", default.file),
     )?;
     w.put(&conf, "loader/loader.conf")?;
     fs_err::remove_file(&conf)?;
+    let work = dir;
     for e in &sysroot.entries {
         // systemd-boot has no conditionals: the ESP copy of each entry carries the first-boot
         // flag (the entries on the boot partition, which ostree manages, do not).
@@ -159,7 +174,7 @@ pub fn populate_esp(sysroot: &Sysroot, esp: &Path, work: &Path) -> Result<(), Im
                 None => format!("{l}\n"),
             })
             .collect();
-        let copy = work.join("entry.conf");
+        let copy = work.join("entry.conf.tmp");
         fs_err::write(&copy, flagged)?;
         w.put(&copy, &format!("loader/entries/{}", e.file))?;
         fs_err::remove_file(&copy)?;
@@ -173,6 +188,50 @@ pub fn populate_esp(sysroot: &Sysroot, esp: &Path, work: &Path) -> Result<(), Im
             }
             w.put(&src, f)?;
         }
+    }
+    Ok(())
+}
+
+/// Copies files into a staging directory, like [`VfatWriter`] into a FAT image.
+struct DirWriter<'a> {
+    root: &'a Path,
+}
+
+impl DirWriter<'_> {
+    fn put(&mut self, src: &Path, dest: &str) -> Result<(), ImageError> {
+        let to = self.root.join(dest);
+        if let Some(p) = to.parent() {
+            fs_err::create_dir_all(p)?;
+        }
+        fs_err::copy(src, &to)?;
+        Ok(())
+    }
+}
+
+/// Puts every file of the staged ESP directory `dir` (see [`stage_esp`]) into the formatted
+/// FAT image `esp`, in path order.
+pub fn fill_esp(dir: &Path, esp: &Path) -> Result<(), ImageError> {
+    let mut files = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in fs_err::read_dir(&d)? {
+            let p = e?.path();
+            if p.is_dir() {
+                stack.push(p);
+            } else {
+                files.push(p);
+            }
+        }
+    }
+    files.sort();
+    let mut w = VfatWriter::new(esp);
+    for f in files {
+        let rel = f
+            .strip_prefix(dir)
+            .map_err(|e| ImageError::msg(e.to_string()))?
+            .to_string_lossy()
+            .into_owned();
+        w.put(&f, &rel)?;
     }
     Ok(())
 }

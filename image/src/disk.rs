@@ -106,41 +106,67 @@ fn write_at_sparse(dst: &Path, offset: u64, src: &Path) -> Result<(), ImageError
     Ok(())
 }
 
-/// Builds the raw disk `out` from a deployed sysroot: GPT (fixed GUIDs from `layout.seed`),
-/// BIOS-BOOT with grub's core image (512-byte disks only), the ESP with systemd-boot and the
-/// BLS entries, `boot` (ext4, label `boot`, with a grub.cfg generated from the BLS entries)
-/// and `root` (ext4, label `root`). Temporary partition images go next to `out`.
-pub fn build_disk(
+/// What [`prepare_filesystems`] makes from a sysroot: the partition contents that do not depend
+/// on the disk's sector size, so that images of the same platform (metal, metal4k) share them.
+#[derive(Clone, Debug)]
+pub struct FsLayout {
+    /// Root partition size in bytes (a multiple of 1 MiB).
+    pub root_size: u64,
+    /// Seed for the filesystem UUIDs.
+    pub seed: String,
+    /// Filesystem timestamps.
+    pub timestamp: u64,
+    /// `ext4` or `xfs`.
+    pub root_fs: String,
+}
+
+/// The prepared partitions, recorded as `filesystems.json` beside them.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct FsInfo {
+    /// Root partition size in bytes.
+    pub root_size: u64,
+    /// `ext4` or `xfs`.
+    pub root_fs: String,
+    /// UUID of the boot filesystem.
+    pub boot_uuid: String,
+    /// UUID of the root filesystem.
+    pub root_uuid: String,
+}
+
+/// Files [`prepare_filesystems`] writes into its directory.
+pub mod prepared {
+    /// The boot partition (ext4).
+    pub const BOOT_IMG: &str = "boot.img";
+    /// The root partition.
+    pub const ROOT_IMG: &str = "root.img";
+    /// The ESP's files (see `bootloader::stage_esp`).
+    pub const ESP_DIR: &str = "esp";
+    /// grub's i386-pc core image.
+    pub const GRUB_CORE: &str = "grub-core.img";
+    /// grub's boot.img (MBR code).
+    pub const GRUB_BOOT: &str = "grub-boot.img";
+    /// [`super::FsInfo`].
+    pub const INFO: &str = "filesystems.json";
+}
+
+/// Makes the partition contents of a disk from a deployed sysroot into `dir`: the `boot`
+/// filesystem (ext4, label `boot`, with a grub.cfg generated from the BLS entries and the
+/// first-boot flag file), the `root` filesystem (ext4 from the directory, or xfs through a
+/// loop mount, label `root`, 4096-byte sectors so it mounts on any disk), the ESP's files,
+/// and grub's BIOS core and boot images; then `filesystems.json`.
+pub fn prepare_filesystems(
     sysroot: &Sysroot,
-    layout: &DiskLayout,
-    out: &Path,
-) -> Result<DiskInfo, ImageError> {
-    let ss = layout.sector_size;
-    if !matches!(ss, 512 | 4096) {
-        return Err(ImageError::msg(format!(
-            "sector size {ss}: only 512 and 4096 are supported"
-        )));
-    }
+    layout: &FsLayout,
+    dir: &Path,
+) -> Result<FsInfo, ImageError> {
     if layout.root_size == 0 || !layout.root_size.is_multiple_of(MIB) {
         return Err(ImageError::msg(format!(
             "root size {} is not a positive multiple of 1 MiB",
             layout.root_size
         )));
     }
-    let work = out.with_extension("parts.tmp");
-    if work.exists() {
-        fs_err::remove_dir_all(&work)?;
-    }
-    fs_err::create_dir_all(&work)?;
+    fs_err::create_dir_all(dir)?;
     let seed = layout.seed.as_str();
-
-    // Partition offsets: everything MiB-aligned; 1 MiB before (MBR + GPT) and after (backup).
-    let bios_off = MIB;
-    let esp_off = bios_off + BIOS_BOOT_SIZE;
-    let boot_off = esp_off + ESP_SIZE;
-    let root_off = boot_off + BOOT_SIZE;
-    let size = root_off + layout.root_size + MIB;
-
     // grub.cfg on the boot partition, from the BLS entries.
     let grub_cfg = sysroot.boot.join(bootloader::GRUB_CFG_PATH);
     fs_err::create_dir_all(grub_cfg.parent().expect("has a parent"))?;
@@ -150,25 +176,18 @@ pub fn build_disk(
         sysroot.boot.join("ignition.firstboot"),
         "set ignition_network_kcmdline=\"\"\n",
     )?;
-
     let boot_uuid = uuid_text(&derived_uuid_bytes(seed, "fs-boot"));
     let root_uuid = uuid_text(&derived_uuid_bytes(seed, "fs-root"));
-    let vol = derived_uuid_bytes(seed, "fs-esp");
-    let esp_id = u32::from_le_bytes([vol[0], vol[1], vol[2], vol[3]]);
-
-    let esp_img = work.join("esp.img");
-    fsimg::make_vfat(&esp_img, ESP_SIZE, ss, "EFI-SYSTEM", esp_id)?;
-    bootloader::populate_esp(sysroot, &esp_img, &work)?;
-    let boot_img = work.join("boot.img");
+    bootloader::stage_esp(sysroot, &dir.join(prepared::ESP_DIR))?;
     fsimg::make_ext4(
         &sysroot.boot,
-        &boot_img,
+        &dir.join(prepared::BOOT_IMG),
         BOOT_SIZE,
         "boot",
         &boot_uuid,
         layout.timestamp,
     )?;
-    let root_img = work.join("root.img");
+    let root_img = dir.join(prepared::ROOT_IMG);
     match layout.root_fs.as_str() {
         "ext4" => fsimg::make_ext4(
             &sysroot.root,
@@ -178,21 +197,103 @@ pub fn build_disk(
             &root_uuid,
             layout.timestamp,
         )?,
-        "xfs" => fsimg::make_xfs(
-            &sysroot.root,
-            &root_img,
-            layout.root_size,
-            "root",
-            &root_uuid,
-            ss,
-            &work,
-        )?,
+        "xfs" => {
+            let work = dir.join("xfs.tmp");
+            fs_err::create_dir_all(&work)?;
+            fsimg::make_xfs(
+                &sysroot.root,
+                &root_img,
+                layout.root_size,
+                "root",
+                &root_uuid,
+                4096,
+                &work,
+            )?;
+            fs_err::remove_dir_all(&work)?;
+        }
         other => {
             return Err(ImageError::msg(format!(
                 "root filesystem {other:?}: only ext4 and xfs are supported"
             )));
         }
     }
+    let work = dir.join("grub.tmp");
+    fs_err::create_dir_all(&work)?;
+    let core = bootloader::grub_bios_core(sysroot, &work)?;
+    fs_err::remove_dir_all(&work)?;
+    fs_err::write(dir.join(prepared::GRUB_CORE), core)?;
+    fs_err::write(
+        dir.join(prepared::GRUB_BOOT),
+        bootloader::grub_bios_boot_img(sysroot)?,
+    )?;
+    let info = FsInfo {
+        root_size: layout.root_size,
+        root_fs: layout.root_fs.clone(),
+        boot_uuid,
+        root_uuid,
+    };
+    let json = serde_json::to_vec_pretty(&info).map_err(|e| ImageError::msg(e.to_string()))?;
+    fs_err::write(dir.join(prepared::INFO), json)?;
+    Ok(info)
+}
+
+/// Builds the raw disk `out` from a deployed sysroot: [`prepare_filesystems`] then
+/// [`assemble_disk`], with temporary files next to `out`.
+pub fn build_disk(
+    sysroot: &Sysroot,
+    layout: &DiskLayout,
+    out: &Path,
+) -> Result<DiskInfo, ImageError> {
+    let work = out.with_extension("parts.tmp");
+    if work.exists() {
+        fs_err::remove_dir_all(&work)?;
+    }
+    let info = prepare_filesystems(
+        sysroot,
+        &FsLayout {
+            root_size: layout.root_size,
+            seed: layout.seed.clone(),
+            timestamp: layout.timestamp,
+            root_fs: layout.root_fs.clone(),
+        },
+        &work,
+    )?;
+    let disk = assemble_disk(&work, &info, layout.sector_size, &layout.seed, out)?;
+    fs_err::remove_dir_all(&work)?;
+    Ok(disk)
+}
+
+/// Assembles the raw disk `out` from prepared partitions (`dir`, see [`prepare_filesystems`]):
+/// GPT with `sector_size`-byte blocks (GUIDs from `seed`), BIOS-BOOT with grub's core image
+/// (512-byte disks only: BIOS addresses 512-byte sectors), the ESP (FAT with the disk's sector
+/// size, holding the staged files), `boot` and `root`. No loop devices, no mounts.
+pub fn assemble_disk(
+    dir: &Path,
+    info: &FsInfo,
+    sector_size: u64,
+    seed: &str,
+    out: &Path,
+) -> Result<DiskInfo, ImageError> {
+    let ss = sector_size;
+    if !matches!(ss, 512 | 4096) {
+        return Err(ImageError::msg(format!(
+            "sector size {ss}: only 512 and 4096 are supported"
+        )));
+    }
+    // Partition offsets: everything MiB-aligned; 1 MiB before (MBR + GPT) and after (backup).
+    let bios_off = MIB;
+    let esp_off = bios_off + BIOS_BOOT_SIZE;
+    let boot_off = esp_off + ESP_SIZE;
+    let root_off = boot_off + BOOT_SIZE;
+    let size = root_off + info.root_size + MIB;
+    let boot_uuid = info.boot_uuid.clone();
+    let root_uuid = info.root_uuid.clone();
+    let vol = derived_uuid_bytes(seed, "fs-esp");
+    let esp_id = u32::from_le_bytes([vol[0], vol[1], vol[2], vol[3]]);
+
+    let esp_img = out.with_extension("esp.tmp");
+    fsimg::make_vfat(&esp_img, ESP_SIZE, ss, "EFI-SYSTEM", esp_id)?;
+    bootloader::fill_esp(&dir.join(prepared::ESP_DIR), &esp_img)?;
 
     if out.exists() {
         fs_err::remove_file(out)?;
@@ -201,8 +302,9 @@ pub fn build_disk(
     f.set_len(size)?;
     drop(f);
     write_at_sparse(out, esp_off, &esp_img)?;
-    write_at_sparse(out, boot_off, &boot_img)?;
-    write_at_sparse(out, root_off, &root_img)?;
+    fs_err::remove_file(&esp_img)?;
+    write_at_sparse(out, boot_off, &dir.join(prepared::BOOT_IMG))?;
+    write_at_sparse(out, root_off, &dir.join(prepared::ROOT_IMG))?;
 
     let parts = [
         (
@@ -230,7 +332,7 @@ pub fn build_disk(
             "root",
             types::LINUX_FS,
             root_off,
-            layout.root_size,
+            info.root_size,
             Some(root_uuid),
         ),
     ];
@@ -267,10 +369,10 @@ pub fn build_disk(
     // BIOS boot needs 512-byte sectors: boot.img addresses the core image in BIOS sectors.
     let bios = ss == 512;
     if bios {
-        let core = bootloader::grub_bios_core(sysroot, &work)?;
-        bootloader::install_grub_bios(sysroot, out, &core, bios_off / 512, BIOS_BOOT_SIZE)?;
+        let core = fs_err::read(dir.join(prepared::GRUB_CORE))?;
+        let boot_img = fs_err::read(dir.join(prepared::GRUB_BOOT))?;
+        bootloader::install_grub_bios(&boot_img, out, &core, bios_off / 512, BIOS_BOOT_SIZE)?;
     }
-    fs_err::remove_dir_all(&work)?;
     Ok(DiskInfo {
         size,
         sector_size: ss,

@@ -33,9 +33,12 @@ pub use bls::{BlsEntry, grub_cfg, read_entries};
 pub use bootloader::{GRUB_BIOS_MODULES, GRUB_CFG_PATH};
 pub use deploy::{BASE_KARGS, Sysroot, deploy_sysroot};
 pub use disk::{
-    BIOS_BOOT_SIZE, BOOT_SIZE, DiskInfo, DiskLayout, ESP_SIZE, PartitionInfo, build_disk,
+    BIOS_BOOT_SIZE, BOOT_SIZE, DiskInfo, DiskLayout, ESP_SIZE, FsInfo, FsLayout, PartitionInfo,
+    assemble_disk, build_disk, prepare_filesystems, prepared,
 };
 pub use error::ImageError;
 pub use gpt::{Gpt, GptPartition, Guid, crc32, types as part_types};
 pub use qcow2::{check_qcow2, raw_to_qcow2};
-pub use rule::{ImageFormat, ImageRecord, ImageRule, read_image_record};
+pub use rule::{
+    ImageFormat, ImageFsRule, ImageRecord, ImageRule, SysrootRecord, read_image_record,
+};

@@ -10,7 +10,7 @@ use nosa_engine::{Params, Rule, RunContext, RunError};
 use serde::{Deserialize, Serialize};
 
 use crate::deploy::BASE_KARGS;
-use crate::disk::{DiskInfo, DiskLayout};
+use crate::disk::{DiskInfo, FsInfo, FsLayout};
 
 /// The disk image formats this rule builds.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -74,17 +74,15 @@ impl ImageFormat {
     }
 }
 
-/// The `image:<arch>:<format>` rule.
+/// The `image-fs:<arch>:<platform>` rule: the commit deployed with the platform's kernel
+/// arguments, and the partition contents made from it (see [`crate::prepare_filesystems`]).
+/// Every image of the platform is assembled from its output: `metal` and `metal4k` share one.
 #[derive(Clone, Debug)]
-pub struct ImageRule {
+pub struct ImageFsRule {
     /// Architecture (`x86_64`; only x86_64 has a layout here).
     pub arch: String,
-    /// The format.
-    pub format: ImageFormat,
-    /// The build name (`nestos`), first part of the file name.
-    pub name: String,
-    /// The build version.
-    pub version: String,
+    /// `qemu`, `metal` or `openstack` (`ignition.platform.id`).
+    pub platform: String,
     /// The stateroot (`osname`), image.yaml's `osname` or `nestos`.
     pub osname: String,
     /// Root partition size in MiB (image.yaml `size`, in GiB, times 1024, minus the other
@@ -92,10 +90,155 @@ pub struct ImageRule {
     pub root_size_mib: u64,
     /// image.yaml `extra-kargs`.
     pub extra_kargs: Vec<String>,
-    /// image.yaml `rootfs` (only `ext4` is supported).
+    /// image.yaml `rootfs`: `ext4` or `xfs`.
     pub rootfs: String,
     /// Filesystem timestamps (the build's SOURCE_DATE_EPOCH).
     pub timestamp: u64,
+}
+
+/// What `sysroot.json` in an `image-fs` output records.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct SysrootRecord {
+    /// The deployed commit.
+    pub commit: String,
+    /// Kernel arguments given to the deployment.
+    pub kargs: Vec<String>,
+    /// The stateroot.
+    pub osname: String,
+    /// The root filesystem type.
+    pub rootfs: String,
+    /// The deployment's `/usr/lib/os-release`.
+    pub os_release: String,
+    /// The deployment's kernel release (the kernel is in the output as `vmlinuz`).
+    pub kernel_release: String,
+}
+
+impl ImageFsRule {
+    /// A rule with nestos-assembler's defaults: osname `nestos`, ext4 root of 2048 MiB, no
+    /// extra kargs, timestamp 0.
+    pub fn new(arch: &str, platform: &str) -> ImageFsRule {
+        ImageFsRule {
+            arch: arch.into(),
+            platform: platform.into(),
+            osname: "nestos".into(),
+            root_size_mib: 2048,
+            extra_kargs: Vec::new(),
+            rootfs: "ext4".into(),
+            timestamp: 0,
+        }
+    }
+
+    /// `image-fs:<arch>:<platform>`.
+    pub fn node_id(&self) -> String {
+        format!("image-fs:{}:{}", self.arch, self.platform)
+    }
+
+    /// The kernel arguments: the base ones, the platform, then image.yaml's extra ones.
+    pub fn kargs(&self) -> Vec<String> {
+        let mut k: Vec<String> = BASE_KARGS.iter().map(|s| s.to_string()).collect();
+        k.push(format!("ignition.platform.id={}", self.platform));
+        k.extend(self.extra_kargs.iter().cloned());
+        k
+    }
+
+    fn build(&self, ctx: &mut RunContext<'_>) -> Result<(), RunError> {
+        let err = |e: crate::ImageError| RunError::msg(e.to_string());
+        if self.arch != "x86_64" {
+            return Err(RunError::msg(format!(
+                "disk images for {} are not implemented (x86_64 only)",
+                self.arch
+            )));
+        }
+        if !matches!(self.rootfs.as_str(), "ext4" | "xfs") {
+            return Err(RunError::msg(format!(
+                "image.yaml rootfs {:?}: only ext4 and xfs are supported",
+                self.rootfs
+            )));
+        }
+        let [dep] = ctx.deps else {
+            return Err(RunError::msg(
+                "image-fs needs exactly one dependency (the ostree commit)",
+            ));
+        };
+        let staged = ctx.scratch.join("commit");
+        ctx.stage_dep(dep, &staged)?;
+        let record: CommitRecord =
+            serde_json::from_slice(&fs_err::read(staged.join("commit.json"))?)
+                .map_err(|e| RunError::msg(format!("{}: commit.json: {e}", dep.id)))?;
+        let kargs = self.kargs();
+        let sysroot = crate::deploy_sysroot(
+            &staged.join("repo"),
+            &record.checksum,
+            &self.osname,
+            &kargs,
+            &ctx.scratch.join("sysroot"),
+        )
+        .map_err(err)?;
+        writeln!(
+            ctx.log,
+            "deployed {} ({} BLS entries)",
+            sysroot.checksum,
+            sysroot.entries.len()
+        )?;
+        let os_release = fs_err::read_to_string(sysroot.tree_path("usr/lib/os-release"))
+            .map_err(|e| RunError::msg(format!("the deployment has no usr/lib/os-release: {e}")))?;
+        let kernel_release = copy_kernel(&sysroot, &ctx.out.join("vmlinuz"))?;
+        let layout = FsLayout {
+            root_size: self.root_size_mib << 20,
+            seed: format!("{}:{}", record.checksum, self.platform),
+            timestamp: self.timestamp,
+            root_fs: self.rootfs.clone(),
+        };
+        crate::prepare_filesystems(&sysroot, &layout, &ctx.out).map_err(err)?;
+        let rec = SysrootRecord {
+            commit: record.checksum,
+            kargs,
+            osname: self.osname.clone(),
+            rootfs: self.rootfs.clone(),
+            os_release,
+            kernel_release,
+        };
+        let json = serde_json::to_vec_pretty(&rec).map_err(|e| RunError::msg(e.to_string()))?;
+        fs_err::write(ctx.out.join("sysroot.json"), json)?;
+        Ok(())
+    }
+}
+
+impl Rule for ImageFsRule {
+    fn kind(&self) -> &str {
+        "image-fs"
+    }
+
+    fn version(&self) -> u32 {
+        1
+    }
+
+    fn params(&self, p: &mut Params) {
+        p.add("arch", &self.arch);
+        p.add("platform", &self.platform);
+        p.add("osname", &self.osname);
+        p.add("root-size-mib", &self.root_size_mib);
+        p.add("extra-kargs", &self.extra_kargs);
+        p.add("rootfs", &self.rootfs);
+        p.add("timestamp", &self.timestamp);
+    }
+
+    fn run(&self, ctx: &mut RunContext<'_>) -> Result<(), RunError> {
+        self.build(ctx)
+    }
+}
+
+/// The `image:<arch>:<format>` rule: a disk assembled from its platform's `image-fs` node.
+#[derive(Clone, Debug)]
+pub struct ImageRule {
+    /// Architecture.
+    pub arch: String,
+    /// The format.
+    pub format: ImageFormat,
+    /// The build name (`nestos`), first part of the file name.
+    pub name: String,
+    /// The build version.
+    pub version: String,
 }
 
 /// What `image.json` records.
@@ -123,25 +266,24 @@ pub struct ImageRecord {
 }
 
 impl ImageRule {
-    /// A rule with nestos-assembler's defaults: osname `nestos`, ext4 root of 2048 MiB, no
-    /// extra kargs, timestamp 0.
+    /// The rule for `format`.
     pub fn new(arch: &str, format: ImageFormat, name: &str, version: &str) -> ImageRule {
         ImageRule {
             arch: arch.into(),
             format,
             name: name.into(),
             version: version.into(),
-            osname: "nestos".into(),
-            root_size_mib: 2048,
-            extra_kargs: Vec::new(),
-            rootfs: "ext4".into(),
-            timestamp: 0,
         }
     }
 
     /// `image:<arch>:<format>`.
     pub fn node_id(&self) -> String {
         format!("image:{}:{}", self.arch, self.format.name())
+    }
+
+    /// The id of the `image-fs` node it is assembled from.
+    pub fn fs_node_id(&self) -> String {
+        format!("image-fs:{}:{}", self.arch, self.format.platform())
     }
 
     /// `<name>-<version>-<format>.<arch>.<ext>`, as nestos-assembler names it.
@@ -156,63 +298,25 @@ impl ImageRule {
         )
     }
 
-    /// The kernel arguments: the base ones, the platform, then image.yaml's extra ones.
-    pub fn kargs(&self) -> Vec<String> {
-        let mut k: Vec<String> = BASE_KARGS.iter().map(|s| s.to_string()).collect();
-        k.push(format!("ignition.platform.id={}", self.format.platform()));
-        k.extend(self.extra_kargs.iter().cloned());
-        k
-    }
-
     fn build(&self, ctx: &mut RunContext<'_>) -> Result<(), RunError> {
         let err = |e: crate::ImageError| RunError::msg(e.to_string());
-        if self.arch != "x86_64" {
-            return Err(RunError::msg(format!(
-                "disk images for {} are not implemented (x86_64 only)",
-                self.arch
-            )));
-        }
-        if !matches!(self.rootfs.as_str(), "ext4" | "xfs") {
-            return Err(RunError::msg(format!(
-                "image.yaml rootfs {:?}: only ext4 and xfs are supported",
-                self.rootfs
-            )));
-        }
         let [dep] = ctx.deps else {
             return Err(RunError::msg(
-                "image needs exactly one dependency (the ostree commit)",
+                "image needs exactly one dependency (its image-fs node)",
             ));
         };
-        let staged = ctx.scratch.join("commit");
-        ctx.stage_dep(dep, &staged)?;
-        let record: CommitRecord =
-            serde_json::from_slice(&fs_err::read(staged.join("commit.json"))?)
-                .map_err(|e| RunError::msg(format!("{}: commit.json: {e}", dep.id)))?;
-        let kargs = self.kargs();
-        let sysroot = crate::deploy_sysroot(
-            &staged.join("repo"),
-            &record.checksum,
-            &self.osname,
-            &kargs,
-            &ctx.scratch.join("sysroot"),
-        )
-        .map_err(err)?;
-        writeln!(
-            ctx.log,
-            "deployed {} ({} BLS entries)",
-            sysroot.checksum,
-            sysroot.entries.len()
-        )?;
-        let os_release = fs_err::read_to_string(sysroot.tree_path("usr/lib/os-release"))
-            .map_err(|e| RunError::msg(format!("the deployment has no usr/lib/os-release: {e}")))?;
-        let kernel_release = copy_kernel(&sysroot, &ctx.out.join("vmlinuz"))?;
-        let layout = DiskLayout {
-            sector_size: self.format.sector_size(),
-            root_size: self.root_size_mib << 20,
-            seed: format!("{}:{}", record.checksum, self.format.name()),
-            timestamp: self.timestamp,
-            root_fs: self.rootfs.clone(),
+        // Hardlinks to the store's read-only blobs: the partition images are only read.
+        let fs_dir = ctx.scratch.join("fs");
+        let tree = ctx.dep_tree(dep)?;
+        ctx.store()
+            .materialize(&tree, &fs_dir, nosa_cache::Materialize::Hardlink)?;
+        let read = |name: &str| -> Result<Vec<u8>, RunError> {
+            fs_err::read(fs_dir.join(name)).map_err(|e| RunError::msg(format!("{}: {e}", dep.id)))
         };
+        let sys: SysrootRecord = serde_json::from_slice(&read("sysroot.json")?)
+            .map_err(|e| RunError::msg(format!("{}: sysroot.json: {e}", dep.id)))?;
+        let info: FsInfo = serde_json::from_slice(&read(crate::disk::prepared::INFO)?)
+            .map_err(|e| RunError::msg(format!("{}: filesystems.json: {e}", dep.id)))?;
         let file = self.file_name();
         let qcow2 = self.format.extension() == "qcow2";
         let raw = if qcow2 {
@@ -220,22 +324,25 @@ impl ImageRule {
         } else {
             ctx.out.join(&file)
         };
-        let disk = crate::build_disk(&sysroot, &layout, &raw).map_err(err)?;
+        let seed = format!("{}:{}", sys.commit, self.format.name());
+        let disk = crate::assemble_disk(&fs_dir, &info, self.format.sector_size(), &seed, &raw)
+            .map_err(err)?;
         if qcow2 {
             crate::raw_to_qcow2(&raw, &ctx.out.join(&file)).map_err(err)?;
             fs_err::remove_file(&raw)?;
         }
         writeln!(ctx.log, "wrote {file} ({} bytes virtual)", disk.size)?;
+        fs_err::copy(fs_dir.join("vmlinuz"), ctx.out.join("vmlinuz"))?;
         let rec = ImageRecord {
             file,
             format: self.format,
-            commit: record.checksum,
-            kargs,
+            commit: sys.commit,
+            kargs: sys.kargs,
             disk,
-            osname: self.osname.clone(),
-            rootfs: self.rootfs.clone(),
-            os_release,
-            kernel_release,
+            osname: sys.osname,
+            rootfs: sys.rootfs,
+            os_release: sys.os_release,
+            kernel_release: sys.kernel_release,
         };
         let json = serde_json::to_vec_pretty(&rec).map_err(|e| RunError::msg(e.to_string()))?;
         fs_err::write(ctx.out.join("image.json"), json)?;
@@ -249,7 +356,7 @@ impl Rule for ImageRule {
     }
 
     fn version(&self) -> u32 {
-        3
+        4
     }
 
     fn params(&self, p: &mut Params) {
@@ -257,11 +364,6 @@ impl Rule for ImageRule {
         p.add("format", self.format.name());
         p.add("name", &self.name);
         p.add("version", &self.version);
-        p.add("osname", &self.osname);
-        p.add("root-size-mib", &self.root_size_mib);
-        p.add("extra-kargs", &self.extra_kargs);
-        p.add("rootfs", &self.rootfs);
-        p.add("timestamp", &self.timestamp);
     }
 
     fn run(&self, ctx: &mut RunContext<'_>) -> Result<(), RunError> {

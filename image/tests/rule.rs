@@ -16,7 +16,7 @@ use nosa_engine::{
     BuildOptions, BuildReport, Engine, Graph, GraphBuilder, Params, Rule, RunContext, RunError,
     Status,
 };
-use nosa_image::{ImageFormat, ImageRule, check_qcow2, read_image_record};
+use nosa_image::{ImageFormat, ImageFsRule, ImageRule, check_qcow2, read_image_record};
 
 /// Commits a prepared tree (a test stub: the tree's path is its only parameter) and writes
 /// the commit node's output shape, `repo/` + `commit.json`.
@@ -73,16 +73,21 @@ fn graph(tree: &Path) -> Graph {
         }),
         vec![],
     );
-    for format in [ImageFormat::Qemu, ImageFormat::Metal4k] {
-        let mut rule = ImageRule::new("x86_64", format, "nestos", "1.0");
-        rule.root_size_mib = 512;
-        rule.extra_kargs = vec!["nosa.test=1".into()];
-        rule.timestamp = 1_700_000_000;
+    for platform in ["qemu", "metal"] {
+        let mut fs = ImageFsRule::new("x86_64", platform);
+        fs.root_size_mib = 512;
+        fs.extra_kargs = vec!["nosa.test=1".into()];
+        fs.timestamp = 1_700_000_000;
         b.add(
-            rule.node_id(),
-            Arc::new(rule),
+            fs.node_id(),
+            Arc::new(fs),
             vec!["ostree-commit:x86_64".into()],
         );
+    }
+    for format in [ImageFormat::Qemu, ImageFormat::Metal, ImageFormat::Metal4k] {
+        let rule = ImageRule::new("x86_64", format, "nestos", "1.0");
+        let fs = rule.fs_node_id();
+        b.add(rule.node_id(), Arc::new(rule), vec![fs]);
     }
     b.build().unwrap()
 }
@@ -119,7 +124,8 @@ fn image_rule_builds_named_images_that_boot() {
     let engine = Engine::new(w, Store::open(w.join("cache/store")).unwrap());
     let g = graph(&tree);
     let first = build(&engine, &g);
-    assert_eq!(first.count(Status::Ran), 3);
+    // The commit, two image-fs nodes (metal and metal4k share one) and three images.
+    assert_eq!(first.count(Status::Ran), 6);
 
     let qemu = w.join("out-qemu");
     output_of(&engine, "image:x86_64:qemu", &qemu);
@@ -139,8 +145,33 @@ fn image_rule_builds_named_images_that_boot() {
     assert_eq!(rec4k.disk.sector_size, 4096);
     assert!(!rec4k.disk.bios);
 
+    let m = w.join("out-metal");
+    output_of(&engine, "image:x86_64:metal", &m);
+    let rec512 = read_image_record(&m).unwrap();
+    assert_eq!(rec512.disk.sector_size, 512);
+    assert!(rec512.disk.bios);
+    // Shared filesystems: same commit, kargs and filesystem UUIDs; different disks.
+    assert_eq!(rec512.commit, rec4k.commit);
+    assert_eq!(rec512.kargs, rec4k.kargs);
+    let fs_id = |r: &nosa_image::ImageRecord, name: &str| {
+        r.disk
+            .partitions
+            .iter()
+            .find(|p| p.name == name)
+            .and_then(|p| p.fs_id.clone())
+            .unwrap()
+    };
+    assert_eq!(fs_id(&rec512, "root"), fs_id(&rec4k, "root"));
+    assert_eq!(fs_id(&rec512, "boot"), fs_id(&rec4k, "boot"));
+    assert_ne!(rec512.disk.disk_guid, rec4k.disk.disk_guid);
+    assert!(
+        rec4k
+            .kargs
+            .contains(&"ignition.platform.id=metal".to_string())
+    );
+
     let second = build(&engine, &g);
-    assert_eq!(second.count(Status::Cached), 3);
+    assert_eq!(second.count(Status::Cached), 6);
 
     let b = boot(
         "rule-bios-qcow2",

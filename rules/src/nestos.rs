@@ -23,7 +23,7 @@ use crate::scriptlets::ScriptletsRule;
 use crate::unpack::UnpackRule;
 use nosa_commit::OstreeCommitRule;
 use nosa_image::kola::{KolaKind, KolaRule};
-use nosa_image::{ImageFormat, ImageRule};
+use nosa_image::{ImageFormat, ImageFsRule, ImageRule};
 use nosa_oci::OciRule;
 
 /// The workdir directory whose files override the tree, as nestos-assembler's `overrides/rootfs`.
@@ -433,25 +433,39 @@ pub fn expand(configs: &[Config], config_rel: &str, known: &Known, workdir: &Pat
             })
             .filter_map(|f| map.input(f))
             .collect();
+        // One image-fs node per platform (deploy + partition contents), shared by the images
+        // of that platform (metal and metal4k); each image node only assembles its disk.
+        let mut fs_nodes: BTreeMap<&str, String> = BTreeMap::new();
         for fmt in IMAGE_TARGETS {
             let id = format!("image:{arch}:{fmt}");
             match (known.versions.get(arch), ImageFormat::parse(fmt)) {
                 (Some(v), Some(format)) => {
-                    let mut rule = ImageRule::new(arch, format, &name, &v.version);
-                    if let Some(os) = c.image.json.get("osname").and_then(J::as_str) {
-                        rule.osname = os.to_string();
+                    let image = ImageRule::new(arch, format, &name, &v.version);
+                    let fs_id = image.fs_node_id();
+                    if !fs_nodes.contains_key(format.platform()) {
+                        let mut rule = ImageFsRule::new(arch, format.platform());
+                        if let Some(os) = c.image.json.get("osname").and_then(J::as_str) {
+                            rule.osname = os.to_string();
+                        }
+                        if let Some(gib) = c.image.size {
+                            // The disk is `size` GiB; the other partitions and the GPT take
+                            // 514 MiB.
+                            rule.root_size_mib = (gib * 1024).saturating_sub(514).max(256);
+                        }
+                        rule.extra_kargs = c.image.extra_kargs.clone();
+                        rule.rootfs = c.image.rootfs.clone();
+                        rule.timestamp = v.timestamp;
+                        x.nodes.push(NodeDecl {
+                            id: fs_id.clone(),
+                            rule: Arc::new(rule),
+                            deps: vec![commit.clone()],
+                        });
+                        fs_nodes.insert(format.platform(), fs_id.clone());
                     }
-                    if let Some(gib) = c.image.size {
-                        // The disk is `size` GiB; the other partitions and the GPT take 514 MiB.
-                        rule.root_size_mib = (gib * 1024).saturating_sub(514).max(256);
-                    }
-                    rule.extra_kargs = c.image.extra_kargs.clone();
-                    rule.rootfs = c.image.rootfs.clone();
-                    rule.timestamp = v.timestamp;
                     x.nodes.push(NodeDecl {
                         id: id.clone(),
-                        rule: Arc::new(rule),
-                        deps: vec![commit.clone()],
+                        rule: Arc::new(image),
+                        deps: vec![fs_id],
                     });
                 }
                 _ => {
@@ -464,7 +478,7 @@ pub fn expand(configs: &[Config], config_rel: &str, known: &Known, workdir: &Pat
                     }
                     if ImageFormat::parse(fmt).is_some() {
                         rule = rule.because(
-                            "disk images are made from a versioned commit: run `nosa build qemu|metal|metal4k` (or `nosa buildextend-...`)",
+                            "disk images are made from a versioned commit: run `nosa build qemu|metal|metal4k|openstack` (or `nosa buildextend-...`)",
                         );
                     }
                     x.add(id.clone(), rule, vec![commit.clone()]);
