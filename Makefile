@@ -11,10 +11,13 @@ demo: deps-demo build fixture-distro
 	$(NOSA) build qemu
 	$(NOSA) build qemu
 	$(NOSA) graph build
+	$(NOSA) kola-run
 	@echo
 	@echo "demo: fetch pinned the fixture repo, resolved (libsolv) and downloaded its packages;"
 	@echo "the first build composed, committed (builds/latest/x86_64/) and made the qemu image;"
-	@echo "the second found the tree unchanged: no new build id, nothing ran."
+	@echo "the second found the tree unchanged: no new build id, nothing ran;"
+	@echo "kola-run booted the image under QEMU and ran its tests (tmp/kola/reports/report.txt);"
+	@echo "run it again: the results are cached until the image or a test changes."
 	@echo "Try: echo hi >> examples/overlay.d/15nestos/etc/test/test.txt; $(NOSA) build-fast;"
 	@echo "     $(NOSA) graph why ostree-commit:x86_64"
 
@@ -42,3 +45,5 @@ bench:
 	$(CARGO) bench --bench noop
 	$(CARGO) bench --bench hash
 	$(CARGO) bench --bench unpack
+	$(CARGO) bench --bench commit
+	$(CARGO) bench --bench images

@@ -8,11 +8,13 @@ build_pkgs=(pkg-config libsolv-dev libsolvext-dev clang libclang-dev libostree-d
 fixture_pkgs=(rpm createrepo-c kmod cpio dnf git bubblewrap)
 # Composing, committing and making disk images (nosa build): needed by the demo too.
 image_pkgs=(bubblewrap ostree qemu-utils mtools dosfstools e2fsprogs xfsprogs mount gdisk fdisk grub-common grub-pc-bin)
-# Booting images and inspecting archives in the tests.
-test_pkgs=(qemu-system-x86 ovmf skopeo)
+# Booting images (the demo runs kola too).
+boot_pkgs=(qemu-system-x86 ovmf)
+# Inspecting archives in the tests.
+test_pkgs=(skopeo)
 bench_pkgs=(ninja-build b3sum rpm2cpio)
 
-want=("${build_pkgs[@]}" "${fixture_pkgs[@]}" "${image_pkgs[@]}")
+want=("${build_pkgs[@]}" "${fixture_pkgs[@]}" "${image_pkgs[@]}" "${boot_pkgs[@]}")
 case "${1:-test}" in
   test) want+=("${test_pkgs[@]}" "${bench_pkgs[@]}") ;;
   demo) ;;
