@@ -5,7 +5,8 @@
 //! results are cached by image and test; a new failing test runs alone and fails; the
 //! denylist skips it; an extra-kargs change rebuilds the image and reruns its tests and no
 //! compose node; `nosa run` gives the serial console; `nosa virt-install` prints the import;
-//! `rootfs: xfs` rebuilds only the image, which boots with an xfs root.
+//! `rootfs: xfs` rebuilds only the image, which boots with an xfs root; buildextend-openstack
+//! adds the openstack image to the same build.
 
 mod common;
 
@@ -79,10 +80,52 @@ fn built_images_boot_and_pass_kola() {
         .arg(path("metal"))
         .output()
         .expect("sgdisk (Debian package gdisk)");
+    // nestos-assembler's x86_64 layout: BIOS-BOOT 1 MiB, EFI-SYSTEM 127 MiB, boot 384 MiB,
+    // root the rest, from 1 MiB; 512-byte sectors read back by sgdisk...
     let table = String::from_utf8_lossy(&gpt.stdout);
-    for label in ["BIOS-BOOT", "EFI-SYSTEM", "boot", "root"] {
-        assert!(table.contains(label), "partition {label}: {table}");
+    let rows: Vec<Vec<&str>> = table
+        .lines()
+        .map(|l| l.split_whitespace().collect::<Vec<_>>())
+        .filter(|f| f.first().is_some_and(|n| n.parse::<u32>().is_ok()))
+        .collect();
+    let want = [
+        ("1", "2048", "4095", "EF02", "BIOS-BOOT"),
+        ("2", "4096", "264191", "EF00", "EFI-SYSTEM"),
+        ("3", "264192", "1050623", "8300", "boot"),
+    ];
+    assert_eq!(rows.len(), 4, "{table}");
+    for (row, (n, start, end, code, name)) in rows.iter().zip(want) {
+        assert_eq!(
+            (row[0], row[1], row[2], row[5], row[6]),
+            (n, start, end, code, name),
+            "{table}"
+        );
     }
+    assert_eq!(
+        (rows[3][1], rows[3][5], rows[3][6]),
+        ("1050624", "8300", "root")
+    );
+    // ...and 4096-byte sectors read back by fdisk.
+    let fdisk = Command::new("fdisk")
+        .args(["-l", "-b", "4096"])
+        .arg(path("metal4k"))
+        .output()
+        .expect("fdisk (Debian package fdisk)");
+    let table4k = String::from_utf8_lossy(&fdisk.stdout);
+    let starts_ends: Vec<(u64, u64)> = table4k
+        .lines()
+        .filter(|l| l.contains("metal4k.x86_64.raw") && !l.starts_with("Disk"))
+        .map(|l| {
+            let f: Vec<&str> = l.split_whitespace().collect();
+            (f[1].parse().unwrap(), f[2].parse().unwrap())
+        })
+        .collect();
+    assert_eq!(
+        &starts_ends[..3],
+        &[(256, 511), (512, 33023), (33024, 131327)],
+        "{table4k}"
+    );
+    assert_eq!(starts_ends[3].0, 131328, "{table4k}");
 
     // metal and metal4k share their filesystems: one image-fs node for both.
     let out = nosa(&w, &["graph", "show"]);
@@ -356,4 +399,36 @@ fn built_images_boot_and_pass_kola() {
     let basic =
         fs_err::read_to_string(w.join("tmp/kola/x86_64/qemu/nestos.basic/output.txt")).unwrap();
     assert!(basic.contains("PASS: root filesystem is 'xfs'"), "{basic}");
+
+    // 9. buildextend-openstack adds the openstack qcow2 to the same build.
+    let out = nosa(&w, &["buildextend-openstack"]);
+    assert!(
+        out.status.success(),
+        "buildextend-openstack: {}",
+        text(&out)
+    );
+    let meta2 = json(&dir.join("meta.json"));
+    assert_eq!(meta2["buildid"], meta["buildid"], "no new build id");
+    let openstack = dir.join(meta2["images"]["openstack"]["path"].as_str().unwrap());
+    assert!(
+        openstack
+            .to_string_lossy()
+            .ends_with("-openstack.x86_64.qcow2"),
+        "{}",
+        openstack.display()
+    );
+    let check = Command::new("qemu-img")
+        .arg("check")
+        .arg(&openstack)
+        .output()
+        .unwrap();
+    assert!(
+        check.status.success(),
+        "qemu-img check {}",
+        openstack.display()
+    );
+    assert!(
+        meta2["images"]["qemu"].is_object(),
+        "earlier images stay recorded"
+    );
 }
