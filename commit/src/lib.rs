@@ -22,13 +22,15 @@
 mod caps;
 mod error;
 mod meta;
+mod osrelease;
 mod rule;
 mod tree;
 mod write;
 
 pub use caps::{CapsError, caps_from_text};
 pub use error::CommitError;
-pub use meta::{MetaValue, metadata_from_json};
+pub use meta::{MetaValue, PkgEntry, metadata_from_json, parse_nevra};
+pub use osrelease::{mutate_os_release, mutate_os_release_contents, os_release_path};
 pub use rule::{CommitRecord, OstreeCommitRule, TreeMeta};
 pub use tree::IdMap;
 pub use write::{CommitRequest, CommitResult, RepoMode, Xattrs, commit_tree, content_checksum};
