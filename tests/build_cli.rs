@@ -3,7 +3,8 @@
 //! recorded in coreos-assembler's builds/ layout. Checked with Debian's `ostree` CLI.
 //! Also: an unchanged tree keeps its build id; one changed overlay file reruns exactly the
 //! nodes after it (no package node) and `graph why` names it; two workdirs give the same
-//! content checksum.
+//! content checksum. The rpm-ostree finishing: mutate-os-release, `rpmostree.inputhash`,
+//! `rpmostree.rpmdb.pkglist`, add-commit-metadata, the previous build as parent.
 
 mod common;
 
@@ -105,7 +106,60 @@ fn build_commits_and_records_the_build() {
         "no /etc in the commit: it lives at /usr/etc"
     );
 
-    // `rpm -qa` against the tree's own database lists exactly the resolved packages.
+    // mutate-os-release "24.03-LTS": the fixture's VERSION ("1 (nosa fixture)") does not hold
+    // it, so as with rpm-ostree only OSTREE_VERSION is added (the replacement is checked
+    // below with a base that occurs).
+    let os = ostree(&repo, &["cat", r, "/usr/lib/os-release"]);
+    assert!(os.contains("VERSION=\"1 (nosa fixture)\"\n"), "{os}");
+    assert!(
+        os.ends_with(&format!("\nOSTREE_VERSION='{id}'\n")),
+        "os-release carries the version: {os}"
+    );
+    // Commit metadata, as rpm-ostree writes it.
+    let key = |repo: &Path, k: &str| {
+        ostree(repo, &["show", &format!("--print-metadata-key={k}"), r])
+            .trim()
+            .to_string()
+    };
+    assert_eq!(
+        key(&repo, "rpmostree.inputhash"),
+        format!("'{}'", meta["rpm-ostree-inputhash"].as_str().unwrap())
+    );
+    assert_eq!(
+        key(&repo, "nestos.stream"),
+        "'devel'",
+        "add-commit-metadata"
+    );
+    let pkglist = key(&repo, "rpmostree.rpmdb.pkglist");
+    assert!(
+        pkglist.starts_with("[('") && pkglist.contains("('busybox', '0', '"),
+        "{pkglist}"
+    );
+    let commitmeta = json(&dir.join("commitmeta.json"));
+    assert_eq!(commitmeta["version"], id.as_str());
+    let listed = commitmeta["rpmostree.rpmdb.pkglist"].as_array().unwrap();
+    assert_eq!(pkglist.matches("('").count(), listed.len());
+    for p in listed {
+        assert_eq!(
+            p.as_array().unwrap().len(),
+            5,
+            "name, epoch, version, release, arch"
+        );
+    }
+    assert!(
+        Command::new("ostree")
+            .arg(format!("--repo={}", repo.display()))
+            .args(["rev-parse", &format!("{r}^")])
+            .output()
+            .unwrap()
+            .status
+            .code()
+            != Some(0),
+        "the first build has no parent"
+    );
+
+    // `rpm -qa` against the tree's own database lists exactly the resolved packages, which
+    // are the commit's pkglist.
     let co = tmp.path().join("checkout");
     ostree(&repo, &["checkout", "-U", r, co.to_str().unwrap()]);
     let qa = Command::new("rpm")
@@ -132,6 +186,12 @@ fn build_commits_and_records_the_build() {
         .collect();
     locked.sort();
     assert_eq!(installed, locked, "rpm -qa equals the resolved set");
+    let mut names: Vec<String> = listed
+        .iter()
+        .map(|p| p[0].as_str().unwrap().to_string())
+        .collect();
+    names.sort();
+    assert_eq!(names, locked, "the pkglist names the resolved set");
     assert!(installed.contains(&"busybox".to_string()));
 
     // Unchanged: no new build id, nothing runs.
@@ -166,6 +226,15 @@ fn build_commits_and_records_the_build() {
     let index = json(&w.join("builds/builds.json"));
     let new_id = index["builds"][0]["id"].as_str().unwrap();
     assert!(new_id.ends_with(".dev.1"), "{new_id}");
+    // Its parent is the first build's commit.
+    let repo1 = w
+        .join("builds")
+        .join(new_id)
+        .join("x86_64/ostree-commit/repo");
+    assert_eq!(
+        ostree(&repo1, &["rev-parse", &format!("{r}^")]).trim(),
+        meta["ostree-commit"].as_str().unwrap()
+    );
     let why = nosa(&w, &["graph", "why", "ostree-commit:x86_64", "--json"]);
     let v: serde_json::Value = serde_json::from_slice(&why.stdout).unwrap();
     let causes = v["root_causes"].as_array().unwrap();
@@ -175,7 +244,8 @@ fn build_commits_and_records_the_build() {
         "{v}"
     );
 
-    // A second workdir, built from scratch, gives the same content checksum.
+    // A second workdir, built from scratch with the same version (which os-release holds),
+    // gives the same content checksum.
     let (_tmp2, w2) = fixture_workdir();
     fs_err::write(
         _tmp2
@@ -184,10 +254,50 @@ fn build_commits_and_records_the_build() {
         "changed\n",
     )
     .unwrap();
-    build(&w2);
+    let out = nosa(&w2, &["build", "--version", new_id]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let m1 = json(&w.join("builds/latest/x86_64/meta.json"));
     let m2 = json(&w2.join("builds/latest/x86_64/meta.json"));
     assert_eq!(m1["ostree-content-checksum"], m2["ostree-content-checksum"]);
+
+    // mutate-os-release changes: the tree is the same (nothing before the commit reruns), but
+    // the input hash is not, so this is a new build; "1" occurs in VERSION and PRETTY_NAME.
+    let nestos_yaml = tmp.path().join("example-config/manifests/nestos.yaml");
+    let text = fs_err::read_to_string(&nestos_yaml).unwrap();
+    let changed = text.replace(
+        "mutate-os-release: \"${releasever}\"",
+        "mutate-os-release: \"1\"",
+    );
+    assert_ne!(text, changed);
+    fs_err::write(&nestos_yaml, changed).unwrap();
+    let s = build(&w);
+    assert_eq!(s["ostree-tree:x86_64"], "cached", "{s:?}");
+    assert_eq!(s["ostree-commit:x86_64"], "ran", "{s:?}");
+    let index = json(&w.join("builds/builds.json"));
+    let third = index["builds"][0]["id"].as_str().unwrap();
+    assert!(third.ends_with(".dev.2"), "{third}");
+    let repo3 = w
+        .join("builds")
+        .join(third)
+        .join("x86_64/ostree-commit/repo");
+    let os = ostree(&repo3, &["cat", r, "/usr/lib/os-release"]);
+    assert!(
+        os.contains(&format!("\nVERSION=\"{third} (nosa fixture)\"\n"))
+            && os.contains(&format!(
+                "\nPRETTY_NAME=\"NestOS {third} (nosa fixture)\"\n"
+            ))
+            && os.ends_with(&format!("\nOSTREE_VERSION='{third}'\n")),
+        "{os}"
+    );
+    assert_eq!(
+        ostree(&repo3, &["rev-parse", &format!("{r}^")]).trim(),
+        m1["ostree-commit"].as_str().unwrap(),
+        "the parent is the previous build's commit"
+    );
 }
 
 #[test]

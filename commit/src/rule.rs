@@ -144,18 +144,41 @@ impl OstreeCommitRule {
         self
     }
 
+    /// rpm-ostree's input hash for this commit of the tree whose output digest is `tree`:
+    /// everything the commit is made from except what each build picks (version, timestamp,
+    /// parent), i.e. the tree, the ref, the caller's metadata, `mutate-os-release` and this
+    /// rule's version. Equal input hashes mean the same commit apart from the version, so
+    /// `nosa build` keeps the build id when it is unchanged.
+    pub fn input_hash(&self, tree: &Digest) -> Digest {
+        let mut h = blake3::Hasher::new();
+        h.update(b"nosa-ostree-commit-inputhash-v1\0");
+        let rule_version = self.version().to_string();
+        for field in [
+            rule_version.as_str(),
+            &tree.to_hex(),
+            &self.arch,
+            &self.ref_name,
+            &self.metadata_json,
+            self.mutate_os_release.as_deref().unwrap_or("\0none"),
+        ] {
+            h.update(&(field.len() as u64).to_le_bytes());
+            h.update(field.as_bytes());
+        }
+        h.finalize().into()
+    }
+
     /// The node id: `ostree-commit:<arch>`.
     pub fn node_id(&self) -> String {
         format!("ostree-commit:{}", self.arch)
     }
 
     /// The commit metadata: the caller's, then `version`, `ostree.ref-binding`,
-    /// `rpmostree.inputhash` (the tree dependency's output digest: what went into the commit
-    /// apart from the version) and, when the tree lists its packages,
+    /// `rpmostree.inputhash` (from the tree dependency's output digest: what went into the commit
+    /// apart from the version, see [`OstreeCommitRule::input_hash`]) and, when the tree lists its packages,
     /// `rpmostree.rpmdb.pkglist` (sorted, as rpm-ostree sorts it).
     fn metadata(
         &self,
-        input_hash: &Digest,
+        tree: &Digest,
         packages: &[String],
     ) -> Result<BTreeMap<String, MetaValue>, RunError> {
         let mut m = crate::metadata_from_json(&self.metadata_json)
@@ -176,7 +199,7 @@ impl OstreeCommitRule {
         );
         m.insert(
             "rpmostree.inputhash".into(),
-            MetaValue::Str(input_hash.to_hex()),
+            MetaValue::Str(self.input_hash(tree).to_hex()),
         );
         if !packages.is_empty() {
             let mut list = packages

@@ -245,13 +245,17 @@ impl Rule for ReleaseTreeStub {
     }
 }
 
+fn release_rule(version: &str, parent: Option<&str>) -> OstreeCommitRule {
+    OstreeCommitRule::new("x86_64", "nestos/x86_64/test", version)
+        .mutate_os_release(Some("40"))
+        .parent(parent)
+        .timestamp(1_700_000_000)
+}
+
 fn release_graph(version: &str, parent: Option<&str>) -> Graph {
     let mut b = GraphBuilder::new();
     b.add("tree:x86_64", Arc::new(ReleaseTreeStub), vec![]);
-    let commit = OstreeCommitRule::new("x86_64", "nestos/x86_64/test", version)
-        .mutate_os_release(Some("40"))
-        .parent(parent)
-        .timestamp(1_700_000_000);
+    let commit = release_rule(version, parent);
     b.add(
         commit.node_id(),
         Arc::new(commit),
@@ -294,10 +298,22 @@ fn os_release_inputhash_pkglist_and_parent() {
             .trim()
             .to_string()
     };
+    // The input hash covers the tree, not the version, timestamp or parent.
     let tree_output = engine.state().nodes["tree:x86_64"].good.unwrap().output;
+    let input_hash = release_rule("40.20250101.0", None).input_hash(&tree_output);
+    assert_eq!(
+        input_hash,
+        release_rule("40.20250101.1", Some("ab")).input_hash(&tree_output)
+    );
+    assert_ne!(
+        input_hash,
+        release_rule("x", None)
+            .mutate_os_release(None)
+            .input_hash(&tree_output)
+    );
     assert_eq!(
         key(&repo, "rpmostree.inputhash"),
-        format!("'{}'", tree_output.to_hex())
+        format!("'{}'", input_hash.to_hex())
     );
     assert_eq!(
         key(&repo, "rpmostree.rpmdb.pkglist"),

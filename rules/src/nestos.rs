@@ -117,13 +117,33 @@ pub struct Known {
     pub versions: BTreeMap<String, CommitVersion>,
 }
 
-/// A commit's version and timestamp, chosen by `nosa build`.
+/// A commit's version, timestamp and parent, chosen by `nosa build`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CommitVersion {
     /// e.g. `24.03-LTS.20261125.dev.0`.
     pub version: String,
     /// Commit timestamp (seconds since the epoch).
     pub timestamp: u64,
+    /// The parent commit: the previous build's commit of the same ref, if any.
+    pub parent: Option<String>,
+}
+
+/// The `ostree-commit:<arch>` rule of `c` for the commit `v` (ref, add-commit-metadata,
+/// mutate-os-release from the treefile). `nosa build` also uses it, before the commit exists,
+/// for the input hash that decides whether a build is new.
+pub fn commit_rule(c: &Config, v: &CommitVersion) -> OstreeCommitRule {
+    let tf = &c.treefile;
+    let metadata =
+        serde_json::to_string(&J::Object(tf.add_commit_metadata.clone())).unwrap_or_default();
+    OstreeCommitRule::new(
+        c.arch.as_str(),
+        tf.ref_name.as_deref().unwrap_or_default(),
+        &v.version,
+    )
+    .metadata_json(&metadata)
+    .timestamp(v.timestamp)
+    .parent(v.parent.as_deref())
+    .mutate_os_release(tf.mutate_os_release.as_deref())
 }
 
 /// Expands `configs` (one per arch; `config_rel` is the config path relative to the workdir).
@@ -360,18 +380,9 @@ pub fn expand(configs: &[Config], config_rel: &str, known: &Known, workdir: &Pat
         let commit = format!("ostree-commit:{arch}");
         match known.versions.get(arch) {
             Some(v) => {
-                let metadata = serde_json::to_string(&J::Object(tf.add_commit_metadata.clone()))
-                    .unwrap_or_default();
-                let rule = OstreeCommitRule::new(
-                    arch,
-                    &tf.ref_name.clone().unwrap_or_default(),
-                    &v.version,
-                )
-                .metadata_json(&metadata)
-                .timestamp(v.timestamp);
                 x.nodes.push(NodeDecl {
                     id: commit.clone(),
-                    rule: Arc::new(rule),
+                    rule: Arc::new(commit_rule(c, v)),
                     deps: vec![tree],
                 });
             }
