@@ -55,7 +55,7 @@ fn v1_errors(meta: &serde_json::Value) -> Vec<String> {
         "ref",
         "coreos-assembler.basearch",
     ] {
-        if !meta[key].as_str().is_some_and(|s| !s.is_empty()) {
+        if meta[key].as_str().is_none_or(str::is_empty) {
             errors.push(format!("{key}: not a non-empty string"));
         }
     }
