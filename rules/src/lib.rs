@@ -5,6 +5,7 @@ pub mod buildfile;
 pub mod compose;
 pub mod nestos;
 pub mod overlay;
+pub mod overrides_rpm;
 pub mod pending;
 pub mod pins;
 pub mod rootfs;
