@@ -1,7 +1,9 @@
 //! `nosa build`: compose and commit every configured arch, then record the build in
 //! coreos-assembler's layout: `builds/<id>/<arch>/` (meta.json, commitmeta.json, the generated
 //! lockfile, the commit's repository), `builds/builds.json` (newest first) and `builds/latest`.
-//! A build whose composed tree equals the latest build's keeps that build's id and version.
+//! A build whose input hash (the composed tree plus the commit's settings, not the version)
+//! equals the latest build's keeps that build's id, version, timestamp and parent; a new
+//! build's commit has the previous build of the same ref as parent.
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -293,7 +295,9 @@ fn build_inner(cli: &Cli, a: &BuildCmdArgs, fast: bool) -> OpResult {
         std::os::unix::fs::symlink(&version, &link).map_err(runtime)?;
         eprintln!("new build {version}");
     } else {
-        eprintln!("unchanged: the tree equals build {version}, no new build id");
+        eprintln!(
+            "unchanged: the input hash (tree and commit settings) equals build {version}'s, no new build id"
+        );
     }
     finish_build(s, all, progress)
 }
