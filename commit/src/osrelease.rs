@@ -38,73 +38,105 @@ fn shell_quote(s: &str) -> String {
     format!("'{}'", s.replace('\'', "'\\''"))
 }
 
-/// `p` made absolute and normalised lexically (`..` stops at `/`).
-fn normalize(p: &Path) -> PathBuf {
-    let mut out = PathBuf::from("/");
-    for c in p.components() {
-        match c {
-            Component::Normal(n) => out.push(n),
-            Component::ParentDir => {
-                out.pop();
-            }
-            Component::RootDir | Component::CurDir | Component::Prefix(_) => {}
-        }
-    }
-    out
+/// Is `p` a directory itself (not a symlink to one)?
+fn real_dir(p: &Path) -> bool {
+    fs_err::symlink_metadata(p).is_ok_and(|m| m.is_dir())
 }
 
-/// Where an absolute path of the deployed system lives in the committed tree: `/etc` is
-/// `/usr/etc` in ostree's layout (when the tree has no `/etc` of its own).
+/// Where an absolute, symlink-free path of the deployed system lives in the committed tree:
+/// `/etc` is `/usr/etc` in ostree's layout (when the tree has no `/etc` of its own and `/usr`
+/// and `/usr/etc` are real directories).
 fn physical(root: &Path, abs: &Path) -> PathBuf {
     let rel = abs.strip_prefix("/").unwrap_or(abs);
     if let Ok(rest) = rel.strip_prefix("etc")
-        && !root.join("etc").is_dir()
-        && root.join("usr/etc").is_dir()
+        && fs_err::symlink_metadata(root.join("etc")).is_err()
+        && real_dir(&root.join("usr"))
+        && real_dir(&root.join("usr/etc"))
     {
         return root.join("usr/etc").join(rest);
     }
     root.join(rel)
 }
 
-/// The file `/etc/os-release` names in the tree at `root`, following symlinks inside the tree
-/// (a link's target is read as the deployed system would: relative to `/etc`, absolute from
-/// the tree's root), or `/usr/lib/os-release` when there is no `/etc/os-release`. Returns the
-/// tree-relative path of a regular file.
-pub fn os_release_path(root: &Path) -> Result<PathBuf, CommitError> {
-    let mut abs = PathBuf::from("/etc/os-release");
-    for _ in 0..MAX_LINKS {
-        let p = physical(root, &abs);
-        let md = match fs_err::symlink_metadata(&p) {
+/// Resolves the absolute path `abs` of the deployed system inside the tree at `root`, one
+/// component at a time, so that no symlink is ever followed by the OS: a link's target is
+/// read as the deployed system reads it (relative to the link's directory in the deployed
+/// system, absolute from the tree's root, `..` stopping at the root). Returns the logical
+/// path without symlinks, or `None` when a component does not exist.
+fn resolve_in_tree(root: &Path, abs: &Path) -> Result<Option<PathBuf>, CommitError> {
+    let mut todo: Vec<std::ffi::OsString> = Vec::new();
+    let push_front = |todo: &mut Vec<std::ffi::OsString>, p: &Path| {
+        let comps: Vec<std::ffi::OsString> = p
+            .components()
+            .filter_map(|c| match c {
+                Component::Normal(n) => Some(n.to_os_string()),
+                Component::ParentDir => Some("..".into()),
+                _ => None,
+            })
+            .collect();
+        for c in comps.into_iter().rev() {
+            todo.push(c);
+        }
+    };
+    push_front(&mut todo, abs);
+    let mut cur = PathBuf::from("/");
+    let mut links = 0;
+    while let Some(c) = todo.pop() {
+        if c == ".." {
+            cur.pop();
+            continue;
+        }
+        let next = cur.join(&c);
+        let md = match fs_err::symlink_metadata(physical(root, &next)) {
             Ok(md) => md,
-            Err(_) if abs == Path::new("/etc/os-release") => {
-                abs = PathBuf::from("/usr/lib/os-release");
-                continue;
-            }
-            Err(_) => {
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(CommitError::OsRelease(e.to_string())),
+        };
+        if md.file_type().is_symlink() {
+            links += 1;
+            if links > MAX_LINKS {
                 return Err(CommitError::OsRelease(format!(
-                    "/etc/os-release leads to {}, which is not in the tree",
+                    "more than {MAX_LINKS} symlinks resolving {}",
                     abs.display()
                 )));
             }
-        };
-        if md.file_type().is_symlink() {
-            let target =
-                fs_err::read_link(&p).map_err(|e| CommitError::OsRelease(e.to_string()))?;
-            let parent = abs.parent().unwrap_or(Path::new("/")).to_path_buf();
-            abs = normalize(&parent.join(target));
-            continue;
+            let target = fs_err::read_link(physical(root, &next))
+                .map_err(|e| CommitError::OsRelease(e.to_string()))?;
+            if target.is_absolute() {
+                cur = PathBuf::from("/");
+            }
+            push_front(&mut todo, &target);
+        } else {
+            if !todo.is_empty() && !md.is_dir() {
+                return Ok(None);
+            }
+            cur = next;
         }
+    }
+    Ok(Some(cur))
+}
+
+/// The file `/etc/os-release` names in the tree at `root` (its symlinks followed inside the
+/// tree as the deployed system reads them, see [`resolve_in_tree`]), or `/usr/lib/os-release`
+/// when there is no `/etc/os-release`. Returns the tree-relative path of a regular file.
+pub fn os_release_path(root: &Path) -> Result<PathBuf, CommitError> {
+    for abs in ["/etc/os-release", "/usr/lib/os-release"] {
+        let Some(logical) = resolve_in_tree(root, Path::new(abs))? else {
+            continue;
+        };
+        let p = physical(root, &logical);
+        let md = fs_err::symlink_metadata(&p).map_err(|e| CommitError::OsRelease(e.to_string()))?;
         if !md.is_file() {
             return Err(CommitError::OsRelease(format!(
-                "{} is not a regular file",
-                abs.display()
+                "{abs} leads to {}, which is not a regular file",
+                logical.display()
             )));
         }
         return Ok(p.strip_prefix(root).unwrap_or(&p).to_path_buf());
     }
-    Err(CommitError::OsRelease(format!(
-        "more than {MAX_LINKS} symlinks resolving /etc/os-release"
-    )))
+    Err(CommitError::OsRelease(
+        "the tree has neither /etc/os-release nor /usr/lib/os-release".into(),
+    ))
 }
 
 /// Applies `mutate-os-release` (`base` is its value, e.g. the releasever) with `version` to
@@ -195,6 +227,23 @@ mod tests {
     }
 
     #[test]
+    fn absolute_directory_links_resolve_inside_the_tree() {
+        // /usr/etc/os-release -> /usr/lib/os-release where /usr/lib -> /host-lib (absolute):
+        // resolved inside the tree, never the host's /host-lib.
+        let t = tree();
+        fs_err::create_dir_all(t.path().join("host-lib")).unwrap();
+        fs_err::write(t.path().join("host-lib/os-release"), "VERSION=\"h\"\n").unwrap();
+        fs_err::rename(t.path().join("usr/lib"), t.path().join("usr/lib-real")).unwrap();
+        std::os::unix::fs::symlink("/host-lib", t.path().join("usr/lib")).unwrap();
+        std::os::unix::fs::symlink("/usr/lib/os-release", t.path().join("usr/etc/os-release"))
+            .unwrap();
+        assert_eq!(
+            os_release_path(t.path()).unwrap(),
+            Path::new("host-lib/os-release")
+        );
+    }
+
+    #[test]
     fn without_etc_os_release_usr_lib_is_used_and_none_is_an_error() {
         let t = tree();
         assert_eq!(
@@ -203,6 +252,9 @@ mod tests {
         );
         fs_err::remove_file(t.path().join("usr/lib/os-release")).unwrap();
         let e = os_release_path(t.path()).unwrap_err().to_string();
-        assert!(e.contains("/usr/lib/os-release"), "{e}");
+        assert!(
+            e.contains("neither /etc/os-release nor /usr/lib/os-release"),
+            "{e}"
+        );
     }
 }
