@@ -15,7 +15,9 @@
 //!   and `meta.json`, resolves owners through the tree's own passwd/group files, commits into
 //!   a fresh archive repository under `out/repo`, writes `out/commit.json`, and declares an
 //!   equivalence digest that ignores the timestamp, so a re-commit of the same content cuts
-//!   off downstream.
+//!   off downstream. Before committing it applies rpm-ostree's `mutate-os-release` to its
+//!   staged copy (`osrelease.rs`), and it adds `rpmostree.inputhash` and
+//!   `rpmostree.rpmdb.pkglist` to the metadata.
 //!
 //! See `docs/commit.md`.
 
