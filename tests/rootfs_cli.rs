@@ -189,4 +189,14 @@ fn overrides_rpm_replace_same_name_packages() {
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("fixture-lib >= 1.2"), "{err}");
+
+    // A file that is not an RPM is refused, named (createrepo_c alone would skip it).
+    fs_err::write(w.join("overrides/rpm/broken.rpm"), "not an rpm\n").unwrap();
+    let out = nosa(&w, &["graph", "build", "--json", "overrides-rpm:x86_64"]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("overrides/rpm/broken.rpm: not a readable RPM"),
+        "{err}"
+    );
 }

@@ -130,6 +130,21 @@ impl Rule for OverridesRpmRule {
             serde_json::to_vec_pretty(&json).map_err(|e| RunError::msg(e.to_string()))?;
         bytes.push(b'\n');
         fs_err::write(ctx.out.join("repo.json"), bytes)?;
+        // createrepo_c skips a file it cannot read as an RPM, with a warning only: refuse it.
+        let listed: std::collections::BTreeSet<String> = nosa_repo::parse_primary(&ctx.out)
+            .map_err(|e| RunError::msg(e.to_string()))?
+            .into_iter()
+            .map(|p| p.href)
+            .collect();
+        for f in ctx.inputs {
+            let name = f.abs.file_name().unwrap_or_default().to_string_lossy();
+            if !listed.contains(name.as_ref()) {
+                return Err(RunError::msg(format!(
+                    "{}: not a readable RPM (createrepo_c skipped it); remove it from {OVERRIDES_RPM}",
+                    f.rel
+                )));
+            }
+        }
         Ok(())
     }
 }
