@@ -88,7 +88,7 @@ fn build_inner(cli: &Cli, a: &BuildCmdArgs, fast: bool) -> OpResult {
     }
     let mut progress = Progress::new(a.json, &workdir);
 
-    // 1. The composed trees.
+    // 1. The composed input_hashes.
     let report = staged_build(&mut s, &["tree".to_string()], &opts, a.force, &mut progress)?;
     if !report.ok() {
         return finish_build(s, report, progress);
@@ -101,7 +101,7 @@ fn build_inner(cli: &Cli, a: &BuildCmdArgs, fast: bool) -> OpResult {
         timestamp: 0,
         parent: None,
     };
-    let trees: BTreeMap<String, Digest> =
+    let input_hashes: BTreeMap<String, Digest> =
         s.ws.configs
             .iter()
             .filter_map(|c| {
@@ -124,7 +124,7 @@ fn build_inner(cli: &Cli, a: &BuildCmdArgs, fast: bool) -> OpResult {
             && arches.iter().all(|arch| {
                 read_json(&builds.join(id).join(arch).join("meta.json")).is_some_and(|m| {
                     m["rpm-ostree-inputhash"].as_str()
-                        == trees.get(arch).map(|d| d.to_hex()).as_deref()
+                        == input_hashes.get(arch).map(|d| d.to_hex()).as_deref()
                 })
             })
     });
@@ -271,7 +271,7 @@ fn build_inner(cli: &Cli, a: &BuildCmdArgs, fast: bool) -> OpResult {
             "ostree-content-checksum": cj["content_checksum"],
             "ostree-timestamp": rfc3339(timestamp),
             "ostree-version": version,
-            "rpm-ostree-inputhash": trees.get(arch).map(|d| d.to_hex()),
+            "rpm-ostree-inputhash": input_hashes.get(arch).map(|d| d.to_hex()),
             "images": images,
         });
         // coreos-assembler's commitmeta.json: the commit's metadata as JSON.
