@@ -88,7 +88,7 @@ fn build_inner(cli: &Cli, a: &BuildCmdArgs, fast: bool) -> OpResult {
     }
     let mut progress = Progress::new(a.json, &workdir);
 
-    // 1. The composed input_hashes.
+    // 1. The composed trees.
     let report = staged_build(&mut s, &["tree".to_string()], &opts, a.force, &mut progress)?;
     if !report.ok() {
         return finish_build(s, report, progress);
