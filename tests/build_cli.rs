@@ -3,7 +3,8 @@
 //! recorded in coreos-assembler's builds/ layout. Checked with Debian's `ostree` CLI.
 //! Also: an unchanged tree keeps its build id; one changed overlay file reruns exactly the
 //! nodes after it (no package node) and `graph why` names it; two workdirs give the same
-//! content checksum.
+//! content checksum. The rpm-ostree finishing: mutate-os-release, `rpmostree.inputhash`,
+//! `rpmostree.rpmdb.pkglist`, add-commit-metadata, the previous build as parent.
 
 mod common;
 
@@ -28,6 +29,105 @@ fn ostree(repo: &Path, args: &[&str]) -> String {
 
 fn json(p: &Path) -> serde_json::Value {
     serde_json::from_slice(&fs_err::read(p).unwrap()).unwrap()
+}
+
+/// coreos-assembler's meta.json schema, when `../shared` (beside the repository) has it.
+fn v1_schema() -> Option<serde_json::Value> {
+    let p = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../shared/reference/cosa/nestos-assembler/v1.json");
+    p.is_file().then(|| json(&p))
+}
+
+/// What is wrong with `meta` for the v1 schema: every schema error when the schema is there
+/// (`../shared/reference/cosa/nestos-assembler/v1.json`); otherwise, and always in addition,
+/// our own list of what v1 requires (its `required` keys and their formats, `images.ostree`,
+/// no keys outside the schema's properties, which are closed).
+fn v1_errors(meta: &serde_json::Value) -> Vec<String> {
+    let mut errors = Vec::new();
+    let is_hex64 = |v: &serde_json::Value| {
+        v.as_str()
+            .is_some_and(|s| s.len() >= 64 && s.bytes().all(|b| b.is_ascii_hexdigit()))
+    };
+    for key in [
+        "buildid",
+        "name",
+        "ostree-version",
+        "ref",
+        "coreos-assembler.basearch",
+    ] {
+        if meta[key].as_str().is_none_or(str::is_empty) {
+            errors.push(format!("{key}: not a non-empty string"));
+        }
+    }
+    for key in [
+        "ostree-commit",
+        "ostree-content-checksum",
+        "rpm-ostree-inputhash",
+    ] {
+        if !is_hex64(&meta[key]) {
+            errors.push(format!("{key}: not a 64-digit checksum"));
+        }
+    }
+    for key in ["ostree-timestamp", "coreos-assembler.build-timestamp"] {
+        let ok = meta[key].as_str().is_some_and(|t| {
+            let b = t.as_bytes();
+            b.len() >= 11 && b[4] == b'-' && b[7] == b'-' && b[10] == b'T' && t.ends_with('Z')
+        });
+        if !ok {
+            errors.push(format!("{key}: not an RFC 3339 UTC time"));
+        }
+    }
+    if !meta["images"]["ostree"]["path"].is_string() {
+        errors.push("images.ostree.path: missing".into());
+    }
+    // The properties of v1 that nosa writes (the schema allows no others).
+    let known = [
+        "buildid",
+        "name",
+        "ref",
+        "coreos-assembler.basearch",
+        "coreos-assembler.build-timestamp",
+        "ostree-commit",
+        "ostree-content-checksum",
+        "ostree-timestamp",
+        "ostree-version",
+        "rpm-ostree-inputhash",
+        "images",
+    ];
+    for k in meta.as_object().into_iter().flat_map(|m| m.keys()) {
+        if !known.contains(&k.as_str()) {
+            errors.push(format!("{k}: not a v1 property nosa knows"));
+        }
+    }
+    if let Some(schema) = v1_schema() {
+        let v = jsonschema::draft7::new(&schema).expect("v1.json is a draft-07 schema");
+        errors.extend(
+            v.iter_errors(meta)
+                .map(|e| format!("schema: {e} (at {})", e.instance_path())),
+        );
+    }
+    errors
+}
+
+/// Asserts that `meta` validates (see [`v1_errors`]), and that a copy with an unknown key and
+/// a short checksum does not, so the check is live.
+fn assert_meta_v1(meta: &serde_json::Value) {
+    let errors = v1_errors(meta);
+    assert!(
+        errors.is_empty(),
+        "meta.json against v1: {errors:#?}\n{meta:#}"
+    );
+    let mut bad = meta.clone();
+    bad["nosa-unknown"] = "x".into();
+    bad["ostree-commit"] = "abc".into();
+    let errors = v1_errors(&bad);
+    let schema_too = v1_schema().is_some();
+    assert!(
+        errors.iter().any(|e| e.starts_with("nosa-unknown"))
+            && errors.iter().any(|e| e.starts_with("ostree-commit"))
+            && (!schema_too || errors.iter().filter(|e| e.starts_with("schema: ")).count() >= 2),
+        "{errors:#?}"
+    );
 }
 
 fn build(w: &Path) -> std::collections::BTreeMap<String, String> {
@@ -66,6 +166,7 @@ fn build_commits_and_records_the_build() {
         assert!(meta[key].is_string(), "meta.json has {key}: {meta}");
     }
     assert_eq!(meta["ostree-version"], id.as_str());
+    assert_meta_v1(&meta);
     assert!(dir.join("commitmeta.json").is_file());
     assert!(dir.join("manifest-lock.generated.x86_64.json").is_file());
 
@@ -105,7 +206,60 @@ fn build_commits_and_records_the_build() {
         "no /etc in the commit: it lives at /usr/etc"
     );
 
-    // `rpm -qa` against the tree's own database lists exactly the resolved packages.
+    // mutate-os-release "24.03-LTS": the fixture's VERSION ("1 (nosa fixture)") does not hold
+    // it, so as with rpm-ostree only OSTREE_VERSION is added (the replacement is checked
+    // below with a base that occurs).
+    let os = ostree(&repo, &["cat", r, "/usr/lib/os-release"]);
+    assert!(os.contains("VERSION=\"1 (nosa fixture)\"\n"), "{os}");
+    assert!(
+        os.ends_with(&format!("\nOSTREE_VERSION='{id}'\n")),
+        "os-release carries the version: {os}"
+    );
+    // Commit metadata, as rpm-ostree writes it.
+    let key = |repo: &Path, k: &str| {
+        ostree(repo, &["show", &format!("--print-metadata-key={k}"), r])
+            .trim()
+            .to_string()
+    };
+    assert_eq!(
+        key(&repo, "rpmostree.inputhash"),
+        format!("'{}'", meta["rpm-ostree-inputhash"].as_str().unwrap())
+    );
+    assert_eq!(
+        key(&repo, "nestos.stream"),
+        "'devel'",
+        "add-commit-metadata"
+    );
+    let pkglist = key(&repo, "rpmostree.rpmdb.pkglist");
+    assert!(
+        pkglist.starts_with("[('") && pkglist.contains("('busybox', '0', '"),
+        "{pkglist}"
+    );
+    let commitmeta = json(&dir.join("commitmeta.json"));
+    assert_eq!(commitmeta["version"], id.as_str());
+    let listed = commitmeta["rpmostree.rpmdb.pkglist"].as_array().unwrap();
+    assert_eq!(pkglist.matches("('").count(), listed.len());
+    for p in listed {
+        assert_eq!(
+            p.as_array().unwrap().len(),
+            5,
+            "name, epoch, version, release, arch"
+        );
+    }
+    assert!(
+        Command::new("ostree")
+            .arg(format!("--repo={}", repo.display()))
+            .args(["rev-parse", &format!("{r}^")])
+            .output()
+            .unwrap()
+            .status
+            .code()
+            != Some(0),
+        "the first build has no parent"
+    );
+
+    // `rpm -qa` against the tree's own database lists exactly the resolved packages, which
+    // are the commit's pkglist.
     let co = tmp.path().join("checkout");
     ostree(&repo, &["checkout", "-U", r, co.to_str().unwrap()]);
     let qa = Command::new("rpm")
@@ -132,6 +286,12 @@ fn build_commits_and_records_the_build() {
         .collect();
     locked.sort();
     assert_eq!(installed, locked, "rpm -qa equals the resolved set");
+    let mut names: Vec<String> = listed
+        .iter()
+        .map(|p| p[0].as_str().unwrap().to_string())
+        .collect();
+    names.sort();
+    assert_eq!(names, locked, "the pkglist names the resolved set");
     assert!(installed.contains(&"busybox".to_string()));
 
     // Unchanged: no new build id, nothing runs.
@@ -166,6 +326,15 @@ fn build_commits_and_records_the_build() {
     let index = json(&w.join("builds/builds.json"));
     let new_id = index["builds"][0]["id"].as_str().unwrap();
     assert!(new_id.ends_with(".dev.1"), "{new_id}");
+    // Its parent is the first build's commit.
+    let repo1 = w
+        .join("builds")
+        .join(new_id)
+        .join("x86_64/ostree-commit/repo");
+    assert_eq!(
+        ostree(&repo1, &["rev-parse", &format!("{r}^")]).trim(),
+        meta["ostree-commit"].as_str().unwrap()
+    );
     let why = nosa(&w, &["graph", "why", "ostree-commit:x86_64", "--json"]);
     let v: serde_json::Value = serde_json::from_slice(&why.stdout).unwrap();
     let causes = v["root_causes"].as_array().unwrap();
@@ -175,7 +344,8 @@ fn build_commits_and_records_the_build() {
         "{v}"
     );
 
-    // A second workdir, built from scratch, gives the same content checksum.
+    // A second workdir, built from scratch with the same version (which os-release holds),
+    // gives the same content checksum.
     let (_tmp2, w2) = fixture_workdir();
     fs_err::write(
         _tmp2
@@ -184,10 +354,49 @@ fn build_commits_and_records_the_build() {
         "changed\n",
     )
     .unwrap();
-    build(&w2);
+    let out = nosa(&w2, &["build", "--version", new_id]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let m1 = json(&w.join("builds/latest/x86_64/meta.json"));
     let m2 = json(&w2.join("builds/latest/x86_64/meta.json"));
     assert_eq!(m1["ostree-content-checksum"], m2["ostree-content-checksum"]);
+
+    // mutate-os-release changes: the tree is the same (nothing before the commit reruns), but
+    // the input hash is not, so this is a new build; "1" occurs in VERSION and PRETTY_NAME.
+    let nestos_yaml = tmp.path().join("example-config/manifests/nestos.yaml");
+    let text = fs_err::read_to_string(&nestos_yaml).unwrap();
+    let changed = text.replace(
+        "mutate-os-release: \"${releasever}\"",
+        "mutate-os-release: \"1\"",
+    );
+    assert_ne!(text, changed);
+    fs_err::write(&nestos_yaml, changed).unwrap();
+    let s = build(&w);
+    assert_eq!(s["ostree-tree:x86_64"], "cached", "{s:?}");
+    assert_eq!(s["ostree-commit:x86_64"], "ran", "{s:?}");
+    let index = json(&w.join("builds/builds.json"));
+    let third = index["builds"][0]["id"].as_str().unwrap();
+    assert!(third.ends_with(".dev.2"), "{third}");
+    let dir3 = w.join("builds").join(third).join("x86_64");
+    assert_meta_v1(&json(&dir3.join("meta.json")));
+    let repo3 = dir3.join("ostree-commit/repo");
+    let os = ostree(&repo3, &["cat", r, "/usr/lib/os-release"]);
+    assert!(
+        os.contains(&format!("\nVERSION=\"{third} (nosa fixture)\"\n"))
+            && os.contains(&format!(
+                "\nPRETTY_NAME=\"NestOS {third} (nosa fixture)\"\n"
+            ))
+            && os.ends_with(&format!("\nOSTREE_VERSION='{third}'\n")),
+        "{os}"
+    );
+    assert_eq!(
+        ostree(&repo3, &["rev-parse", &format!("{r}^")]).trim(),
+        m1["ostree-commit"].as_str().unwrap(),
+        "the parent is the previous build's commit"
+    );
 }
 
 #[test]

@@ -109,3 +109,94 @@ fn rootfs_union_and_overlay_change() {
         "src/config/overlay.d/15nestos/etc/test/test.txt"
     );
 }
+
+/// The blob of `path` in node `id`'s output.
+fn output_file(w: &std::path::Path, id: &str, path: &str) -> Vec<u8> {
+    let listing = nosa(w, &["graph", "output", id, "--json"]);
+    assert!(
+        listing.status.success(),
+        "{}",
+        String::from_utf8_lossy(&listing.stderr)
+    );
+    let v: serde_json::Value = serde_json::from_slice(&listing.stdout).unwrap();
+    let e = v["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["path"] == path)
+        .unwrap_or_else(|| panic!("{path} in the output of {id}"))
+        .clone();
+    let digest = e["digest"].as_str().unwrap();
+    fs_err::read(w.join("cache/store/blobs").join(&digest[..2]).join(digest)).unwrap()
+}
+
+/// nestos-assembler's `overrides/rpm`: an RPM of the fixture distro dropped there is a
+/// repository whose packages replace same-name packages of the config's repositories, newer
+/// versions included.
+#[test]
+fn overrides_rpm_replace_same_name_packages() {
+    let (_tmp, w) = fixture_workdir();
+    let packages = common::repo_root().join("fixtures/out/repo/x86_64/Packages");
+    let lib13 = "fixture-lib-1.3-1.nosa1.x86_64";
+    fs_err::create_dir_all(w.join("overrides/rpm")).unwrap();
+    fs_err::copy(
+        packages.join(format!("{lib13}.rpm")),
+        w.join(format!("overrides/rpm/{lib13}.rpm")),
+    )
+    .unwrap();
+    let out = nosa(&w, &["graph", "build", "--json", "rootfs:x86_64"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let s = summary(&out);
+    assert_eq!(s["overrides-rpm:x86_64"], "ran", "{s:?}");
+    assert_eq!(s[&format!("rpm:x86_64:{lib13}")], "ran", "{s:?}");
+    let resolved: serde_json::Value =
+        serde_json::from_slice(&output_file(&w, "resolve:x86_64", "resolved.json")).unwrap();
+    let lib = resolved["packages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["name"] == "fixture-lib")
+        .expect("fixture-lib resolved")
+        .clone();
+    assert_eq!(lib["repo"], "overrides-rpm", "{lib}");
+    assert_eq!(lib["nevra"], lib13);
+    let meta: serde_json::Value =
+        serde_json::from_slice(&output_file(&w, "rootfs:x86_64", "meta.json")).unwrap();
+    assert!(
+        meta["packages"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|p| p == lib13),
+        "the override is in the tree: {}",
+        meta["packages"]
+    );
+
+    // The override is taken even when the repositories have a newer version: with 1.1 in
+    // overrides/rpm, fixture-app's `fixture-lib >= 1.2` cannot be met (the repository's 1.3
+    // is not considered), as dnf with the override repository first refuses it.
+    fs_err::remove_file(w.join(format!("overrides/rpm/{lib13}.rpm"))).unwrap();
+    fs_err::copy(
+        packages.join("fixture-lib-1.1-1.nosa1.x86_64.rpm"),
+        w.join("overrides/rpm/fixture-lib-1.1-1.nosa1.x86_64.rpm"),
+    )
+    .unwrap();
+    let out = nosa(&w, &["graph", "build", "--json", "resolve:x86_64"]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("fixture-lib >= 1.2"), "{err}");
+
+    // A file that is not an RPM is refused, named (createrepo_c alone would skip it).
+    fs_err::write(w.join("overrides/rpm/broken.rpm"), "not an rpm\n").unwrap();
+    let out = nosa(&w, &["graph", "build", "--json", "overrides-rpm:x86_64"]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("overrides/rpm/broken.rpm: not a readable RPM"),
+        "{err}"
+    );
+}

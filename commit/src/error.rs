@@ -44,6 +44,9 @@ pub enum CommitError {
     /// The commit metadata cannot be represented.
     #[error("commit metadata: {0}")]
     Metadata(String),
+    /// `mutate-os-release` cannot find or rewrite the tree's os-release.
+    #[error("mutate-os-release: {0}")]
+    OsRelease(String),
     /// The tree's `meta.json` (owners, capabilities, hardlinks) is wrong.
     #[error("{}: {message}", path.display())]
     TreeMeta {

@@ -15,20 +15,24 @@
 //!   and `meta.json`, resolves owners through the tree's own passwd/group files, commits into
 //!   a fresh archive repository under `out/repo`, writes `out/commit.json`, and declares an
 //!   equivalence digest that ignores the timestamp, so a re-commit of the same content cuts
-//!   off downstream.
+//!   off downstream. Before committing it applies rpm-ostree's `mutate-os-release` to its
+//!   staged copy (`osrelease.rs`), and it adds `rpmostree.inputhash` and
+//!   `rpmostree.rpmdb.pkglist` to the metadata.
 //!
 //! See `docs/commit.md`.
 
 mod caps;
 mod error;
 mod meta;
+mod osrelease;
 mod rule;
 mod tree;
 mod write;
 
 pub use caps::{CapsError, caps_from_text};
 pub use error::CommitError;
-pub use meta::{MetaValue, metadata_from_json};
+pub use meta::{MetaValue, PkgEntry, metadata_from_json, parse_nevra};
+pub use osrelease::{mutate_os_release, mutate_os_release_contents, os_release_path};
 pub use rule::{CommitRecord, OstreeCommitRule, TreeMeta};
 pub use tree::IdMap;
 pub use write::{CommitRequest, CommitResult, RepoMode, Xattrs, commit_tree, content_checksum};

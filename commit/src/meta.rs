@@ -20,6 +20,38 @@ pub enum MetaValue {
     I64(i64),
     /// `t`
     U64(u64),
+    /// `a(sssss)`: rpm-ostree's `rpmostree.rpmdb.pkglist` (name, epoch, version, release,
+    /// arch; the epoch as a decimal string, `0` when unset).
+    PkgList(Vec<PkgEntry>),
+}
+
+/// One `rpmostree.rpmdb.pkglist` entry: name, epoch, version, release, arch.
+pub type PkgEntry = [String; 5];
+
+/// `name-[epoch:]version-release.arch` split into a pkglist entry (epoch `0` when absent), as
+/// rpm-ostree decomposes a NEVRA: arch after the last `.`, release after the last `-` before
+/// it, version after the `-` before that; the name may hold dashes.
+pub fn parse_nevra(nevra: &str) -> Option<PkgEntry> {
+    let (nevr, arch) = nevra.rsplit_once('.')?;
+    let (nev, release) = nevr.rsplit_once('-')?;
+    let (name, ev) = nev.rsplit_once('-')?;
+    let (epoch, version) = match ev.split_once(':') {
+        Some((e, v)) if !e.is_empty() && e.bytes().all(|b| b.is_ascii_digit()) => {
+            (e.parse::<u64>().ok()?.to_string(), v)
+        }
+        Some(_) => return None,
+        None => ("0".to_string(), ev),
+    };
+    if [name, version, release, arch].iter().any(|s| s.is_empty()) {
+        return None;
+    }
+    Some([
+        name.to_string(),
+        epoch,
+        version.to_string(),
+        release.to_string(),
+        arch.to_string(),
+    ])
 }
 
 impl MetaValue {
@@ -30,6 +62,15 @@ impl MetaValue {
             MetaValue::Bool(b) => b.to_variant(),
             MetaValue::I64(i) => i.to_variant(),
             MetaValue::U64(u) => u.to_variant(),
+            MetaValue::PkgList(l) => {
+                let ty = VariantTy::new("(sssss)").expect("valid type string");
+                Variant::array_from_iter_with_type(
+                    ty,
+                    l.iter().map(|[n, e, v, r, a]| {
+                        (n.as_str(), e.as_str(), v.as_str(), r.as_str(), a.as_str()).to_variant()
+                    }),
+                )
+            }
         }
     }
 }
@@ -88,6 +129,28 @@ mod tests {
             v.print(false).as_str(),
             "{'a': <'x'>, 'b': <true>, 'l': <['p', 'q']>, 'z': <int64 1>}"
         );
+    }
+
+    #[test]
+    fn a_pkglist_is_a_sssss_array() {
+        let l = MetaValue::PkgList(vec![
+            parse_nevra("glibc-common-2.38-1.oe2403.x86_64").unwrap(),
+            parse_nevra("shim-15:1.0-2.noarch").unwrap(),
+        ]);
+        let v = l.to_variant();
+        assert_eq!(v.type_().as_str(), "a(sssss)");
+        assert_eq!(
+            v.print(false).as_str(),
+            "[('glibc-common', '0', '2.38', '1.oe2403', 'x86_64'), \
+             ('shim', '15', '1.0', '2', 'noarch')]"
+        );
+    }
+
+    #[test]
+    fn bad_nevras_are_refused() {
+        for bad in ["x", "a-1.x86_64", "a-b:1-2.noarch", "-1-2.noarch"] {
+            assert_eq!(parse_nevra(bad), None, "{bad}");
+        }
     }
 
     #[test]

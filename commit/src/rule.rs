@@ -1,6 +1,8 @@
 //! `OstreeCommitRule` (`ostree-commit:<arch>`): its dependency's `root/` committed into a fresh
 //! archive repository under `out/repo`, with `out/commit.json`; the equivalence digest ignores
-//! the commit timestamp, so a re-commit of the same content cuts off downstream.
+//! the commit timestamp, so a re-commit of the same content cuts off downstream. Also the
+//! commit-time finishing that needs the version: rpm-ostree's `mutate-os-release`, and the
+//! `rpmostree.inputhash` and `rpmostree.rpmdb.pkglist` metadata.
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -9,7 +11,10 @@ use nosa_cache::Digest;
 use nosa_engine::{Params, Rule, RunContext, RunError};
 use serde::{Deserialize, Serialize};
 
-use crate::{CommitRequest, IdMap, MetaValue, RepoMode, caps_from_text, commit_tree};
+use crate::{
+    CommitRequest, IdMap, MetaValue, RepoMode, caps_from_text, commit_tree, mutate_os_release,
+    parse_nevra,
+};
 
 /// Commits the OS tree its single dependency produced.
 ///
@@ -23,6 +28,7 @@ pub struct OstreeCommitRule {
     metadata_json: String,
     timestamp: u64,
     parent: Option<String>,
+    mutate_os_release: Option<String>,
 }
 
 /// What the rule reads from the dependency's `meta.json` (other fields are ignored, so the
@@ -39,6 +45,10 @@ pub struct TreeMeta {
     /// File capabilities by absolute path, in libcap's text form (`cap_net_raw=ep`).
     #[serde(default)]
     pub caps: BTreeMap<String, String>,
+    /// The installed packages (`name-[epoch:]version-release.arch`), as the rootfs rule lists
+    /// them; when present they become `rpmostree.rpmdb.pkglist`.
+    #[serde(default)]
+    pub packages: Vec<String>,
 }
 
 /// `commit.json`: what the rule committed.
@@ -89,6 +99,7 @@ fn meta_to_json(v: &MetaValue) -> serde_json::Value {
         MetaValue::Bool(b) => (*b).into(),
         MetaValue::I64(i) => (*i).into(),
         MetaValue::U64(u) => (*u).into(),
+        MetaValue::PkgList(l) => l.iter().map(|e| e.to_vec()).collect::<Vec<_>>().into(),
     }
 }
 
@@ -103,7 +114,15 @@ impl OstreeCommitRule {
             metadata_json: "{}".into(),
             timestamp: 0,
             parent: None,
+            mutate_os_release: None,
         }
+    }
+
+    /// rpm-ostree's `mutate-os-release`: the string (e.g. the releasever) replaced by the
+    /// version in the tree's os-release `VERSION`/`PRETTY_NAME`, plus `OSTREE_VERSION`.
+    pub fn mutate_os_release(mut self, base: Option<&str>) -> Self {
+        self.mutate_os_release = base.map(str::to_string);
+        self
     }
 
     /// Extra commit metadata: a JSON object of strings, string arrays, booleans and integers
@@ -125,12 +144,43 @@ impl OstreeCommitRule {
         self
     }
 
+    /// rpm-ostree's input hash for this commit of the tree whose output digest is `tree`:
+    /// everything the commit is made from except what each build picks (version, timestamp,
+    /// parent), i.e. the tree, the ref, the caller's metadata, `mutate-os-release` and this
+    /// rule's version. Equal input hashes mean the same commit apart from the version, so
+    /// `nosa build` keeps the build id when it is unchanged.
+    pub fn input_hash(&self, tree: &Digest) -> Digest {
+        let mut h = blake3::Hasher::new();
+        h.update(b"nosa-ostree-commit-inputhash-v1\0");
+        let rule_version = self.version().to_string();
+        for field in [
+            rule_version.as_str(),
+            &tree.to_hex(),
+            &self.arch,
+            &self.ref_name,
+            &self.metadata_json,
+            self.mutate_os_release.as_deref().unwrap_or("\0none"),
+        ] {
+            h.update(&(field.len() as u64).to_le_bytes());
+            h.update(field.as_bytes());
+        }
+        h.finalize().into()
+    }
+
     /// The node id: `ostree-commit:<arch>`.
     pub fn node_id(&self) -> String {
         format!("ostree-commit:{}", self.arch)
     }
 
-    fn metadata(&self) -> Result<BTreeMap<String, MetaValue>, RunError> {
+    /// The commit metadata: the caller's, then `version`, `ostree.ref-binding`,
+    /// `rpmostree.inputhash` (from the tree dependency's output digest: what went into the commit
+    /// apart from the version, see [`OstreeCommitRule::input_hash`]) and, when the tree lists its packages,
+    /// `rpmostree.rpmdb.pkglist` (sorted, as rpm-ostree sorts it).
+    fn metadata(
+        &self,
+        tree: &Digest,
+        packages: &[String],
+    ) -> Result<BTreeMap<String, MetaValue>, RunError> {
         let mut m = crate::metadata_from_json(&self.metadata_json)
             .map_err(|e| RunError::msg(e.to_string()))?;
         match m.get("version") {
@@ -147,6 +197,22 @@ impl OstreeCommitRule {
             "ostree.ref-binding".into(),
             MetaValue::StrList(vec![self.ref_name.clone()]),
         );
+        m.insert(
+            "rpmostree.inputhash".into(),
+            MetaValue::Str(self.input_hash(tree).to_hex()),
+        );
+        if !packages.is_empty() {
+            let mut list = packages
+                .iter()
+                .map(|n| {
+                    parse_nevra(n).ok_or_else(|| {
+                        RunError::msg(format!("meta.json packages: {n:?} is not a NEVRA"))
+                    })
+                })
+                .collect::<Result<Vec<_>, _>>()?;
+            list.sort();
+            m.insert("rpmostree.rpmdb.pkglist".into(), MetaValue::PkgList(list));
+        }
         Ok(m)
     }
 }
@@ -165,7 +231,7 @@ impl Rule for OstreeCommitRule {
     }
 
     fn version(&self) -> u32 {
-        1
+        2
     }
 
     fn params(&self, p: &mut Params) {
@@ -175,6 +241,7 @@ impl Rule for OstreeCommitRule {
         p.add("metadata", &self.metadata_json);
         p.add("timestamp", &self.timestamp);
         p.add("parent", &self.parent);
+        p.add("mutate-os-release", &self.mutate_os_release);
     }
 
     fn run(&self, ctx: &mut RunContext<'_>) -> Result<(), RunError> {
@@ -190,6 +257,16 @@ impl Rule for OstreeCommitRule {
             return Err(RunError::msg(format!("{} has no root/ directory", dep.id)));
         }
         let meta = read_tree_meta(&staged.join("meta.json"))?;
+        if let Some(base) = &self.mutate_os_release {
+            let rel = mutate_os_release(&rootfs, base, &self.version)
+                .map_err(|e| RunError::msg(format!("{}: {e}", dep.id)))?;
+            writeln!(
+                ctx.log,
+                "mutate-os-release: /{} gets version {} (replacing {base:?})",
+                rel.display(),
+                self.version
+            )?;
+        }
         let ids = IdMap::from_tree(&rootfs).map_err(|e| RunError::msg(e.to_string()))?;
         let mut owners = BTreeMap::new();
         for (path, owner) in &meta.owners {
@@ -206,7 +283,7 @@ impl Rule for OstreeCommitRule {
                 xattrs.insert(path.clone(), vec![("security.capability".to_string(), v)]);
             }
         }
-        let metadata = self.metadata()?;
+        let metadata = self.metadata(&dep.output, &meta.packages)?;
         let req = CommitRequest {
             repo: ctx.out.join("repo"),
             mode: RepoMode::Archive,

@@ -1,6 +1,8 @@
 //! The rule in a real engine: a stub tree node, `ostree-commit:x86_64`, and a dependent that
 //! reads `commit.json`. A timestamp-only change reruns the commit and cuts the dependent off; a
-//! version change reaches it; two clean workdirs give bit-identical commit outputs.
+//! version change reaches it; two clean workdirs give bit-identical commit outputs. The
+//! rpm-ostree finishing: mutate-os-release, `rpmostree.inputhash`, `rpmostree.rpmdb.pkglist`
+//! and the parent commit, read back with Debian's `ostree` CLI.
 
 mod common;
 
@@ -213,4 +215,138 @@ fn two_clean_builds_give_bit_identical_commits() {
             .unwrap()
             .output
     );
+}
+
+/// The test tree plus an os-release reached through `/usr/etc/os-release -> ../usr/lib/...`
+/// (relative to `/etc`, as packages ship it) and a `meta.json` listing two packages.
+struct ReleaseTreeStub;
+
+impl Rule for ReleaseTreeStub {
+    fn kind(&self) -> &str {
+        "release-tree-stub"
+    }
+    fn version(&self) -> u32 {
+        1
+    }
+    fn params(&self, _: &mut Params) {}
+    fn run(&self, ctx: &mut RunContext<'_>) -> Result<(), RunError> {
+        let root = ctx.out.join("root");
+        make_tree(&root);
+        fs_err::write(
+            root.join("usr/lib/os-release"),
+            "NAME=\"NestOS\"\nVERSION=\"40 (Test)\"\nVERSION_ID=40\nPRETTY_NAME=\"NestOS 40 (Test)\"\n",
+        )?;
+        std::os::unix::fs::symlink("../usr/lib/os-release", root.join("usr/etc/os-release"))?;
+        fs_err::write(
+            ctx.out.join("meta.json"),
+            r#"{"packages":["zlib-1.3-1.x86_64","shim-15:1.0-2.noarch","nestos-release-1-1.noarch"]}"#,
+        )?;
+        Ok(())
+    }
+}
+
+fn release_rule(version: &str, parent: Option<&str>) -> OstreeCommitRule {
+    OstreeCommitRule::new("x86_64", "nestos/x86_64/test", version)
+        .mutate_os_release(Some("40"))
+        .parent(parent)
+        .timestamp(1_700_000_000)
+}
+
+fn release_graph(version: &str, parent: Option<&str>) -> Graph {
+    let mut b = GraphBuilder::new();
+    b.add("tree:x86_64", Arc::new(ReleaseTreeStub), vec![]);
+    let commit = release_rule(version, parent);
+    b.add(
+        commit.node_id(),
+        Arc::new(commit),
+        vec!["tree:x86_64".into()],
+    );
+    b.build().unwrap()
+}
+
+/// The commit output materialized under `dir`: its repo and record.
+fn materialized(engine: &Engine, dir: &Path) -> (std::path::PathBuf, CommitRecord) {
+    let tree = engine
+        .store()
+        .get_tree(&commit_tree_digest(engine))
+        .unwrap();
+    let rec = record_of(engine.store(), &tree);
+    engine
+        .store()
+        .materialize(&tree, dir, Materialize::Copy)
+        .unwrap();
+    (dir.join("repo"), rec)
+}
+
+#[test]
+fn os_release_inputhash_pkglist_and_parent() {
+    let tmp = tempfile::tempdir().unwrap();
+    let engine = engine_at(tmp.path());
+    let r = "nestos/x86_64/test";
+    build(&engine, &release_graph("40.20250101.0", None));
+    let (repo, first) = materialized(&engine, &tmp.path().join("first"));
+    ostree(&repo, &["fsck"]);
+
+    let os = ostree(&repo, &["cat", r, "/usr/lib/os-release"]);
+    assert_eq!(
+        os,
+        "NAME=\"NestOS\"\nVERSION=\"40.20250101.0 (Test)\"\nVERSION_ID=40\n\
+         PRETTY_NAME=\"NestOS 40.20250101.0 (Test)\"\nOSTREE_VERSION='40.20250101.0'\n"
+    );
+    let key = |repo: &Path, k: &str| {
+        ostree(repo, &["show", &format!("--print-metadata-key={k}"), r])
+            .trim()
+            .to_string()
+    };
+    // The input hash covers the tree, not the version, timestamp or parent.
+    let tree_output = engine.state().nodes["tree:x86_64"].good.unwrap().output;
+    let input_hash = release_rule("40.20250101.0", None).input_hash(&tree_output);
+    assert_eq!(
+        input_hash,
+        release_rule("40.20250101.1", Some("ab")).input_hash(&tree_output)
+    );
+    assert_ne!(
+        input_hash,
+        release_rule("x", None)
+            .mutate_os_release(None)
+            .input_hash(&tree_output)
+    );
+    assert_eq!(
+        key(&repo, "rpmostree.inputhash"),
+        format!("'{}'", input_hash.to_hex())
+    );
+    assert_eq!(
+        key(&repo, "rpmostree.rpmdb.pkglist"),
+        "[('nestos-release', '0', '1', '1', 'noarch'), ('shim', '15', '1.0', '2', 'noarch'), \
+         ('zlib', '0', '1.3', '1', 'x86_64')]"
+    );
+    assert_eq!(first.parent, None);
+
+    // The next build names the first as its parent: same content apart from the version,
+    // the parent is in the commit (ostree resolves `REF^` to it) and not in the content.
+    build(
+        &engine,
+        &release_graph("40.20250101.1", Some(&first.checksum)),
+    );
+    let (repo2, second) = materialized(&engine, &tmp.path().join("second"));
+    ostree(&repo2, &["fsck"]);
+    assert_eq!(second.parent.as_deref(), Some(first.checksum.as_str()));
+    assert_eq!(
+        ostree(&repo2, &["rev-parse", &format!("{r}^")]).trim(),
+        first.checksum
+    );
+    let log = ostree(&repo2, &["log", r]);
+    assert!(
+        log.contains("History beyond this commit not fetched"),
+        "{log}"
+    );
+    assert!(
+        ostree(&repo2, &["cat", r, "/usr/lib/os-release"])
+            .contains("OSTREE_VERSION='40.20250101.1'")
+    );
+    // Same version and tree, another parent: the content checksum does not see the parent.
+    build(&engine, &release_graph("40.20250101.1", None));
+    let (_, orphan) = materialized(&engine, &tmp.path().join("orphan"));
+    assert_eq!(orphan.content_checksum, second.content_checksum);
+    assert_ne!(orphan.checksum, second.checksum);
 }

@@ -6,6 +6,7 @@ pub mod compose;
 pub mod kola;
 pub mod nestos;
 pub mod overlay;
+pub mod overrides_rpm;
 pub mod pending;
 pub mod pins;
 pub mod rootfs;

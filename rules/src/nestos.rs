@@ -15,6 +15,7 @@ use nosa_solve::{Lock, Request, ResolveRule, ResolvedPackage};
 
 use crate::compose::{InitramfsRule, OstreeTreeRule, PostprocessRule, Script};
 use crate::overlay::OverlayRule;
+use crate::overrides_rpm::{OVERRIDES_REPO_ID, OVERRIDES_RPM, OverridesRpmRule};
 use crate::pending::PendingRule;
 use crate::pins::Pins;
 use crate::rootfs::{RemoveFrom, RootfsRule};
@@ -119,20 +120,42 @@ pub struct Known {
     pub versions: BTreeMap<String, CommitVersion>,
 }
 
-/// A commit's version and timestamp, chosen by `nosa build`.
+/// A commit's version, timestamp and parent, chosen by `nosa build`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CommitVersion {
     /// e.g. `24.03-LTS.20261125.dev.0`.
     pub version: String,
     /// Commit timestamp (seconds since the epoch).
     pub timestamp: u64,
+    /// The parent commit: the previous build's commit of the same ref, if any.
+    pub parent: Option<String>,
+}
+
+/// The `ostree-commit:<arch>` rule of `c` for the commit `v` (ref, add-commit-metadata,
+/// mutate-os-release from the treefile). `nosa build` also uses it, before the commit exists,
+/// for the input hash that decides whether a build is new.
+pub fn commit_rule(c: &Config, v: &CommitVersion) -> OstreeCommitRule {
+    let tf = &c.treefile;
+    let metadata =
+        serde_json::to_string(&J::Object(tf.add_commit_metadata.clone())).unwrap_or_default();
+    OstreeCommitRule::new(
+        c.arch.as_str(),
+        tf.ref_name.as_deref().unwrap_or_default(),
+        &v.version,
+    )
+    .metadata_json(&metadata)
+    .timestamp(v.timestamp)
+    .parent(v.parent.as_deref())
+    .mutate_os_release(tf.mutate_os_release.as_deref())
 }
 
 /// Expands `configs` (one per arch; `config_rel` is the config path relative to the workdir).
 /// Without a resolved package set for an arch, its package nodes are one planned node
 /// `packages:<arch>` ("expands after resolve").
 /// `workdir` is where `overrides/rootfs` is looked for: when it holds files it is one more
-/// overlay node, `overlay:overrides-rootfs`, applied after the config's layers.
+/// overlay node, `overlay:overrides-rootfs`, applied after the config's layers. RPMs in
+/// `overrides/rpm` are one more repository per arch, `overrides-rpm:<arch>`, whose packages
+/// replace same-name packages of the config's repositories (versions and locks aside).
 pub fn expand(configs: &[Config], config_rel: &str, known: &Known, workdir: &Path) -> Expansion {
     let mut x = Expansion::default();
     let Some(first) = configs.first() else {
@@ -180,11 +203,34 @@ pub fn expand(configs: &[Config], config_rel: &str, known: &Known, workdir: &Pat
         });
     }
 
+    let has_override_rpms = fs_err::read_dir(workdir.join(OVERRIDES_RPM)).is_ok_and(|d| {
+        d.flatten()
+            .any(|e| e.file_name().to_string_lossy().ends_with(".rpm"))
+    });
+
     for c in configs {
         let arch = c.arch.as_str();
         let tf = &c.treefile;
         let mut syncs = Vec::new();
         let mut baseurls: BTreeMap<String, Vec<String>> = BTreeMap::new();
+        let mut override_repos = Vec::new();
+        let mut override_node = None;
+        if has_override_rpms {
+            let id = OverridesRpmRule::node_id(arch);
+            x.nodes.push(NodeDecl {
+                id: id.clone(),
+                rule: Arc::new(OverridesRpmRule::new(arch)),
+                deps: vec![],
+            });
+            let dir = std::path::absolute(workdir.join(OVERRIDES_RPM))
+                .unwrap_or_else(|_| workdir.join(OVERRIDES_RPM));
+            baseurls.insert(
+                OVERRIDES_REPO_ID.to_string(),
+                vec![format!("file://{}", dir.display())],
+            );
+            override_repos.push(OVERRIDES_REPO_ID.to_string());
+            override_node = Some(id);
+        }
         for repo in c.compose_repos() {
             let source = RepoSource::from_config(repo, arch);
             let pin = known.pins.get(arch, &repo.id, &source.baseurl);
@@ -197,6 +243,8 @@ pub fn expand(configs: &[Config], config_rel: &str, known: &Known, workdir: &Pat
             });
             syncs.push(id);
         }
+        // Loaded after the config's repositories.
+        syncs.extend(override_node);
         let locks = c
             .lockfiles
             .effective()
@@ -220,6 +268,7 @@ pub fn expand(configs: &[Config], config_rel: &str, known: &Known, workdir: &Pat
             recommends: tf.recommends.unwrap_or(true),
             locks,
             priorities: BTreeMap::new(),
+            overrides: override_repos,
         };
         let resolve = ResolveRule::node_id(arch);
         x.nodes.push(NodeDecl {
@@ -362,18 +411,9 @@ pub fn expand(configs: &[Config], config_rel: &str, known: &Known, workdir: &Pat
         let commit = format!("ostree-commit:{arch}");
         match known.versions.get(arch) {
             Some(v) => {
-                let metadata = serde_json::to_string(&J::Object(tf.add_commit_metadata.clone()))
-                    .unwrap_or_default();
-                let rule = OstreeCommitRule::new(
-                    arch,
-                    &tf.ref_name.clone().unwrap_or_default(),
-                    &v.version,
-                )
-                .metadata_json(&metadata)
-                .timestamp(v.timestamp);
                 x.nodes.push(NodeDecl {
                     id: commit.clone(),
-                    rule: Arc::new(rule),
+                    rule: Arc::new(commit_rule(c, v)),
                     deps: vec![tree],
                 });
             }

@@ -64,6 +64,10 @@ pub struct Request {
     pub locks: BTreeMap<String, Lock>,
     /// Repository priorities overriding `repo.json` (repo id -> dnf priority).
     pub priorities: BTreeMap<String, i64>,
+    /// Override repositories (nestos-assembler's `overrides/rpm`): a package name they hold
+    /// is taken from them only, whatever the other repositories or the locks say (as
+    /// nestos-assembler's generated repo-packages and lockfile do).
+    pub overrides: Vec<String>,
 }
 
 /// `checksum` of a resolved package.
@@ -151,10 +155,28 @@ pub fn resolve(req: &Request, repos: &[RepoData]) -> Result<Resolution, ResolveE
     }
     pool.finish();
     let all = pool.solvables();
+    let from_override = |s: &SolvableInfo| req.overrides.contains(&repos[s.repo].config.id);
+    let overridden: BTreeSet<&str> = all
+        .iter()
+        .filter(|s| from_override(s))
+        .map(|s| s.name.as_str())
+        .collect();
+    // Locks do not apply to overridden names: the override's version wins.
+    let lock_of = |name: &str| {
+        if overridden.contains(name) {
+            None
+        } else {
+            req.locks.get(name)
+        }
+    };
 
     // What dnf would hide: repo exclude/includepkgs, exclude-packages, other versions of locks.
     let mut locked_missing = Vec::new();
-    for (name, lock) in &req.locks {
+    for (name, lock) in req
+        .locks
+        .iter()
+        .filter(|(n, _)| !overridden.contains(n.as_str()))
+    {
         let hit = all
             .iter()
             .any(|s| &s.name == name && lock_matches(&pool, lock, s));
@@ -186,10 +208,8 @@ pub fn resolve(req: &Request, repos: &[RepoData]) -> Result<Resolution, ResolveE
                 && (c.includepkgs.is_empty()
                     || matches_package(&c.includepkgs, &s.name, &s.evr, &s.arch))
                 && !matches_package(&req.exclude_packages, &s.name, &s.evr, &s.arch)
-                && req
-                    .locks
-                    .get(&s.name)
-                    .is_none_or(|l| lock_matches(&pool, l, s))
+                && lock_of(&s.name).is_none_or(|l| lock_matches(&pool, l, s))
+                && (!overridden.contains(s.name.as_str()) || from_override(s))
                 && pool.arch_installable(&s.arch)
         })
         .collect();

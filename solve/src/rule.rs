@@ -58,6 +58,7 @@ impl Rule for ResolveRule {
             .add("recommends", &r.recommends)
             .add("locks", &locks)
             .add("priorities", &r.priorities)
+            .add("overrides", &r.overrides)
             // The solver's choices are libsolv's: another libsolv may choose differently.
             .add("libsolv", &libsolv_version());
     }

@@ -308,3 +308,28 @@ fn unknown_package_is_named() {
     let err = run(&request(&["setup", "no-such-package"]), &s.dirs()).unwrap_err();
     assert_eq!(err.to_string(), "no package matches: no-such-package");
 }
+
+#[test]
+fn override_repos_win_over_versions_and_locks() {
+    // `overrides/rpm` holds an older fixture-lib than the fixture repository (1.3), and the
+    // lockfile pins 1.3: the override is taken all the same, as dnf takes it from a repository
+    // of higher priority.
+    let lib12 = Pkg {
+        arch: "x86_64",
+        ..pkg("fixture-lib", "1.2")
+    };
+    let s = setup(&[lib12], |_| {});
+    let mut req = request(&["fixture-app"]);
+    req.locks
+        .insert("fixture-lib".into(), lock("1.3-1.nosa1.x86_64"));
+    req.overrides.push("extra".into());
+    let got = s.check(&req, &["--setopt=extra.priority=1"]);
+    assert!(
+        got.contains(&"fixture-lib-1.2-1.x86_64".to_string()),
+        "{got:?}"
+    );
+    // Without the override the lock holds.
+    req.overrides.clear();
+    let got = nevras(&run(&req, &s.dirs()).unwrap());
+    assert!(got.contains("fixture-lib-1.3-1.nosa1.x86_64"), "{got:?}");
+}

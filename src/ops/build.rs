@@ -1,7 +1,9 @@
 //! `nosa build`: compose and commit every configured arch, then record the build in
 //! coreos-assembler's layout: `builds/<id>/<arch>/` (meta.json, commitmeta.json, the generated
 //! lockfile, the commit's repository), `builds/builds.json` (newest first) and `builds/latest`.
-//! A build whose composed tree equals the latest build's keeps that build's id and version.
+//! A build whose input hash (the composed tree plus the commit's settings, not the version)
+//! equals the latest build's keeps that build's id, version, timestamp and parent; a new
+//! build's commit has the previous build of the same ref as parent.
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -107,12 +109,26 @@ fn build_inner(cli: &Cli, a: &BuildCmdArgs, fast: bool) -> OpResult {
     }
     let arches: Vec<String> = s.ws.configs.iter().map(|c| c.arch.to_string()).collect();
     let state = s.engine.state();
-    let trees: BTreeMap<String, Digest> = arches
-        .iter()
-        .filter_map(|a| good(&state, &format!("ostree-tree:{a}")).map(|g| (a.clone(), g.output)))
-        .collect();
+    // rpm-ostree's input hash per arch: the tree and the commit's settings, not the version.
+    let any = CommitVersion {
+        version: String::new(),
+        timestamp: 0,
+        parent: None,
+    };
+    let input_hashes: BTreeMap<String, Digest> =
+        s.ws.configs
+            .iter()
+            .filter_map(|c| {
+                let a = c.arch.to_string();
+                let tree = good(&state, &format!("ostree-tree:{a}"))?.output;
+                Some((
+                    a,
+                    nosa_rules::nestos::commit_rule(c, &any).input_hash(&tree),
+                ))
+            })
+            .collect();
 
-    // 2. The version: the latest build's when every tree is unchanged, else the next one.
+    // 2. The version: the latest build's when every input hash is unchanged, else the next one.
     let index = read_json(&builds.join("builds.json"));
     let latest = index
         .as_ref()
@@ -122,14 +138,10 @@ fn build_inner(cli: &Cli, a: &BuildCmdArgs, fast: bool) -> OpResult {
             && arches.iter().all(|arch| {
                 read_json(&builds.join(id).join(arch).join("meta.json")).is_some_and(|m| {
                     m["rpm-ostree-inputhash"].as_str()
-                        == trees.get(arch).map(|d| d.to_hex()).as_deref()
+                        == input_hashes.get(arch).map(|d| d.to_hex()).as_deref()
                 })
             })
     });
-    let (version, timestamp) = match reuse {
-        Some(id) => (id.clone(), None),
-        None => (String::new(), None),
-    };
     let now = std::env::var("SOURCE_DATE_EPOCH")
         .ok()
         .and_then(|v| v.parse::<u64>().ok())
@@ -139,33 +151,33 @@ fn build_inner(cli: &Cli, a: &BuildCmdArgs, fast: bool) -> OpResult {
                 .map(|d| d.as_secs())
                 .unwrap_or(0)
         });
-    let (version, timestamp, new_build) = if !version.is_empty() {
-        let ts = timestamp.unwrap_or_else(|| {
-            read_json(
-                &builds
-                    .join(&version)
-                    .join(&arches[0])
-                    .join("commitmeta.json"),
-            )
-            .and_then(|c| c["timestamp"].as_u64())
-            .unwrap_or(now)
-        });
-        (version, ts, false)
-    } else {
-        let v = match &a.version {
-            Some(v) => v.clone(),
-            None => next_version(&s, &builds, now)?,
-        };
-        (v, now, true)
+    let (version, new_build) = match reuse {
+        Some(id) => (id.clone(), false),
+        None => match &a.version {
+            Some(v) => (v.clone(), true),
+            None => (next_version(&s, &builds, now)?, true),
+        },
     };
-    for arch in &arches {
-        s.versions.insert(
-            arch.clone(),
+    for (i, arch) in arches.iter().enumerate() {
+        let commit = if new_build {
+            // A new commit: now, with the previous build's commit of the same ref as parent.
+            let ref_name = s.ws.configs[i].treefile.ref_name.as_deref();
             CommitVersion {
                 version: version.clone(),
-                timestamp,
-            },
-        );
+                timestamp: now,
+                parent: previous_commit(index.as_ref(), &builds, &version, arch, ref_name),
+            }
+        } else {
+            // The reused build's commit, as it was made (same key, so it stays cached).
+            let rec =
+                read_json(&builds.join(&version).join(arch).join(COMMIT_JSON)).unwrap_or_default();
+            CommitVersion {
+                version: version.clone(),
+                timestamp: rec["timestamp"].as_u64().unwrap_or(now),
+                parent: rec["parent"].as_str().map(str::to_string),
+            }
+        };
+        s.versions.insert(arch.clone(), commit);
     }
 
     // 3. The commits (and whatever else was asked for).
@@ -262,6 +274,7 @@ fn build_inner(cli: &Cli, a: &BuildCmdArgs, fast: bool) -> OpResult {
                 }
             }
         }
+        let timestamp = cj["timestamp"].as_u64().unwrap_or(now);
         let meta = json!({
             "buildid": version,
             "name": name,
@@ -272,15 +285,11 @@ fn build_inner(cli: &Cli, a: &BuildCmdArgs, fast: bool) -> OpResult {
             "ostree-content-checksum": cj["content_checksum"],
             "ostree-timestamp": rfc3339(timestamp),
             "ostree-version": version,
-            "rpm-ostree-inputhash": trees.get(arch).map(|d| d.to_hex()),
+            "rpm-ostree-inputhash": input_hashes.get(arch).map(|d| d.to_hex()),
             "images": images,
         });
-        let commitmeta = json!({
-            "version": version,
-            "timestamp": timestamp,
-            "ref": cj["ref"],
-            "metadata": cj["metadata"],
-        });
+        // coreos-assembler's commitmeta.json: the commit's metadata as JSON.
+        let commitmeta = cj["metadata"].clone();
         write_pretty(&dir.join("meta.json"), &meta)?;
         write_pretty(&dir.join("commitmeta.json"), &commitmeta)?;
     }
@@ -300,9 +309,33 @@ fn build_inner(cli: &Cli, a: &BuildCmdArgs, fast: bool) -> OpResult {
         std::os::unix::fs::symlink(&version, &link).map_err(runtime)?;
         eprintln!("new build {version}");
     } else {
-        eprintln!("unchanged: the tree equals build {version}, no new build id");
+        eprintln!(
+            "unchanged: the input hash (tree and commit settings) equals build {version}'s, no new build id"
+        );
     }
     finish_build(s, all, progress)
+}
+
+/// Where a build keeps its commit record (the `ostree-commit` node's `commit.json`).
+pub const COMMIT_JSON: &str = "ostree-commit/commit.json";
+
+/// The parent of a new commit for `arch`: the commit of the newest other build that has
+/// `arch` with the same ref (coreos-assembler passes the previous build's commit as
+/// `--parent`). Builds whose meta.json is missing are skipped.
+fn previous_commit(
+    index: Option<&J>,
+    builds: &Path,
+    version: &str,
+    arch: &str,
+    ref_name: Option<&str>,
+) -> Option<String> {
+    let list = index?["builds"].as_array()?;
+    list.iter()
+        .filter_map(|b| b["id"].as_str())
+        .filter(|id| *id != version)
+        .filter_map(|id| read_json(&builds.join(id).join(arch).join("meta.json")))
+        .find(|m| m["ref"].as_str() == Some(ref_name.unwrap_or_default()))
+        .and_then(|m| m["ostree-commit"].as_str().map(str::to_string))
 }
 
 fn sha256_file(p: &Path) -> Result<String, Failure> {

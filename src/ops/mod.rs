@@ -208,7 +208,7 @@ impl Session {
         };
         for c in &self.ws.configs {
             let arch = c.arch.to_string();
-            if let Some(m) = read(&builds.join(id).join(&arch).join("commitmeta.json"))
+            if let Some(m) = read(&builds.join(id).join(&arch).join(build::COMMIT_JSON))
                 && let (Some(v), Some(t)) = (m["version"].as_str(), m["timestamp"].as_u64())
             {
                 self.versions.insert(
@@ -216,6 +216,7 @@ impl Session {
                     nosa_rules::nestos::CommitVersion {
                         version: v.to_string(),
                         timestamp: t,
+                        parent: m["parent"].as_str().map(str::to_string),
                     },
                 );
             }

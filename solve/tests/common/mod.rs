@@ -61,6 +61,7 @@ pub fn request(pkgs: &[&str]) -> Request {
         recommends: true,
         locks: Default::default(),
         priorities: Default::default(),
+        overrides: Default::default(),
     }
 }
 
