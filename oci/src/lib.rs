@@ -20,10 +20,10 @@ mod read;
 mod rule;
 mod tarstream;
 
-pub use chunking::Chunking;
+pub use chunking::{Chunking, DEFAULT_MAX_LAYERS, INITRAMFS_COMPONENT, UNPACKAGED_COMPONENT};
 pub use error::OciError;
 pub use export::{
     BOOTABLE_LABEL, BOOTC_LABEL, COMPONENTS_ANNOTATION, DIFFID_LABEL, ExportRequest, ExportResult,
     LayerRecord, OSTREE_COMMIT_LABEL, VERSION_LABEL, export_commit, oci_arch, ociarchive_name,
 };
-pub use rule::OciRule;
+pub use rule::{ComponentSource, OciRule};

@@ -280,10 +280,14 @@ fn layers_round_trip_through_ostree() {
         fs_err::read(&a.path).unwrap(),
         fs_err::read(&b.path).unwrap()
     );
-    assert_eq!(a.layers.len(), 3);
-    assert_eq!(a.layers[1].components, ["shadow"]);
-    assert_eq!(a.layers[2].components, ["tool"]);
-    assert_eq!(a.labels["ostree.final-diffid"], a.layers[2].diff_id);
+    // The commit layer (metadata only), then one layer per component, by name.
+    let comps: Vec<_> = a.layers.iter().map(|l| l.components.clone()).collect();
+    assert_eq!(
+        comps,
+        [vec![], vec!["shadow"], vec!["tool"], vec!["unpackaged"]]
+    );
+    assert_eq!(a.layers[0].objects, 0);
+    assert_eq!(a.labels["ostree.final-diffid"], a.layers[3].diff_id);
 
     let files = archive_files(&a.path);
     let root = tmp.path().join("extracted");
