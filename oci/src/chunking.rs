@@ -17,7 +17,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::OciError;
 use crate::hash::sha256_hex;
-use crate::tarstream::ContentMap;
+use crate::tarstream::{ContentMap, ContentObject};
 
 /// The component of content objects no map entry claims (rpm-ostree calls it
 /// `rpmostree-unpackaged-content`): files written by scriptlets, postprocess and the compose.
@@ -57,8 +57,8 @@ pub(crate) struct Chunk {
     pub name: String,
     /// The components, sorted.
     pub components: Vec<String>,
-    /// Content checksums, sorted.
-    pub objects: Vec<String>,
+    /// Content objects (sorted by checksum), each with the paths of these components only.
+    pub objects: ContentMap,
 }
 
 /// Component layers (in manifest order) and what stays in the commit layer (sorted).
@@ -113,22 +113,30 @@ pub(crate) fn assign(policy: &Chunking, content: &ContentMap) -> Result<Plan, Oc
     for name in components.values() {
         check_component(name)?;
     }
-    // component -> (total size, objects)
-    let mut by_comp: BTreeMap<&str, (u64, Vec<String>)> = BTreeMap::new();
+    // component -> (total size, its objects with its paths only). An object whose paths
+    // belong to several components is in each of their layers, so that a layer depends on its
+    // component's files alone (identical files in two packages are one ostree object).
+    let mut by_comp: BTreeMap<&str, (u64, ContentMap)> = BTreeMap::new();
     for (csum, obj) in content {
-        let mut paths: Vec<&String> = obj.paths.iter().collect();
-        paths.sort();
-        let comp = if paths.iter().any(|p| is_initramfs(p)) {
-            INITRAMFS_COMPONENT
-        } else {
-            paths
-                .iter()
-                .find_map(|p| components.get(&format!("/{p}")).map(String::as_str))
-                .unwrap_or(UNPACKAGED_COMPONENT)
-        };
-        let e = by_comp.entry(comp).or_default();
-        e.0 += obj.size;
-        e.1.push(csum.clone());
+        for p in &obj.paths {
+            let comp = if is_initramfs(p) {
+                INITRAMFS_COMPONENT
+            } else {
+                components
+                    .get(&format!("/{p}"))
+                    .map(String::as_str)
+                    .unwrap_or(UNPACKAGED_COMPONENT)
+            };
+            let e = by_comp.entry(comp).or_default();
+            let o = e.1.entry(csum.clone()).or_insert_with(|| ContentObject {
+                size: obj.size,
+                paths: Vec::new(),
+            });
+            if o.paths.is_empty() {
+                e.0 += obj.size;
+            }
+            o.paths.push(p.clone());
+        }
     }
     // Own layers for all when they fit; otherwise the largest (ties by name) get
     // `slots - bins` own layers and the rest share `bins` layers by name hash.
@@ -157,11 +165,16 @@ pub(crate) fn assign(policy: &Chunking, content: &ContentMap) -> Result<Plan, Oc
     let mut chunks = Vec::new();
     for (_, mut comps) in groups {
         comps.sort();
-        let mut objects: Vec<String> = comps
-            .iter()
-            .flat_map(|c| by_comp[c].1.iter().cloned())
-            .collect();
-        objects.sort();
+        let mut objects = ContentMap::new();
+        for c in &comps {
+            for (csum, o) in &by_comp[c].1 {
+                let e = objects.entry(csum.clone()).or_insert_with(|| ContentObject {
+                    size: o.size,
+                    paths: Vec::new(),
+                });
+                e.paths.extend(o.paths.iter().cloned());
+            }
+        }
         let components: Vec<String> = comps.iter().map(|c| c.to_string()).collect();
         chunks.push(Chunk {
             name: layer_name(&components),
@@ -178,7 +191,6 @@ pub(crate) fn assign(policy: &Chunking, content: &ContentMap) -> Result<Plan, Oc
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::tarstream::ContentObject;
 
     fn content() -> ContentMap {
         let mut m = ContentMap::new();
@@ -186,7 +198,7 @@ mod tests {
             ("aa", 10, vec!["usr/bin/a"]),
             ("bb", 100, vec!["usr/bin/b", "usr/lib/b"]),
             ("cc", 5, vec!["usr/share/c"]),
-            ("dd", 1, vec!["etc-none"]),
+            ("dd", 1, vec!["etc-none", "usr/share/c2"]),
             ("ee", 50, vec!["usr/lib/modules/6.1/initramfs.img"]),
         ] {
             m.insert(
@@ -204,8 +216,10 @@ mod tests {
         Chunking::Components {
             components: [
                 ("/usr/bin/a", "pa"),
+                ("/usr/bin/b", "pb"),
                 ("/usr/lib/b", "pb"),
                 ("/usr/share/c", "pc"),
+                ("/usr/share/c2", "pc"),
                 ("/usr/lib/modules/6.1/initramfs.img", "kernel"),
             ]
             .into_iter()
@@ -213,6 +227,13 @@ mod tests {
             .collect(),
             max_layers: max,
         }
+    }
+
+    fn objects(c: &Chunk) -> Vec<(&str, Vec<&str>)> {
+        c.objects
+            .iter()
+            .map(|(k, o)| (k.as_str(), o.paths.iter().map(String::as_str).collect()))
+            .collect()
     }
 
     fn names(p: &Plan) -> Vec<&str> {
@@ -233,13 +254,18 @@ mod tests {
     fn one_layer_per_component_initramfs_and_unpackaged_included() {
         let p = assign(&policy(10), &content()).unwrap();
         assert_eq!(names(&p), ["initramfs", "pa", "pb", "pc", "unpackaged"]);
-        assert_eq!(p.chunks[2].objects, ["bb"]);
+        assert_eq!(objects(&p.chunks[2]), [("bb", vec!["usr/bin/b", "usr/lib/b"])]);
         assert_eq!(
-            p.chunks[0].objects,
-            ["ee"],
+            objects(&p.chunks[0]),
+            [("ee", vec!["usr/lib/modules/6.1/initramfs.img"])],
             "the initramfs wins over the map"
         );
-        assert_eq!(p.chunks[4].objects, ["dd"]);
+        // dd is shared: in pc's layer with pc's path, in unpackaged with the other.
+        assert_eq!(
+            objects(&p.chunks[3]),
+            [("cc", vec!["usr/share/c"]), ("dd", vec!["usr/share/c2"])]
+        );
+        assert_eq!(objects(&p.chunks[4]), [("dd", vec!["etc-none"])]);
         assert!(p.remainder.is_empty());
     }
 
@@ -249,7 +275,13 @@ mod tests {
         let p = assign(&policy(5), &content()).unwrap();
         assert_eq!(names(&p), ["initramfs", "pa", "pb", "pc and unpackaged"]);
         assert_eq!(p.chunks[3].components, ["pc", "unpackaged"]);
-        assert_eq!(p.chunks[3].objects, ["cc", "dd"]);
+        assert_eq!(
+            objects(&p.chunks[3]),
+            [
+                ("cc", vec!["usr/share/c"]),
+                ("dd", vec!["usr/share/c2", "etc-none"])
+            ]
+        );
         // 1 slot: everything in one shared layer.
         let p = assign(&policy(2), &content()).unwrap();
         assert_eq!(p.chunks.len(), 1);
@@ -258,6 +290,7 @@ mod tests {
             "initramfs and pa and pb and pc and unpackaged"
         );
         assert_eq!(p.chunks[0].objects.len(), 5);
+        assert_eq!(p.chunks[0].objects["dd"].paths.len(), 2);
         assert_eq!(layer_name(&vec!["a".to_string(); 6]), "6 components");
     }
 

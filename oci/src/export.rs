@@ -165,7 +165,7 @@ pub fn export_commit(req: &ExportRequest) -> Result<ExportResult, OciError> {
         let (rec, path) = write_layer(&req.scratch, i + 1, |w| {
             let mut t = OstreeTarWriter::new(&repo, w);
             t.repo_structure()?;
-            t.content(chunk.objects.iter().map(|c| (c, &content[c])))?;
+            t.content(chunk.objects.iter())?;
             t.finish()
         })?;
         blobs.push((rec.digest.clone(), path));

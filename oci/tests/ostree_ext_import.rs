@@ -75,6 +75,9 @@ fn ostree_ext_imports_a_chunked_export() {
     file("usr/lib/modules/6.1.0/vmlinuz", "kernel\n", 0o644);
     file("usr/lib/modules/6.1.0/initramfs.img", "initramfs\n", 0o644);
     file("usr/lib/empty", "", 0o644);
+    // One object, two components: it is in both layers.
+    file("usr/share/licenses/bash/COPYING", "GPL\n", 0o644);
+    file("usr/share/licenses/glibc/COPYING", "GPL\n", 0o644);
     std::os::unix::fs::symlink("sh", root.join("usr/bin/bash")).unwrap();
     let repo = tmp.path().join("repo");
     let commit = commit_tree(&CommitRequest {
@@ -97,6 +100,8 @@ fn ostree_ext_imports_a_chunked_export() {
         ("/usr/bin/bash", "bash"),
         ("/usr/bin/su", "shadow"),
         ("/usr/lib/libc.so", "glibc"),
+        ("/usr/share/licenses/bash/COPYING", "bash"),
+        ("/usr/share/licenses/glibc/COPYING", "glibc"),
         ("/usr/lib/modules/6.1.0/vmlinuz", "kernel"),
     ];
     let res = export_commit(&ExportRequest {
@@ -117,7 +122,10 @@ fn ostree_ext_imports_a_chunked_export() {
         scratch: tmp.path().join("scratch"),
     })
     .unwrap();
+    // commit, bash, glibc, initramfs, kernel, shadow, unpackaged
     assert_eq!(res.layers.len(), 7, "{:?}", res.layers);
+    let objects: Vec<usize> = res.layers.iter().map(|l| l.objects).collect();
+    assert_eq!(objects, [0, 3, 2, 1, 1, 1, 2], "{:?}", res.layers);
 
     let dest = tmp.path().join("imported");
     let out = Command::new(ostree_ext_check())
@@ -131,7 +139,6 @@ fn ostree_ext_imports_a_chunked_export() {
         String::from_utf8_lossy(&out.stderr)
     );
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    eprintln!("ostree-ext-check: {v}");
     assert_eq!(v["commit"], commit.as_str(), "{v}");
     assert_eq!(v["base_commit"], commit.as_str(), "{v}");
     assert_eq!(v["manifest_digest"], res.manifest_digest.as_str());

@@ -3,9 +3,12 @@
 //! and prints what it imported as JSON, so that nosa's tests can compare it with the commit
 //! nosa exported.
 //!
-//! Usage: `ostree-ext-check REPO IMAGE`, e.g. `ostree-ext-check /tmp/repo
-//! oci-archive:/path/x.ociarchive`. REPO is created (mode bare-user) when missing. The image is
-//! imported twice, as two importers do it:
+//! Usage: `ostree-ext-check REPO IMAGE [MODE]`, e.g. `ostree-ext-check /tmp/repo
+//! oci-archive:/path/x.ociarchive`. REPO is created when missing, in MODE (`bare`, the mode of
+//! a system's `/ostree/repo`, the default, which needs root; or `bare-user`). In `bare-user`
+//! ostree-ext's merge commit loses the owner of empty files (it copies them out of a user-mode
+//! checkout), so compare content in `bare`. The image is imported twice, as two importers do
+//! it:
 //!
 //! - `unencapsulate` (`ostree container unencapsulate`): the commit alone;
 //! - `store` (`ostree container image pull`, what `rpm-ostree rebase` runs): every layer stored
@@ -30,8 +33,17 @@ async fn main() {
 
 async fn run() -> Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
-    let [repo_path, image] = args.as_slice() else {
-        anyhow::bail!("usage: ostree-ext-check REPO IMAGE (e.g. oci-archive:/path/x.ociarchive)");
+    let (repo_path, image, mode) = match args.as_slice() {
+        [r, i] => (r, i, "bare"),
+        [r, i, m] => (r, i, m.as_str()),
+        _ => anyhow::bail!(
+            "usage: ostree-ext-check REPO IMAGE [bare|bare-user] (e.g. oci-archive:/path/x.ociarchive)"
+        ),
+    };
+    let mode = match mode {
+        "bare" => ostree::RepoMode::Bare,
+        "bare-user" => ostree::RepoMode::BareUser,
+        other => anyhow::bail!("unknown repository mode {other:?}: bare or bare-user"),
     };
     let repo = ostree::Repo::new_for_path(repo_path);
     if std::path::Path::new(repo_path).join("config").exists() {
@@ -39,7 +51,7 @@ async fn run() -> Result<()> {
             .with_context(|| format!("opening {repo_path}"))?;
     } else {
         std::fs::create_dir_all(repo_path)?;
-        repo.create(ostree::RepoMode::BareUser, gio::Cancellable::NONE)
+        repo.create(mode, gio::Cancellable::NONE)
             .with_context(|| format!("creating {repo_path}"))?;
     }
     let imgref = OstreeImageReference {
