@@ -9,7 +9,8 @@ fixture_pkgs=(rpm createrepo-c kmod cpio dnf git bubblewrap)
 # Composing, committing and making disk images (nosa build): needed by the demo too.
 image_pkgs=(bubblewrap ostree qemu-utils mtools dosfstools e2fsprogs gdisk fdisk grub-common grub-pc-bin)
 # Booting images and inspecting archives in the tests.
-test_pkgs=(qemu-system-x86 ovmf skopeo)
+# libzstd-dev: tools/ostree-ext-check (ostree-ext links the system zstd).
+test_pkgs=(qemu-system-x86 ovmf skopeo libzstd-dev)
 bench_pkgs=(ninja-build b3sum rpm2cpio)
 
 want=("${build_pkgs[@]}" "${fixture_pkgs[@]}" "${image_pkgs[@]}")
