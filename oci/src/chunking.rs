@@ -168,10 +168,12 @@ pub(crate) fn assign(policy: &Chunking, content: &ContentMap) -> Result<Plan, Oc
         let mut objects = ContentMap::new();
         for c in &comps {
             for (csum, o) in &by_comp[c].1 {
-                let e = objects.entry(csum.clone()).or_insert_with(|| ContentObject {
-                    size: o.size,
-                    paths: Vec::new(),
-                });
+                let e = objects
+                    .entry(csum.clone())
+                    .or_insert_with(|| ContentObject {
+                        size: o.size,
+                        paths: Vec::new(),
+                    });
                 e.paths.extend(o.paths.iter().cloned());
             }
         }
@@ -254,7 +256,10 @@ mod tests {
     fn one_layer_per_component_initramfs_and_unpackaged_included() {
         let p = assign(&policy(10), &content()).unwrap();
         assert_eq!(names(&p), ["initramfs", "pa", "pb", "pc", "unpackaged"]);
-        assert_eq!(objects(&p.chunks[2]), [("bb", vec!["usr/bin/b", "usr/lib/b"])]);
+        assert_eq!(
+            objects(&p.chunks[2]),
+            [("bb", vec!["usr/bin/b", "usr/lib/b"])]
+        );
         assert_eq!(
             objects(&p.chunks[0]),
             [("ee", vec!["usr/lib/modules/6.1/initramfs.img"])],

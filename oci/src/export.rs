@@ -187,6 +187,9 @@ pub fn export_commit(req: &ExportRequest) -> Result<ExportResult, OciError> {
     if let Some(linux) = &commit.linux {
         labels.insert("ostree.linux".to_string(), linux.clone());
     }
+    if let Some(h) = &commit.inputhash {
+        labels.insert(read::INPUTHASH_KEY.to_string(), h.clone());
+    }
     labels.insert(VERSION_LABEL.to_string(), req.version.clone());
     let last = layers.last().expect("the commit layer");
     labels.insert(DIFFID_LABEL.to_string(), last.diff_id.clone());
