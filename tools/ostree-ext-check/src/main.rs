@@ -50,7 +50,7 @@ async fn run() -> Result<()> {
         repo.open(gio::Cancellable::NONE)
             .with_context(|| format!("opening {repo_path}"))?;
     } else {
-        std::fs::create_dir_all(repo_path)?;
+        fs_err::create_dir_all(repo_path)?;
         repo.create(mode, gio::Cancellable::NONE)
             .with_context(|| format!("creating {repo_path}"))?;
     }
