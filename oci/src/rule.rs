@@ -197,3 +197,15 @@ impl Rule for OciRule {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tree_paths_map_to_commit_paths() {
+        assert_eq!(commit_path("usr/bin/sh"), "/usr/bin/sh");
+        assert_eq!(commit_path("etc/passwd"), "/usr/etc/passwd");
+        assert_eq!(commit_path("etcetera/x"), "/etcetera/x");
+    }
+}
