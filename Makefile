@@ -4,7 +4,7 @@
 CARGO ?= cargo
 NOSA := target/release/nosa
 
-.PHONY: demo test deps-demo deps-test build fixture-distro lint bench
+.PHONY: demo test deps-demo deps-test build fixture-distro ostree-ext-check lint bench
 
 demo: deps-demo build fixture-distro
 	$(NOSA) fetch
@@ -21,7 +21,7 @@ demo: deps-demo build fixture-distro
 	@echo "Try: echo hi >> examples/overlay.d/15nestos/etc/test/test.txt; $(NOSA) build-fast;"
 	@echo "     $(NOSA) graph why ostree-commit:x86_64"
 
-test: deps-test fixture-distro
+test: deps-test fixture-distro ostree-ext-check
 	$(CARGO) nextest run --workspace --no-fail-fast --cargo-profile dev
 	$(CARGO) test --workspace --doc
 
@@ -36,6 +36,11 @@ build:
 
 fixture-distro:
 	$(CARGO) xtask fixture-distro
+
+# The test tool that imports OCI archives with ostree-ext itself (its own Cargo workspace:
+# ostree-ext pins the ostree crate 0.19). The tests build it too; this builds it once, first.
+ostree-ext-check:
+	$(CARGO) build --manifest-path tools/ostree-ext-check/Cargo.toml
 
 lint:
 	$(CARGO) fmt --all -- --check

@@ -10,8 +10,9 @@ fixture_pkgs=(rpm createrepo-c kmod cpio dnf git bubblewrap)
 image_pkgs=(bubblewrap ostree qemu-utils mtools dosfstools e2fsprogs xfsprogs mount gdisk fdisk grub-common grub-pc-bin)
 # Booting images (the demo runs kola too).
 boot_pkgs=(qemu-system-x86 ovmf)
-# Inspecting archives in the tests.
-test_pkgs=(skopeo)
+# Inspecting archives in the tests; libzstd-dev: tools/ostree-ext-check (ostree-ext links the
+# system zstd).
+test_pkgs=(skopeo libzstd-dev)
 bench_pkgs=(ninja-build b3sum rpm2cpio)
 
 want=("${build_pkgs[@]}" "${fixture_pkgs[@]}" "${image_pkgs[@]}" "${boot_pkgs[@]}")

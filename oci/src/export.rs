@@ -165,7 +165,7 @@ pub fn export_commit(req: &ExportRequest) -> Result<ExportResult, OciError> {
         let (rec, path) = write_layer(&req.scratch, i + 1, |w| {
             let mut t = OstreeTarWriter::new(&repo, w);
             t.repo_structure()?;
-            t.content(chunk.objects.iter().map(|c| (c, &content[c])))?;
+            t.content(chunk.objects.iter())?;
             t.finish()
         })?;
         blobs.push((rec.digest.clone(), path));
@@ -186,6 +186,9 @@ pub fn export_commit(req: &ExportRequest) -> Result<ExportResult, OciError> {
     }
     if let Some(linux) = &commit.linux {
         labels.insert("ostree.linux".to_string(), linux.clone());
+    }
+    if let Some(h) = &commit.inputhash {
+        labels.insert(read::INPUTHASH_KEY.to_string(), h.clone());
     }
     labels.insert(VERSION_LABEL.to_string(), req.version.clone());
     let last = layers.last().expect("the commit layer");

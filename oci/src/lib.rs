@@ -6,9 +6,11 @@
 //! - [`export_commit`] (in `export.rs`): the library function. It reads the commit with
 //!   libostree (the `ostree` crate) and writes `<name>-<version>-ostree.<arch>.ociarchive`:
 //!   a tar of an OCI image layout whose layers are ostree-ext "tar export" streams (format v1,
-//!   `bare-split-xattrs`, `tarstream.rs`), optionally chunked by component (`chunking.rs`).
+//!   `bare-split-xattrs`, `tarstream.rs`), one layer, or one per component (package, overlay,
+//!   rpm database, initramfs, unpackaged content; `chunking.rs`).
 //! - [`OciRule`] (in `rule.rs`): the engine rule `oci:<arch>`, reading its dependency's
-//!   `repo/` and `commit.json` (the `ostree-commit` rule's output).
+//!   `repo/` and `commit.json` (the `ostree-commit` rule's output) and the path -> component
+//!   map from the listings of its other dependencies (unpack, rpmdb, overlay nodes).
 //!
 //! See `docs/oci.md`.
 
@@ -20,10 +22,10 @@ mod read;
 mod rule;
 mod tarstream;
 
-pub use chunking::Chunking;
+pub use chunking::{Chunking, DEFAULT_MAX_LAYERS, INITRAMFS_COMPONENT, UNPACKAGED_COMPONENT};
 pub use error::OciError;
 pub use export::{
     BOOTABLE_LABEL, BOOTC_LABEL, COMPONENTS_ANNOTATION, DIFFID_LABEL, ExportRequest, ExportResult,
     LayerRecord, OSTREE_COMMIT_LABEL, VERSION_LABEL, export_commit, oci_arch, ociarchive_name,
 };
-pub use rule::OciRule;
+pub use rule::{ComponentSource, OciRule};

@@ -10,6 +10,9 @@ use ostree::{ObjectType, Repo};
 use crate::OciError;
 use crate::tarstream::hexs;
 
+/// The commit metadata key (and image label) of rpm-ostree's input hash.
+pub const INPUTHASH_KEY: &str = "rpmostree.inputhash";
+
 /// A loaded commit.
 pub(crate) struct Commit {
     pub checksum: String,
@@ -20,6 +23,8 @@ pub(crate) struct Commit {
     pub version: Option<String>,
     pub bootable: Option<bool>,
     pub linux: Option<String>,
+    /// `rpmostree.inputhash`, which rpm-ostree's `container-encapsulate` copies to a label.
+    pub inputhash: Option<String>,
     pub root_tree: String,
     pub root_meta_checksum: String,
     pub root_meta: ostree::DirMetaParsed,
@@ -79,6 +84,9 @@ pub(crate) fn open(repo_path: &Path, rev: &str) -> Result<(Repo, Commit), OciErr
     let linux = meta
         .lookup::<String>("ostree.linux")
         .map_err(|_| bad("ostree.linux is not a string"))?;
+    let inputhash = meta
+        .lookup::<String>(INPUTHASH_KEY)
+        .map_err(|_| bad("rpmostree.inputhash is not a string"))?;
     let timestamp = ostree::commit_get_timestamp(&variant);
     Ok((
         repo,
@@ -91,6 +99,7 @@ pub(crate) fn open(repo_path: &Path, rev: &str) -> Result<(Repo, Commit), OciErr
             version,
             bootable,
             linux,
+            inputhash,
             root_tree,
             root_meta_checksum,
             root_meta,

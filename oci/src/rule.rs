@@ -1,27 +1,45 @@
 //! `OciRule` (`oci:<arch>`): the `ostree-commit` node's `repo/` + `commit.json` exported as
-//! `out/<name>-<version>-ostree.<arch>.ociarchive`, with `out/oci.json` describing it.
+//! `out/<name>-<version>-ostree.<arch>.ociarchive`, with `out/oci.json` describing it; layered by
+//! component when given the nodes whose outputs say which paths each component (package,
+//! overlay, rpm database) provides.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
-use nosa_cache::Materialize;
+use nosa_cache::{EntryKind, Materialize};
 use nosa_commit::CommitRecord;
 use nosa_engine::{MaterializeTo, Params, Rule, RunContext, RunError};
 
+use crate::chunking::check_component;
 use crate::export::canonical_json;
 use crate::{Chunking, ExportRequest, export_commit};
+
+/// A dependency whose output lists the files of one component: every file and symlink under
+/// `subdir/` of its output is a path of the OS tree (`subdir/usr/bin/sh` is `/usr/bin/sh`;
+/// `etc/...` is mapped to `/usr/etc/...`, where the commit keeps it).
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct ComponentSource {
+    /// The dependency's node id (`unpack:x86_64:bash-5.2-1.x86_64`).
+    pub node: String,
+    /// The component its files belong to (`bash`).
+    pub component: String,
+    /// Where the tree is in its output (`root`, or empty for the whole output).
+    pub subdir: String,
+}
 
 /// Exports the commit its first dependency produced.
 ///
 /// Dependencies: the first must hold `repo/` and `commit.json` (the `ostree-commit` rule's
-/// output); an optional second may hold `components.json` (absolute path -> component), which
-/// adds to the path map of a [`Chunking::Components`] policy.
+/// output); the others are the [`ComponentSource`] nodes, whose files fill the path map of a
+/// [`Chunking::Components`] policy. A path provided by several sources goes to the last one
+/// (overlays are given after packages, as they are applied after them).
 #[derive(Clone, Debug)]
 pub struct OciRule {
     arch: String,
     name: String,
     version: String,
     chunking: Chunking,
+    sources: Vec<ComponentSource>,
     labels: BTreeMap<String, String>,
 }
 
@@ -33,8 +51,20 @@ impl OciRule {
             name: name.into(),
             version: version.into(),
             chunking: Chunking::Single,
+            sources: Vec::new(),
             labels: BTreeMap::new(),
         }
+    }
+
+    /// Layers by component: the path map comes from `sources` (declare them as the
+    /// dependencies after the commit, in the same order), at most `max_layers` layers.
+    pub fn components(mut self, sources: Vec<ComponentSource>, max_layers: usize) -> Self {
+        self.chunking = Chunking::Components {
+            components: BTreeMap::new(),
+            max_layers,
+        };
+        self.sources = sources;
+        self
     }
 
     /// The chunking policy.
@@ -55,6 +85,45 @@ impl OciRule {
     }
 }
 
+impl OciRule {
+    /// Path -> component from the source dependencies' output listings (no file is read).
+    fn path_map(&self, ctx: &RunContext<'_>) -> Result<BTreeMap<String, String>, RunError> {
+        let mut map = BTreeMap::new();
+        for src in &self.sources {
+            check_component(&src.component).map_err(msg)?;
+            let dep = ctx.deps.iter().find(|d| d.id == src.node).ok_or_else(|| {
+                RunError::msg(format!(
+                    "component source {} is not a dependency of the oci node",
+                    src.node
+                ))
+            })?;
+            let prefix = if src.subdir.is_empty() {
+                String::new()
+            } else {
+                format!("{}/", src.subdir.trim_end_matches('/'))
+            };
+            for e in ctx.dep_tree(dep)?.entries {
+                if matches!(e.kind, EntryKind::Dir) {
+                    continue;
+                }
+                let Some(rel) = e.path.strip_prefix(&prefix) else {
+                    continue;
+                };
+                map.insert(commit_path(rel), src.component.clone());
+            }
+        }
+        Ok(map)
+    }
+}
+
+/// The absolute path in the commit of a tree-relative path: `/etc` lives at `/usr/etc`.
+fn commit_path(rel: &str) -> String {
+    match rel.strip_prefix("etc/") {
+        Some(rest) => format!("/usr/etc/{rest}"),
+        None => format!("/{rel}"),
+    }
+}
+
 fn msg(e: impl std::fmt::Display) -> RunError {
     RunError::msg(e.to_string())
 }
@@ -65,7 +134,7 @@ impl Rule for OciRule {
     }
 
     fn version(&self) -> u32 {
-        1
+        2
     }
 
     fn params(&self, p: &mut Params) {
@@ -74,6 +143,8 @@ impl Rule for OciRule {
         p.add("version", &self.version);
         let chunking = canonical_json(&self.chunking).unwrap_or_default();
         p.add("chunking", &String::from_utf8_lossy(&chunking).into_owned());
+        let sources = canonical_json(&self.sources).unwrap_or_default();
+        p.add("sources", &String::from_utf8_lossy(&sources).into_owned());
         let labels = canonical_json(&self.labels).unwrap_or_default();
         p.add("labels", &String::from_utf8_lossy(&labels).into_owned());
     }
@@ -90,18 +161,8 @@ impl Rule for OciRule {
             serde_json::from_slice(&fs_err::read(staged.join("commit.json"))?)
                 .map_err(|e| RunError::msg(format!("{}: commit.json: {e}", dep.id)))?;
         let mut chunking = self.chunking.clone();
-        if let Some(extra) = ctx.deps.get(1).cloned() {
-            let dir = ctx.scratch.join("components");
-            ctx.stage_dep(&extra, &dir)?;
-            let file = dir.join("components.json");
-            if let Chunking::Components { components, .. } = &mut chunking
-                && file.exists()
-            {
-                let map: BTreeMap<String, String> =
-                    serde_json::from_slice(&fs_err::read(&file)?)
-                        .map_err(|e| RunError::msg(format!("{}: {e}", file.display())))?;
-                components.extend(map);
-            }
+        if let Chunking::Components { components, .. } = &mut chunking {
+            components.extend(self.path_map(ctx)?);
         }
         let req = ExportRequest {
             repo: staged.join("repo"),
@@ -134,5 +195,17 @@ impl Rule for OciRule {
             dir: PathBuf::from("builds").join(&self.version).join(&self.arch),
             how: Materialize::Hardlink,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tree_paths_map_to_commit_paths() {
+        assert_eq!(commit_path("usr/bin/sh"), "/usr/bin/sh");
+        assert_eq!(commit_path("etc/passwd"), "/usr/etc/passwd");
+        assert_eq!(commit_path("etcetera/x"), "/etcetera/x");
     }
 }

@@ -30,7 +30,7 @@ const S_IFMT: u32 = 0o170000;
 pub(crate) type ContentMap = BTreeMap<String, ContentObject>;
 
 /// One content object of the commit.
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub(crate) struct ContentObject {
     /// Its size (0 for symlinks).
     pub size: u64,

@@ -55,7 +55,13 @@ fn commit(dir: &Path) -> (PathBuf, String) {
             )],
         )]),
         ref_name: "nestos/x86_64/test".into(),
-        metadata: BTreeMap::from([("version".to_string(), MetaValue::Str("1.0".into()))]),
+        metadata: BTreeMap::from([
+            ("version".to_string(), MetaValue::Str("1.0".into())),
+            (
+                "rpmostree.inputhash".to_string(),
+                MetaValue::Str("f44f5836de5c".into()),
+            ),
+        ]),
         timestamp: 1_700_000_000,
         parent: None,
         subject: None,
@@ -176,6 +182,7 @@ fn export_is_reproducible_and_readable_by_skopeo() {
     assert_eq!(labels["ostree.bootable"], "true");
     assert_eq!(labels["containers.bootc"], "1");
     assert_eq!(labels["org.opencontainers.image.version"], "1.0");
+    assert_eq!(labels["rpmostree.inputhash"], "f44f5836de5c");
     assert_eq!(labels["ostree.final-diffid"], a.layers[0].diff_id.as_str());
     assert_eq!(inspect["Architecture"], "amd64");
     assert_eq!(inspect["Digest"], a.manifest_digest.as_str());
@@ -280,10 +287,14 @@ fn layers_round_trip_through_ostree() {
         fs_err::read(&a.path).unwrap(),
         fs_err::read(&b.path).unwrap()
     );
-    assert_eq!(a.layers.len(), 3);
-    assert_eq!(a.layers[1].components, ["shadow"]);
-    assert_eq!(a.layers[2].components, ["tool"]);
-    assert_eq!(a.labels["ostree.final-diffid"], a.layers[2].diff_id);
+    // The commit layer (metadata only), then one layer per component, by name.
+    let comps: Vec<_> = a.layers.iter().map(|l| l.components.clone()).collect();
+    assert_eq!(
+        comps,
+        [vec![], vec!["shadow"], vec!["tool"], vec!["unpackaged"]]
+    );
+    assert_eq!(a.layers[0].objects, 0);
+    assert_eq!(a.labels["ostree.final-diffid"], a.layers[3].diff_id);
 
     let files = archive_files(&a.path);
     let root = tmp.path().join("extracted");

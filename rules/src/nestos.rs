@@ -25,7 +25,7 @@ use crate::unpack::UnpackRule;
 use nosa_commit::OstreeCommitRule;
 use nosa_image::kola::{KolaKind, KolaRule};
 use nosa_image::{ImageFormat, ImageFsRule, ImageRule};
-use nosa_oci::OciRule;
+use nosa_oci::{ComponentSource, DEFAULT_MAX_LAYERS, OciRule};
 
 /// The workdir directory whose files override the tree, as nestos-assembler's `overrides/rootfs`.
 pub const OVERRIDES_ROOTFS: &str = "overrides/rootfs";
@@ -337,7 +337,7 @@ pub fn expand(configs: &[Config], config_rel: &str, known: &Known, workdir: &Pat
         }
 
         let mut rootfs_deps = vec![resolve];
-        rootfs_deps.extend(unpacked);
+        rootfs_deps.extend(unpacked.iter().cloned());
         rootfs_deps.extend(
             c.applied_overlays()
                 .iter()
@@ -446,11 +446,42 @@ pub fn expand(configs: &[Config], config_rel: &str, known: &Known, workdir: &Pat
             .unwrap_or("nestos")
             .to_string();
         match known.versions.get(arch) {
-            Some(v) => x.nodes.push(NodeDecl {
-                id: oci.clone(),
-                rule: Arc::new(OciRule::new(arch, &name, &v.version)),
-                deps: vec![commit.clone()],
-            }),
+            Some(v) => {
+                // One layer per package, the rpm database and each overlay (see docs/oci.md).
+                let src = |node: &str, component: String, subdir: &str| ComponentSource {
+                    node: node.to_string(),
+                    component,
+                    subdir: subdir.to_string(),
+                };
+                let mut sources = Vec::new();
+                for p in known.resolved.get(arch).into_iter().flatten() {
+                    let node = format!("unpack:{arch}:{}", p.nevra);
+                    if unpacked.contains(&node) {
+                        sources.push(src(&node, p.name.clone(), "root"));
+                    }
+                }
+                let rpmdb = format!("rpmdb:{arch}");
+                if unpacked.contains(&rpmdb) {
+                    sources.push(src(&rpmdb, "rpmdb".into(), "root"));
+                }
+                for l in c.applied_overlays() {
+                    let node = &overlay_ids[&l.name];
+                    sources.push(src(node, format!("overlay.d/{}", l.name), ""));
+                }
+                if has_overrides {
+                    sources.push(src(OVERRIDES_NODE, "overrides/rootfs".into(), ""));
+                }
+                let mut deps = vec![commit.clone()];
+                deps.extend(sources.iter().map(|s| s.node.clone()));
+                x.nodes.push(NodeDecl {
+                    id: oci.clone(),
+                    rule: Arc::new(
+                        OciRule::new(arch, &name, &v.version)
+                            .components(sources, DEFAULT_MAX_LAYERS),
+                    ),
+                    deps,
+                });
+            }
             None => {
                 x.add(
                     oci.clone(),
