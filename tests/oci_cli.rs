@@ -110,12 +110,15 @@ fn oci_layers_follow_packages_and_overlays_and_ostree_ext_imports_them() {
         "rpmdb",
         "overlay.d/15nestos",
         "initramfs",
+        "os-release",
         "unpackaged",
     ] {
         assert!(first.contains_key(want), "a layer for {want:?}: {first:?}");
     }
 
-    // One overlay file: its overlay's layer and the commit layer change, nothing else.
+    // One overlay file: its overlay's layer, the commit layer and os-release (a new build:
+    // mutate-os-release stamps the new version into it) change, nothing else; in particular
+    // not the package that ships os-release.
     fs_err::write(
         tmp.path()
             .join("example-config/overlay.d/15nestos/etc/test/test.txt"),
@@ -123,9 +126,13 @@ fn oci_layers_follow_packages_and_overlays_and_ostree_ext_imports_them() {
     )
     .unwrap();
     let (_, second) = build(&w);
-    assert_eq!(changed(&first, &second), ["", "overlay.d/15nestos"]);
+    assert_eq!(
+        changed(&first, &second),
+        ["", "os-release", "overlay.d/15nestos"]
+    );
 
-    // One package more: its layer appears, the rpm database and the commit layer change.
+    // One package more: its layer appears, the rpm database, os-release and the commit layer
+    // change.
     let pkgs = tmp.path().join("example-config/manifests/packages.yaml");
     let text = fs_err::read_to_string(&pkgs).unwrap();
     assert!(text.contains("  - fixture-app\n"));
@@ -140,7 +147,7 @@ fn oci_layers_follow_packages_and_overlays_and_ostree_ext_imports_them() {
     let (dir, third) = build(&w);
     assert_eq!(
         changed(&second, &third),
-        ["", "fixture-conflict-a", "rpmdb"]
+        ["", "fixture-conflict-a", "os-release", "rpmdb"]
     );
 
     // ostree-ext imports the archive as the commit nosa built.

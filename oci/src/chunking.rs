@@ -25,6 +25,10 @@ pub const UNPACKAGED_COMPONENT: &str = "unpackaged";
 /// The component of `usr/lib/modules/<kver>/initramfs.img`, generated during the compose (as
 /// rpm-ostree, it wins over any map entry).
 pub const INITRAMFS_COMPONENT: &str = "initramfs";
+/// The component of `usr/lib/os-release` (and `usr/etc/os-release` when it is a file): the
+/// commit rewrites it with each build's version (mutate-os-release), so it gets a layer of
+/// its own instead of changing its package's layer in every build.
+pub const OS_RELEASE_COMPONENT: &str = "os-release";
 /// ostree-ext's default maximum number of layers.
 pub const DEFAULT_MAX_LAYERS: usize = 64;
 
@@ -38,7 +42,8 @@ pub enum Chunking {
     /// One layer per component. `components` maps absolute paths in the commit
     /// (`/usr/bin/sh`, `/usr/etc/passwd`) to a component name (a package). A content object
     /// belongs to the component of its first mapped path (in sorted order); the initramfs to
-    /// [`INITRAMFS_COMPONENT`]; an unmapped object to [`UNPACKAGED_COMPONENT`]. The commit
+    /// [`INITRAMFS_COMPONENT`]; os-release to [`OS_RELEASE_COMPONENT`]; an unmapped object to
+    /// [`UNPACKAGED_COMPONENT`]. The commit
     /// layer holds the metadata objects only. With more components than `max_layers - 1`,
     /// the largest get their own layers and the others share a few layers (see
     /// `docs/oci.md`).
@@ -73,6 +78,11 @@ fn is_initramfs(path: &str) -> bool {
     path.strip_prefix("usr/lib/modules/")
         .and_then(|r| r.split_once('/'))
         .is_some_and(|(_, f)| f == "initramfs.img")
+}
+
+/// The os-release files the commit stamps with the version.
+fn is_os_release(path: &str) -> bool {
+    matches!(path, "usr/lib/os-release" | "usr/etc/os-release")
 }
 
 /// Checks a component name: non-empty, no `,` (the annotation's separator), no control
@@ -121,6 +131,8 @@ pub(crate) fn assign(policy: &Chunking, content: &ContentMap) -> Result<Plan, Oc
         for p in &obj.paths {
             let comp = if is_initramfs(p) {
                 INITRAMFS_COMPONENT
+            } else if is_os_release(p) {
+                OS_RELEASE_COMPONENT
             } else {
                 components
                     .get(&format!("/{p}"))

@@ -134,7 +134,7 @@ impl Rule for OciRule {
     }
 
     fn version(&self) -> u32 {
-        2
+        3
     }
 
     fn params(&self, p: &mut Params) {
