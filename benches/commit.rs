@@ -9,18 +9,14 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
 use nosa_commit::{CommitRequest, RepoMode, commit_tree};
 
-fn nosa() -> PathBuf {
-    PathBuf::from(env!("CARGO_BIN_EXE_nosa"))
-}
-
 fn run(dir: &Path, args: &[&str]) {
-    let out = Command::new(nosa())
+    let out = Command::new(common::nosa())
         .args(args)
         .current_dir(dir)
         .output()
@@ -30,45 +26,6 @@ fn run(dir: &Path, args: &[&str]) {
         "nosa {args:?}: {}",
         String::from_utf8_lossy(&out.stderr)
     );
-}
-
-fn copy_dir(from: &Path, to: &Path) {
-    let st = Command::new("cp")
-        .arg("-a")
-        .arg(from)
-        .arg(to)
-        .status()
-        .unwrap();
-    assert!(st.success());
-}
-
-/// A workdir with a copy of examples/ and the fixture repo linked in.
-fn workdir(root: &Path, name: &str) -> (PathBuf, PathBuf) {
-    let repo_root = Path::new(env!("CARGO_MANIFEST_DIR"));
-    let fixture = repo_root.join("fixtures/out/repo");
-    assert!(
-        fixture.join("x86_64/repodata/repomd.xml").is_file(),
-        "run `cargo xtask fixture-distro` first"
-    );
-    let base = root.join(name);
-    let _ = fs_err::remove_dir_all(&base);
-    fs_err::create_dir_all(&base).unwrap();
-    let cfg = base.join("config");
-    copy_dir(&repo_root.join("examples"), &cfg);
-    let w = base.join("work");
-    fs_err::create_dir_all(w.join("fixtures/out")).unwrap();
-    std::os::unix::fs::symlink(&fixture, w.join("fixtures/out/repo")).unwrap();
-    let out = Command::new(nosa())
-        .args(["init", "--force", cfg.to_str().unwrap()])
-        .current_dir(&w)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    (w, cfg)
 }
 
 fn median(mut v: Vec<Duration>) -> Duration {
@@ -81,7 +38,7 @@ fn main() {
     let rounds = common::env_num("NOSA_BENCH_ROUNDS", 3);
 
     // The composed tree, from a real build.
-    let (w, cfg) = workdir(&root, "tree");
+    let (w, cfg) = common::example_workdir(&root, "tree");
     run(&w, &["build"]);
     let tree = root.join("tree-checkout");
     let _ = fs_err::remove_dir_all(&tree);
@@ -140,7 +97,7 @@ fn main() {
     // Cold vs incremental `nosa build`.
     let (mut cold, mut inc) = (Vec::new(), Vec::new());
     for i in 0..rounds {
-        let (w, cfg) = workdir(&root, &format!("build-{i}"));
+        let (w, cfg) = common::example_workdir(&root, &format!("build-{i}"));
         let t = Instant::now();
         run(&w, &["build"]);
         cold.push(t.elapsed());

@@ -14,16 +14,12 @@
 mod common;
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-fn nosa() -> PathBuf {
-    PathBuf::from(env!("CARGO_BIN_EXE_nosa"))
-}
-
 fn nosa_json(dir: &Path, args: &[&str]) -> serde_json::Value {
-    let out = Command::new(nosa())
+    let out = Command::new(common::nosa())
         .args(args)
         .current_dir(dir)
         .output()
@@ -51,28 +47,9 @@ fn main() {
         .unwrap_or(3)
         .max(1);
     let root = common::work_dir("images");
-    let _ = fs_err::remove_dir_all(&root);
-    fs_err::create_dir_all(&root).unwrap();
-    let repo_root = Path::new(env!("CARGO_MANIFEST_DIR"));
-    let fixture = repo_root.join("fixtures/out/repo");
-    assert!(
-        fixture.join("x86_64/repodata/repomd.xml").is_file(),
-        "run `cargo xtask fixture-distro` first"
-    );
-    let cfg = root.join("config");
-    let st = Command::new("cp")
-        .arg("-a")
-        .arg(repo_root.join("examples"))
-        .arg(&cfg)
-        .status()
-        .unwrap();
-    assert!(st.success());
-    let w = root.join("work");
-    fs_err::create_dir_all(w.join("fixtures/out")).unwrap();
-    std::os::unix::fs::symlink(&fixture, w.join("fixtures/out/repo")).unwrap();
-    nosa_json(&w, &["init", "--force", cfg.to_str().unwrap()]);
+    let (w, cfg) = common::example_workdir(&root, "example");
     eprintln!("composing and committing the example once...");
-    let _ = Command::new(nosa())
+    let _ = Command::new(common::nosa())
         .args(["build"])
         .current_dir(&w)
         .output()

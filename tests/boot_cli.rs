@@ -58,6 +58,21 @@ fn row<'a>(
         .unwrap_or_else(|| panic!("no report row for {test} on {image}: {rows:?}"))
 }
 
+/// The `--json` summary of a build says exactly the qemu image (its image-fs and image nodes)
+/// ran.
+fn assert_only_qemu_image_ran(out: &std::process::Output) {
+    let ran: Vec<String> = summary(out)
+        .into_iter()
+        .filter(|(_, s)| s == "ran")
+        .map(|(id, _)| id)
+        .collect();
+    assert_eq!(
+        ran,
+        ["image-fs:x86_64:qemu", "image:x86_64:qemu"],
+        "only the qemu image ran"
+    );
+}
+
 #[test]
 fn built_images_boot_and_pass_kola() {
     let (_tmp, w) = fixture_workdir();
@@ -260,19 +275,7 @@ fn built_images_boot_and_pass_kola() {
     assert!(will_run.contains(&"image:x86_64:qemu".to_string()));
     let out = nosa(&w, &["build", "--json", "qemu"]);
     assert!(out.status.success(), "build qemu: {}", text(&out));
-    let ran: Vec<String> = summary(&out)
-        .into_iter()
-        .filter(|(_, s)| s == "ran")
-        .map(|(id, _)| id)
-        .collect();
-    assert_eq!(
-        ran,
-        vec![
-            "image-fs:x86_64:qemu".to_string(),
-            "image:x86_64:qemu".to_string()
-        ],
-        "only the qemu image ran"
-    );
+    assert_only_qemu_image_ran(&out);
     let out = nosa(&w, &["kola", "run", "--image", "qemu", "nestos.basic"]);
     assert!(out.status.success(), "kola after karg: {}", text(&out));
     let rows = report(&w);
@@ -381,19 +384,7 @@ fn built_images_boot_and_pass_kola() {
     fs_err::write(&image_yaml, format!("{y}rootfs: xfs\n")).unwrap();
     let out = nosa(&w, &["build", "--json", "qemu"]);
     assert!(out.status.success(), "build qemu with xfs: {}", text(&out));
-    let ran: Vec<String> = summary(&out)
-        .into_iter()
-        .filter(|(_, s)| s == "ran")
-        .map(|(id, _)| id)
-        .collect();
-    assert_eq!(
-        ran,
-        vec![
-            "image-fs:x86_64:qemu".to_string(),
-            "image:x86_64:qemu".to_string()
-        ],
-        "only the qemu image ran"
-    );
+    assert_only_qemu_image_ran(&out);
     let out = nosa(&w, &["kola", "run", "--image", "qemu", "nestos.basic"]);
     assert!(out.status.success(), "kola on xfs: {}", text(&out));
     let basic =

@@ -128,3 +128,47 @@ pub fn median(v: &mut [Duration]) -> Duration {
 pub fn ms(d: Duration) -> String {
     format!("{:.2} ms", d.as_secs_f64() * 1000.0)
 }
+
+/// The `nosa` binary cargo built for the benchmarks.
+pub fn nosa() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_nosa"))
+}
+
+pub fn copy_dir(from: &Path, to: &Path) {
+    let st = Command::new("cp")
+        .arg("-a")
+        .arg(from)
+        .arg(to)
+        .status()
+        .unwrap();
+    assert!(st.success());
+}
+
+/// A workdir with a copy of examples/ and the fixture repo linked in.
+pub fn example_workdir(root: &Path, name: &str) -> (PathBuf, PathBuf) {
+    let repo_root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let fixture = repo_root.join("fixtures/out/repo");
+    assert!(
+        fixture.join("x86_64/repodata/repomd.xml").is_file(),
+        "run `cargo xtask fixture-distro` first"
+    );
+    let base = root.join(name);
+    let _ = fs_err::remove_dir_all(&base);
+    fs_err::create_dir_all(&base).unwrap();
+    let cfg = base.join("config");
+    copy_dir(&repo_root.join("examples"), &cfg);
+    let w = base.join("work");
+    fs_err::create_dir_all(w.join("fixtures/out")).unwrap();
+    std::os::unix::fs::symlink(&fixture, w.join("fixtures/out/repo")).unwrap();
+    let out = Command::new(nosa())
+        .args(["init", "--force", cfg.to_str().unwrap()])
+        .current_dir(&w)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (w, cfg)
+}

@@ -35,6 +35,18 @@ fn latest_qemu(workdir: &Path, arch: &str) -> Result<(String, String, PathBuf), 
     Ok((id, name, dir.join(path)))
 }
 
+/// The workdir's session, its path and the first configured arch.
+fn open(cli: &Cli) -> Result<(Session, PathBuf, String), Failure> {
+    let s = Session::open(cli, None, None)?;
+    let workdir = s.engine.workdir().to_path_buf();
+    let arch =
+        s.ws.configs
+            .first()
+            .map(|c| c.arch.to_string())
+            .unwrap_or_else(|| "x86_64".into());
+    Ok((s, workdir, arch))
+}
+
 /// A free TCP port on 127.0.0.1 (for the ssh forward).
 fn free_port() -> std::io::Result<u16> {
     Ok(std::net::TcpListener::bind("127.0.0.1:0")?
@@ -44,13 +56,7 @@ fn free_port() -> std::io::Result<u16> {
 
 /// `nosa run`.
 pub fn run(cli: &Cli, a: &RunArgs) -> OpResult {
-    let s = Session::open(cli, None, None)?;
-    let workdir = s.engine.workdir().to_path_buf();
-    let arch =
-        s.ws.configs
-            .first()
-            .map(|c| c.arch.to_string())
-            .unwrap_or_else(|| "x86_64".into());
+    let (s, workdir, arch) = open(cli)?;
     let image = match &a.qemu_image {
         Some(p) => p.clone(),
         None => latest_qemu(&workdir, &arch)?.2,
@@ -144,13 +150,7 @@ pub fn run(cli: &Cli, a: &RunArgs) -> OpResult {
 
 /// `nosa virt-install`.
 pub fn virt_install(cli: &Cli, a: &VirtInstallArgs) -> OpResult {
-    let s = Session::open(cli, None, None)?;
-    let workdir = s.engine.workdir().to_path_buf();
-    let arch =
-        s.ws.configs
-            .first()
-            .map(|c| c.arch.to_string())
-            .unwrap_or_else(|| "x86_64".into());
+    let (_, workdir, arch) = open(cli)?;
     let (id, name, image) = latest_qemu(&workdir, &arch)?;
     let image = fs_err::canonicalize(&image).map_err(runtime)?;
     let mut args: Vec<String> = vec![
