@@ -16,16 +16,7 @@ use std::time::{Duration, Instant};
 use nosa_commit::{CommitRequest, RepoMode, commit_tree};
 
 fn run(dir: &Path, args: &[&str]) {
-    let out = Command::new(common::nosa())
-        .args(args)
-        .current_dir(dir)
-        .output()
-        .expect("run nosa");
-    assert!(
-        out.status.success(),
-        "nosa {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    common::nosa_ok(dir, args);
 }
 
 fn median(mut v: Vec<Duration>) -> Duration {

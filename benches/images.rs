@@ -19,17 +19,7 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 fn nosa_json(dir: &Path, args: &[&str]) -> serde_json::Value {
-    let out = Command::new(common::nosa())
-        .args(args)
-        .current_dir(dir)
-        .output()
-        .expect("run nosa");
-    assert!(
-        out.status.success(),
-        "nosa {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stdout = common::nosa_ok(dir, args);
     serde_json::from_str(stdout.lines().last().unwrap_or("{}")).expect("--json summary")
 }
 

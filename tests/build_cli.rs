@@ -11,21 +11,7 @@ mod common;
 use std::path::Path;
 use std::process::Command;
 
-use common::{fixture_workdir, nosa, summary};
-
-fn ostree(repo: &Path, args: &[&str]) -> String {
-    let out = Command::new("ostree")
-        .arg(format!("--repo={}", repo.display()))
-        .args(args)
-        .output()
-        .expect("run ostree (Debian package ostree; make test installs it)");
-    assert!(
-        out.status.success(),
-        "ostree {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
+use common::{fixture_workdir, nosa, ostree, summary};
 
 fn json(p: &Path) -> serde_json::Value {
     serde_json::from_slice(&fs_err::read(p).unwrap()).unwrap()

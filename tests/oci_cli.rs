@@ -11,7 +11,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use common::{fixture_workdir, nosa, summary};
+use common::{fixture_workdir, nosa, ostree, summary};
 
 fn json(p: &Path) -> serde_json::Value {
     serde_json::from_slice(&fs_err::read(p).unwrap()).unwrap()
@@ -83,20 +83,6 @@ fn ostree_ext_check() -> PathBuf {
                 .flatten()
         })
         .expect("cargo named the ostree-ext-check executable")
-}
-
-fn ostree(repo: &Path, args: &[&str]) -> String {
-    let out = Command::new("ostree")
-        .arg(format!("--repo={}", repo.display()))
-        .args(args)
-        .output()
-        .expect("run ostree (Debian package ostree)");
-    assert!(
-        out.status.success(),
-        "ostree {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
 #[test]

@@ -172,3 +172,18 @@ pub fn example_workdir(root: &Path, name: &str) -> (PathBuf, PathBuf) {
     );
     (w, cfg)
 }
+
+/// Runs `nosa ARGS` in `dir`; panics with its stderr unless it succeeds. Returns stdout.
+pub fn nosa_ok(dir: &Path, args: &[&str]) -> String {
+    let out = Command::new(nosa())
+        .args(args)
+        .current_dir(dir)
+        .output()
+        .expect("run nosa");
+    assert!(
+        out.status.success(),
+        "nosa {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}

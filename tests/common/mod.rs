@@ -209,3 +209,18 @@ pub fn fixture_workdir() -> (tempfile::TempDir, PathBuf) {
     std::os::unix::fs::symlink(&repo, w.join("fixtures/out/repo")).unwrap();
     (tmp, w)
 }
+
+/// `ostree --repo=REPO ARGS` (Debian's CLI); panics with its stderr unless it succeeds.
+pub fn ostree(repo: &Path, args: &[&str]) -> String {
+    let out = Command::new("ostree")
+        .arg(format!("--repo={}", repo.display()))
+        .args(args)
+        .output()
+        .expect("run ostree (Debian package ostree; make test installs it)");
+    assert!(
+        out.status.success(),
+        "ostree {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
