@@ -144,7 +144,7 @@ pub struct RunArgs {
     #[arg(long)]
     pub uefi: bool,
     /// An interactive shell on the guest: the serial console's root shell (the fixture distro
-    /// has no sshd), with the workdir shared read-only.
+    /// has no sshd).
     #[arg(long)]
     pub devshell: bool,
     /// Print the QEMU command line and exit.

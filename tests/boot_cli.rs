@@ -287,7 +287,7 @@ fn built_images_boot_and_pass_kola() {
         fs_err::read_to_string(w.join("tmp/kola/x86_64/qemu/nestos.basic/output.txt")).unwrap();
     assert!(basic.contains("PASS: karg 'nosa.kargtest=1'"), "{basic}");
 
-    // 6. `nosa run`: the serial console is on stdin/stdout.
+    // 6. `nosa run`: the serial console is on stdin/stdout, the workdir is shared over 9p.
     let out = nosa(&w, &["run", "--dry-run", "--ignition", "image.yaml"]);
     assert!(!out.status.success(), "a missing ignition file is an error");
     fs_err::write(
@@ -327,6 +327,7 @@ fn built_images_boot_and_pass_kola() {
     let mut seen = String::new();
     let mut sent = false;
     let mut answered = false;
+    let mut shared = false;
     while Instant::now() < deadline {
         match rx.recv_timeout(Duration::from_secs(1)) {
             Ok(line) => {
@@ -336,13 +337,19 @@ fn built_images_boot_and_pass_kola() {
                     // The autologin shell on ttyS0 starts right after.
                     std::thread::sleep(Duration::from_secs(3));
                     stdin
-                        .write_all(b"\necho run-$((6 * 7))\npoweroff -f\n")
+                        .write_all(
+                            b"\necho run-$((6 * 7))\ncat /var/mnt/workdir/config.ign\n\
+                              poweroff -f\n",
+                        )
                         .unwrap();
                     stdin.flush().unwrap();
                     sent = true;
                 }
                 if line.contains("run-42") {
                     answered = true;
+                }
+                if line.contains("\"ignition\": {\"version\": \"3.4.0\"}") {
+                    shared = true;
                 }
             }
             Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {}
@@ -361,6 +368,11 @@ fn built_images_boot_and_pass_kola() {
     assert!(
         status.success(),
         "nosa run exits 0 when the guest powers off"
+    );
+    assert!(
+        shared,
+        "the guest read the workdir's config.ign over 9p:\n{}",
+        seen.lines().rev().take(30).collect::<Vec<_>>().join("\n")
     );
 
     // 7. virt-install: the import command for the latest qemu image.

@@ -103,15 +103,15 @@ pub fn run(cli: &Cli, a: &RunArgs) -> OpResult {
             format!("name=opt/com.coreos/config,file={}", abs.display()),
         ]);
     }
-    if a.devshell {
-        vm.extra.extend([
-            "-virtfs".to_string(),
-            format!(
-                "local,path={},mount_tag=workdir,security_model=none,readonly=on",
-                workdir.display()
-            ),
-        ]);
-    }
+    // The workdir, read-only, as 9p tag `workdir` (the fixture distro mounts it at
+    // /var/mnt/workdir).
+    vm.extra.extend([
+        "-virtfs".to_string(),
+        format!(
+            "local,path={},mount_tag=workdir,security_model=none,readonly=on",
+            workdir.display()
+        ),
+    ]);
     if a.dry_run {
         println!("{} {}", nosa_image::qemu::QEMU, vm.args().join(" "));
         return Ok(());
@@ -123,11 +123,12 @@ pub fn run(cli: &Cli, a: &RunArgs) -> OpResult {
         accel.accel.name(),
         accel.reason
     );
+    eprintln!(
+        "nosa run: the workdir is shared read-only as 9p tag `workdir` (the fixture distro \
+         mounts it at /var/mnt/workdir)"
+    );
     if a.devshell {
-        eprintln!(
-            "nosa run: devshell: the serial console below is a root shell once booted; the \
-             workdir is shared read-only as 9p tag `workdir` (mount -t 9p workdir /mnt)"
-        );
+        eprintln!("nosa run: devshell: the serial console below is a root shell once booted");
     }
     // Release the workdir before handing the terminal to QEMU for as long as the user likes.
     drop(s);
