@@ -19,6 +19,9 @@ pub enum Materialize {
     Hardlink,
 }
 
+/// The mode of every blob file.
+const BLOB_MODE: u32 = 0o444;
+
 /// A content-addressed store rooted at a directory (`<workdir>/cache/store`).
 #[derive(Clone, Debug)]
 pub struct Store {
@@ -89,7 +92,7 @@ impl Store {
         let tmp = temp_name(&self.tmp_dir(), "blob");
         let mut f = fs_err::File::create(&tmp)?;
         f.write_all(bytes)?;
-        f.set_permissions(std::fs::Permissions::from_mode(0o444))?;
+        f.set_permissions(std::fs::Permissions::from_mode(BLOB_MODE))?;
         f.sync_all()?;
         drop(f);
         publish(&tmp, &dest)?;
@@ -111,7 +114,7 @@ impl Store {
             fs_err::copy(src, &tmp)?;
         }
         let f = fs_err::File::open(&tmp)?;
-        f.set_permissions(std::fs::Permissions::from_mode(0o444))?;
+        f.set_permissions(std::fs::Permissions::from_mode(BLOB_MODE))?;
         f.sync_all()?;
         drop(f);
         // Verify what we publish: a file changed under us must not enter the store misnamed.
@@ -252,7 +255,9 @@ impl Store {
                     let parent = target.parent().expect("joined path has a parent");
                     fs_err::create_dir_all(parent)?;
                     let tmp = temp_name(parent, "mat");
-                    let linked = how == Materialize::Hardlink && e.mode & 0o222 == 0 && {
+                    // A hardlink shares the blob's inode and so its mode (0444): only an entry
+                    // of exactly that mode may be one (an 0555 executable may not).
+                    let linked = how == Materialize::Hardlink && e.mode == BLOB_MODE && {
                         std::fs::hard_link(&blob, &tmp).is_ok()
                     };
                     if !linked {
@@ -309,6 +314,36 @@ mod tests {
         );
         let (d2, _) = store.ingest_dir(&out, false).unwrap();
         assert_eq!(d, d2, "materialized tree ingests to the same digest");
+    }
+
+    #[test]
+    fn hardlinks_only_where_the_mode_is_the_blobs() {
+        let tmp = tempfile::tempdir().unwrap();
+        let store = Store::open(tmp.path().join("store")).unwrap();
+        let src = tmp.path().join("src");
+        fs_err::create_dir_all(&src).unwrap();
+        for (name, mode) in [("ro", 0o444), ("exec", 0o555), ("rw", 0o644)] {
+            fs_err::write(src.join(name), "same content").unwrap();
+            fs_err::set_permissions(src.join(name), std::fs::Permissions::from_mode(mode)).unwrap();
+        }
+        let (_, tree) = store.ingest_dir(&src, false).unwrap();
+        let out = tmp.path().join("out");
+        store
+            .materialize(&tree, &out, Materialize::Hardlink)
+            .unwrap();
+        for (name, mode, links) in [
+            ("ro", 0o444, true),
+            ("exec", 0o555, false),
+            ("rw", 0o644, false),
+        ] {
+            let m = fs_err::metadata(out.join(name)).unwrap();
+            assert_eq!(m.mode() & 0o7777, mode, "{name} keeps its mode");
+            assert_eq!(
+                m.nlink() > 1,
+                links,
+                "{name} is a hardlink to the blob: {links}"
+            );
+        }
     }
 
     #[test]

@@ -13,7 +13,7 @@ use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use nosa_cache::{EntryKind, Materialize};
+use nosa_cache::EntryKind;
 use nosa_engine::{Params, Rule, RunContext, RunError};
 use serde::{Deserialize, Serialize};
 
@@ -172,7 +172,7 @@ impl KolaRule {
         let tree = ctx.dep_tree(dep)?;
         // Hardlinks to the store's read-only blobs: QEMU boots with snapshot=on and never
         // writes the image.
-        ctx.store().materialize(&tree, dir, Materialize::Hardlink)?;
+        crate::stage::stage_readonly(ctx, dep, dir)?;
         if !tree
             .entries
             .iter()

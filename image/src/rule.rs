@@ -307,9 +307,7 @@ impl ImageRule {
         };
         // Hardlinks to the store's read-only blobs: the partition images are only read.
         let fs_dir = ctx.scratch.join("fs");
-        let tree = ctx.dep_tree(dep)?;
-        ctx.store()
-            .materialize(&tree, &fs_dir, nosa_cache::Materialize::Hardlink)?;
+        crate::stage::stage_readonly(ctx, dep, &fs_dir)?;
         let read = |name: &str| -> Result<Vec<u8>, RunError> {
             fs_err::read(fs_dir.join(name)).map_err(|e| RunError::msg(format!("{}: {e}", dep.id)))
         };
