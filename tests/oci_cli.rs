@@ -11,6 +11,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+use common::ostree_ext::ostree_ext_check;
 use common::{fixture_workdir, nosa, ostree, summary};
 
 fn json(p: &Path) -> serde_json::Value {
@@ -52,37 +53,6 @@ fn changed(a: &BTreeMap<String, String>, b: &BTreeMap<String, String>) -> Vec<St
         .filter(|k| a.get(*k) != b.get(*k))
         .cloned()
         .collect()
-}
-
-/// Builds `tools/ostree-ext-check` (its own Cargo workspace; a no-op after `make test` built
-/// it) and returns the executable cargo names.
-fn ostree_ext_check() -> PathBuf {
-    let manifest = common::repo_root().join("tools/ostree-ext-check/Cargo.toml");
-    let out = Command::new(env!("CARGO"))
-        .args([
-            "build",
-            "--message-format=json-render-diagnostics",
-            "--manifest-path",
-        ])
-        .arg(&manifest)
-        .output()
-        .expect("run cargo");
-    assert!(
-        out.status.success(),
-        "building {} failed (it needs the Debian packages libostree-dev, libzstd-dev, \
-         pkg-config): {}",
-        manifest.display(),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
-        .find_map(|v| {
-            (v["reason"] == "compiler-artifact" && v["target"]["name"] == "ostree-ext-check")
-                .then(|| v["executable"].as_str().map(PathBuf::from))
-                .flatten()
-        })
-        .expect("cargo named the ostree-ext-check executable")
 }
 
 #[test]

@@ -9,40 +9,12 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+#[path = "../../tests/common/ostree_ext.rs"]
+mod ostree_ext;
+
 use nosa_commit::{CommitRequest, MetaValue, RepoMode, commit_tree};
 use nosa_oci::{Chunking, ExportRequest, export_commit};
-
-/// Builds `tools/ostree-ext-check` (a no-op when `make test` built it already) and returns
-/// the executable, as cargo reports it.
-pub fn ostree_ext_check() -> PathBuf {
-    let manifest =
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("../tools/ostree-ext-check/Cargo.toml");
-    let out = Command::new(env!("CARGO"))
-        .args([
-            "build",
-            "--message-format=json-render-diagnostics",
-            "--manifest-path",
-        ])
-        .arg(&manifest)
-        .output()
-        .expect("run cargo");
-    assert!(
-        out.status.success(),
-        "building {} failed (it needs the Debian packages libostree-dev, libzstd-dev, \
-         pkg-config): {}",
-        manifest.display(),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
-        .find_map(|v| {
-            (v["reason"] == "compiler-artifact" && v["target"]["name"] == "ostree-ext-check")
-                .then(|| v["executable"].as_str().map(PathBuf::from))
-                .flatten()
-        })
-        .expect("cargo named the ostree-ext-check executable")
-}
+use ostree_ext::ostree_ext_check;
 
 fn ostree(repo: &Path, args: &[&str]) -> String {
     let out = Command::new("ostree")
