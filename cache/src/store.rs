@@ -184,10 +184,20 @@ impl Store {
                 .to_string();
             walked.push((rel, entry.path().to_path_buf(), entry.file_type()));
         }
+        // Every mode is read before any file is stored: storing a file makes its inode the
+        // blob (mode 0444), and a hardlink to it elsewhere in the tree would otherwise be
+        // recorded with the blob's mode or its own depending on timing and on whether the
+        // blob existed already.
+        let walked: Vec<(String, PathBuf, std::fs::FileType, std::fs::Metadata)> = walked
+            .into_par_iter()
+            .map(|(rel, path, ft)| {
+                let meta = fs_err::symlink_metadata(&path)?;
+                Ok((rel, path, ft, meta))
+            })
+            .collect::<Result<_>>()?;
         let entries: Vec<TreeEntry> = walked
             .into_par_iter()
-            .map(|(rel, path, ft)| -> Result<TreeEntry> {
-                let meta = fs_err::symlink_metadata(&path)?;
+            .map(|(rel, path, ft, meta)| -> Result<TreeEntry> {
                 let mode = meta.mode() & 0o7777;
                 let kind = if ft.is_symlink() {
                     let target = fs_err::read_link(&path)?;
@@ -201,7 +211,9 @@ impl Store {
                     EntryKind::Dir
                 } else if ft.is_file() {
                     let digest = hash_file(&path)?;
-                    self.put_file_known(&path, digest, take)?;
+                    // A file with other links is copied: moving its inode into the store would
+                    // leave the blob reachable (and writable) through them.
+                    self.put_file_known(&path, digest, take && meta.nlink() == 1)?;
                     EntryKind::File {
                         digest,
                         size: meta.len(),
@@ -314,6 +326,31 @@ mod tests {
         );
         let (d2, _) = store.ingest_dir(&out, false).unwrap();
         assert_eq!(d, d2, "materialized tree ingests to the same digest");
+    }
+
+    #[test]
+    fn hardlinked_files_keep_their_mode_when_taken() {
+        // Two names for one 0644 inode, ingested with `take` into a store that has or has not
+        // the blob already: both names are recorded 0644 every time.
+        for seeded in [false, true] {
+            let tmp = tempfile::tempdir().unwrap();
+            let store = Store::open(tmp.path().join("store")).unwrap();
+            if seeded {
+                store.put_bytes(b"shared content").unwrap();
+            }
+            let src = tmp.path().join("src");
+            fs_err::create_dir_all(&src).unwrap();
+            for i in 0..50 {
+                let a = src.join(format!("a{i:02}"));
+                fs_err::write(&a, "shared content").unwrap();
+                fs_err::set_permissions(&a, std::fs::Permissions::from_mode(0o644)).unwrap();
+                fs_err::hard_link(&a, src.join(format!("b{i:02}"))).unwrap();
+            }
+            let (_, tree) = store.ingest_dir(&src, true).unwrap();
+            for e in &tree.entries {
+                assert_eq!(e.mode, 0o644, "{} (blob present before: {seeded})", e.path);
+            }
+        }
     }
 
     #[test]

@@ -35,4 +35,7 @@ pub use meta::{MetaValue, PkgEntry, metadata_from_json, parse_nevra};
 pub use osrelease::{mutate_os_release, mutate_os_release_contents, os_release_path};
 pub use rule::{CommitRecord, OstreeCommitRule, TreeMeta};
 pub use tree::IdMap;
-pub use write::{CommitRequest, CommitResult, RepoMode, Xattrs, commit_tree, content_checksum};
+pub use write::{
+    CommitRequest, CommitResult, RepoMode, Xattrs, commit_tree, content_checksum,
+    keep_reachable_objects, open_or_create,
+};

@@ -284,6 +284,11 @@ impl Rule for OstreeCommitRule {
             }
         }
         let metadata = self.metadata(&dep.output, &meta.packages)?;
+        // Speed only: the objects of this node's previous output, so that libostree finds the
+        // unchanged files' objects present and does not compress them again. Objects the new
+        // commit does not reach are deleted after it: the output is what a commit into an
+        // empty repository gives (commit/tests/engine.rs compares the two).
+        let seeded = self.seed_objects(ctx)?;
         let req = CommitRequest {
             repo: ctx.out.join("repo"),
             mode: RepoMode::Archive,
@@ -298,6 +303,14 @@ impl Rule for OstreeCommitRule {
             fsync: false,
         };
         let result = commit_tree(&req).map_err(|e| RunError::msg(e.to_string()))?;
+        if seeded > 0 {
+            let deleted = crate::keep_reachable_objects(&ctx.out.join("repo"), &result.checksum)
+                .map_err(|e| RunError::msg(e.to_string()))?;
+            writeln!(
+                ctx.log,
+                "reused the previous output's objects: {seeded} seeded, {deleted} not reached and deleted"
+            )?;
+        }
         for p in &result.unmatched {
             writeln!(
                 ctx.log,
@@ -327,6 +340,43 @@ impl Rule for OstreeCommitRule {
     }
 
     fn equivalence_digest(&self, out: &Path) -> Option<Digest> {
+        self.equivalence(out)
+    }
+}
+
+impl OstreeCommitRule {
+    /// Copies the objects of the node's previous output (if the store still has it) into the
+    /// new repository; returns how many files.
+    fn seed_objects(&self, ctx: &RunContext<'_>) -> Result<usize, RunError> {
+        let Some(prev) = ctx.previous else {
+            return Ok(0);
+        };
+        let Ok(tree) = ctx.store().get_tree(&prev) else {
+            return Ok(0);
+        };
+        let objects = nosa_cache::Tree {
+            entries: tree
+                .entries
+                .into_iter()
+                .filter(|e| e.path.starts_with("repo/objects/"))
+                .collect(),
+        };
+        let n = objects
+            .entries
+            .iter()
+            .filter(|e| matches!(e.kind, nosa_cache::EntryKind::File { .. }))
+            .count();
+        if n > 0 {
+            // The repository first (libostree will not create one over an objects/ directory).
+            crate::open_or_create(&ctx.out.join("repo"), RepoMode::Archive)
+                .map_err(|e| RunError::msg(e.to_string()))?;
+            ctx.store()
+                .materialize(&objects, &ctx.out, nosa_cache::Materialize::Copy)?;
+        }
+        Ok(n)
+    }
+
+    fn equivalence(&self, out: &Path) -> Option<Digest> {
         let bytes = fs_err::read(out.join("commit.json")).ok()?;
         let record: CommitRecord = serde_json::from_slice(&bytes).ok()?;
         Some(record.equivalence_digest())

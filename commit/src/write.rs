@@ -108,7 +108,9 @@ fn xattr_variant(attrs: Option<&Vec<(String, Vec<u8>)>>) -> Variant {
     Variant::array_from_iter_with_type(VariantTy::new("(ayay)").expect("valid type"), entries)
 }
 
-fn open_or_create(path: &Path, mode: RepoMode) -> Result<Repo, CommitError> {
+/// Opens the repository at `path`, creating it (with `mode`) if it has no `config` yet; an
+/// existing one must have `mode`.
+pub fn open_or_create(path: &Path, mode: RepoMode) -> Result<Repo, CommitError> {
     let repo = Repo::new_for_path(path);
     if path.join("config").exists() {
         repo.open(gio::Cancellable::NONE)
@@ -245,4 +247,63 @@ pub fn content_checksum(repo: &Path, rev: &str) -> Result<String, CommitError> {
         .require_rev(rev)
         .map_err(|e| CommitError::ostree(format!("resolving {rev}"), e))?;
     content_checksum_in(&r, &checksum)
+}
+
+/// The file name of an object in `repo`'s `objects/` directory (archive repos compress file
+/// objects: `.filez`).
+fn object_relpath(checksum: &str, ty: ObjectType, archive: bool) -> Option<String> {
+    let ext = match ty {
+        ObjectType::File if archive => "filez",
+        ObjectType::File => "file",
+        ObjectType::DirTree => "dirtree",
+        ObjectType::DirMeta => "dirmeta",
+        ObjectType::Commit => "commit",
+        ObjectType::CommitMeta => "commitmeta",
+        _ => return None,
+    };
+    (checksum.len() > 2).then(|| format!("{}/{}.{ext}", &checksum[..2], &checksum[2..]))
+}
+
+/// Deletes every object of the repository at `path` that `commit` does not reach (its parent
+/// excluded), so that a repository seeded with older objects to save work ends up with the
+/// objects a commit into an empty repository would have. Returns how many it deleted.
+pub fn keep_reachable_objects(path: &Path, commit: &str) -> Result<usize, CommitError> {
+    let repo = Repo::new_for_path(path);
+    repo.open(gio::Cancellable::NONE)
+        .map_err(|e| CommitError::ostree(format!("opening {}", path.display()), e))?;
+    let archive = repo.mode() == ostree::RepoMode::Archive;
+    let reachable = repo
+        .traverse_commit(commit, 0, gio::Cancellable::NONE)
+        .map_err(|e| CommitError::ostree(format!("traversing {commit}"), e))?;
+    let mut keep: BTreeSet<String> = reachable
+        .iter()
+        .filter_map(|o| object_relpath(o.checksum(), o.object_type(), archive))
+        .collect();
+    if let Some(meta) = object_relpath(commit, ObjectType::CommitMeta, archive) {
+        keep.insert(meta);
+    }
+    let objects = path.join("objects");
+    let mut deleted = 0;
+    for dir in fs_err::read_dir(&objects)? {
+        let dir = dir?.path();
+        if !dir.is_dir() {
+            continue;
+        }
+        let prefix = dir
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        for f in fs_err::read_dir(&dir)? {
+            let f = f?;
+            let rel = format!("{prefix}/{}", f.file_name().to_string_lossy());
+            if !keep.contains(&rel) {
+                fs_err::remove_file(f.path())?;
+                deleted += 1;
+            }
+        }
+        if fs_err::read_dir(&dir)?.next().is_none() {
+            fs_err::remove_dir(&dir)?;
+        }
+    }
+    Ok(deleted)
 }

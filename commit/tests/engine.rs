@@ -2,7 +2,8 @@
 //! reads `commit.json`. A timestamp-only change reruns the commit and cuts the dependent off; a
 //! version change reaches it; two clean workdirs give bit-identical commit outputs. The
 //! rpm-ostree finishing: mutate-os-release, `rpmostree.inputhash`, `rpmostree.rpmdb.pkglist`
-//! and the parent commit, read back with Debian's `ostree` CLI.
+//! and the parent commit, read back with Debian's `ostree` CLI. A rerun seeded with the previous
+//! output's objects gives exactly a cold commit's output.
 
 mod common;
 
@@ -349,4 +350,81 @@ fn os_release_inputhash_pkglist_and_parent() {
     let (_, orphan) = materialized(&engine, &tmp.path().join("orphan"));
     assert_eq!(orphan.content_checksum, second.content_checksum);
     assert_ne!(orphan.checksum, second.checksum);
+}
+
+/// The test tree plus `usr/share/stub-version` holding `v`.
+struct VersionedTree(u32);
+
+impl Rule for VersionedTree {
+    fn kind(&self) -> &str {
+        "versioned-tree-stub"
+    }
+    fn version(&self) -> u32 {
+        1
+    }
+    fn params(&self, p: &mut Params) {
+        p.add("v", &self.0);
+    }
+    fn run(&self, ctx: &mut RunContext<'_>) -> Result<(), RunError> {
+        TreeStub.run(ctx)?;
+        fs_err::write(
+            ctx.out.join("root/usr/share/stub-version"),
+            format!("{}\n", self.0),
+        )?;
+        Ok(())
+    }
+}
+
+fn versioned_graph(v: u32) -> Graph {
+    let mut b = GraphBuilder::new();
+    b.add("tree:x86_64", Arc::new(VersionedTree(v)), vec![]);
+    let commit = OstreeCommitRule::new("x86_64", "nestos/x86_64/test", "1.0").timestamp(100);
+    b.add(
+        commit.node_id(),
+        Arc::new(commit),
+        vec!["tree:x86_64".into()],
+    );
+    b.build().unwrap()
+}
+
+#[test]
+fn incremental_commit_reuses_objects_and_equals_a_cold_one() {
+    let tmp = tempfile::tempdir().unwrap();
+    let warm = engine_at(&tmp.path().join("warm"));
+    build(&warm, &versioned_graph(1));
+    let second = build(&warm, &versioned_graph(2));
+    let node = second
+        .nodes
+        .iter()
+        .find(|n| n.id == "ostree-commit:x86_64")
+        .unwrap();
+    assert_eq!(node.status, Status::Ran);
+    let log = fs_err::read_to_string(node.log.as_ref().unwrap()).unwrap();
+    assert!(
+        log.contains("reused the previous output's objects"),
+        "the rerun drew on the previous output: {log}"
+    );
+    assert!(
+        !log.contains(" 0 not reached"),
+        "the old commit's objects were deleted: {log}"
+    );
+
+    let cold = engine_at(&tmp.path().join("cold"));
+    build(&cold, &versioned_graph(2));
+    let entries = |e: &Engine| -> std::collections::BTreeSet<String> {
+        let t = e.store().get_tree(&commit_tree_digest(e)).unwrap();
+        t.entries
+            .iter()
+            .map(|x| format!("{} {:o} {:?}", x.path, x.mode, x.kind))
+            .collect()
+    };
+    let (w, c) = (entries(&warm), entries(&cold));
+    assert!(
+        w == c,
+        "a commit seeded with the previous objects has exactly a cold commit's output; \
+         only in the seeded one: {:#?}; only in the cold one: {:#?}",
+        w.difference(&c).collect::<Vec<_>>(),
+        c.difference(&w).collect::<Vec<_>>()
+    );
+    assert_eq!(commit_tree_digest(&warm), commit_tree_digest(&cold));
 }

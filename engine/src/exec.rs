@@ -194,6 +194,8 @@ struct Job {
     deps: Vec<DepOutput>,
     key: Digest,
     components: Vec<Component>,
+    /// The node's last good output tree (a hint, see [`RunContext::previous`]).
+    previous: Option<Digest>,
 }
 
 /// The outcome of [`Engine::check_materialized`].
@@ -534,6 +536,7 @@ impl Engine {
         let mut queue = DependencyQueue::new(&deps);
         let mut goods: Vec<Option<Good>> = vec![None; sel.len()];
         let mut statuses: Vec<Option<Status>> = vec![None; sel.len()];
+        let mut previous: Vec<Option<Digest>> = vec![None; sel.len()];
         let mut pending_reasons: Vec<Vec<Reason>> = vec![Vec::new(); sel.len()];
         let mut report = BuildReport::default();
         let mut stopped = false;
@@ -617,6 +620,7 @@ impl Engine {
                             let components =
                                 Self::components(node.rule.as_ref(), &node_inputs, &dep_outputs);
                             let prev = state.nodes.get(&node.id);
+                            previous[l] = prev.and_then(|p| p.good).map(|g| g.tree);
                             let force = opts.force.contains(&node.id);
                             (self.decide(components, prev, force), dep_outputs)
                         }
@@ -656,6 +660,7 @@ impl Engine {
                                     deps: dep_outputs,
                                     key,
                                     components,
+                                    previous: previous[l],
                                 })
                                 .expect("workers alive");
                         }
@@ -1035,6 +1040,7 @@ impl Engine {
                 out: out.clone(),
                 scratch: scratch.clone(),
                 log: &mut log,
+                previous: job.previous,
                 store: &self.store,
                 log_path: log_path.to_path_buf(),
             };

@@ -7,8 +7,10 @@ use std::path::{Path, PathBuf};
 
 use nosa_cache::{Component, ComponentKind, Digest};
 
-/// Bump when the key encoding changes: every key in every cache changes with it.
-const KEY_ENCODING: &[u8] = b"nosa-key-v1\0";
+/// Bump when the key encoding changes: every key in every cache changes with it. Also bumped
+/// when outputs the store already holds may be wrong: v2 because the store's ingestion could
+/// record a hardlinked file with its blob's mode (0444) instead of its own.
+const KEY_ENCODING: &[u8] = b"nosa-key-v2\0";
 
 /// Feeds values into blake3 in a canonical, length-prefixed, type-tagged form.
 #[derive(Debug)]

@@ -126,6 +126,13 @@ pub struct RunContext<'a> {
     pub scratch: PathBuf,
     /// The node's log (stdout/stderr of tools should go here).
     pub log: &'a mut dyn Write,
+    /// The output tree of this node's last successful run, if the store still has it: a
+    /// cache a rule may draw on to go faster (e.g. objects it would otherwise recompute).
+    ///
+    /// Failure mode: an output that depends on it (anything but speed) differs between a
+    /// cold and an incremental build with the same key; rules that use it test that their
+    /// output equals a cold run's. The tree may be missing (pruned): read it fallibly.
+    pub previous: Option<Digest>,
     pub(crate) store: &'a Store,
     pub(crate) log_path: PathBuf,
 }
