@@ -410,3 +410,41 @@ pub fn read_kola_result(out: &Path) -> Result<KolaResult, crate::ImageError> {
     serde_json::from_slice(&fs_err::read(out.join("result.json"))?)
         .map_err(|e| crate::ImageError::msg(format!("{}: {e}", out.display())))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_blank_result_disk_is_no_result() {
+        let d = tempfile::tempdir().unwrap();
+        let disk = d.path().join("out.img");
+        fs_err::File::create(&disk)
+            .unwrap()
+            .set_len(OUT_DISK_SIZE)
+            .unwrap();
+        let e = read_result(&disk).unwrap_err();
+        assert!(e.contains("no exit status"), "{e}");
+    }
+
+    #[test]
+    fn the_agents_archive_is_read_back() {
+        let d = tempfile::tempdir().unwrap();
+        let disk = d.path().join("out.img");
+        // As the agent writes it: `tar -cf DISK -C OUT .` onto a zeroed disk.
+        let mut b = tar::Builder::new(Vec::new());
+        for (name, body) in [("./rc", &b"3\n"[..]), ("./output.txt", &b"FAIL: x\n"[..])] {
+            let mut h = tar::Header::new_gnu();
+            h.set_size(body.len() as u64);
+            h.set_mode(0o644);
+            h.set_cksum();
+            b.append_data(&mut h, name, body).unwrap();
+        }
+        let mut bytes = b.into_inner().unwrap();
+        bytes.resize(OUT_DISK_SIZE as usize, 0);
+        fs_err::write(&disk, bytes).unwrap();
+        let (rc, out) = read_result(&disk).unwrap();
+        assert_eq!(rc, 3);
+        assert_eq!(out, b"FAIL: x\n");
+    }
+}
