@@ -172,7 +172,7 @@ impl KolaRule {
         let tree = ctx.dep_tree(dep)?;
         // Hardlinks to the store's read-only blobs: QEMU boots with snapshot=on and never
         // writes the image.
-        crate::stage::stage_readonly(ctx, dep, dir)?;
+        ctx.stage_dep_readonly(dep, dir)?;
         if !tree
             .entries
             .iter()

@@ -28,7 +28,6 @@ pub mod kola;
 mod qcow2;
 pub mod qemu;
 mod rule;
-mod stage;
 
 pub use bls::{BlsEntry, grub_cfg, read_entries};
 pub use bootloader::{GRUB_BIOS_MODULES, GRUB_CFG_PATH};

@@ -307,7 +307,7 @@ impl ImageRule {
         };
         // Hardlinks to the store's read-only blobs: the partition images are only read.
         let fs_dir = ctx.scratch.join("fs");
-        crate::stage::stage_readonly(ctx, dep, &fs_dir)?;
+        ctx.stage_dep_readonly(dep, &fs_dir)?;
         let read = |name: &str| -> Result<Vec<u8>, RunError> {
             fs_err::read(fs_dir.join(name)).map_err(|e| RunError::msg(format!("{}: {e}", dep.id)))
         };

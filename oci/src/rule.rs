@@ -155,8 +155,9 @@ impl Rule for OciRule {
                 "oci needs the ostree commit as its first dependency",
             ));
         };
+        // Read-only hardlinks: the export only reads the repository.
         let staged = ctx.scratch.join("commit");
-        ctx.stage_dep(&dep, &staged)?;
+        ctx.stage_dep_readonly(&dep, &staged)?;
         let record: CommitRecord =
             serde_json::from_slice(&fs_err::read(staged.join("commit.json"))?)
                 .map_err(|e| RunError::msg(format!("{}: commit.json: {e}", dep.id)))?;
