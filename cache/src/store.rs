@@ -17,6 +17,9 @@ pub enum Materialize {
     Copy,
     /// Hardlink to the store's read-only blob, copy if that fails. Only for files nobody edits.
     Hardlink,
+    /// Hardlink every file to its blob whatever mode the tree records (files come out 0444;
+    /// copy if the link fails). Only for a reader that never writes and ignores file modes.
+    Readonly,
 }
 
 /// The mode of every blob file.
@@ -269,9 +272,12 @@ impl Store {
                     let tmp = temp_name(parent, "mat");
                     // A hardlink shares the blob's inode and so its mode (0444): only an entry
                     // of exactly that mode may be one (an 0555 executable may not).
-                    let linked = how == Materialize::Hardlink && e.mode == BLOB_MODE && {
-                        std::fs::hard_link(&blob, &tmp).is_ok()
+                    let link = match how {
+                        Materialize::Copy => false,
+                        Materialize::Hardlink => e.mode == BLOB_MODE,
+                        Materialize::Readonly => true,
                     };
+                    let linked = link && std::fs::hard_link(&blob, &tmp).is_ok();
                     if !linked {
                         fs_err::copy(&blob, &tmp)?;
                         fs_err::set_permissions(&tmp, std::fs::Permissions::from_mode(e.mode))?;
@@ -380,6 +386,15 @@ mod tests {
                 links,
                 "{name} is a hardlink to the blob: {links}"
             );
+        }
+        // Readonly links every file, whatever its recorded mode.
+        let ro = tmp.path().join("ro");
+        store
+            .materialize(&tree, &ro, Materialize::Readonly)
+            .unwrap();
+        for name in ["ro", "exec", "rw"] {
+            let m = fs_err::metadata(ro.join(name)).unwrap();
+            assert!(m.nlink() > 1 && m.mode() & 0o7777 == BLOB_MODE, "{name}");
         }
     }
 

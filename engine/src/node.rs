@@ -172,29 +172,7 @@ impl RunContext<'_> {
     /// ignores its 0444), and with it every output that holds that content.
     pub fn stage_dep_readonly(&self, dep: &DepOutput, dest: &Path) -> Result<(), RunError> {
         let tree = self.store.get_tree(&dep.tree)?;
-        fs_err::create_dir_all(dest)?;
-        for e in &tree.entries {
-            let to = dest.join(&e.path);
-            match &e.kind {
-                nosa_cache::EntryKind::Dir => fs_err::create_dir_all(&to)?,
-                nosa_cache::EntryKind::Symlink { target } => {
-                    if let Some(p) = to.parent() {
-                        fs_err::create_dir_all(p)?;
-                    }
-                    std::os::unix::fs::symlink(target, &to)
-                        .map_err(|err| RunError::msg(format!("{}: {err}", to.display())))?;
-                }
-                nosa_cache::EntryKind::File { digest, .. } => {
-                    if let Some(p) = to.parent() {
-                        fs_err::create_dir_all(p)?;
-                    }
-                    let blob = self.store.blob_path(digest);
-                    if std::fs::hard_link(&blob, &to).is_err() {
-                        fs_err::copy(&blob, &to)?;
-                    }
-                }
-            }
-        }
+        self.store.materialize(&tree, dest, Materialize::Readonly)?;
         Ok(())
     }
 
