@@ -17,17 +17,13 @@ use serde_json::{Value as J, json};
 
 use crate::cli::{BuildCmdArgs, Cli};
 use crate::exit::{Failure, OpResult, runtime};
-use crate::ops::Session;
 use crate::ops::graph::{finish_build, staged_build};
+use crate::ops::{Session, read_json};
 use crate::render::Progress;
 
 /// The good output of node `id` in `state`, if any.
 fn good(state: &BuildState, id: &str) -> Option<nosa_engine::Good> {
     state.nodes.get(id).and_then(|n| n.good)
-}
-
-fn read_json(p: &Path) -> Option<J> {
-    serde_json::from_slice(&fs_err::read(p).ok()?).ok()
 }
 
 /// Node kinds `build-fast` never reruns: the package half of the graph.

@@ -11,8 +11,8 @@ use serde_json::{Value as J, json};
 
 use crate::cli::{Cli, KolaListArgs, KolaRunArgs};
 use crate::exit::{Failure, OpResult, runtime};
-use crate::ops::Session;
 use crate::ops::graph::staged_build;
+use crate::ops::{Session, latest_build_id, read_json};
 use crate::render::Progress;
 
 /// A kola node id's parts: arch, image, test.
@@ -26,14 +26,11 @@ fn parts(id: &str) -> Option<(&str, &str, &str)> {
 /// The latest build's id and, per arch, the image formats it recorded.
 fn latest_build(s: &Session) -> Option<(String, BTreeMap<String, Vec<String>>)> {
     let builds = s.engine.workdir().join("builds");
-    let read =
-        |p: &std::path::Path| -> Option<J> { serde_json::from_slice(&fs_err::read(p).ok()?).ok() };
-    let index = read(&builds.join("builds.json"))?;
-    let id = index["builds"][0]["id"].as_str()?.to_string();
+    let id = latest_build_id(s.engine.workdir())?;
     let mut images = BTreeMap::new();
     for c in &s.ws.configs {
         let arch = c.arch.to_string();
-        let formats: Vec<String> = read(&builds.join(&id).join(&arch).join("meta.json"))
+        let formats: Vec<String> = read_json(&builds.join(&id).join(&arch).join("meta.json"))
             .and_then(|m| m["images"].as_object().map(|o| o.keys().cloned().collect()))
             .unwrap_or_default();
         images.insert(arch, formats);

@@ -27,6 +27,17 @@ struct ResolvedFile {
 use crate::cli::Cli;
 use crate::exit::{Failure, runtime};
 
+/// A JSON file, if it exists and parses.
+pub fn read_json(p: &Path) -> Option<serde_json::Value> {
+    serde_json::from_slice(&fs_err::read(p).ok()?).ok()
+}
+
+/// The id of the newest build `builds/builds.json` lists, if any.
+pub fn latest_build_id(workdir: &Path) -> Option<String> {
+    let index = read_json(&workdir.join("builds/builds.json"))?;
+    index["builds"][0]["id"].as_str().map(str::to_string)
+}
+
 /// A loaded workdir: its graph, store and engine.
 pub struct Session {
     pub ws: Workspace,
@@ -197,18 +208,12 @@ impl Session {
     /// the commit nodes as `nosa build` made them.
     pub fn use_latest_versions(&mut self) {
         let builds = self.engine.workdir().join("builds");
-        let read = |p: &Path| -> Option<serde_json::Value> {
-            serde_json::from_slice(&fs_err::read(p).ok()?).ok()
-        };
-        let Some(index) = read(&builds.join("builds.json")) else {
-            return;
-        };
-        let Some(id) = index["builds"][0]["id"].as_str() else {
+        let Some(id) = latest_build_id(self.engine.workdir()) else {
             return;
         };
         for c in &self.ws.configs {
             let arch = c.arch.to_string();
-            if let Some(m) = read(&builds.join(id).join(&arch).join(build::COMMIT_JSON))
+            if let Some(m) = read_json(&builds.join(&id).join(&arch).join(build::COMMIT_JSON))
                 && let (Some(v), Some(t)) = (m["version"].as_str(), m["timestamp"].as_u64())
             {
                 self.versions.insert(

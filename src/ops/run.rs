@@ -5,29 +5,23 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use nosa_image::qemu::{Vm, VmDisk, detect_accel};
-use serde_json::Value as J;
 
 use crate::cli::{Cli, RunArgs, VirtInstallArgs};
 use crate::exit::{Failure, OpResult, runtime};
-use crate::ops::Session;
+use crate::ops::{Session, latest_build_id, read_json};
 
 /// The latest build's id, its name and the path of its qemu image, for `arch`.
 fn latest_qemu(workdir: &Path, arch: &str) -> Result<(String, String, PathBuf), Failure> {
     let builds = workdir.join("builds");
-    let read = |p: &Path| -> Option<J> { serde_json::from_slice(&fs_err::read(p).ok()?).ok() };
     let no_image = || {
         Failure::Build(Some(miette::miette!(
             help = "run `nosa build qemu` (or `nosa buildextend-qemu`) first, or pass --qemu-image",
             "the latest build has no qemu image"
         )))
     };
-    let index = read(&builds.join("builds.json")).ok_or_else(no_image)?;
-    let id = index["builds"][0]["id"]
-        .as_str()
-        .ok_or_else(no_image)?
-        .to_string();
+    let id = latest_build_id(workdir).ok_or_else(no_image)?;
     let dir = builds.join(&id).join(arch);
-    let meta = read(&dir.join("meta.json")).ok_or_else(no_image)?;
+    let meta = read_json(&dir.join("meta.json")).ok_or_else(no_image)?;
     let path = meta["images"]["qemu"]["path"]
         .as_str()
         .ok_or_else(no_image)?;
