@@ -7,6 +7,16 @@ use std::path::Path;
 use crate::ImageError;
 use crate::cmd::Tool;
 
+/// A new sparse file of `size` bytes at `img`, replacing what was there.
+fn blank_file(img: &Path, size: u64) -> Result<fs_err::File, ImageError> {
+    if img.exists() {
+        fs_err::remove_file(img)?;
+    }
+    let f = fs_err::File::create(img)?;
+    f.set_len(size)?;
+    Ok(f)
+}
+
 /// Makes an ext4 image of `size` bytes at `img` holding `dir`'s contents (ownership, modes,
 /// hardlinks, symlinks and xattrs kept), with label `label` and a fixed UUID and hash seed.
 /// 4096-byte blocks always: a 1 KiB-block filesystem cannot be mounted on a 4Kn disk.
@@ -19,12 +29,7 @@ pub fn make_ext4(
     uuid: &str,
     timestamp: u64,
 ) -> Result<(), ImageError> {
-    if img.exists() {
-        fs_err::remove_file(img)?;
-    }
-    let f = fs_err::File::create(img)?;
-    f.set_len(size)?;
-    drop(f);
+    blank_file(img, size)?;
     Tool::new("mke2fs")
         .env("E2FSPROGS_FAKE_TIME", timestamp.to_string())
         .args([
@@ -53,11 +58,7 @@ pub fn make_xfs(
     sector_size: u64,
     work: &Path,
 ) -> Result<(), ImageError> {
-    if img.exists() {
-        fs_err::remove_file(img)?;
-    }
-    let f = fs_err::File::create(img)?;
-    f.set_len(size)?;
+    let f = blank_file(img, size)?;
     // A file we just created is owned by our (filesystem) user id: 0 means root.
     let uid = std::os::unix::fs::MetadataExt::uid(&f.metadata()?);
     drop(f);
@@ -102,12 +103,7 @@ pub fn make_vfat(
     label: &str,
     volume_id: u32,
 ) -> Result<(), ImageError> {
-    if img.exists() {
-        fs_err::remove_file(img)?;
-    }
-    let f = fs_err::File::create(img)?;
-    f.set_len(size)?;
-    drop(f);
+    blank_file(img, size)?;
     Tool::new("mkfs.vfat")
         .args(["-S", &sector_size.to_string(), "-n", label])
         .args(["-i", &format!("{volume_id:08X}")])

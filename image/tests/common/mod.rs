@@ -2,10 +2,11 @@
 //! tool checks, and a QEMU TCG boot that waits for the serial marker.
 #![allow(dead_code)]
 
-use std::io::Read;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::Command;
+use std::time::Duration;
+
+use nosa_image::qemu::{Accel, Vm, boot_until};
 
 pub const PACKAGES: &[&str] = &[
     "filesystem",
@@ -108,49 +109,20 @@ pub const EVIDENCE: &[&str] = &[
     MARKER,
 ];
 
-/// Boots `args` (the disk options) under TCG, BIOS or UEFI, until the marker or the timeout.
+/// Boots `args` (the disk options) under TCG, BIOS or UEFI, until the marker or the timeout,
+/// with the library's [`boot_until`].
 pub fn boot(name: &'static str, work: &Path, uefi: bool, disk: &[String]) -> Boot {
     let log = work.join(format!("serial-{name}.log"));
-    let mut cmd = Command::new("qemu-system-x86_64");
-    cmd.args(["-accel", "tcg", "-m", "1024", "-smp", "1"])
-        .args(["-display", "none", "-monitor", "none", "-no-reboot"])
-        .arg("-serial")
-        .arg(format!("file:{}", log.display()))
-        .args(disk);
-    if uefi {
-        cmd.args(["-bios", OVMF]);
-    }
-    let start = Instant::now();
-    let mut child = cmd
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("qemu-system-x86_64");
-    let timeout = Duration::from_secs(240);
-    let mut ok = false;
-    loop {
-        std::thread::sleep(Duration::from_millis(500));
-        let text = fs_err::read(&log).unwrap_or_default();
-        if String::from_utf8_lossy(&text).contains(MARKER) {
-            ok = true;
-            break;
-        }
-        if let Ok(Some(_)) = child.try_wait() {
-            break;
-        }
-        if start.elapsed() > timeout {
-            break;
-        }
-    }
-    let secs = start.elapsed().as_secs_f64();
-    let _ = child.kill();
-    let _ = child.wait();
-    let mut err = String::new();
-    if let Some(mut e) = child.stderr.take() {
-        let _ = e.read_to_string(&mut err);
-    }
-    let text = String::from_utf8_lossy(&fs_err::read(&log).unwrap_or_default()).into_owned();
+    let vm = Vm {
+        accel: Accel::Tcg,
+        memory_mib: 1024,
+        uefi,
+        disks: Vec::new(),
+        extra: disk.to_vec(),
+    };
+    let r =
+        boot_until(&vm, &log, Some(MARKER), Duration::from_secs(240)).expect("qemu-system-x86_64");
+    let (ok, secs, text) = (r.ok, r.secs, r.serial);
     let tail: String = text
         .lines()
         .rev()
@@ -174,7 +146,7 @@ pub fn boot(name: &'static str, work: &Path, uefi: bool, disk: &[String]) -> Boo
         name,
         secs,
         ok,
-        tail: format!("{tail}\n{err}"),
+        tail,
         text,
     }
 }
