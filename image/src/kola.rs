@@ -17,7 +17,7 @@ use nosa_cache::EntryKind;
 use nosa_engine::{Params, Rule, RunContext, RunError};
 use serde::{Deserialize, Serialize};
 
-use crate::qemu::{Vm, VmDisk, boot_until, detect_accel};
+use crate::qemu::{ProbeKernel, Vm, VmDisk, boot_until, detect_accel};
 use crate::rule::{ImageFormat, read_image_record};
 
 /// The serial of the disk carrying the test into the guest.
@@ -163,24 +163,25 @@ impl KolaRule {
         s
     }
 
-    fn stage_image(&self, ctx: &RunContext<'_>, dir: &Path) -> Result<(), RunError> {
+    /// Stages the image node's output read-only under `dir`; returns the digest of its
+    /// `vmlinuz`, if it has one.
+    fn stage_image(&self, ctx: &RunContext<'_>, dir: &Path) -> Result<Option<String>, RunError> {
         let [dep] = ctx.deps else {
             return Err(RunError::msg(
                 "kola needs exactly one dependency (the image)",
             ));
         };
-        let tree = ctx.dep_tree(dep)?;
         // Hardlinks to the store's read-only blobs: QEMU boots with snapshot=on and never
         // writes the image.
         ctx.stage_dep_readonly(dep, dir)?;
-        if !tree
+        Ok(ctx
+            .dep_tree(dep)?
             .entries
             .iter()
-            .any(|e| e.path == "image.json" && matches!(e.kind, EntryKind::File { .. }))
-        {
-            return Err(RunError::msg(format!("{}: no image.json", dep.id)));
-        }
-        Ok(())
+            .find_map(|e| match &e.kind {
+                EntryKind::File { digest, .. } if e.path == "vmlinuz" => Some(digest.to_hex()),
+                _ => None,
+            }))
     }
 
     fn write_test_archive(
@@ -246,7 +247,7 @@ impl KolaRule {
 
     fn build(&self, ctx: &mut RunContext<'_>) -> Result<(), RunError> {
         let image_dir = ctx.scratch.join("image");
-        self.stage_image(ctx, &image_dir)?;
+        let kernel_digest = self.stage_image(ctx, &image_dir)?;
         let rec = read_image_record(&image_dir).map_err(|e| RunError::msg(e.to_string()))?;
         let disk = image_dir.join(&rec.file);
         let kernel = image_dir.join("vmlinuz");
@@ -255,10 +256,11 @@ impl KolaRule {
         let out_disk = ctx.scratch.join("out.img");
         fs_err::File::create(&out_disk)?.set_len(OUT_DISK_SIZE)?;
 
-        let accel = detect_accel(
-            kernel.is_file().then_some(kernel.as_path()),
-            &self.accel_cache,
-        );
+        let probe = kernel_digest.as_deref().map(|digest| ProbeKernel {
+            path: &kernel,
+            digest,
+        });
+        let accel = detect_accel(probe, &self.accel_cache);
         writeln!(
             ctx.log,
             "accelerator: {} ({})",

@@ -77,6 +77,16 @@ fn qemu_path() -> PathBuf {
         .unwrap_or_else(|| PathBuf::from(QEMU))
 }
 
+/// A kernel for the KVM probe: its file and its content digest (what the probe's cached
+/// answer is keyed by; callers have it from the store, so it is not hashed again here).
+#[derive(Clone, Copy, Debug)]
+pub struct ProbeKernel<'a> {
+    /// The kernel image.
+    pub path: &'a Path,
+    /// Its content digest (any stable hex digest of the bytes).
+    pub digest: &'a str,
+}
+
 /// Chooses the accelerator.
 ///
 /// `NOSA_QEMU_ACCEL=kvm|tcg` decides when set. Otherwise KVM is used only if `/dev/kvm` opens
@@ -85,7 +95,7 @@ fn qemu_path() -> PathBuf {
 /// within 30 s. Opening `/dev/kvm` is not enough: on nested machines KVM can run firmware yet
 /// hang every Linux guest. The probe's answer is cached in `cache_dir` (one file) until the
 /// host reboots or QEMU or the kernel changes. Without a probe kernel, TCG.
-pub fn detect_accel(probe_kernel: Option<&Path>, cache_dir: &Path) -> AccelChoice {
+pub fn detect_accel(probe_kernel: Option<ProbeKernel<'_>>, cache_dir: &Path) -> AccelChoice {
     match std::env::var("NOSA_QEMU_ACCEL").as_deref() {
         Ok("kvm") => {
             return AccelChoice {
@@ -123,9 +133,7 @@ pub fn detect_accel(probe_kernel: Option<&Path>, cache_dir: &Path) -> AccelChoic
             .trim()
             .to_string(),
         qemu: file_identity(&qemu_path()),
-        kernel: fs_err::read(kernel)
-            .map(|b| blake3::hash(&b).to_hex().to_string())
-            .unwrap_or_default(),
+        kernel: kernel.digest.to_string(),
     };
     let cache = cache_dir.join("qemu-accel.json");
     if let Ok(bytes) = fs_err::read(&cache)
@@ -134,7 +142,7 @@ pub fn detect_accel(probe_kernel: Option<&Path>, cache_dir: &Path) -> AccelChoic
     {
         return rec.choice;
     }
-    let choice = probe_kvm(kernel, cache_dir);
+    let choice = probe_kvm(kernel.path, cache_dir);
     let rec = ProbeRecord {
         key,
         choice: choice.clone(),

@@ -201,6 +201,7 @@ pub fn run(cli: &Cli, a: &KolaRunArgs, summary: bool) -> OpResult {
     };
     let mut progress = Progress::new(a.json, &workdir);
     let report = staged_build(&mut s, &selected, &opts, a.force, &mut progress)?;
+    let report_txt = progress.rel(&workdir.join("tmp/kola/reports/report.txt"));
     progress.finish(&report);
 
     let state = s.engine.state();
@@ -307,10 +308,7 @@ pub fn run(cli: &Cli, a: &KolaRunArgs, summary: bool) -> OpResult {
     if summary {
         print!("{text}");
     } else if !a.json {
-        eprintln!(
-            "report: {}",
-            progress_rel(&workdir, &reports.join("report.txt"))
-        );
+        eprintln!("report: {report_txt}");
     }
     if count("FAIL") + count("ERROR") > 0 {
         for r in rows.iter().filter(|r| r.status == "FAIL") {
@@ -326,10 +324,4 @@ pub fn run(cli: &Cli, a: &KolaRunArgs, summary: bool) -> OpResult {
         ))));
     }
     Ok(())
-}
-
-fn progress_rel(workdir: &std::path::Path, p: &std::path::Path) -> String {
-    p.strip_prefix(workdir)
-        .map(|r| r.display().to_string())
-        .unwrap_or_else(|_| p.display().to_string())
 }

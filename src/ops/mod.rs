@@ -154,6 +154,23 @@ impl Session {
             .collect()
     }
 
+    /// The store blob (path and digest) of file `path` in node `id`'s last good output, per
+    /// `state`. Read-only: it is the store's copy.
+    pub fn output_blob(
+        &self,
+        state: &nosa_engine::BuildState,
+        id: &str,
+        path: &str,
+    ) -> Option<(PathBuf, nosa_cache::Digest)> {
+        let good = state.nodes.get(id).and_then(|n| n.good)?;
+        let tree = self.engine.store().get_tree(&good.tree).ok()?;
+        let digest = tree.entries.iter().find_map(|e| match &e.kind {
+            EntryKind::File { digest, .. } if e.path == path => Some(*digest),
+            _ => None,
+        })?;
+        Some((self.engine.store().blob_path(&digest), digest))
+    }
+
     /// The content of file `path` in node `id`'s last good output, per `state`.
     pub fn output_file(
         &self,
@@ -161,13 +178,8 @@ impl Session {
         id: &str,
         path: &str,
     ) -> Option<Vec<u8>> {
-        let good = state.nodes.get(id).and_then(|n| n.good)?;
-        let tree = self.engine.store().get_tree(&good.tree).ok()?;
-        let digest = tree.entries.iter().find_map(|e| match &e.kind {
-            EntryKind::File { digest, .. } if e.path == path => Some(*digest),
-            _ => None,
-        })?;
-        fs_err::read(self.engine.store().blob_path(&digest)).ok()
+        let (blob, _) = self.output_blob(state, id, path)?;
+        fs_err::read(blob).ok()
     }
 
     /// Rebuilds the graph with the package sets of the given `resolve:` nodes, read from their

@@ -4,7 +4,7 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use nosa_image::qemu::{Vm, VmDisk, detect_accel};
+use nosa_image::qemu::{ProbeKernel, Vm, VmDisk, detect_accel};
 
 use crate::cli::{Cli, RunArgs, VirtInstallArgs};
 use crate::exit::{Failure, OpResult, runtime};
@@ -70,16 +70,14 @@ pub fn run(cli: &Cli, a: &RunArgs) -> OpResult {
         )));
     }
     // The KVM probe boots the image's own kernel, kept in the image node's output.
-    let tmp = workdir.join("tmp/run");
-    fs_err::create_dir_all(&tmp).map_err(runtime)?;
     let state = s.engine.state();
-    let kernel = s
-        .output_file(&state, &format!("image:{arch}:qemu"), "vmlinuz")
-        .and_then(|b| {
-            let p = tmp.join("vmlinuz");
-            fs_err::write(&p, b).ok().map(|_| p)
-        });
-    let accel = detect_accel(kernel.as_deref(), &workdir.join("cache/qemu"));
+    let kernel = s.output_blob(&state, &format!("image:{arch}:qemu"), "vmlinuz");
+    let digest = kernel.as_ref().map(|(_, d)| d.to_hex());
+    let probe = kernel
+        .as_ref()
+        .zip(digest.as_deref())
+        .map(|((path, _), digest)| ProbeKernel { path, digest });
+    let accel = detect_accel(probe, &workdir.join("cache/qemu"));
     let mut vm = Vm::new(accel.accel, a.memory, a.uefi, VmDisk::image(&image, 512));
     let port = free_port().map_err(runtime)?;
     vm.extra.extend([
