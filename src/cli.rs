@@ -69,9 +69,9 @@ pub enum Command {
     VirtInstall(VirtInstallArgs),
 }
 
-/// `nosa buildextend-*`.
-#[derive(Debug, Args)]
-pub struct BuildextendArgs {
+/// Flags shared by `nosa build`, `build-fast` and `buildextend-*`.
+#[derive(Clone, Debug, Args)]
+pub struct BuildCommon {
     /// Only this architecture.
     #[arg(long, value_name = "ARCH")]
     pub arch: Option<String>,
@@ -81,6 +81,14 @@ pub struct BuildextendArgs {
     /// JSON lines on stdout, as `graph build --json`.
     #[arg(long)]
     pub json: bool,
+}
+
+/// `nosa buildextend-*`.
+#[derive(Debug, Args)]
+pub struct BuildextendArgs {
+    /// Shared build flags.
+    #[command(flatten)]
+    pub common: BuildCommon,
 }
 
 /// `nosa kola ...`.
@@ -181,21 +189,15 @@ pub struct BuildCmdArgs {
     /// Extra targets (image formats: qemu, metal, metal4k, openstack, live).
     #[arg(value_name = "TARGET")]
     pub targets: Vec<String>,
-    /// Only this architecture.
-    #[arg(long, value_name = "ARCH")]
-    pub arch: Option<String>,
+    /// Shared build flags.
+    #[command(flatten)]
+    pub common: BuildCommon,
     /// Rerun the compose nodes even if cached.
     #[arg(long)]
     pub force: bool,
     /// Use this version (build id) instead of the next automatic one.
     #[arg(long, value_name = "V")]
     pub version: Option<String>,
-    /// Nodes run at once (default: number of cores).
-    #[arg(short = 'j', long, value_name = "N")]
-    pub jobs: Option<usize>,
-    /// JSON lines on stdout, as `graph build --json`.
-    #[arg(long)]
-    pub json: bool,
 }
 
 /// `nosa fetch`.

@@ -46,11 +46,9 @@ pub fn build(cli: &Cli, a: &BuildCmdArgs) -> OpResult {
 pub fn buildextend(cli: &Cli, a: &crate::cli::BuildextendArgs, format: &str) -> OpResult {
     let args = BuildCmdArgs {
         targets: vec![format.to_string()],
-        arch: a.arch.clone(),
+        common: a.common.clone(),
         force: false,
         version: None,
-        jobs: a.jobs,
-        json: a.json,
     };
     build_inner(cli, &args, false)
 }
@@ -61,7 +59,7 @@ fn build_inner(cli: &Cli, a: &BuildCmdArgs, fast: bool) -> OpResult {
     } else {
         "nosa build"
     };
-    let mut s = Session::open(cli, Some(what), a.arch.as_deref())?;
+    let mut s = Session::open(cli, Some(what), a.common.arch.as_deref())?;
     if fast {
         s.expand_current()?;
         let targets = s.targets(&["tree".to_string()])?;
@@ -93,10 +91,10 @@ fn build_inner(cli: &Cli, a: &BuildCmdArgs, fast: bool) -> OpResult {
     let workdir = s.engine.workdir().to_path_buf();
     let builds = workdir.join("builds");
     let mut opts = BuildOptions::default();
-    if let Some(j) = a.jobs {
+    if let Some(j) = a.common.jobs {
         opts.jobs = j.max(1);
     }
-    let mut progress = Progress::new(a.json, &workdir);
+    let mut progress = Progress::new(a.common.json, &workdir);
 
     // 1. The composed trees.
     let report = staged_build(&mut s, &["tree".to_string()], &opts, a.force, &mut progress)?;

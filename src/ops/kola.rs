@@ -121,6 +121,16 @@ pub fn run(cli: &Cli, a: &KolaRunArgs, summary: bool) -> OpResult {
         let d = nosa_config::BuildDate::from_unix(now as i64);
         format!("{:04}-{:02}-{:02}", d.year, d.month, d.day)
     };
+    // arch -> its denylist entries (pattern, tracker), read once.
+    let denylists: BTreeMap<String, Vec<(String, String)>> =
+        s.ws.configs
+            .iter()
+            .map(|c| {
+                let arch = c.arch.to_string();
+                let deny = nosa_rules::kola::denylist(c, &arch, stream.as_deref(), &today);
+                (arch, deny)
+            })
+            .collect();
     let mut rows: Vec<Row> = Vec::new();
     let mut selected: Vec<String> = Vec::new();
     let ids = s.ws.targets.get("kola").cloned().unwrap_or_default();
@@ -150,12 +160,10 @@ pub fn run(cli: &Cli, a: &KolaRunArgs, summary: bool) -> OpResult {
             result: None,
             node: id.clone(),
         };
-        let config = s.ws.configs.iter().find(|c| c.arch.to_string() == arch);
-        let deny = config
-            .map(|c| nosa_rules::kola::denylist(c, arch, stream.as_deref(), &today))
-            .unwrap_or_default();
-        if let Some((p, tracker)) = deny
-            .iter()
+        if let Some((p, tracker)) = denylists
+            .get(arch)
+            .into_iter()
+            .flatten()
             .find(|(p, _)| nosa_rules::kola::name_matches(p, test))
         {
             row.status = "SKIP";
