@@ -6,7 +6,8 @@ NOSA := target/release/nosa
 
 .PHONY: demo test deps-demo deps-test build fixture-distro ostree-ext-check lint bench
 
-demo: deps-demo build fixture-distro
+demo: deps-demo build
+	target/release/xtask fixture-distro
 	$(NOSA) fetch
 	$(NOSA) build qemu
 	$(NOSA) build qemu
@@ -31,8 +32,9 @@ deps-demo:
 deps-test:
 	scripts/install-deps.sh test
 
+# nosa and xtask in one release build: their dependencies are compiled once.
 build:
-	$(CARGO) build --release --bin nosa
+	$(CARGO) build --release -p nosa -p xtask
 
 fixture-distro:
 	$(CARGO) xtask fixture-distro

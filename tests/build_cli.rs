@@ -431,3 +431,120 @@ fn build_fast_applies_overrides_and_refuses_package_changes() {
         "{err}"
     );
 }
+
+/// A copy of the demo workdir (the repository root's `nestos.build.toml` and `examples/`, the
+/// fixture repository linked where the example's `.repo` file expects it).
+fn demo_copy(root: &Path) -> std::path::PathBuf {
+    let w = root.join("demo");
+    fs_err::create_dir_all(w.join("fixtures/out")).unwrap();
+    fs_err::copy(
+        common::repo_root().join("nestos.build.toml"),
+        w.join("nestos.build.toml"),
+    )
+    .unwrap();
+    common::copy_dir(&common::repo_root().join("examples"), &w.join("examples"));
+    let repo = common::repo_root().join("fixtures/out/repo");
+    assert!(
+        repo.join("x86_64/repodata/repomd.xml").is_file(),
+        "{} is missing: run `cargo xtask fixture-distro` (make test does)",
+        repo.display()
+    );
+    std::os::unix::fs::symlink(&repo, w.join("fixtures/out/repo")).unwrap();
+    w
+}
+
+/// `cp -a`: the store's hardlinks and modes kept.
+fn copy_tree(from: &Path, to: &Path) {
+    let st = Command::new("cp")
+        .arg("-a")
+        .arg(from)
+        .arg(to)
+        .status()
+        .unwrap();
+    assert!(st.success(), "cp -a {} {}", from.display(), to.display());
+}
+
+/// `nosa graph build` without targets builds the OS of the demo workdir (versioned and
+/// recorded as `nosa build` records it); a copy of the workdir in another directory finds
+/// every node cached (no key depends on where the workdir is); an overlay edit there makes a
+/// new build that `graph why` explains by the file.
+#[test]
+fn graph_build_builds_the_os_and_keys_do_not_depend_on_the_workdir_path() {
+    let tmp = tempfile::tempdir().unwrap();
+    let a = demo_copy(tmp.path());
+    let out = nosa(&a, &["graph", "build", "--json"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let s = summary(&out);
+    for id in [
+        "ostree-commit:x86_64",
+        "oci:x86_64",
+        "image:x86_64:qemu",
+        "step:overlay-summary",
+    ] {
+        assert_eq!(s.get(id).map(String::as_str), Some("ran"), "{id}: {s:?}");
+    }
+    let index = json(&a.join("builds/builds.json"));
+    let first = index["builds"][0]["id"].as_str().unwrap().to_string();
+    let meta = json(&a.join("builds").join(&first).join("x86_64/meta.json"));
+    assert_meta_v1(&meta);
+    assert!(meta["images"]["qemu"]["path"].is_string(), "{meta:#}");
+
+    // The same workdir elsewhere: nothing reruns, not even repo-sync and resolve.
+    let moved = tmp.path().join("elsewhere");
+    fs_err::create_dir_all(&moved).unwrap();
+    copy_tree(&a, &moved);
+    let b = moved.join("demo");
+    let out = nosa(&b, &["graph", "build", "--json"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let s = summary(&out);
+    let ran: Vec<&String> = s
+        .iter()
+        .filter(|(_, st)| *st != "cached")
+        .map(|(id, _)| id)
+        .collect();
+    assert!(
+        ran.is_empty(),
+        "in a copy of the workdir these did not come from the cache: {ran:?}"
+    );
+    assert!(s.contains_key("resolve:x86_64"), "{s:?}");
+
+    // An overlay edit in the copy: a new build, explained by the file.
+    let file = b.join("examples/overlay.d/15nestos/etc/test/test.txt");
+    let mut text = fs_err::read_to_string(&file).unwrap();
+    text.push_str("edited by the graph build test\n");
+    fs_err::write(&file, text).unwrap();
+    let out = nosa(&b, &["graph", "build", "--json"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let s = summary(&out);
+    assert_eq!(s["ostree-commit:x86_64"], "ran", "{s:?}");
+    assert_eq!(s["resolve:x86_64"], "cached", "{s:?}");
+    let index = json(&b.join("builds/builds.json"));
+    let builds = index["builds"].as_array().unwrap();
+    assert_eq!(builds.len(), 2, "{index:#}");
+    let second = builds[0]["id"].as_str().unwrap();
+    assert_ne!(second, first);
+    assert_eq!(
+        fs_err::read_link(b.join("builds/latest")).unwrap(),
+        Path::new(second)
+    );
+    let meta = json(&b.join("builds").join(second).join("x86_64/meta.json"));
+    assert_meta_v1(&meta);
+    let why = nosa(&b, &["graph", "why", "ostree-commit:x86_64"]);
+    let text = String::from_utf8_lossy(&why.stdout);
+    assert!(
+        text.contains("examples/overlay.d/15nestos/etc/test/test.txt"),
+        "{text}"
+    );
+}

@@ -169,18 +169,18 @@ fn undefined_repo_is_an_error_for_builds_and_a_warning_for_show() {
     assert!(String::from_utf8_lossy(&show.stderr).contains("no-such-repo"));
 }
 
-/// The public reference configs, when `../shared/reference` is present: each loads for both
-/// arches and expands to one overlay node per overlay.d layer.
+/// The public reference configs (`../shared/reference`): each loads for both arches and
+/// expands to one overlay node per overlay.d layer. Ignored by default; `.ci/run` runs it when
+/// `../shared` exists, and without the directory it fails, saying so.
 #[test]
+#[ignore = "needs ../shared/reference"]
 fn reference_configs_expand() {
     let base = repo_root().join("../shared/reference/configs");
-    if !base.is_dir() {
-        eprintln!(
-            "SKIPPED: {} is absent; the project's own fixtures cover these features",
-            base.display()
-        );
-        return;
-    }
+    assert!(
+        base.is_dir(),
+        "{} is absent: this test needs the public reference configs",
+        base.display()
+    );
     for (name, strict_ok) in [
         ("nestos-config-master", true),
         ("nestos-config-24.03-LTS", false),

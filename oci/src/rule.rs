@@ -6,9 +6,9 @@
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
-use nosa_cache::{EntryKind, Materialize};
+use nosa_cache::EntryKind;
 use nosa_commit::CommitRecord;
-use nosa_engine::{MaterializeTo, Params, Rule, RunContext, RunError};
+use nosa_engine::{Params, Rule, RunContext, RunError};
 
 use crate::chunking::check_component;
 use crate::export::canonical_json;
@@ -189,13 +189,6 @@ impl Rule for OciRule {
         let json = serde_json::to_vec_pretty(&result).map_err(msg)?;
         fs_err::write(ctx.out.join("oci.json"), json)?;
         Ok(())
-    }
-
-    fn materialize(&self) -> Option<MaterializeTo> {
-        Some(MaterializeTo {
-            dir: PathBuf::from("builds").join(&self.version).join(&self.arch),
-            how: Materialize::Hardlink,
-        })
     }
 }
 

@@ -43,9 +43,40 @@ pub struct RepoSource {
     pub exclude: Vec<String>,
     /// `includepkgs` globs.
     pub includepkgs: Vec<String>,
+    /// `file://<workdir>`, when the workdir is known: base URLs under it enter the key and
+    /// `repo.json` as `file://$nosa_workdir/...`, so a copy of the workdir elsewhere (another
+    /// CI machine, a shared cache) has the same keys and outputs.
+    pub workdir_url: Option<String>,
 }
 
 impl RepoSource {
+    /// The same source, with base URLs under `workdir` made portable (see `workdir_url`).
+    pub fn in_workdir(mut self, workdir: &Path) -> RepoSource {
+        self.workdir_url = Some(format!(
+            "file://{}",
+            workdir.to_string_lossy().trim_end_matches('/')
+        ));
+        self
+    }
+
+    /// `url` with the workdir prefix written `$nosa_workdir`.
+    pub fn portable(&self, url: &str) -> String {
+        match &self.workdir_url {
+            Some(w) => match url.strip_prefix(w.as_str()) {
+                Some(rest) if rest.is_empty() || rest.starts_with('/') => {
+                    format!("file://$nosa_workdir{rest}")
+                }
+                _ => url.to_string(),
+            },
+            None => url.to_string(),
+        }
+    }
+
+    /// The base URLs as they enter the key, the pin and `repo.json`.
+    pub fn portable_baseurl(&self) -> Vec<String> {
+        self.baseurl.iter().map(|u| self.portable(u)).collect()
+    }
+
     /// The source for a repo loaded by nosa-config, synced for `arch`.
     pub fn from_config(repo: &nosa_config::Repo, arch: &str) -> RepoSource {
         RepoSource {
@@ -58,6 +89,7 @@ impl RepoSource {
             cost: repo.cost,
             exclude: repo.exclude.clone(),
             includepkgs: repo.includepkgs.clone(),
+            workdir_url: None,
         }
     }
 }
@@ -143,7 +175,7 @@ impl Rule for RepoSyncRule {
         let s = &self.source;
         p.add("id", &s.id)
             .add("arch", &s.arch)
-            .add("baseurl", &s.baseurl)
+            .add("baseurl", &s.portable_baseurl())
             .add("metalink", &s.metalink)
             .add("mirrorlist", &s.mirrorlist)
             .add("priority", &s.priority)
@@ -193,7 +225,11 @@ impl Rule for RepoSyncRule {
         let json = RepoJson {
             id: self.source.id.clone(),
             arch: self.source.arch.clone(),
-            baseurl: found.bases,
+            baseurl: found
+                .bases
+                .iter()
+                .map(|u| self.source.portable(u))
+                .collect(),
             priority: self.source.priority,
             cost: self.source.cost,
             exclude: self.source.exclude.clone(),

@@ -26,6 +26,7 @@ fn sync_graph(base: String) -> (nosa_engine::Graph, String) {
             cost: 1000,
             exclude: vec![],
             includepkgs: vec![],
+            workdir_url: None,
         },
         None,
     );

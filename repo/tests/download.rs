@@ -28,6 +28,7 @@ fn every_package_in_parallel_then_all_cached() {
             cost: 1000,
             exclude: vec![],
             includepkgs: vec![],
+            workdir_url: None,
         },
         None,
     );

@@ -27,6 +27,7 @@ fn source(id: &str, baseurl: Vec<String>) -> RepoSource {
         cost: 1000,
         exclude: vec![],
         includepkgs: vec![],
+        workdir_url: None,
     }
 }
 

@@ -1,21 +1,13 @@
-//! NestOS rules: one module per node kind, plus the user-defined `[[step]]` rule, and the
-//! workdir's build file that turns them into a graph.
+//! NestOS compose rules: one module per node kind (overlay layer, unpack, rootfs, rpm database,
+//! scriptlets, postprocess, initramfs, ostree layout). The workdir, the build file and the
+//! graph expansion that uses these rules are in `nosa-build`.
 
-pub mod buildfile;
 pub mod compose;
 pub mod kola;
-pub mod nestos;
 pub mod overlay;
 pub mod overrides_rpm;
 pub mod pending;
-pub mod pins;
 pub mod rootfs;
 pub mod rpmdb;
 pub mod scriptlets;
-pub mod step;
-pub mod targets;
 pub mod unpack;
-
-pub use buildfile::{BUILD_FILE, BuildFile, BuildFileError};
-pub use step::StepRule;
-pub use targets::{Workspace, WorkspaceError};

@@ -4,7 +4,7 @@ use nosa_config::{Arch, ConfigSource, init_workdir};
 
 use crate::cli::{Cli, ConfigShowArgs, InitArgs};
 use crate::exit::{Failure, OpResult, runtime};
-use crate::ops::{Session, start_dir};
+use crate::ops::start_dir;
 
 /// `nosa init SOURCE`: makes the current directory (or `-C DIR`) a workdir.
 pub fn init(cli: &Cli, a: &InitArgs) -> OpResult {
@@ -33,7 +33,7 @@ pub fn init(cli: &Cli, a: &InitArgs) -> OpResult {
 /// `nosa config show`.
 pub fn show(cli: &Cli, a: &ConfigShowArgs) -> OpResult {
     // Showing a config is for inspecting it: an undefined repo is a warning here, not an error.
-    let s = Session::open_with(cli, None, a.arch.as_deref(), false)?;
+    let s = crate::ops::open_with(cli, None, a.arch.as_deref(), false)?;
     let Some(c) = s.ws.configs.first() else {
         return Err(Failure::Config(miette::miette!(
             help = "add a [nestos] table with `config = \"path/to/nestos-config\"`, or run `nosa init`",

@@ -1,7 +1,8 @@
 //! `nosa graph build|plan|why|show`.
 
-use std::collections::HashSet;
-
+use nosa_build::Session;
+use nosa_build::os::{OsRequest, Recorded, build_os, selects_os};
+use nosa_build::staged::staged_build;
 use nosa_cache::{Digest, Store};
 use nosa_engine::{
     BuildOptions, BuildReport, Engine, Event, KeyHasher, NodeResult, Observer, Planned, Status,
@@ -10,64 +11,19 @@ use nosa_engine::{
 
 use crate::cli::{BuildArgs, Cli, OutputArgs, PlanArgs, ShowArgs, WhyArgs};
 use crate::exit::{Failure, OpResult, runtime};
-use crate::ops::{Session, find_workdir, lock, store_dir};
+use crate::ops::{find_workdir, lock, open, open_with, store_dir};
 use crate::render::Progress;
 
-/// Builds `names` in `s`, in two stages when package nodes are involved: the `resolve:` nodes
-/// the targets need are built first, then the graph is expanded with the package sets they
-/// produced (one download and one unpack node per package) and the targets are built. The
-/// report lists each node once.
-pub fn staged_build(
-    s: &mut Session,
-    names: &[String],
-    opts: &BuildOptions,
-    force: bool,
-    progress: &mut Progress,
-) -> Result<BuildReport, Failure> {
-    // Package node ids (`rpm:`, `unpack:`) exist only after expansion: a name unknown now
-    // may become known once every resolve node has run.
-    let resolves = match s.targets(names) {
-        Ok(targets) => s.resolve_nodes(&targets),
-        Err(_) => {
-            let all: Vec<usize> = (0..s.ws.graph.len()).collect();
-            s.resolve_nodes(&all)
-        }
-    };
-    let mut first = BuildReport::default();
-    let mut opts = opts.clone();
-    if !resolves.is_empty() {
-        // Two stages: the second graph depends on the first's outputs. Not witnessed.
-        opts.witness = None;
-        first = s
-            .engine
-            .build(&s.ws.graph, &resolves, &opts, progress)
-            .map_err(runtime)?;
-        if !first.ok() {
-            return Ok(first);
-        }
-        s.expand_packages(&resolves)?;
+/// Says on stderr which build an OS build recorded.
+pub fn say_recorded(r: &Recorded) {
+    if r.new {
+        eprintln!("new build {}", r.id);
+    } else {
+        eprintln!(
+            "unchanged: the input hash (tree and commit settings) equals build {}'s, no new build id",
+            r.id
+        );
     }
-    let targets = s.targets(names)?;
-    opts.continue_build = opts.continue_build || !first.nodes.is_empty();
-    if force {
-        opts.force = targets
-            .iter()
-            .map(|&i| s.ws.graph.node(i).id.clone())
-            .collect::<HashSet<_>>();
-    }
-    let second = s
-        .engine
-        .build(&s.ws.graph, &targets, &opts, progress)
-        .map_err(runtime)?;
-    if first.nodes.is_empty() {
-        return Ok(second);
-    }
-    let seen: HashSet<String> = first.nodes.iter().map(|n| n.id.clone()).collect();
-    first.ms += second.ms;
-    first
-        .nodes
-        .extend(second.nodes.into_iter().filter(|n| !seen.contains(&n.id)));
-    Ok(first)
 }
 
 /// `nosa graph build`.
@@ -115,6 +71,7 @@ pub fn build(cli: &Cli, a: &BuildArgs) -> OpResult {
         return Ok(());
     }
     let mut s = Session::load(engine, &file, Some(lock), a.select.arch.as_deref(), true)?;
+    crate::ops::warn(&s);
     let mut opts = BuildOptions::default();
     if let Some(j) = a.jobs {
         opts.jobs = j.max(1);
@@ -132,6 +89,21 @@ pub fn build(cli: &Cli, a: &BuildArgs) -> OpResult {
         });
     }
     let mut progress = Progress::new(a.json, s.engine.workdir());
+    // Targets that need a versioned commit build the OS, exactly as `nosa build` does.
+    let names = s.ws.target_names(&a.select.targets);
+    if selects_os(&s, &names) {
+        let req = OsRequest {
+            targets: names,
+            force: a.force,
+            now: nosa_build::os::now(),
+            ..OsRequest::default()
+        };
+        let out = build_os(&mut s, &req, &opts, &mut progress)?;
+        if let Some(r) = &out.recorded {
+            say_recorded(r);
+        }
+        return finish_build(s, out.report, progress);
+    }
     let report = staged_build(&mut s, &a.select.targets, &opts, a.force, &mut progress)?;
     finish_build(s, report, progress)
 }
@@ -199,7 +171,7 @@ pub fn finish_build(s: Session, report: BuildReport, progress: Progress) -> OpRe
 
 /// `nosa graph plan`.
 pub fn plan(cli: &Cli, a: &PlanArgs) -> OpResult {
-    let mut s = Session::open_with(cli, None, a.select.arch.as_deref(), false)?;
+    let mut s = open_with(cli, None, a.select.arch.as_deref(), false)?;
     s.expand_current()?;
     let targets = s.targets(&a.select.targets)?;
     let plan = s.engine.plan(&s.ws.graph, &targets).map_err(runtime)?;
@@ -248,7 +220,7 @@ pub fn plan(cli: &Cli, a: &PlanArgs) -> OpResult {
 
 /// `nosa graph why`.
 pub fn why(cli: &Cli, a: &WhyArgs) -> OpResult {
-    let mut s = Session::open_with(cli, None, a.arch.as_deref(), false)?;
+    let mut s = open_with(cli, None, a.arch.as_deref(), false)?;
     s.expand_current()?;
     let i = s.targets(std::slice::from_ref(&a.node))?[0];
     let ex = s.engine.why(&s.ws.graph, i).map_err(runtime)?;
@@ -287,7 +259,7 @@ pub fn why(cli: &Cli, a: &WhyArgs) -> OpResult {
 
 /// `nosa graph show`.
 pub fn show(cli: &Cli, a: &ShowArgs) -> OpResult {
-    let mut s = Session::open_with(cli, None, a.arch.as_deref(), false)?;
+    let mut s = open_with(cli, None, a.arch.as_deref(), false)?;
     s.expand_current()?;
     let g = &s.ws.graph;
     if a.dot {
@@ -315,7 +287,7 @@ pub fn show(cli: &Cli, a: &ShowArgs) -> OpResult {
 
 /// `nosa graph output NODE`.
 pub fn output(cli: &Cli, a: &OutputArgs) -> OpResult {
-    let mut s = Session::open(cli, None, None)?;
+    let mut s = open(cli, None, None)?;
     s.expand_current()?;
     let i = s.targets(std::slice::from_ref(&a.node))?[0];
     let id = &s.ws.graph.node(i).id;

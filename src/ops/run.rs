@@ -8,30 +8,24 @@ use nosa_image::qemu::{ProbeKernel, Vm, VmDisk, detect_accel};
 
 use crate::cli::{Cli, RunArgs, VirtInstallArgs};
 use crate::exit::{Failure, OpResult, runtime};
-use crate::ops::{Session, latest_build_id, read_json};
+use nosa_build::{BuildsDir, Session, ids};
 
 /// The latest build's id, its name and the path of its qemu image, for `arch`.
 fn latest_qemu(workdir: &Path, arch: &str) -> Result<(String, String, PathBuf), Failure> {
-    let builds = workdir.join("builds");
-    let no_image = || {
-        Failure::Build(Some(miette::miette!(
-            help = "run `nosa build qemu` (or `nosa buildextend-qemu`) first, or pass --qemu-image",
-            "the latest build has no qemu image"
-        )))
-    };
-    let id = latest_build_id(workdir).ok_or_else(no_image)?;
-    let dir = builds.join(&id).join(arch);
-    let meta = read_json(&dir.join("meta.json")).ok_or_else(no_image)?;
-    let path = meta["images"]["qemu"]["path"]
-        .as_str()
-        .ok_or_else(no_image)?;
-    let name = meta["name"].as_str().unwrap_or("nestos").to_string();
-    Ok((id, name, dir.join(path)))
+    BuildsDir::of(workdir)
+        .latest_image(arch, "qemu")
+        .map(|(id, meta, path)| (id, meta.name, path))
+        .ok_or_else(|| {
+            Failure::Build(Some(miette::miette!(
+                help = "run `nosa build qemu` (or `nosa buildextend-qemu`) first, or pass --qemu-image",
+                "the latest build has no qemu image"
+            )))
+        })
 }
 
 /// The workdir's session, its path and the first configured arch.
 fn open(cli: &Cli) -> Result<(Session, PathBuf, String), Failure> {
-    let s = Session::open(cli, None, None)?;
+    let s = crate::ops::open(cli, None, None)?;
     let workdir = s.engine.workdir().to_path_buf();
     let arch =
         s.ws.configs
@@ -71,7 +65,7 @@ pub fn run(cli: &Cli, a: &RunArgs) -> OpResult {
     }
     // The KVM probe boots the image's own kernel, kept in the image node's output.
     let state = s.engine.state();
-    let kernel = s.output_blob(&state, &format!("image:{arch}:qemu"), "vmlinuz");
+    let kernel = s.output_blob(&state, &ids::image(&arch, "qemu"), "vmlinuz");
     let digest = kernel.as_ref().map(|(_, d)| d.to_hex());
     let probe = kernel
         .as_ref()

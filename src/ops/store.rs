@@ -4,12 +4,12 @@ use std::collections::HashSet;
 
 use crate::cli::{CleanArgs, Cli, PruneArgs};
 use crate::exit::{OpResult, runtime};
-use crate::ops::{Session, find_workdir, lock, store_dir};
+use crate::ops::{find_workdir, lock, store_dir};
 
 /// `nosa prune`: the roots are the current graph's last good outputs (and, once OS builds
 /// exist, the kept builds); everything else in the store goes.
 pub fn prune(cli: &Cli, a: &PruneArgs) -> OpResult {
-    let s = Session::open(cli, Some("nosa prune"), None)?;
+    let s = crate::ops::open(cli, Some("nosa prune"), None)?;
     let mut state = s.engine.state();
     let current: HashSet<&str> = s.ws.graph.nodes().iter().map(|n| n.id.as_str()).collect();
     let roots: HashSet<_> = state

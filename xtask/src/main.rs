@@ -64,7 +64,20 @@ struct FixtureDistroArgs {
     check_reproducible: bool,
 }
 
+/// The checkout the command runs in: the nearest directory at or above the current one whose
+/// Cargo.toml has a `[workspace]` and an `xtask/` beside it. Not the checkout the binary was
+/// compiled in (`CARGO_MANIFEST_DIR`): with a shared target directory those differ.
 fn workspace_root() -> PathBuf {
+    let start = std::env::current_dir().unwrap_or_else(|_| PathBuf::from("."));
+    for dir in start.ancestors() {
+        let manifest = dir.join("Cargo.toml");
+        let is_workspace = fs_err::read_to_string(&manifest)
+            .is_ok_and(|t| t.lines().any(|l| l.trim() == "[workspace]"));
+        if is_workspace && dir.join("xtask").is_dir() {
+            return dir.to_path_buf();
+        }
+    }
+    // Outside a checkout: the one it was compiled in.
     Path::new(env!("CARGO_MANIFEST_DIR"))
         .parent()
         .expect("xtask lives in the workspace")

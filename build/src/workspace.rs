@@ -10,7 +10,7 @@ use nosa_config::{Arch, Config, ConfigError, ConfigWarning, LoadOptions};
 use nosa_engine::{Graph, GraphBuilder, GraphError};
 
 use crate::buildfile::{BuildFile, BuildFileError};
-use crate::nestos;
+use crate::expand as nestos;
 use crate::step::StepRule;
 
 /// A workdir's graph with the file it came from.
@@ -36,6 +36,10 @@ pub enum WorkspaceError {
     #[error(transparent)]
     #[diagnostic(transparent)]
     Config(#[from] Box<ConfigError>),
+    /// The config does not expand into nodes.
+    #[error(transparent)]
+    #[diagnostic(transparent)]
+    Expand(#[from] Box<nestos::ExpandError>),
     /// A target names nothing.
     #[error("no target or node named {name:?}")]
     #[diagnostic(code(nosa::unknown_target), help("{help}"))]
@@ -102,7 +106,8 @@ impl Workspace {
                 opts.strict_repos = strict_repos;
                 configs.push(Config::load(&dir, &opts).map_err(Box::new)?);
             }
-            let x = nestos::expand(&configs, n.config.get_ref(), known, &file.workdir);
+            let x = nestos::expand(&configs, n.config.get_ref(), known, &file.workdir)
+                .map_err(Box::new)?;
             for d in x.nodes {
                 b.add(d.id, d.rule, d.deps);
             }
@@ -220,6 +225,36 @@ impl Workspace {
             );
         }
         Ok(out)
+    }
+
+    /// `names`, or when empty the names of the default targets (`[graph] default`, else
+    /// `[nestos] targets` plus every step), as [`Workspace::resolve_targets`] picks them.
+    pub fn target_names(&self, names: &[String]) -> Vec<String> {
+        if !names.is_empty() {
+            return names.to_vec();
+        }
+        if !self.file.default.is_empty() {
+            return self
+                .file
+                .default
+                .iter()
+                .map(|d| d.get_ref().clone())
+                .collect();
+        }
+        let mut out: Vec<String> = self
+            .file
+            .steps
+            .iter()
+            .map(|s| StepRule::node_id(&s.name))
+            .collect();
+        if let Some(n) = &self.file.nestos {
+            if n.targets.is_empty() {
+                out.extend(["ostree".to_string(), "oci".to_string()]);
+            } else {
+                out.extend(n.targets.iter().map(|t| t.get_ref().clone()));
+            }
+        }
+        out
     }
 
     /// The node indices for a target name, node id or bare step name.

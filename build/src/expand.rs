@@ -13,19 +13,20 @@ use serde_json::Value as J;
 use nosa_repo::{Checksum, RepoSource, RepoSyncRule, RpmDownloadRule};
 use nosa_solve::{Lock, Request, ResolveRule, ResolvedPackage};
 
-use crate::compose::{InitramfsRule, OstreeTreeRule, PostprocessRule, Script};
-use crate::overlay::OverlayRule;
-use crate::overrides_rpm::{OVERRIDES_REPO_ID, OVERRIDES_RPM, OverridesRpmRule};
-use crate::pending::PendingRule;
+use crate::ids;
 use crate::pins::Pins;
-use crate::rootfs::{RemoveFrom, RootfsRule};
-use crate::rpmdb::RpmdbRule;
-use crate::scriptlets::ScriptletsRule;
-use crate::unpack::UnpackRule;
 use nosa_commit::OstreeCommitRule;
 use nosa_image::kola::{KolaKind, KolaRule};
 use nosa_image::{ImageFormat, ImageFsRule, ImageRule};
 use nosa_oci::{ComponentSource, DEFAULT_MAX_LAYERS, OciRule};
+use nosa_rules::compose::{InitramfsRule, OstreeTreeRule, PostprocessRule, Script};
+use nosa_rules::overlay::OverlayRule;
+use nosa_rules::overrides_rpm::{OVERRIDES_REPO_ID, OVERRIDES_RPM, OverridesRpmRule};
+use nosa_rules::pending::PendingRule;
+use nosa_rules::rootfs::{RemoveFrom, RootfsRule};
+use nosa_rules::rpmdb::RpmdbRule;
+use nosa_rules::scriptlets::ScriptletsRule;
+use nosa_rules::unpack::UnpackRule;
 
 /// The workdir directory whose files override the tree, as nestos-assembler's `overrides/rootfs`.
 pub const OVERRIDES_ROOTFS: &str = "overrides/rootfs";
@@ -65,6 +66,31 @@ pub struct Expansion {
     pub nodes: Vec<NodeDecl>,
     /// Target name -> node ids (one per arch).
     pub targets: BTreeMap<String, Vec<String>>,
+}
+
+/// Why a config cannot be expanded into nodes.
+#[derive(Debug, thiserror::Error, miette::Diagnostic)]
+pub enum ExpandError {
+    /// resolve chose a package whose checksum nosa cannot verify a download against.
+    #[error(
+        "package {nevra} from repo {repo} has a checksum nosa cannot verify ({checksum}): {reason}"
+    )]
+    #[diagnostic(
+        code(nosa::bad_package_checksum),
+        help(
+            "the repository metadata (primary.xml) is broken or uses an unknown checksum type; fix the repository, or exclude the package"
+        )
+    )]
+    BadChecksum {
+        /// The package.
+        nevra: String,
+        /// Its repository id.
+        repo: String,
+        /// The checksum as the metadata gives it.
+        checksum: String,
+        /// Why it is unusable.
+        reason: String,
+    },
 }
 
 /// Maps paths inside the config directory to workdir-relative paths (through the config path
@@ -156,10 +182,15 @@ pub fn commit_rule(c: &Config, v: &CommitVersion) -> OstreeCommitRule {
 /// overlay node, `overlay:overrides-rootfs`, applied after the config's layers. RPMs in
 /// `overrides/rpm` are one more repository per arch, `overrides-rpm:<arch>`, whose packages
 /// replace same-name packages of the config's repositories (versions and locks aside).
-pub fn expand(configs: &[Config], config_rel: &str, known: &Known, workdir: &Path) -> Expansion {
+pub fn expand(
+    configs: &[Config],
+    config_rel: &str,
+    known: &Known,
+    workdir: &Path,
+) -> Result<Expansion, ExpandError> {
     let mut x = Expansion::default();
     let Some(first) = configs.first() else {
-        return x;
+        return Ok(x);
     };
     let map = PathMap {
         config_dir: first.dir.clone(),
@@ -174,7 +205,7 @@ pub fn expand(configs: &[Config], config_rel: &str, known: &Known, workdir: &Pat
             if overlay_ids.contains_key(&layer.name) {
                 continue;
             }
-            let id = format!("overlay:{}", layer.name);
+            let id = ids::overlay(&layer.name);
             match map.rel(&layer.path) {
                 Some(dir) => x.nodes.push(NodeDecl {
                     id: id.clone(),
@@ -232,10 +263,10 @@ pub fn expand(configs: &[Config], config_rel: &str, known: &Known, workdir: &Pat
             override_node = Some(id);
         }
         for repo in c.compose_repos() {
-            let source = RepoSource::from_config(repo, arch);
-            let pin = known.pins.get(arch, &repo.id, &source.baseurl);
+            let source = RepoSource::from_config(repo, arch).in_workdir(workdir);
+            let pin = known.pins.get(arch, &repo.id, &source.portable_baseurl());
             baseurls.insert(repo.id.clone(), source.baseurl.clone());
-            let id = RepoSyncRule::node_id(arch, &repo.id);
+            let id = ids::repo_sync(arch, &repo.id);
             x.nodes.push(NodeDecl {
                 id: id.clone(),
                 rule: Arc::new(RepoSyncRule::new(source, pin)),
@@ -270,7 +301,7 @@ pub fn expand(configs: &[Config], config_rel: &str, known: &Known, workdir: &Pat
             priorities: BTreeMap::new(),
             overrides: override_repos,
         };
-        let resolve = ResolveRule::node_id(arch);
+        let resolve = ids::resolve(arch);
         x.nodes.push(NodeDecl {
             id: resolve.clone(),
             rule: Arc::new(ResolveRule::new(request)),
@@ -282,14 +313,11 @@ pub fn expand(configs: &[Config], config_rel: &str, known: &Known, workdir: &Pat
         let mut unpacked = Vec::new();
         match known.resolved.get(arch) {
             Some(pkgs) => {
-                let rpmdb = format!("rpmdb:{arch}");
+                let rpmdb = ids::rpmdb(arch);
                 x.nodes.push(NodeDecl {
                     id: rpmdb.clone(),
                     rule: Arc::new(RpmdbRule::new(arch)),
-                    deps: pkgs
-                        .iter()
-                        .map(|p| RpmDownloadRule::node_id(arch, &p.nevra))
-                        .collect(),
+                    deps: pkgs.iter().map(|p| ids::rpm(arch, &p.nevra)).collect(),
                 });
                 unpacked.push(rpmdb);
                 for p in pkgs {
@@ -299,11 +327,16 @@ pub fn expand(configs: &[Config], config_rel: &str, known: &Known, workdir: &Pat
                         .flatten()
                         .map(|b| format!("{}/{}", b.trim_end_matches('/'), p.location))
                         .collect();
-                    let checksum = match Checksum::parse(&p.checksum.kind, &p.checksum.value) {
-                        Ok(c) => c,
-                        Err(_) => continue,
-                    };
-                    let rpm = RpmDownloadRule::node_id(arch, &p.nevra);
+                    let checksum =
+                        Checksum::parse(&p.checksum.kind, &p.checksum.value).map_err(|e| {
+                            ExpandError::BadChecksum {
+                                nevra: p.nevra.clone(),
+                                repo: p.repo.clone(),
+                                checksum: format!("{}:{}", p.checksum.kind, p.checksum.value),
+                                reason: e.to_string(),
+                            }
+                        })?;
+                    let rpm = ids::rpm(arch, &p.nevra);
                     x.nodes.push(NodeDecl {
                         id: rpm.clone(),
                         rule: Arc::new(RpmDownloadRule::new(
@@ -317,7 +350,7 @@ pub fn expand(configs: &[Config], config_rel: &str, known: &Known, workdir: &Pat
                         deps: vec![],
                     });
                     x.target("fetch", &rpm);
-                    let unpack = format!("unpack:{arch}:{}", p.nevra);
+                    let unpack = ids::unpack(arch, &p.nevra);
                     x.nodes.push(NodeDecl {
                         id: unpack.clone(),
                         rule: Arc::new(UnpackRule::new(&p.nevra)),
@@ -328,7 +361,7 @@ pub fn expand(configs: &[Config], config_rel: &str, known: &Known, workdir: &Pat
             }
             None => {
                 let id = x.add(
-                    format!("packages:{arch}"),
+                    ids::packages(arch),
                     PendingRule::new("packages").param("arch", arch),
                     vec![resolve.clone()],
                 );
@@ -357,14 +390,14 @@ pub fn expand(configs: &[Config], config_rel: &str, known: &Known, workdir: &Pat
                 })
                 .collect(),
         );
-        let rootfs_id = format!("rootfs:{arch}");
+        let rootfs_id = ids::rootfs(arch);
         x.nodes.push(NodeDecl {
             id: rootfs_id.clone(),
             rule: Arc::new(rootfs),
             deps: rootfs_deps,
         });
         // rpm-ostree's order: scriptlets run on the tree that already has the overlays.
-        let mut prev = format!("scriptlets:{arch}");
+        let mut prev = ids::scriptlets(arch);
         x.nodes.push(NodeDecl {
             id: prev.clone(),
             rule: Arc::new(ScriptletsRule::new(arch)),
@@ -376,7 +409,7 @@ pub fn expand(configs: &[Config], config_rel: &str, known: &Known, workdir: &Pat
                 PostprocessStep::Inline(s) => Some(Script::Inline(s.script.clone())),
                 PostprocessStep::Script(p) => map.rel(p).map(Script::File),
             };
-            let id = format!("postprocess:{arch}:{n}");
+            let id = ids::postprocess(arch, n);
             match script {
                 Some(script) => x.nodes.push(NodeDecl {
                     id: id.clone(),
@@ -393,13 +426,13 @@ pub fn expand(configs: &[Config], config_rel: &str, known: &Known, workdir: &Pat
             }
             prev = id;
         }
-        let initramfs = format!("initramfs:{arch}");
+        let initramfs = ids::initramfs(arch);
         x.nodes.push(NodeDecl {
             id: initramfs.clone(),
             rule: Arc::new(InitramfsRule::new(arch, tf.initramfs_args.clone())),
             deps: vec![prev],
         });
-        let tree = format!("ostree-tree:{arch}");
+        let tree = ids::ostree_tree(arch);
         x.nodes.push(NodeDecl {
             id: tree.clone(),
             rule: Arc::new(OstreeTreeRule::new(arch, tf.default_target.clone())),
@@ -408,7 +441,7 @@ pub fn expand(configs: &[Config], config_rel: &str, known: &Known, workdir: &Pat
         x.target("tree", &tree);
         // The commit needs its version, which `nosa build` assigns once the tree is known (a
         // tree identical to the latest build's keeps that build's version and id).
-        let commit = format!("ostree-commit:{arch}");
+        let commit = ids::ostree_commit(arch);
         match known.versions.get(arch) {
             Some(v) => {
                 x.nodes.push(NodeDecl {
@@ -437,7 +470,7 @@ pub fn expand(configs: &[Config], config_rel: &str, known: &Known, workdir: &Pat
             }
         }
         x.target("ostree", &commit);
-        let oci = format!("oci:{arch}");
+        let oci = ids::oci(arch);
         let name = c
             .image
             .json
@@ -455,12 +488,12 @@ pub fn expand(configs: &[Config], config_rel: &str, known: &Known, workdir: &Pat
                 };
                 let mut sources = Vec::new();
                 for p in known.resolved.get(arch).into_iter().flatten() {
-                    let node = format!("unpack:{arch}:{}", p.nevra);
+                    let node = ids::unpack(arch, &p.nevra);
                     if unpacked.contains(&node) {
                         sources.push(src(&node, p.name.clone(), "root"));
                     }
                 }
-                let rpmdb = format!("rpmdb:{arch}");
+                let rpmdb = ids::rpmdb(arch);
                 if unpacked.contains(&rpmdb) {
                     sources.push(src(&rpmdb, "rpmdb".into(), "root"));
                 }
@@ -508,7 +541,7 @@ pub fn expand(configs: &[Config], config_rel: &str, known: &Known, workdir: &Pat
         // of that platform (metal and metal4k); each image node only assembles its disk.
         let mut fs_nodes: BTreeMap<&str, String> = BTreeMap::new();
         for fmt in IMAGE_TARGETS {
-            let id = format!("image:{arch}:{fmt}");
+            let id = ids::image(arch, fmt);
             match (known.versions.get(arch), ImageFormat::parse(fmt)) {
                 (Some(v), Some(format)) => {
                     let image = ImageRule::new(arch, format, &name, &v.version);
@@ -558,9 +591,9 @@ pub fn expand(configs: &[Config], config_rel: &str, known: &Known, workdir: &Pat
             x.target(fmt, &id);
         }
         // kola: one node per test and image, after the image it boots.
-        for t in crate::kola::planned_tests(c, arch) {
-            let image_id = format!("image:{arch}:{}", t.image.name());
-            let id = format!("kola:{arch}:{}:{}", t.image.name(), t.name);
+        for t in nosa_rules::kola::planned_tests(c, arch) {
+            let image_id = ids::image(arch, t.image.name());
+            let id = ids::kola(arch, t.image.name(), &t.name);
             let kind = match t.kind {
                 KolaKind::External { dir, exe } => map
                     .rel(Path::new(&dir))
@@ -613,12 +646,8 @@ pub fn expand(configs: &[Config], config_rel: &str, known: &Known, workdir: &Pat
         {
             live = live.input(i);
         }
-        let live = x.add(
-            format!("live-iso:{arch}"),
-            live,
-            vec![format!("image:{arch}:metal")],
-        );
+        let live = x.add(ids::live_iso(arch), live, vec![ids::image(arch, "metal")]);
         x.target("live", &live);
     }
-    x
+    Ok(x)
 }

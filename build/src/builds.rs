@@ -1,0 +1,263 @@
+//! The `builds/` directory in coreos-assembler's layout, as typed records with one writer:
+//! `builds/builds.json` (the index, newest first), `builds/<id>/<arch>/meta.json`,
+//! `builds/<id>/<arch>/commitmeta.json`, the commit's repository and record under
+//! `builds/<id>/<arch>/ostree-commit/`, and the `builds/latest` symlink.
+//!
+//! Fields nosa does not set are kept when a record is rewritten (`extra`), so a builds/
+//! directory that another tool also writes to loses nothing.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use nosa_commit::CommitRecord;
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+
+/// `builds/builds.json`.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct BuildIndex {
+    /// `1.0.0`.
+    #[serde(rename = "schema-version", default = "schema_version")]
+    pub schema_version: String,
+    /// The builds, newest first.
+    #[serde(default)]
+    pub builds: Vec<BuildEntry>,
+    /// When the index was last written (RFC 3339).
+    #[serde(default)]
+    pub timestamp: String,
+    /// Fields nosa does not know.
+    #[serde(flatten)]
+    pub extra: Map<String, Value>,
+}
+
+fn schema_version() -> String {
+    "1.0.0".into()
+}
+
+/// One build in the index.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BuildEntry {
+    /// The build id (its version).
+    pub id: String,
+    /// The arches it has.
+    #[serde(default)]
+    pub arches: Vec<String>,
+    /// Fields nosa does not know.
+    #[serde(flatten)]
+    pub extra: Map<String, Value>,
+}
+
+/// `builds/<id>/<arch>/meta.json`: the v1 fields nosa records.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+#[serde(default)]
+pub struct Meta {
+    /// The build id.
+    pub buildid: String,
+    /// The OS name (image.yaml `name`).
+    pub name: String,
+    /// The ostree ref.
+    #[serde(rename = "ref")]
+    pub ref_name: String,
+    /// The arch.
+    #[serde(rename = "coreos-assembler.basearch")]
+    pub basearch: String,
+    /// When this record was written (RFC 3339).
+    #[serde(rename = "coreos-assembler.build-timestamp")]
+    pub build_timestamp: String,
+    /// The commit checksum.
+    #[serde(rename = "ostree-commit")]
+    pub ostree_commit: String,
+    /// The commit's content checksum.
+    #[serde(rename = "ostree-content-checksum")]
+    pub ostree_content_checksum: String,
+    /// The commit timestamp (RFC 3339).
+    #[serde(rename = "ostree-timestamp")]
+    pub ostree_timestamp: String,
+    /// The commit's `version`.
+    #[serde(rename = "ostree-version")]
+    pub ostree_version: String,
+    /// rpm-ostree's input hash: the tree and the commit settings, not the version.
+    #[serde(rename = "rpm-ostree-inputhash")]
+    pub inputhash: String,
+    /// Artifacts by name (`qemu`, `metal`, `ostree` for the OCI archive, ...).
+    #[serde(default)]
+    pub images: BTreeMap<String, ImageFile>,
+    /// Fields nosa does not set.
+    #[serde(flatten)]
+    pub extra: Map<String, Value>,
+}
+
+/// An artifact in `meta.json`'s `images`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ImageFile {
+    /// File name, relative to `builds/<id>/<arch>/`.
+    pub path: String,
+    /// SHA-256, hex.
+    pub sha256: String,
+    /// Size in bytes.
+    pub size: u64,
+}
+
+/// Where a build keeps the commit's repository and record, under `builds/<id>/<arch>/`.
+pub const COMMIT_DIR: &str = "ostree-commit";
+
+/// The builds/ directory of a workdir: the only reader and writer of its records.
+#[derive(Clone, Debug)]
+pub struct BuildsDir {
+    root: PathBuf,
+}
+
+fn read<T: for<'de> Deserialize<'de>>(p: &Path) -> Option<T> {
+    serde_json::from_slice(&fs_err::read(p).ok()?).ok()
+}
+
+fn write_pretty<T: Serialize>(p: &Path, v: &T) -> std::io::Result<()> {
+    let mut bytes = serde_json::to_vec_pretty(v).map_err(std::io::Error::other)?;
+    bytes.push(b'\n');
+    let dir = p.parent().expect("a file in a directory");
+    fs_err::create_dir_all(dir)?;
+    nosa_cache::atomic::write_atomic(dir, p, &bytes).map_err(std::io::Error::other)
+}
+
+impl BuildsDir {
+    /// `builds/` of `workdir`.
+    pub fn of(workdir: &Path) -> BuildsDir {
+        BuildsDir {
+            root: workdir.join("builds"),
+        }
+    }
+
+    /// The directory itself.
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    /// `builds/<id>/<arch>/`.
+    pub fn arch_dir(&self, id: &str, arch: &str) -> PathBuf {
+        self.root.join(id).join(arch)
+    }
+
+    /// The index, if there is a readable one.
+    pub fn index(&self) -> Option<BuildIndex> {
+        read(&self.root.join("builds.json"))
+    }
+
+    /// The newest build's id.
+    pub fn latest(&self) -> Option<String> {
+        self.index()?.builds.into_iter().next().map(|b| b.id)
+    }
+
+    /// A build's `meta.json` for `arch`.
+    pub fn meta(&self, id: &str, arch: &str) -> Option<Meta> {
+        read(&self.arch_dir(id, arch).join("meta.json"))
+    }
+
+    /// The commit record a build kept for `arch`.
+    pub fn commit_record(&self, id: &str, arch: &str) -> Option<CommitRecord> {
+        read(&self.arch_dir(id, arch).join(COMMIT_DIR).join("commit.json"))
+    }
+
+    /// The path of an artifact of the latest build (`qemu`, `metal`, ...), with that build's
+    /// id and meta.json.
+    pub fn latest_image(&self, arch: &str, image: &str) -> Option<(String, Meta, PathBuf)> {
+        let id = self.latest()?;
+        let meta = self.meta(&id, arch)?;
+        let path = self.arch_dir(&id, arch).join(&meta.images.get(image)?.path);
+        Some((id, meta, path))
+    }
+
+    /// The parent of a new commit for `arch`: the commit of the newest other build that has
+    /// `arch` with the same ref (coreos-assembler passes the previous build's commit as
+    /// `--parent`). Builds whose meta.json is missing are skipped.
+    pub fn previous_commit(&self, version: &str, arch: &str, ref_name: &str) -> Option<String> {
+        self.index()?
+            .builds
+            .iter()
+            .filter(|b| b.id != version)
+            .filter_map(|b| self.meta(&b.id, arch))
+            .find(|m| m.ref_name == ref_name)
+            .map(|m| m.ostree_commit)
+    }
+
+    /// The next build number for `prefix`: one more than the highest `<prefix>.<n>` directory.
+    pub fn next_serial(&self, prefix: &str) -> u64 {
+        let mut n = 0;
+        if let Ok(rd) = fs_err::read_dir(&self.root) {
+            for e in rd.flatten() {
+                let name = e.file_name().to_string_lossy().into_owned();
+                if let Some(k) = name
+                    .strip_prefix(&format!("{prefix}."))
+                    .and_then(|r| r.parse::<u64>().ok())
+                {
+                    n = n.max(k + 1);
+                }
+            }
+        }
+        n
+    }
+
+    /// Writes `meta.json` and `commitmeta.json` (the commit's metadata as JSON) of a build.
+    pub fn write_meta(
+        &self,
+        meta: &Meta,
+        commitmeta: &BTreeMap<String, Value>,
+    ) -> std::io::Result<()> {
+        let dir = self.arch_dir(&meta.buildid, &meta.basearch);
+        write_pretty(&dir.join("meta.json"), meta)?;
+        write_pretty(&dir.join("commitmeta.json"), commitmeta)
+    }
+
+    /// Puts build `id` (with `arches`) first in the index and points `latest` at it.
+    pub fn record_new(&self, id: &str, arches: &[String], timestamp: &str) -> std::io::Result<()> {
+        let mut index = self.index().unwrap_or_default();
+        if index.schema_version.is_empty() {
+            index.schema_version = schema_version();
+        }
+        index.builds.retain(|b| b.id != id);
+        index.builds.insert(
+            0,
+            BuildEntry {
+                id: id.to_string(),
+                arches: arches.to_vec(),
+                extra: Map::new(),
+            },
+        );
+        index.timestamp = timestamp.to_string();
+        write_pretty(&self.root.join("builds.json"), &index)?;
+        let link = self.root.join("latest");
+        let tmp = self.root.join(".latest.tmp");
+        let _ = fs_err::remove_file(&tmp);
+        std::os::unix::fs::symlink(id, &tmp)?;
+        fs_err::rename(&tmp, &link)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn index_round_trip_keeps_unknown_fields() {
+        let dir = tempfile::tempdir().unwrap();
+        let b = BuildsDir::of(dir.path());
+        fs_err::create_dir_all(b.root()).unwrap();
+        fs_err::write(
+            b.root().join("builds.json"),
+            r#"{"schema-version":"1.0.0","builds":[{"id":"a.0","arches":["x86_64"],"policy-cleanup":{"x":1}}],"timestamp":"t","other":true}"#,
+        )
+        .unwrap();
+        b.record_new("a.1", &["x86_64".into()], "t2").unwrap();
+        let v: Value = read(&b.root().join("builds.json")).unwrap();
+        assert_eq!(v["builds"][0]["id"], "a.1");
+        assert_eq!(v["builds"][1]["policy-cleanup"]["x"], 1);
+        assert_eq!(v["other"], true);
+        assert_eq!(b.latest().as_deref(), Some("a.1"));
+        assert_eq!(
+            fs_err::read_link(b.root().join("latest")).unwrap(),
+            Path::new("a.1")
+        );
+        assert_eq!(b.next_serial("a"), 0, "no build directories yet");
+        fs_err::create_dir_all(b.root().join("a.4")).unwrap();
+        assert_eq!(b.next_serial("a"), 5);
+    }
+}
