@@ -17,6 +17,7 @@ demo: deps-demo build
 	@echo "demo: fetch pinned the fixture repo, resolved (libsolv) and downloaded its packages;"
 	@echo "the first build composed, committed (builds/latest/x86_64/) and made the qemu image;"
 	@echo "the second found the tree unchanged: no new build id, nothing ran;"
+	@echo "graph build built the default targets (the OS and the demo steps): all cached;"
 	@echo "kola-run booted the image under QEMU and ran its tests (tmp/kola/reports/report.txt);"
 	@echo "run it again: the results are cached until the image or a test changes."
 	@echo "Try: echo hi >> examples/overlay.d/15nestos/etc/test/test.txt; $(NOSA) build-fast;"

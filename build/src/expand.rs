@@ -240,414 +240,506 @@ pub fn expand(
     });
 
     for c in configs {
-        let arch = c.arch.as_str();
-        let tf = &c.treefile;
-        let mut syncs = Vec::new();
-        let mut baseurls: BTreeMap<String, Vec<String>> = BTreeMap::new();
-        let mut override_repos = Vec::new();
-        let mut override_node = None;
-        if has_override_rpms {
-            let id = OverridesRpmRule::node_id(arch);
-            x.nodes.push(NodeDecl {
-                id: id.clone(),
-                rule: Arc::new(OverridesRpmRule::new(arch)),
-                deps: vec![],
-            });
-            let dir = std::path::absolute(workdir.join(OVERRIDES_RPM))
-                .unwrap_or_else(|_| workdir.join(OVERRIDES_RPM));
-            baseurls.insert(
-                OVERRIDES_REPO_ID.to_string(),
-                vec![format!("file://{}", dir.display())],
-            );
-            override_repos.push(OVERRIDES_REPO_ID.to_string());
-            override_node = Some(id);
-        }
-        for repo in c.compose_repos() {
-            let source = RepoSource::from_config(repo, arch).in_workdir(workdir);
-            let pin = known.pins.get(arch, &repo.id, &source.portable_baseurl());
-            baseurls.insert(repo.id.clone(), source.baseurl.clone());
-            let id = ids::repo_sync(arch, &repo.id);
-            x.nodes.push(NodeDecl {
-                id: id.clone(),
-                rule: Arc::new(RepoSyncRule::new(source, pin)),
-                deps: vec![],
-            });
-            syncs.push(id);
-        }
-        // Loaded after the config's repositories.
-        syncs.extend(override_node);
-        let locks = c
-            .lockfiles
-            .effective()
-            .into_iter()
-            .filter_map(|(name, l)| {
-                let lock = match (&l.evra, &l.evr) {
-                    (Some(evra), _) => Lock::from_evra(evra),
-                    (None, Some(evr)) => Lock {
-                        evr: evr.clone(),
-                        arch: None,
-                    },
-                    (None, None) => return None,
-                };
-                Some((name, lock))
-            })
-            .collect();
-        let request = Request {
-            arch: arch.to_string(),
-            packages: tf.packages.clone(),
-            exclude_packages: tf.exclude_packages.clone(),
-            recommends: tf.recommends.unwrap_or(true),
-            locks,
-            priorities: BTreeMap::new(),
-            overrides: override_repos,
+        let st = Stage {
+            c,
+            arch: c.arch.as_str(),
+            known,
+            map: &map,
+            workdir,
+            overlay_ids: &overlay_ids,
+            has_overrides,
         };
-        let resolve = ids::resolve(arch);
-        x.nodes.push(NodeDecl {
-            id: resolve.clone(),
-            rule: Arc::new(ResolveRule::new(request)),
-            deps: syncs,
-        });
-        x.target("fetch", &resolve);
-
-        // The package nodes: known only once resolve has run in this build.
-        let mut unpacked = Vec::new();
-        match known.resolved.get(arch) {
-            Some(pkgs) => {
-                let rpmdb = ids::rpmdb(arch);
-                x.nodes.push(NodeDecl {
-                    id: rpmdb.clone(),
-                    rule: Arc::new(RpmdbRule::new(arch)),
-                    deps: pkgs.iter().map(|p| ids::rpm(arch, &p.nevra)).collect(),
-                });
-                unpacked.push(rpmdb);
-                for p in pkgs {
-                    let urls: Vec<String> = baseurls
-                        .get(&p.repo)
-                        .into_iter()
-                        .flatten()
-                        .map(|b| format!("{}/{}", b.trim_end_matches('/'), p.location))
-                        .collect();
-                    let checksum =
-                        Checksum::parse(&p.checksum.kind, &p.checksum.value).map_err(|e| {
-                            ExpandError::BadChecksum {
-                                nevra: p.nevra.clone(),
-                                repo: p.repo.clone(),
-                                checksum: format!("{}:{}", p.checksum.kind, p.checksum.value),
-                                reason: e.to_string(),
-                            }
-                        })?;
-                    let rpm = ids::rpm(arch, &p.nevra);
-                    x.nodes.push(NodeDecl {
-                        id: rpm.clone(),
-                        rule: Arc::new(RpmDownloadRule::new(
-                            p.nevra.clone(),
-                            checksum,
-                            p.size,
-                            urls,
-                        )),
-                        // No dependency on resolve: the parameters (nevra, checksum, size) fix
-                        // the output, so a changed package list does not touch other downloads.
-                        deps: vec![],
-                    });
-                    x.target("fetch", &rpm);
-                    let unpack = ids::unpack(arch, &p.nevra);
-                    x.nodes.push(NodeDecl {
-                        id: unpack.clone(),
-                        rule: Arc::new(UnpackRule::new(&p.nevra)),
-                        deps: vec![rpm],
-                    });
-                    unpacked.push(unpack);
-                }
-            }
-            None => {
-                let id = x.add(
-                    ids::packages(arch),
-                    PendingRule::new("packages").param("arch", arch),
-                    vec![resolve.clone()],
-                );
-                unpacked.push(id);
-            }
-        }
-
-        let mut rootfs_deps = vec![resolve];
-        rootfs_deps.extend(unpacked.iter().cloned());
-        rootfs_deps.extend(
-            c.applied_overlays()
-                .iter()
-                .map(|l| overlay_ids[&l.name].clone()),
-        );
-        if has_overrides {
-            rootfs_deps.push(OVERRIDES_NODE.to_string());
-        }
-        let rootfs = RootfsRule::new(
-            arch,
-            tf.remove_files.clone(),
-            tf.remove_from_packages
-                .iter()
-                .map(|r| RemoveFrom {
-                    package: r.package.clone(),
-                    patterns: r.patterns.clone(),
-                })
-                .collect(),
-        );
-        let rootfs_id = ids::rootfs(arch);
-        x.nodes.push(NodeDecl {
-            id: rootfs_id.clone(),
-            rule: Arc::new(rootfs),
-            deps: rootfs_deps,
-        });
-        // rpm-ostree's order: scriptlets run on the tree that already has the overlays.
-        let mut prev = ids::scriptlets(arch);
-        x.nodes.push(NodeDecl {
-            id: prev.clone(),
-            rule: Arc::new(ScriptletsRule::new(arch)),
-            deps: vec![rootfs_id],
-        });
-
-        for (n, step) in tf.postprocess_steps().iter().enumerate() {
-            let script = match step {
-                PostprocessStep::Inline(s) => Some(Script::Inline(s.script.clone())),
-                PostprocessStep::Script(p) => map.rel(p).map(Script::File),
-            };
-            let id = ids::postprocess(arch, n);
-            match script {
-                Some(script) => x.nodes.push(NodeDecl {
-                    id: id.clone(),
-                    rule: Arc::new(PostprocessRule::new(arch, n, script)),
-                    deps: vec![prev],
-                }),
-                None => {
-                    x.add(
-                        id.clone(),
-                        PendingRule::new("postprocess").param("arch", arch),
-                        vec![prev],
-                    );
-                }
-            }
-            prev = id;
-        }
-        let initramfs = ids::initramfs(arch);
-        x.nodes.push(NodeDecl {
-            id: initramfs.clone(),
-            rule: Arc::new(InitramfsRule::new(arch, tf.initramfs_args.clone())),
-            deps: vec![prev],
-        });
-        let tree = ids::ostree_tree(arch);
-        x.nodes.push(NodeDecl {
-            id: tree.clone(),
-            rule: Arc::new(OstreeTreeRule::new(arch, tf.default_target.clone())),
-            deps: vec![initramfs],
-        });
-        x.target("tree", &tree);
-        // The commit needs its version, which `nosa build` assigns once the tree is known (a
-        // tree identical to the latest build's keeps that build's version and id).
-        let commit = ids::ostree_commit(arch);
-        match known.versions.get(arch) {
-            Some(v) => {
-                x.nodes.push(NodeDecl {
-                    id: commit.clone(),
-                    rule: Arc::new(commit_rule(c, v)),
-                    deps: vec![tree],
-                });
-            }
-            None => {
-                x.add(
-                    commit.clone(),
-                    PendingRule::new("ostree-commit")
-                        .param("arch", arch)
-                        .param("ref", tf.ref_name.clone().unwrap_or_default())
-                        .param(
-                            "automatic-version-prefix",
-                            tf.automatic_version_prefix.clone().unwrap_or_default(),
-                        )
-                        .param("version", "assigned by `nosa build`")
-                        .because(
-                            "the commit's version is assigned by `nosa build`; run `nosa build` \
-                             (graph commands show the latest build's commit)",
-                        ),
-                    vec![tree],
-                );
-            }
-        }
-        x.target("ostree", &commit);
-        let oci = ids::oci(arch);
-        let name = c
-            .image
-            .json
-            .get("name")
-            .and_then(J::as_str)
-            .unwrap_or("nestos")
-            .to_string();
-        match known.versions.get(arch) {
-            Some(v) => {
-                // One layer per package, the rpm database and each overlay (see docs/oci.md).
-                let src = |node: &str, component: String, subdir: &str| ComponentSource {
-                    node: node.to_string(),
-                    component,
-                    subdir: subdir.to_string(),
-                };
-                let mut sources = Vec::new();
-                for p in known.resolved.get(arch).into_iter().flatten() {
-                    let node = ids::unpack(arch, &p.nevra);
-                    if unpacked.contains(&node) {
-                        sources.push(src(&node, p.name.clone(), "root"));
-                    }
-                }
-                let rpmdb = ids::rpmdb(arch);
-                if unpacked.contains(&rpmdb) {
-                    sources.push(src(&rpmdb, "rpmdb".into(), "root"));
-                }
-                for l in c.applied_overlays() {
-                    let node = &overlay_ids[&l.name];
-                    sources.push(src(node, format!("overlay.d/{}", l.name), ""));
-                }
-                if has_overrides {
-                    sources.push(src(OVERRIDES_NODE, "overrides/rootfs".into(), ""));
-                }
-                let mut deps = vec![commit.clone()];
-                deps.extend(sources.iter().map(|s| s.node.clone()));
-                x.nodes.push(NodeDecl {
-                    id: oci.clone(),
-                    rule: Arc::new(
-                        OciRule::new(arch, &name, &v.version)
-                            .components(sources, DEFAULT_MAX_LAYERS),
-                    ),
-                    deps,
-                });
-            }
-            None => {
-                x.add(
-                    oci.clone(),
-                    PendingRule::new("oci").param("arch", arch).because(
-                        "the OCI archive is made from a versioned commit: run `nosa build`",
-                    ),
-                    vec![commit.clone()],
-                );
-            }
-        }
-        x.target("oci", &oci);
-
-        let image_json = J::Object(c.image.json.clone());
-        let image_inputs: Vec<InputSpec> = c
-            .files_read
-            .iter()
-            .filter(|f| {
-                f.file_name()
-                    .is_some_and(|n| n.to_string_lossy().starts_with("image"))
-            })
-            .filter_map(|f| map.input(f))
-            .collect();
-        // One image-fs node per platform (deploy + partition contents), shared by the images
-        // of that platform (metal and metal4k); each image node only assembles its disk.
-        let mut fs_nodes: BTreeMap<&str, String> = BTreeMap::new();
-        for fmt in IMAGE_TARGETS {
-            let id = ids::image(arch, fmt);
-            match (known.versions.get(arch), ImageFormat::parse(fmt)) {
-                (Some(v), Some(format)) => {
-                    let image = ImageRule::new(arch, format, &name, &v.version);
-                    let fs_id = image.fs_node_id();
-                    if !fs_nodes.contains_key(format.platform()) {
-                        let mut rule = ImageFsRule::new(arch, format.platform());
-                        if let Some(os) = c.image.json.get("osname").and_then(J::as_str) {
-                            rule.osname = os.to_string();
-                        }
-                        if let Some(gib) = c.image.size {
-                            // The disk is `size` GiB; the other partitions and the GPT take
-                            // 514 MiB.
-                            rule.root_size_mib = (gib * 1024).saturating_sub(514).max(256);
-                        }
-                        rule.extra_kargs = c.image.extra_kargs.clone();
-                        rule.rootfs = c.image.rootfs.clone();
-                        rule.timestamp = v.timestamp;
-                        x.nodes.push(NodeDecl {
-                            id: fs_id.clone(),
-                            rule: Arc::new(rule),
-                            deps: vec![commit.clone()],
-                        });
-                        fs_nodes.insert(format.platform(), fs_id.clone());
-                    }
-                    x.nodes.push(NodeDecl {
-                        id: id.clone(),
-                        rule: Arc::new(image),
-                        deps: vec![fs_id],
-                    });
-                }
-                _ => {
-                    let mut rule = PendingRule::new("image")
-                        .param("arch", arch)
-                        .param("format", *fmt)
-                        .json("image", &image_json);
-                    for i in &image_inputs {
-                        rule = rule.input(i.clone());
-                    }
-                    if ImageFormat::parse(fmt).is_some() {
-                        rule = rule.because(
-                            "disk images are made from a versioned commit: run `nosa build qemu|metal|metal4k|openstack` (or `nosa buildextend-...`)",
-                        );
-                    }
-                    x.add(id.clone(), rule, vec![commit.clone()]);
-                }
-            }
-            x.target(fmt, &id);
-        }
-        // kola: one node per test and image, after the image it boots.
-        for t in nosa_rules::kola::planned_tests(c, arch) {
-            let image_id = ids::image(arch, t.image.name());
-            let id = ids::kola(arch, t.image.name(), &t.name);
-            let kind = match t.kind {
-                KolaKind::External { dir, exe } => map
-                    .rel(Path::new(&dir))
-                    .map(|dir| KolaKind::External { dir, exe }),
-                k => Some(k),
-            };
-            let blocked = match (&t.unsupported, &kind, known.versions.get(arch)) {
-                (Some(why), _, _) => Some(why.clone()),
-                (_, None, _) => Some("the test is outside the config directory".to_string()),
-                (_, _, None) => Some(
-                    "kola tests boot built images: run `nosa build qemu metal metal4k` first"
-                        .to_string(),
-                ),
-                _ => None,
-            };
-            match (blocked, kind) {
-                (None, Some(kind)) => x.nodes.push(NodeDecl {
-                    id: id.clone(),
-                    rule: Arc::new(KolaRule {
-                        arch: arch.to_string(),
-                        image: t.image,
-                        test: t.name.clone(),
-                        kind,
-                        uefi: t.image != ImageFormat::Qemu,
-                        memory_mib: t.memory_mib,
-                        timeout: t.timeout,
-                        accel_cache: workdir.join("cache/qemu"),
-                    }),
-                    deps: vec![image_id],
-                }),
-                (why, _) => {
-                    x.add(
-                        id.clone(),
-                        PendingRule::new("kola")
-                            .param("arch", arch)
-                            .param("image", t.image.name())
-                            .param("test", &t.name)
-                            .because(&why.unwrap_or_default()),
-                        vec![image_id],
-                    );
-                }
-            }
-            x.target("kola", &id);
-        }
-        let mut live = PendingRule::new("live-iso")
-            .param("arch", arch)
-            .json("image", &image_json);
-        if let Some(d) = &c.live_dir
-            && let Some(i) = map.input(d)
-        {
-            live = live.input(i);
-        }
-        let live = x.add(ids::live_iso(arch), live, vec![ids::image(arch, "metal")]);
-        x.target("live", &live);
+        let (resolve, baseurls) = repos_and_resolve(&mut x, &st, has_override_rpms);
+        let unpacked = packages(&mut x, &st, &resolve, &baseurls)?;
+        let tree = compose_chain(&mut x, &st, resolve, &unpacked);
+        let (commit, name) = commit_and_oci(&mut x, &st, tree, &unpacked);
+        images(&mut x, &st, &commit, &name);
+        kola_tests(&mut x, &st);
+        live(&mut x, &st);
     }
     Ok(x)
+}
+
+/// What the per-arch stages of [`expand`] share.
+struct Stage<'a> {
+    c: &'a Config,
+    arch: &'a str,
+    known: &'a Known,
+    map: &'a PathMap,
+    workdir: &'a Path,
+    /// Layer name -> its overlay node.
+    overlay_ids: &'a BTreeMap<String, String>,
+    /// Whether `overrides/rootfs` has files (one more overlay node).
+    has_overrides: bool,
+}
+
+/// Stage 1: one `repo-sync` per repository (and `overrides-rpm` when RPMs are dropped there),
+/// then `resolve`. Returns resolve's id and the base URLs per repository id (for downloads).
+fn repos_and_resolve(
+    x: &mut Expansion,
+    st: &Stage<'_>,
+    has_override_rpms: bool,
+) -> (String, BTreeMap<String, Vec<String>>) {
+    let (c, arch, known, workdir) = (st.c, st.arch, st.known, st.workdir);
+    let tf = &c.treefile;
+    let mut syncs = Vec::new();
+    let mut baseurls: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    let mut override_repos = Vec::new();
+    let mut override_node = None;
+    if has_override_rpms {
+        let id = OverridesRpmRule::node_id(arch);
+        x.nodes.push(NodeDecl {
+            id: id.clone(),
+            rule: Arc::new(OverridesRpmRule::new(arch)),
+            deps: vec![],
+        });
+        let dir = std::path::absolute(workdir.join(OVERRIDES_RPM))
+            .unwrap_or_else(|_| workdir.join(OVERRIDES_RPM));
+        baseurls.insert(
+            OVERRIDES_REPO_ID.to_string(),
+            vec![format!("file://{}", dir.display())],
+        );
+        override_repos.push(OVERRIDES_REPO_ID.to_string());
+        override_node = Some(id);
+    }
+    for repo in c.compose_repos() {
+        let source = RepoSource::from_config(repo, arch).in_workdir(workdir);
+        let pin = known.pins.get(arch, &repo.id, &source.portable_baseurl());
+        baseurls.insert(repo.id.clone(), source.baseurl.clone());
+        let id = ids::repo_sync(arch, &repo.id);
+        x.nodes.push(NodeDecl {
+            id: id.clone(),
+            rule: Arc::new(RepoSyncRule::new(source, pin)),
+            deps: vec![],
+        });
+        syncs.push(id);
+    }
+    // Loaded after the config's repositories.
+    syncs.extend(override_node);
+    let locks = c
+        .lockfiles
+        .effective()
+        .into_iter()
+        .filter_map(|(name, l)| {
+            let lock = match (&l.evra, &l.evr) {
+                (Some(evra), _) => Lock::from_evra(evra),
+                (None, Some(evr)) => Lock {
+                    evr: evr.clone(),
+                    arch: None,
+                },
+                (None, None) => return None,
+            };
+            Some((name, lock))
+        })
+        .collect();
+    let request = Request {
+        arch: arch.to_string(),
+        packages: tf.packages.clone(),
+        exclude_packages: tf.exclude_packages.clone(),
+        recommends: tf.recommends.unwrap_or(true),
+        locks,
+        priorities: BTreeMap::new(),
+        overrides: override_repos,
+    };
+    let resolve = ids::resolve(arch);
+    x.nodes.push(NodeDecl {
+        id: resolve.clone(),
+        rule: Arc::new(ResolveRule::new(request)),
+        deps: syncs,
+    });
+    x.target("fetch", &resolve);
+    (resolve, baseurls)
+}
+
+/// Stage 2: the package nodes (one download and one unpack per package, and the rpm
+/// database), known only once resolve has run in this build; before that, the planned node
+/// `packages:<arch>`. Returns the ids rootfs unions.
+fn packages(
+    x: &mut Expansion,
+    st: &Stage<'_>,
+    resolve: &str,
+    baseurls: &BTreeMap<String, Vec<String>>,
+) -> Result<Vec<String>, ExpandError> {
+    let (arch, known) = (st.arch, st.known);
+    // The package nodes: known only once resolve has run in this build.
+    let mut unpacked = Vec::new();
+    match known.resolved.get(arch) {
+        Some(pkgs) => {
+            let rpmdb = ids::rpmdb(arch);
+            x.nodes.push(NodeDecl {
+                id: rpmdb.clone(),
+                rule: Arc::new(RpmdbRule::new(arch)),
+                deps: pkgs.iter().map(|p| ids::rpm(arch, &p.nevra)).collect(),
+            });
+            unpacked.push(rpmdb);
+            for p in pkgs {
+                let urls: Vec<String> = baseurls
+                    .get(&p.repo)
+                    .into_iter()
+                    .flatten()
+                    .map(|b| format!("{}/{}", b.trim_end_matches('/'), p.location))
+                    .collect();
+                let checksum =
+                    Checksum::parse(&p.checksum.kind, &p.checksum.value).map_err(|e| {
+                        ExpandError::BadChecksum {
+                            nevra: p.nevra.clone(),
+                            repo: p.repo.clone(),
+                            checksum: format!("{}:{}", p.checksum.kind, p.checksum.value),
+                            reason: e.to_string(),
+                        }
+                    })?;
+                let rpm = ids::rpm(arch, &p.nevra);
+                x.nodes.push(NodeDecl {
+                    id: rpm.clone(),
+                    rule: Arc::new(RpmDownloadRule::new(
+                        p.nevra.clone(),
+                        checksum,
+                        p.size,
+                        urls,
+                    )),
+                    // No dependency on resolve: the parameters (nevra, checksum, size) fix
+                    // the output, so a changed package list does not touch other downloads.
+                    deps: vec![],
+                });
+                x.target("fetch", &rpm);
+                let unpack = ids::unpack(arch, &p.nevra);
+                x.nodes.push(NodeDecl {
+                    id: unpack.clone(),
+                    rule: Arc::new(UnpackRule::new(&p.nevra)),
+                    deps: vec![rpm],
+                });
+                unpacked.push(unpack);
+            }
+        }
+        None => {
+            let id = x.add(
+                ids::packages(arch),
+                PendingRule::new("packages").param("arch", arch),
+                vec![resolve.to_string()],
+            );
+            unpacked.push(id);
+        }
+    }
+    Ok(unpacked)
+}
+
+/// Stage 3: the compose chain in rpm-ostree's order: rootfs (packages, then the overlays),
+/// scriptlets, each postprocess script, the initramfs, the ostree layout. Returns the tree.
+fn compose_chain(
+    x: &mut Expansion,
+    st: &Stage<'_>,
+    resolve: String,
+    unpacked: &[String],
+) -> String {
+    let (c, arch, map, overlay_ids, has_overrides) =
+        (st.c, st.arch, st.map, st.overlay_ids, st.has_overrides);
+    let tf = &c.treefile;
+    let mut rootfs_deps = vec![resolve];
+    rootfs_deps.extend(unpacked.iter().cloned());
+    rootfs_deps.extend(
+        c.applied_overlays()
+            .iter()
+            .map(|l| overlay_ids[&l.name].clone()),
+    );
+    if has_overrides {
+        rootfs_deps.push(OVERRIDES_NODE.to_string());
+    }
+    let rootfs = RootfsRule::new(
+        arch,
+        tf.remove_files.clone(),
+        tf.remove_from_packages
+            .iter()
+            .map(|r| RemoveFrom {
+                package: r.package.clone(),
+                patterns: r.patterns.clone(),
+            })
+            .collect(),
+    );
+    let rootfs_id = ids::rootfs(arch);
+    x.nodes.push(NodeDecl {
+        id: rootfs_id.clone(),
+        rule: Arc::new(rootfs),
+        deps: rootfs_deps,
+    });
+    // rpm-ostree's order: scriptlets run on the tree that already has the overlays.
+    let mut prev = ids::scriptlets(arch);
+    x.nodes.push(NodeDecl {
+        id: prev.clone(),
+        rule: Arc::new(ScriptletsRule::new(arch)),
+        deps: vec![rootfs_id],
+    });
+
+    for (n, step) in tf.postprocess_steps().iter().enumerate() {
+        let script = match step {
+            PostprocessStep::Inline(s) => Some(Script::Inline(s.script.clone())),
+            PostprocessStep::Script(p) => map.rel(p).map(Script::File),
+        };
+        let id = ids::postprocess(arch, n);
+        match script {
+            Some(script) => x.nodes.push(NodeDecl {
+                id: id.clone(),
+                rule: Arc::new(PostprocessRule::new(arch, n, script)),
+                deps: vec![prev],
+            }),
+            None => {
+                x.add(
+                    id.clone(),
+                    PendingRule::new("postprocess").param("arch", arch),
+                    vec![prev],
+                );
+            }
+        }
+        prev = id;
+    }
+    let initramfs = ids::initramfs(arch);
+    x.nodes.push(NodeDecl {
+        id: initramfs.clone(),
+        rule: Arc::new(InitramfsRule::new(arch, tf.initramfs_args.clone())),
+        deps: vec![prev],
+    });
+    let tree = ids::ostree_tree(arch);
+    x.nodes.push(NodeDecl {
+        id: tree.clone(),
+        rule: Arc::new(OstreeTreeRule::new(arch, tf.default_target.clone())),
+        deps: vec![initramfs],
+    });
+    x.target("tree", &tree);
+    tree
+}
+
+/// Stage 4: the commit and the OCI archive (planned nodes until a build assigns the version).
+/// Returns the commit's id and the OS name.
+fn commit_and_oci(
+    x: &mut Expansion,
+    st: &Stage<'_>,
+    tree: String,
+    unpacked: &[String],
+) -> (String, String) {
+    let (c, arch, known, overlay_ids, has_overrides) =
+        (st.c, st.arch, st.known, st.overlay_ids, st.has_overrides);
+    let tf = &c.treefile;
+    // The commit needs its version, which `nosa build` assigns once the tree is known (a
+    // tree identical to the latest build's keeps that build's version and id).
+    let commit = ids::ostree_commit(arch);
+    match known.versions.get(arch) {
+        Some(v) => {
+            x.nodes.push(NodeDecl {
+                id: commit.clone(),
+                rule: Arc::new(commit_rule(c, v)),
+                deps: vec![tree],
+            });
+        }
+        None => {
+            x.add(
+                commit.clone(),
+                PendingRule::new("ostree-commit")
+                    .param("arch", arch)
+                    .param("ref", tf.ref_name.clone().unwrap_or_default())
+                    .param(
+                        "automatic-version-prefix",
+                        tf.automatic_version_prefix.clone().unwrap_or_default(),
+                    )
+                    .param("version", "assigned by `nosa build`")
+                    .because(
+                        "the commit's version is assigned by `nosa build`; run `nosa build` \
+                         (graph commands show the latest build's commit)",
+                    ),
+                vec![tree],
+            );
+        }
+    }
+    x.target("ostree", &commit);
+    let oci = ids::oci(arch);
+    let name = c
+        .image
+        .json
+        .get("name")
+        .and_then(J::as_str)
+        .unwrap_or("nestos")
+        .to_string();
+    match known.versions.get(arch) {
+        Some(v) => {
+            // One layer per package, the rpm database and each overlay (see docs/oci.md).
+            let src = |node: &str, component: String, subdir: &str| ComponentSource {
+                node: node.to_string(),
+                component,
+                subdir: subdir.to_string(),
+            };
+            let mut sources = Vec::new();
+            for p in known.resolved.get(arch).into_iter().flatten() {
+                let node = ids::unpack(arch, &p.nevra);
+                if unpacked.contains(&node) {
+                    sources.push(src(&node, p.name.clone(), "root"));
+                }
+            }
+            let rpmdb = ids::rpmdb(arch);
+            if unpacked.contains(&rpmdb) {
+                sources.push(src(&rpmdb, "rpmdb".into(), "root"));
+            }
+            for l in c.applied_overlays() {
+                let node = &overlay_ids[&l.name];
+                sources.push(src(node, format!("overlay.d/{}", l.name), ""));
+            }
+            if has_overrides {
+                sources.push(src(OVERRIDES_NODE, "overrides/rootfs".into(), ""));
+            }
+            let mut deps = vec![commit.clone()];
+            deps.extend(sources.iter().map(|s| s.node.clone()));
+            x.nodes.push(NodeDecl {
+                id: oci.clone(),
+                rule: Arc::new(
+                    OciRule::new(arch, &name, &v.version).components(sources, DEFAULT_MAX_LAYERS),
+                ),
+                deps,
+            });
+        }
+        None => {
+            x.add(
+                oci.clone(),
+                PendingRule::new("oci")
+                    .param("arch", arch)
+                    .because("the OCI archive is made from a versioned commit: run `nosa build`"),
+                vec![commit.clone()],
+            );
+        }
+    }
+    x.target("oci", &oci);
+    (commit, name)
+}
+
+/// Stage 5: one `image-fs` node per platform and one `image` node per format.
+fn images(x: &mut Expansion, st: &Stage<'_>, commit: &str, name: &str) {
+    let (c, arch, known, map) = (st.c, st.arch, st.known, st.map);
+    let image_json = J::Object(c.image.json.clone());
+    let image_inputs: Vec<InputSpec> = c
+        .files_read
+        .iter()
+        .filter(|f| {
+            f.file_name()
+                .is_some_and(|n| n.to_string_lossy().starts_with("image"))
+        })
+        .filter_map(|f| map.input(f))
+        .collect();
+    // One image-fs node per platform (deploy + partition contents), shared by the images
+    // of that platform (metal and metal4k); each image node only assembles its disk.
+    let mut fs_nodes: BTreeMap<&str, String> = BTreeMap::new();
+    for fmt in IMAGE_TARGETS {
+        let id = ids::image(arch, fmt);
+        match (known.versions.get(arch), ImageFormat::parse(fmt)) {
+            (Some(v), Some(format)) => {
+                let image = ImageRule::new(arch, format, name, &v.version);
+                let fs_id = image.fs_node_id();
+                if !fs_nodes.contains_key(format.platform()) {
+                    let mut rule = ImageFsRule::new(arch, format.platform());
+                    if let Some(os) = c.image.json.get("osname").and_then(J::as_str) {
+                        rule.osname = os.to_string();
+                    }
+                    if let Some(gib) = c.image.size {
+                        // The disk is `size` GiB; the other partitions and the GPT take
+                        // 514 MiB.
+                        rule.root_size_mib = (gib * 1024).saturating_sub(514).max(256);
+                    }
+                    rule.extra_kargs = c.image.extra_kargs.clone();
+                    rule.rootfs = c.image.rootfs.clone();
+                    rule.timestamp = v.timestamp;
+                    x.nodes.push(NodeDecl {
+                        id: fs_id.clone(),
+                        rule: Arc::new(rule),
+                        deps: vec![commit.to_string()],
+                    });
+                    fs_nodes.insert(format.platform(), fs_id.clone());
+                }
+                x.nodes.push(NodeDecl {
+                    id: id.clone(),
+                    rule: Arc::new(image),
+                    deps: vec![fs_id],
+                });
+            }
+            _ => {
+                let mut rule = PendingRule::new("image")
+                    .param("arch", arch)
+                    .param("format", *fmt)
+                    .json("image", &image_json);
+                for i in &image_inputs {
+                    rule = rule.input(i.clone());
+                }
+                if ImageFormat::parse(fmt).is_some() {
+                    rule = rule.because(
+                        "disk images are made from a versioned commit: run `nosa build qemu|metal|metal4k|openstack` (or `nosa buildextend-...`)",
+                    );
+                }
+                x.add(id.clone(), rule, vec![commit.to_string()]);
+            }
+        }
+        x.target(fmt, &id);
+    }
+}
+
+/// Stage 6: one kola node per test and image, after the image it boots.
+fn kola_tests(x: &mut Expansion, st: &Stage<'_>) {
+    let (c, arch, known, map, workdir) = (st.c, st.arch, st.known, st.map, st.workdir);
+    // kola: one node per test and image, after the image it boots.
+    for t in nosa_rules::kola::planned_tests(c, arch) {
+        let image_id = ids::image(arch, t.image.name());
+        let id = ids::kola(arch, t.image.name(), &t.name);
+        let kind = match t.kind {
+            KolaKind::External { dir, exe } => map
+                .rel(Path::new(&dir))
+                .map(|dir| KolaKind::External { dir, exe }),
+            k => Some(k),
+        };
+        let blocked = match (&t.unsupported, &kind, known.versions.get(arch)) {
+            (Some(why), _, _) => Some(why.clone()),
+            (_, None, _) => Some("the test is outside the config directory".to_string()),
+            (_, _, None) => Some(
+                "kola tests boot built images: run `nosa build qemu metal metal4k` first"
+                    .to_string(),
+            ),
+            _ => None,
+        };
+        match (blocked, kind) {
+            (None, Some(kind)) => x.nodes.push(NodeDecl {
+                id: id.clone(),
+                rule: Arc::new(KolaRule {
+                    arch: arch.to_string(),
+                    image: t.image,
+                    test: t.name.clone(),
+                    kind,
+                    uefi: t.image != ImageFormat::Qemu,
+                    memory_mib: t.memory_mib,
+                    timeout: t.timeout,
+                    accel_cache: workdir.join("cache/qemu"),
+                }),
+                deps: vec![image_id],
+            }),
+            (why, _) => {
+                x.add(
+                    id.clone(),
+                    PendingRule::new("kola")
+                        .param("arch", arch)
+                        .param("image", t.image.name())
+                        .param("test", &t.name)
+                        .because(&why.unwrap_or_default()),
+                    vec![image_id],
+                );
+            }
+        }
+        x.target("kola", &id);
+    }
+}
+
+/// Stage 7: the live ISO (planned).
+fn live(x: &mut Expansion, st: &Stage<'_>) {
+    let (c, arch, map) = (st.c, st.arch, st.map);
+    let image_json = J::Object(c.image.json.clone());
+    let mut live = PendingRule::new("live-iso")
+        .param("arch", arch)
+        .json("image", &image_json);
+    if let Some(d) = &c.live_dir
+        && let Some(i) = map.input(d)
+    {
+        live = live.input(i);
+    }
+    let live = x.add(ids::live_iso(arch), live, vec![ids::image(arch, "metal")]);
+    x.target("live", &live);
 }
