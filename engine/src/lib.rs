@@ -11,6 +11,8 @@
 
 mod exec;
 mod explain;
+#[cfg(test)]
+mod golden;
 mod graph;
 pub mod inputs;
 pub mod key;
