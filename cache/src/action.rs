@@ -1,48 +1,27 @@
-//! The action cache: a node's key -> the record of the run that produced its output.
+//! The action cache: a node's key -> the record of the run that produced its output. The
+//! records live in `ac/<aa>/<key>.json`; only this module knows that layout.
 
+use std::collections::HashSet;
+use std::path::PathBuf;
+
+use rayon::prelude::*;
+use serde::de::{DeserializeOwned, IgnoredAny};
 use serde::{Deserialize, Serialize};
 
 use crate::atomic::write_atomic;
-use crate::{Digest, Error, Result, Store};
+use crate::{Digest, Error, FxBuildHasher, Result, Store};
 
-/// What a key component stands for. The engine decides the meaning; the cache only keeps them so
-/// that a later build can say which component changed.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum ComponentKind {
-    /// The rule kind and version.
-    Rule = 1,
-    /// A parameter (a resolved configuration value).
-    Param = 2,
-    /// A file the node declared as input, by content digest.
-    Input = 3,
-    /// A dependency, by its output digest.
-    Dep = 4,
-}
-
-/// One named part of a key, e.g. `input overlay.d/15nestos/etc/test/test.txt = 1a2b…`.
+/// The outcome of one successful run of a node, stored under its key. `C` is the engine's key
+/// component type: the cache keeps the components (so that a later build can say which one
+/// changed) without knowing what they mean.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Component {
-    /// What it stands for.
-    pub kind: ComponentKind,
-    /// Its name (parameter name, file path, dependency node id).
-    pub name: String,
-    /// The digest that entered the key.
-    pub digest: Digest,
-    /// A short rendering of the value for people (parameters only).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub preview: Option<String>,
-}
-
-/// The outcome of one successful run of a node, stored under its key.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct ActionRecord {
+pub struct ActionRecord<C> {
     /// The node id that ran.
     pub node: String,
     /// The key this record is stored under.
     pub key: Digest,
     /// The components the key was computed from.
-    pub components: Vec<Component>,
+    pub components: Vec<C>,
     /// The output tree.
     pub tree: Digest,
     /// The digest dependents see (early cutoff compares it): the tree digest, or a rule's
@@ -57,23 +36,64 @@ pub struct ActionRecord {
     pub finished: u64,
 }
 
+/// A record read only for the digests it holds (garbage collection).
+pub(crate) type RawRecord = ActionRecord<IgnoredAny>;
+
 impl Store {
-    fn ac_path(&self, key: &Digest) -> std::path::PathBuf {
+    fn ac_path(&self, key: &Digest) -> PathBuf {
         self.sharded("ac", key, ".json")
+    }
+
+    /// The directory holding the records of keys whose first byte is `shard`. Records are only
+    /// added or removed, each changing this directory's stamp: the engine's no-op witness
+    /// stamps it to prove its hits are still there.
+    pub fn action_shard_dir(&self, shard: u8) -> PathBuf {
+        self.root().join("ac").join(format!("{shard:02x}"))
+    }
+
+    /// Whether `key` has a record (not checked for soundness: [`Store::get_action`] does that).
+    pub fn has_action(&self, key: &Digest) -> bool {
+        self.ac_path(key).exists()
+    }
+
+    /// Which of `keys` have a record, found with one directory listing per shard (in
+    /// parallel) rather than one `stat` per key. The caller's workdir lock keeps records from
+    /// disappearing while it uses the answer.
+    pub fn actions_present<'k>(
+        &self,
+        keys: impl Iterator<Item = &'k Digest>,
+    ) -> HashSet<Digest, FxBuildHasher> {
+        let mut shards: Vec<u8> = keys.map(|k| k.0[0]).collect();
+        shards.sort_unstable();
+        shards.dedup();
+        let lists: Vec<Vec<Digest>> = shards
+            .par_iter()
+            .map(|&shard| {
+                let Ok(dir) = fs_err::read_dir(self.action_shard_dir(shard)) else {
+                    return Vec::new();
+                };
+                dir.filter_map(|e| {
+                    let name = e.ok()?.file_name();
+                    name.to_str()?.strip_suffix(".json")?.parse().ok()
+                })
+                .collect()
+            })
+            .collect();
+        lists.into_iter().flatten().collect()
     }
 
     /// The record stored under `key`, if it exists and is sound: readable, stored under the right
     /// key, and its output tree with all its blobs present. A record that fails these checks is
     /// treated as absent (the node reruns), never trusted.
-    pub fn get_action(&self, key: &Digest) -> Option<ActionRecord> {
+    pub fn get_action<C: DeserializeOwned>(&self, key: &Digest) -> Option<ActionRecord<C>> {
         let bytes = fs_err::read(self.ac_path(key)).ok()?;
-        let rec: ActionRecord = serde_json::from_slice(&bytes).ok()?;
+        let rec: ActionRecord<C> = serde_json::from_slice(&bytes).ok()?;
         (rec.key == *key && self.tree_complete(&rec.tree)).then_some(rec)
     }
 
     /// Stores `rec` under its key. Call only after its tree and blobs are durable: the record is
     /// the commit point of a node's run.
-    pub fn put_action(&self, rec: &ActionRecord) -> Result<()> {
+    pub fn put_action<C: Serialize>(&self, rec: &ActionRecord<C>) -> Result<()> {
         let path = self.ac_path(&rec.key);
         fs_err::create_dir_all(path.parent().expect("sharded"))?;
         let bytes = serde_json::to_vec_pretty(rec).map_err(Error::Json)?;
@@ -108,7 +128,7 @@ impl Store {
     }
 
     /// Reads a record without checking completeness (for GC's mark phase).
-    pub(crate) fn read_action_raw(&self, key: &Digest) -> Option<ActionRecord> {
+    pub(crate) fn read_action_raw(&self, key: &Digest) -> Option<RawRecord> {
         let bytes = fs_err::read(self.ac_path(key)).ok()?;
         serde_json::from_slice(&bytes).ok()
     }

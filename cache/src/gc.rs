@@ -118,7 +118,7 @@ mod tests {
             fs_err::create_dir_all(&dir).unwrap();
             fs_err::write(dir.join("f"), content).unwrap();
             let (tree, _) = store.ingest_dir(&dir, false).unwrap();
-            let rec = ActionRecord {
+            let rec: ActionRecord<String> = ActionRecord {
                 node: name.into(),
                 key: Digest::of(name.as_bytes()),
                 components: vec![],
@@ -139,7 +139,7 @@ mod tests {
             .unwrap();
         assert_eq!(dry.removed_actions, 1);
         assert!(
-            store.get_action(&drop.key).is_some(),
+            store.get_action::<String>(&drop.key).is_some(),
             "dry run removes nothing"
         );
         let report = store
@@ -154,7 +154,7 @@ mod tests {
         );
         assert_eq!((report.removed_trees, report.removed_blobs), (1, 1));
         assert!(report.freed_bytes > 0);
-        assert!(store.get_action(&keep.key).is_some());
-        assert!(store.get_action(&drop.key).is_none());
+        assert!(store.get_action::<String>(&keep.key).is_some());
+        assert!(store.get_action::<String>(&drop.key).is_none());
     }
 }

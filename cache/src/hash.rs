@@ -4,12 +4,12 @@
 use std::collections::HashMap;
 use std::io::Read;
 use std::os::unix::ffi::OsStrExt;
-use std::os::unix::fs::MetadataExt;
 use std::path::Path;
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::SystemTime;
 
 use crate::atomic::write_atomic;
 use crate::codec::{Reader, Writer};
+use crate::stamp::{Stamp, epoch_ns};
 use crate::{Digest, Result};
 
 /// Files at least this large are hashed with memory mapping on all cores.
@@ -35,32 +35,6 @@ pub fn hash_file(path: &Path) -> Result<Digest> {
     }
     Ok(h.finalize().into())
 }
-
-/// What the stat cache remembers about a file.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-struct Stamp {
-    size: u64,
-    mtime_ns: i64,
-    ctime_ns: i64,
-    ino: u64,
-    dev: u64,
-}
-
-impl Stamp {
-    fn of(meta: &std::fs::Metadata) -> Stamp {
-        Stamp {
-            size: meta.len(),
-            mtime_ns: meta.mtime() * 1_000_000_000 + meta.mtime_nsec(),
-            ctime_ns: meta.ctime() * 1_000_000_000 + meta.ctime_nsec(),
-            ino: meta.ino(),
-            dev: meta.dev(),
-        }
-    }
-}
-
-/// Files modified this recently (ns) are not remembered: a write in the same clock tick as our
-/// stat could leave the stamp unchanged ("racily clean", as git calls it).
-const RACY_WINDOW_NS: i64 = 2_000_000_000;
 
 /// FxHash (rustc's hasher): a few cycles per word. Keys are local paths, so hash flooding is
 /// not a concern, and SipHash over 30,000 paths per no-op build is.
@@ -97,8 +71,8 @@ fn key(path: &Path) -> &[u8] {
     path.as_os_str().as_bytes()
 }
 
-/// Maps a path to the digest of its content, trusted while (size, mtime, ctime, inode, device)
-/// are unchanged. ctime cannot be set from user space, so `touch -d` tricks do not fool it.
+/// Maps a path to the digest of its content, trusted while its [`Stamp`] is unchanged; a file
+/// whose stamp is racy when it is hashed is not remembered.
 #[derive(Debug, Default)]
 pub struct StatCache {
     entries: HashMap<Box<[u8]>, (Stamp, Digest), FxBuild>,
@@ -107,7 +81,7 @@ pub struct StatCache {
 
 /// Format of the stat cache file ([`crate::codec`], checksummed: a damaged file is dropped
 /// whole, so a wrong digest can never be trusted from it).
-const MAGIC: &[u8; 8] = b"nosasc02";
+const MAGIC: &[u8; 8] = b"nosasc03";
 
 impl StatCache {
     /// Loads the cache from `path`; a missing, damaged or older-format file gives an empty
@@ -125,13 +99,7 @@ impl StatCache {
         let mut entries = HashMap::with_capacity_and_hasher(n.min(bytes.len()), FxBuild::default());
         for _ in 0..n {
             let p = r.bytes()?;
-            let stamp = Stamp {
-                size: r.u64()?,
-                mtime_ns: r.u64()? as i64,
-                ctime_ns: r.u64()? as i64,
-                ino: r.u64()?,
-                dev: r.u64()?,
-            };
+            let stamp = Stamp::decode(&mut r)?;
             let d = r.digest()?;
             entries.insert(p.into(), (stamp, d));
         }
@@ -150,9 +118,7 @@ impl StatCache {
         w.u64(self.entries.len() as u64);
         for (p, (s, d)) in &self.entries {
             w.bytes(p);
-            for v in [s.size, s.mtime_ns as u64, s.ctime_ns as u64, s.ino, s.dev] {
-                w.u64(v);
-            }
+            s.encode(&mut w);
             w.digest(d);
         }
         write_atomic(tmp_dir, path, &w.finish())?;
@@ -169,11 +135,7 @@ impl StatCache {
     /// Remembers `d` for `path` unless the file was modified too recently to trust its stamp.
     pub fn insert(&mut self, path: &Path, meta: &std::fs::Metadata, d: Digest) {
         let stamp = Stamp::of(meta);
-        let now = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map(|d| d.as_nanos() as i64)
-            .unwrap_or(i64::MAX);
-        if now - stamp.mtime_ns.max(stamp.ctime_ns) < RACY_WINDOW_NS {
+        if stamp.racy_at(epoch_ns(SystemTime::now())) {
             if self.entries.remove(key(path)).is_some() {
                 self.dirty = true;
             }

@@ -1,25 +1,9 @@
 //! Content-addressed store, action cache, stat cache and workdir lock. Knows nothing about OS
 //! images: it stores blobs, trees and records under digests.
 //!
-//! # Freshness: when is a stored output trusted?
-//!
-//! A node's output is found by its **key**, computed by the engine as blake3 over a versioned
-//! encoding of these components (see `nosa_engine::key`):
-//!
-//! | component | enters the key as | changes when |
-//! |---|---|---|
-//! | rule kind + version | `rule` | the rule's code changes meaning (authors bump the version) |
-//! | each parameter | `param <name>` = digest of its canonical encoding | a resolved config value changes |
-//! | each declared input file | `input <path>` = blake3 of its content | the file's bytes change, or it appears/disappears |
-//! | each dependency | `dep <node>` = the dependency's **output** digest | the dependency produced different output |
-//!
-//! Deliberately left out: mtimes, owners and absolute paths of inputs (a checkout in another
-//! directory or a `touch` must not rebuild), the dependency's *key* (that is what lets a rerun
-//! with an identical output stop propagation: early cutoff), and wall-clock time.
-//!
-//! Mtimes are used only by the [`StatCache`], to skip rehashing a file whose (size, mtime, ctime,
-//! inode, device) stamp is unchanged; a file changed within two seconds of being stamped is not
-//! remembered (the racy-clean problem), so a fast edit is always rehashed.
+//! When a stored output is trusted is the engine's decision: its key module
+//! (`nosa_engine::key`) opens with that essay. The store's part is below: what it keeps where,
+//! and that a record is never trusted without its tree and blobs.
 //!
 //! # On-disk layout (`<workdir>/cache/store/`)
 //!
@@ -48,11 +32,12 @@ mod digest;
 mod gc;
 mod hash;
 mod lock;
+pub mod stamp;
 mod store;
 pub mod time;
 mod tree;
 
-pub use action::{ActionRecord, Component, ComponentKind};
+pub use action::ActionRecord;
 pub use digest::{BadDigest, Digest};
 pub use gc::GcReport;
 pub use hash::{FxBuildHasher, FxHasher, StatCache, hash_file};

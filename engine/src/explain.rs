@@ -6,7 +6,8 @@ use std::collections::HashMap;
 use nosa_cache::StatCache;
 use serde::Serialize;
 
-use crate::exec::{Decision, Engine, EngineError};
+use crate::decide::{Decision, components};
+use crate::exec::{Engine, EngineError};
 use crate::graph::Graph;
 use crate::inputs::resolve_inputs;
 use crate::node::DepOutput;
@@ -125,7 +126,7 @@ impl Engine {
                 planned[l] = Some(Planned::MayRun { reasons: unknown });
                 continue;
             }
-            let components = Self::components(node.rule.as_ref(), inputs, &dep_outputs);
+            let components = components(node.rule.as_ref(), inputs, &dep_outputs);
             planned[l] = Some(
                 match self.decide(components, state.nodes.get(&node.id), false) {
                     Decision::Hit(g) => {

@@ -9,10 +9,10 @@
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
+use crate::key::{Component, ComponentKind};
 use crate::key::{digest_of, key_of, rule_component, rule_digest};
 use crate::{KeyHash, Params};
 use nosa_cache::Digest;
-use nosa_cache::{Component, ComponentKind};
 
 fn hex(d: &Digest) -> String {
     d.to_string()

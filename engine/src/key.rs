@@ -1,11 +1,70 @@
-//! Keys: parameters are hashed through the explicit [`KeyHash`] trait (never `std::hash::Hash`
-//! or `Debug` output), field by field, into a versioned encoding; a node's key is blake3 over its
-//! sorted, named components so that `why` can diff them later.
+//! Keys, and when a stored output is trusted: parameters are hashed through the explicit
+//! [`KeyHash`] trait (never `std::hash::Hash` or `Debug` output), field by field, into a
+//! versioned encoding; a node's key is blake3 over its sorted, named [`Component`]s, which the
+//! action record keeps so that `why` can diff them later.
+//!
+//! # Freshness: when is a stored output trusted?
+//!
+//! A node's output is found in the store's action cache by its **key**, computed here as blake3
+//! over a versioned encoding of these components:
+//!
+//! | component | enters the key as | changes when |
+//! |---|---|---|
+//! | rule kind + version | `rule` | the rule's code changes meaning (authors bump the version) |
+//! | each parameter | `param <name>` = digest of its canonical encoding | a resolved config value changes |
+//! | each declared input file | `input <path>` = blake3 of its content | the file's bytes change, or it appears/disappears |
+//! | each dependency | `dep <node>` = the dependency's **output** digest | the dependency produced different output |
+//!
+//! Deliberately left out: mtimes, owners and absolute paths of inputs (a checkout in another
+//! directory or a `touch` must not rebuild), the dependency's *key* (that is what lets a rerun
+//! with an identical output stop propagation: early cutoff), and wall-clock time. The golden
+//! test (`golden.rs`) pins the encoding: a change that moves every key fails it, and is made
+//! deliberately by bumping `KEY_ENCODING`.
+//!
+//! Mtimes enter only through file stamps (`nosa_cache::stamp`): the stat cache skips rehashing
+//! a file whose stamp is unchanged, and the no-op witness skips a whole build whose observed
+//! stamps are unchanged. Both refuse a stamp within the racy window, so a fast edit is always
+//! rehashed.
+//!
+//! A record is trusted only when its tree and blobs are all present (the store checks); a
+//! record whose output is gone is a miss, never a stale hit.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use nosa_cache::{Component, ComponentKind, Digest};
+use nosa_cache::Digest;
+use serde::{Deserialize, Serialize};
+
+/// What a key component stands for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ComponentKind {
+    /// The rule kind and version.
+    Rule = 1,
+    /// A parameter (a resolved configuration value).
+    Param = 2,
+    /// A file the node declared as input, by content digest.
+    Input = 3,
+    /// A dependency, by its output digest.
+    Dep = 4,
+}
+
+/// One named part of a key, e.g. `input overlay.d/15nestos/etc/test/test.txt = 1a2b…`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Component {
+    /// What it stands for.
+    pub kind: ComponentKind,
+    /// Its name (parameter name, file path, dependency node id).
+    pub name: String,
+    /// The digest that entered the key.
+    pub digest: Digest,
+    /// A short rendering of the value for people (parameters only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub preview: Option<String>,
+}
+
+/// An action record as the engine stores it: the store's record with this module's components.
+pub type ActionRecord = nosa_cache::ActionRecord<Component>;
 
 /// Bump when the key encoding changes: every key in every cache changes with it. Also bumped
 /// when outputs the store already holds may be wrong: v2 because the store's ingestion could

@@ -1,14 +1,18 @@
 //! Generic build-graph engine: the node contract, keys, the scheduler, early cutoff, `plan` and
 //! `why`, and the execution log. Knows nothing about OS images: it sees nodes, keys, blobs and
-//! trees (see `docs/engine.md` and the freshness essay in `nosa_cache`).
+//! trees (see `docs/engine.md`, and the freshness essay that opens [`key`]).
 //!
-//! A build: resolve and hash every selected node's declared inputs (in parallel, through the
-//! stat cache); then, as the [`queue::DependencyQueue`] releases nodes whose dependencies are
-//! done, compute each key from the rule, parameters, input digests and the dependencies'
-//! *output* digests; reuse a cached output when the key is known, else run the rule on a worker
-//! thread and commit its output to the store. A node whose rerun produced the same output leaves
-//! its dependents' keys unchanged, so they are reused (early cutoff).
+//! A build ([`Engine::build`]): resolve and hash every selected node's declared inputs (in
+//! parallel, through the stat cache) and speculate their keys (`decide`); then, in the
+//! scheduler (`schedule`), as the [`queue::DependencyQueue`] releases nodes whose dependencies
+//! are done, compute each key from the rule, parameters, input digests and the dependencies'
+//! *output* digests; reuse a cached output when the key is known, else run the rule on a
+//! worker thread (`run`) and commit its output to the store. Recording (`record`) then updates
+//! the remembered state, places outputs in the workdir and writes the no-op witness. A node
+//! whose rerun produced the same output leaves its dependents' keys unchanged, so they are
+//! reused (early cutoff).
 
+mod decide;
 mod exec;
 mod explain;
 #[cfg(test)]
@@ -19,19 +23,23 @@ pub mod key;
 mod node;
 pub mod queue;
 mod reason;
+mod record;
+mod run;
+mod schedule;
 mod state;
 mod witness;
 
 pub use exec::{
     BuildOptions, BuildReport, Engine, EngineError, Event, NodeResult, Observer, WitnessRequest,
-    file_name_for, timing,
+    timing,
 };
 pub use explain::{Explanation, PlanEntry, Planned, RootCause};
 pub use graph::{Graph, GraphBuilder, GraphError, Node};
 pub use inputs::check_relative;
-pub use key::{KeyHash, KeyHasher, Params};
+pub use key::{ActionRecord, Component, ComponentKind, KeyHash, KeyHasher, Params};
 pub use node::{DepOutput, InputFile, InputSpec, MaterializeTo, Rule, RunContext, RunError};
 pub use reason::Reason;
+pub use run::file_name_for;
 pub use state::{BuildState, Good, NodeState, Status};
 
 /// An [`Observer`] that ignores every event.

@@ -4,7 +4,9 @@
 use std::collections::BTreeMap;
 use std::fmt;
 
-use nosa_cache::{Component, ComponentKind, Digest};
+use nosa_cache::Digest;
+
+use crate::key::{Component, ComponentKind};
 use serde::{Deserialize, Serialize};
 
 /// One reason a node ran (or would run).

@@ -8,46 +8,16 @@
 
 use std::ffi::OsStr;
 use std::os::unix::ffi::OsStrExt;
-use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::SystemTime;
 
 use nosa_cache::Digest;
 use nosa_cache::codec::{Reader, Writer};
+use nosa_cache::stamp::{Stamp, epoch_ns};
 use rayon::prelude::*;
 
 /// Names the witness encoding; bump the digit when it changes.
 const MAGIC: &[u8; 8] = b"nosanw01";
-
-/// A path modified this close (ns) to, or after, the start of the witnessed build is not
-/// trusted: a write in the same clock tick as an observation could leave its stamp unchanged
-/// (the stat cache's racy rule).
-const RACY_WINDOW_NS: i64 = 2_000_000_000;
-
-/// What is compared: file type and permissions, size, mtime, ctime, inode and device. ctime
-/// cannot be set from user space, and every write, rename into place or chmod moves it.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) struct Stamp {
-    mode: u32,
-    size: u64,
-    mtime_ns: i64,
-    ctime_ns: i64,
-    ino: u64,
-    dev: u64,
-}
-
-impl Stamp {
-    pub(crate) fn of(m: &std::fs::Metadata) -> Stamp {
-        Stamp {
-            mode: m.mode(),
-            size: m.size(),
-            mtime_ns: m.mtime() * 1_000_000_000 + m.mtime_nsec(),
-            ctime_ns: m.ctime() * 1_000_000_000 + m.ctime_nsec(),
-            ino: m.ino(),
-            dev: m.dev(),
-        }
-    }
-}
 
 /// One observed path.
 #[derive(Debug)]
@@ -117,12 +87,6 @@ impl Trace {
     }
 }
 
-fn ns(t: SystemTime) -> i64 {
-    t.duration_since(UNIX_EPOCH)
-        .map(|d| d.as_nanos() as i64)
-        .unwrap_or(0)
-}
-
 /// Writes the witness for selection `key`: `trace` observed since `since`, the build reported
 /// `ids` (in report order). Refuses (returns `false`, writing nothing) when a path other than
 /// nosa's own was modified within the racy window of `since` or later: its stamp cannot vouch
@@ -135,12 +99,11 @@ pub(crate) fn write<'a>(
     trace: &Trace,
     ids: impl ExactSizeIterator<Item = &'a str>,
 ) -> bool {
-    let limit = ns(since) - RACY_WINDOW_NS;
-    let racy = trace.seen.iter().any(|s| {
-        !s.own
-            && s.stamp
-                .is_some_and(|st| st.mtime_ns.max(st.ctime_ns) >= limit)
-    });
+    let at = epoch_ns(since);
+    let racy = trace
+        .seen
+        .iter()
+        .any(|s| !s.own && s.stamp.is_some_and(|st| st.racy_at(at)));
     if racy {
         return false;
     }
@@ -152,16 +115,7 @@ pub(crate) fn write<'a>(
         w.bool(s.follow);
         w.bool(s.stamp.is_some());
         if let Some(st) = s.stamp {
-            for v in [
-                u64::from(st.mode),
-                st.size,
-                st.mtime_ns as u64,
-                st.ctime_ns as u64,
-                st.ino,
-                st.dev,
-            ] {
-                w.u64(v);
-            }
+            st.encode(&mut w);
         }
     }
     w.u64(ids.len() as u64);
@@ -209,14 +163,7 @@ pub(crate) fn check(file: &Path, key: &Digest) -> Option<Vec<String>> {
         let path = r.bytes()?;
         let follow = r.bool()?;
         let stamp = if r.bool()? {
-            Some(Stamp {
-                mode: u32::try_from(r.u64()?).ok()?,
-                size: r.u64()?,
-                mtime_ns: r.u64()? as i64,
-                ctime_ns: r.u64()? as i64,
-                ino: r.u64()?,
-                dev: r.u64()?,
-            })
+            Some(Stamp::decode(&mut r)?)
         } else {
             None
         };

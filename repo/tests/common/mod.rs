@@ -281,11 +281,11 @@ impl Work {
     /// Whether any action record in the store belongs to node `id`.
     pub fn has_record(&self, id: &str) -> bool {
         let store = self.engine.store();
-        store
-            .action_keys()
-            .unwrap()
-            .iter()
-            .any(|k| store.get_action(k).is_some_and(|r| r.node == id))
+        store.action_keys().unwrap().iter().any(|k| {
+            store
+                .get_action::<nosa_engine::Component>(k)
+                .is_some_and(|r| r.node == id)
+        })
     }
 
     /// The content of file `path` of `tree`.

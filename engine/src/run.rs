@@ -1,0 +1,142 @@
+//! Running one node: a fresh directory under the store's tmp/, the rule on a worker thread
+//! (a panic is a failure, not a crash), and the commit of its output: blobs, tree, log, then
+//! the action record (the commit point).
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Instant;
+
+use nosa_cache::Digest;
+
+use crate::exec::{Engine, EngineError};
+use crate::key::{ActionRecord, Component};
+use crate::node::{DepOutput, InputFile, Rule, RunContext, RunError};
+
+/// A node the scheduler sent to a worker.
+pub(crate) struct Job {
+    pub local: usize,
+    pub id: String,
+    pub rule: Arc<dyn Rule>,
+    pub inputs: Vec<InputFile>,
+    pub deps: Vec<DepOutput>,
+    pub key: Digest,
+    pub components: Vec<Component>,
+    /// The node's last good output tree (a hint, see [`RunContext::previous`]).
+    pub previous: Option<Digest>,
+}
+
+/// A worker's answer for a [`Job`].
+pub(crate) struct JobDone {
+    pub local: usize,
+    pub result: Result<ActionRecord, String>,
+    pub log: PathBuf,
+}
+
+/// File name for a node id (`:` and `/` replaced).
+pub fn file_name_for(id: &str) -> String {
+    id.chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || "-_.+".contains(c) {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect()
+}
+
+impl Engine {
+    /// Runs one node in a fresh directory and commits its output to the store.
+    pub(crate) fn run_job(&self, job: Job) -> JobDone {
+        let log = self
+            .store
+            .logs_dir()
+            .join(format!("{}.log", file_name_for(&job.id)));
+        let result = self.run_job_inner(&job, &log);
+        JobDone {
+            local: job.local,
+            result: result.map_err(|e| e.to_string()),
+            log,
+        }
+    }
+
+    fn run_job_inner(&self, job: &Job, log_path: &Path) -> Result<ActionRecord, RunError> {
+        let base = nosa_cache::atomic::temp_name(
+            &self.store.tmp_dir(),
+            &format!("x{}", file_name_for(&job.id)),
+        );
+        let base = base.with_file_name(format!(
+            "run-{}",
+            base.file_name().expect("temp name").to_string_lossy()
+        ));
+        let out = base.join("out");
+        let scratch = base.join("scratch");
+        fs_err::create_dir_all(&out)?;
+        fs_err::create_dir_all(&scratch)?;
+        let mut log = fs_err::File::create(log_path)?;
+        writeln!(log, "# nosa: {} (key {})", job.id, job.key.short())?;
+        let t0 = Instant::now();
+        let run = {
+            let mut ctx = RunContext {
+                node: &job.id,
+                inputs: &job.inputs,
+                deps: &job.deps,
+                out: out.clone(),
+                scratch: scratch.clone(),
+                log: &mut log,
+                previous: job.previous,
+                store: &self.store,
+                log_path: log_path.to_path_buf(),
+            };
+            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| job.rule.run(&mut ctx)))
+                .unwrap_or_else(|p| {
+                    let msg = p
+                        .downcast_ref::<String>()
+                        .cloned()
+                        .or_else(|| p.downcast_ref::<&str>().map(|s| s.to_string()))
+                        .unwrap_or_else(|| "panic".into());
+                    Err(RunError::msg(format!("rule panicked: {msg}")))
+                })
+        };
+        let ms = t0.elapsed().as_millis() as u64;
+        if let Err(e) = run {
+            let _ = writeln!(log, "# nosa: failed: {e}");
+            let _ = fs_err::remove_dir_all(&base);
+            return Err(e);
+        }
+        let equivalence = job.rule.equivalence_digest(&out);
+        let (tree, _) = self.store.ingest_dir(&out, true)?;
+        writeln!(log, "# nosa: done in {ms} ms, output tree {}", tree.short())?;
+        log.sync_all()?;
+        drop(log);
+        let log_blob = self.store.put_bytes(&fs_err::read(log_path)?)?;
+        let rec = ActionRecord {
+            node: job.id.clone(),
+            key: job.key,
+            components: job.components.clone(),
+            tree,
+            output: equivalence.unwrap_or(tree),
+            log: Some(log_blob),
+            ms,
+            finished: std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_secs())
+                .unwrap_or(0),
+        };
+        self.store.put_action(&rec)?;
+        let _ = fs_err::remove_dir_all(&base);
+        Ok(rec)
+    }
+
+    /// Removes run directories a killed build left behind.
+    pub(crate) fn clear_stale_runs(&self) -> Result<(), EngineError> {
+        for e in fs_err::read_dir(self.store.tmp_dir())? {
+            let e = e?;
+            if e.file_name().to_string_lossy().starts_with("run-") {
+                let _ = fs_err::remove_dir_all(e.path());
+            }
+        }
+        Ok(())
+    }
+}
