@@ -16,8 +16,8 @@ use nosa_solve::{Lock, Request, ResolveRule, ResolvedPackage};
 use crate::ids;
 use crate::pins::Pins;
 use nosa_commit::OstreeCommitRule;
-use nosa_image::kola::{KolaKind, KolaRule};
 use nosa_image::{ImageFormat, ImageFsRule, ImageRule};
+use nosa_kola::{KolaKind, KolaRule};
 use nosa_oci::{ComponentSource, DEFAULT_MAX_LAYERS, OciRule};
 use nosa_rules::compose::{InitramfsRule, OstreeTreeRule, PostprocessRule, Script};
 use nosa_rules::overlay::OverlayRule;
@@ -679,7 +679,7 @@ fn images(x: &mut Expansion, st: &Stage<'_>, commit: &str, name: &str) {
 fn kola_tests(x: &mut Expansion, st: &Stage<'_>) {
     let (c, arch, known, map, workdir) = (st.c, st.arch, st.known, st.map, st.workdir);
     // kola: one node per test and image, after the image it boots.
-    for t in nosa_rules::kola::planned_tests(c, arch) {
+    for t in nosa_kola::plan::planned_tests(c, arch) {
         let image_id = ids::image(arch, t.image.name());
         let id = ids::kola(arch, t.image.name(), &t.name);
         let kind = match t.kind {

@@ -9,8 +9,8 @@ use std::path::PathBuf;
 
 use nosa_engine::{BuildOptions, BuildReport, Observer, Planned, Status};
 use nosa_image::ImageFormat;
-use nosa_image::kola::KolaResult;
-use nosa_rules::kola::{denylist, name_matches};
+use nosa_kola::KolaResult;
+use nosa_kola::plan::{denylist, name_matches};
 use serde::Serialize;
 use serde_json::Value as J;
 

@@ -209,7 +209,7 @@ impl Config {
             }
         }
         let live = dir.join("live");
-        let kola = layout::kola_tests(&dir)?;
+        let kola = layout::kola_tests(&dir, &mut sources)?;
         let platforms = layout::optional_yaml(&dir, "platforms.yaml", &mut sources)?;
         let kola_denylist = layout::optional_yaml(&dir, "kola-denylist.yaml", &mut sources)?;
         Ok(Config {

@@ -3,6 +3,8 @@
 
 use std::path::{Path, PathBuf};
 
+use serde_json::Value as J;
+
 use crate::error::ConfigError;
 use crate::source::Sources;
 use crate::yaml;
@@ -16,6 +18,27 @@ pub struct OverlayLayer {
     pub path: PathBuf,
     /// The ostree ref cosa commits it to (`overlay/<name>`), as `ostree-layers` names it.
     pub ref_name: String,
+    /// Every file and symlink below it, relative to it, sorted (`etc/motd`).
+    pub files: Vec<String>,
+}
+
+/// Files and symlinks below `root`, relative to it, sorted.
+fn files_below(root: &Path) -> Result<Vec<String>, ConfigError> {
+    let mut out = Vec::new();
+    let mut stack = vec![root.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in fs_err::read_dir(&d)? {
+            let e = e?;
+            let p = e.path();
+            if e.file_type()?.is_dir() {
+                stack.push(p);
+            } else if let Ok(rel) = p.strip_prefix(root) {
+                out.push(rel.to_string_lossy().into_owned());
+            }
+        }
+    }
+    out.sort();
+    Ok(out)
 }
 
 /// Subdirectories of `<dir>/overlay.d`, sorted by name.
@@ -36,6 +59,7 @@ pub(crate) fn overlay_layers(dir: &Path) -> Result<Vec<OverlayLayer>, ConfigErro
             .unwrap_or_default();
         layers.push(OverlayLayer {
             ref_name: format!("overlay/{name}"),
+            files: files_below(&path)?,
             name,
             path,
         });
@@ -52,6 +76,10 @@ pub struct KolaTest {
     pub name: String,
     /// Absolute path of the executable.
     pub path: PathBuf,
+    /// Its metadata as kola reads it: `kola.json` beside it, overridden key by key by a
+    /// `# kola: {...}` line among its first 20 lines; or why that cannot be read (the test is
+    /// then reported as not runnable, the rest of the config still loads).
+    pub meta: Result<serde_json::Map<String, J>, String>,
 }
 
 /// `tests/kola/`: external tests run by `kola run`.
@@ -68,7 +96,46 @@ fn is_executable(path: &Path) -> bool {
     fs_err::metadata(path).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
 }
 
-fn walk(dir: &Path, base: &Path, out: &mut Vec<KolaTest>) -> Result<(), ConfigError> {
+/// Reads a test's metadata (see [`KolaTest::meta`]), recording the files read in `sources`.
+fn test_metadata(exe: &Path, sources: &mut Sources) -> Result<serde_json::Map<String, J>, String> {
+    let mut meta = serde_json::Map::new();
+    if let Some(dir) = exe.parent() {
+        let kj = dir.join("kola.json");
+        if kj.is_file() {
+            let id = sources.read(&kj).map_err(|e| e.to_string())?;
+            let f = sources.get(id);
+            match serde_json::from_str::<J>(&f.text) {
+                Ok(J::Object(m)) => meta = m,
+                Ok(_) => return Err(format!("{}: not a JSON object", kj.display())),
+                Err(e) => return Err(format!("{}: {e}", kj.display())),
+            }
+        }
+    }
+    if let Ok(id) = sources.read(exe) {
+        for (n, line) in sources.get(id).text.lines().take(20).enumerate() {
+            if let Some(json) = line.strip_prefix("# kola:") {
+                match serde_json::from_str::<J>(json.trim()) {
+                    Ok(J::Object(m)) => meta.extend(m),
+                    _ => {
+                        return Err(format!(
+                            "{}:{}: `# kola:` must be followed by a JSON object",
+                            exe.display(),
+                            n + 1
+                        ));
+                    }
+                }
+            }
+        }
+    }
+    Ok(meta)
+}
+
+fn walk(
+    dir: &Path,
+    base: &Path,
+    out: &mut Vec<KolaTest>,
+    sources: &mut Sources,
+) -> Result<(), ConfigError> {
     let mut entries: Vec<PathBuf> = Vec::new();
     for e in fs_err::read_dir(dir)? {
         entries.push(e?.path());
@@ -80,7 +147,7 @@ fn walk(dir: &Path, base: &Path, out: &mut Vec<KolaTest>) -> Result<(), ConfigEr
             if path.file_name().is_some_and(|n| n == "data") {
                 continue;
             }
-            walk(&path, base, out)?;
+            walk(&path, base, out, sources)?;
         } else if is_executable(&path) {
             let rel = path.strip_prefix(base).unwrap_or(&path);
             let mut parts: Vec<String> = rel
@@ -99,6 +166,7 @@ fn walk(dir: &Path, base: &Path, out: &mut Vec<KolaTest>) -> Result<(), ConfigEr
             }
             out.push(KolaTest {
                 name: format!("ext.config.{}", parts.join(".")),
+                meta: test_metadata(&path, sources),
                 path,
             });
         }
@@ -107,13 +175,16 @@ fn walk(dir: &Path, base: &Path, out: &mut Vec<KolaTest>) -> Result<(), ConfigEr
 }
 
 /// `<dir>/tests/kola`, if present.
-pub(crate) fn kola_tests(dir: &Path) -> Result<Option<KolaTests>, ConfigError> {
+pub(crate) fn kola_tests(
+    dir: &Path,
+    sources: &mut Sources,
+) -> Result<Option<KolaTests>, ConfigError> {
     let root = dir.join("tests").join("kola");
     if !root.is_dir() {
         return Ok(None);
     }
     let mut tests = Vec::new();
-    walk(&root, &root, &mut tests)?;
+    walk(&root, &root, &mut tests, sources)?;
     tests.sort_by(|a, b| a.name.cmp(&b.name));
     Ok(Some(KolaTests { dir: root, tests }))
 }
@@ -130,4 +201,29 @@ pub(crate) fn optional_yaml(
     }
     let file = sources.read(&path)?;
     Ok(Some(yaml::parse(sources, file)?.to_json()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn inline_metadata_overrides_kola_json_and_both_are_read() {
+        let d = tempfile::tempdir().unwrap();
+        fs_err::write(
+            d.path().join("kola.json"),
+            r#"{"timeoutMin": 3, "minMemory": 2048}"#,
+        )
+        .unwrap();
+        let t = d.path().join("test.sh");
+        fs_err::write(&t, "#!/bin/sh\n# kola: {\"timeoutMin\": 5}\ntrue\n").unwrap();
+        let mut sources = Sources::new(d.path());
+        let m = test_metadata(&t, &mut sources).unwrap();
+        assert_eq!(m["timeoutMin"], 5);
+        assert_eq!(m["minMemory"], 2048);
+        assert_eq!(sources.paths(), vec![d.path().join("kola.json"), t.clone()]);
+        fs_err::write(&t, "#!/bin/sh\n# kola: [1]\n").unwrap();
+        let e = test_metadata(&t, &mut sources).unwrap_err();
+        assert!(e.contains(":2:"), "{e}");
+    }
 }

@@ -11,8 +11,8 @@
 //!   for UEFI.
 //! - [`raw_to_qcow2`] runs `qemu-img convert` + `check`.
 //! - [`ImageRule`] is the engine rule `image:<arch>:<format>`.
-//! - [`kola::KolaRule`] is the engine rule `kola:<arch>:<image>:<test>`: one test in one boot
-//!   of an image under QEMU ([`qemu`]).
+//!
+//! Booting and testing the images is `nosa-kola`'s.
 //!
 //! See `docs/images.md`.
 
@@ -24,9 +24,7 @@ mod disk;
 mod error;
 mod fsimg;
 mod gpt;
-pub mod kola;
 mod qcow2;
-pub mod qemu;
 mod rule;
 
 pub use bls::{BlsEntry, grub_cfg, read_entries};

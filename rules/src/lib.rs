@@ -3,7 +3,6 @@
 //! graph expansion that uses these rules are in `nosa-build`.
 
 pub mod compose;
-pub mod kola;
 pub mod overlay;
 pub mod overrides_rpm;
 pub mod pending;

@@ -4,7 +4,7 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use nosa_image::qemu::{ProbeKernel, Vm, VmDisk, detect_accel};
+use nosa_kola::qemu::{ProbeKernel, Vm, VmDisk, detect_accel};
 
 use crate::cli::{Cli, RunArgs, VirtInstallArgs};
 use crate::exit::{Failure, OpResult, runtime};
@@ -99,7 +99,7 @@ pub fn run(cli: &Cli, a: &RunArgs) -> OpResult {
         ),
     ]);
     if a.dry_run {
-        println!("{} {}", nosa_image::qemu::QEMU, vm.args().join(" "));
+        println!("{} {}", nosa_kola::qemu::QEMU, vm.args().join(" "));
         return Ok(());
     }
     eprintln!(
@@ -122,7 +122,7 @@ pub fn run(cli: &Cli, a: &RunArgs) -> OpResult {
         Failure::Build(Some(miette::miette!(
             help = "install the Debian package qemu-system-x86",
             "cannot run {}: {e}",
-            nosa_image::qemu::QEMU
+            nosa_kola::qemu::QEMU
         )))
     })?;
     if status.success() {
@@ -130,7 +130,7 @@ pub fn run(cli: &Cli, a: &RunArgs) -> OpResult {
     } else {
         Err(Failure::Build(Some(miette::miette!(
             "{} exited with {status}",
-            nosa_image::qemu::QEMU
+            nosa_kola::qemu::QEMU
         ))))
     }
 }

@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
-use nosa_image::qemu::{Accel, Vm, boot_until};
+use nosa_kola::qemu::{Accel, Vm, boot_until};
 
 pub const PACKAGES: &[&str] = &[
     "filesystem",

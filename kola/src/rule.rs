@@ -17,8 +17,12 @@ use nosa_cache::EntryKind;
 use nosa_engine::{Params, Rule, RunContext, RunError};
 use serde::{Deserialize, Serialize};
 
+use nosa_image::{ImageError, ImageFormat, ImageRecord, read_image_record};
+
 use crate::qemu::{ProbeKernel, Vm, VmDisk, boot_until, detect_accel};
-use crate::rule::{ImageFormat, read_image_record};
+
+/// The guest script of `nestos.basic`; its digest is in the key of every `nestos.basic` node.
+const BASIC_SH: &str = include_str!("basic.sh");
 
 /// The serial of the disk carrying the test into the guest.
 pub const IN_SERIAL: &str = "nosa-kola-in";
@@ -99,68 +103,33 @@ impl KolaRule {
         format!("kola:{}:{}:{}", self.arch, self.image.name(), self.test)
     }
 
-    fn basic_script(&self, files: &[String], rec: &crate::ImageRecord, osname: &str) -> String {
-        let q = |s: &str| format!("'{}'", s.replace('\'', r"'\''"));
-        let mut s = String::from(
-            "#!/bin/sh\n# nestos.basic: nosa's built-in checks, generated for one image.\n\
-             fails=0\n\
-             pass() { echo \"PASS: $1\"; }\n\
-             fail() { echo \"FAIL: $1\"; fails=$((fails + 1)); }\n\
-             has_karg() { for t in $(cat /proc/cmdline); do [ \"$t\" = \"$1\" ] && return 0; done; return 1; }\n",
+    /// The expectations `basic.sh` reads for one image (see the script's header).
+    fn basic_expectations(
+        &self,
+        files: &[String],
+        rec: &ImageRecord,
+        dir: &Path,
+    ) -> std::io::Result<()> {
+        let deploy = format!(
+            "/sysroot/ostree/deploy/{}/deploy/{}.0",
+            rec.osname, rec.commit
         );
-        let deploy = format!("/sysroot/ostree/deploy/{osname}/deploy/{}.0", rec.commit);
-        s.push_str(&format!(
-            "if [ \"$(stat -c %d:%i /)\" = \"$(stat -c %d:%i {0} 2>/dev/null)\" ]; then pass \"booted commit {1}\"; \
-             else fail \"booted commit {1}: / is not {0}\"; fi\n",
-            q(&deploy),
-            rec.commit
-        ));
-        for k in &rec.kargs {
-            s.push_str(&format!(
-                "if has_karg {0}; then pass \"karg {0}\"; else fail \"karg {0} not in $(cat /proc/cmdline)\"; fi\n",
-                q(k)
-            ));
-        }
-        s.push_str(
-            "if has_karg ignition.firstboot; then pass \"first-boot flag ignition.firstboot\"; \
-             else fail \"no ignition.firstboot on the first boot\"; fi\n",
-        );
-        s.push_str(
-            "if cmp -s /usr/lib/os-release expected-os-release; then pass \"os-release is the committed one\"; \
-             else fail \"os-release differs from the commit's\"; cat /usr/lib/os-release; fi\n\
-             if cmp -s /etc/os-release /usr/lib/os-release; then pass \"/etc/os-release\"; \
-             else fail \"/etc/os-release differs from /usr/lib/os-release\"; fi\n",
-        );
-        if self.uefi {
-            s.push_str(
-                "if [ -d /sys/firmware/efi ]; then pass \"booted with UEFI\"; else fail \"not booted with UEFI\"; fi\n",
-            );
-        } else {
-            s.push_str(
-                "if [ ! -d /sys/firmware/efi ]; then pass \"booted with BIOS\"; else fail \"booted with UEFI, expected BIOS\"; fi\n",
-            );
-        }
-        s.push_str(&format!(
-            "dev=$(awk '$2 == \"/sysroot\" {{ print $1 }}' /proc/mounts)\n\
-             bs=$(cat /sys/class/block/${{dev##*/}}/../queue/logical_block_size 2>/dev/null)\n\
-             if [ \"$bs\" = {0} ]; then pass \"root disk has {0}-byte logical blocks\"; \
-             else fail \"root disk $dev has logical block size '$bs', expected {0}\"; fi\n",
-            self.image.sector_size()
-        ));
-        s.push_str(&format!(
-            "fstype=$(awk '$2 == \"/sysroot\" {{ print $3 }}' /proc/mounts)\n\
-             if [ \"$fstype\" = {0} ]; then pass \"root filesystem is {0}\"; \
-             else fail \"root filesystem is '$fstype', expected {0}\"; fi\n",
-            q(&rec.rootfs)
-        ));
-        for f in files {
-            s.push_str(&format!(
-                "if [ -e {0} ]; then pass \"file {0}\"; else fail \"file {0} is missing\"; fi\n",
-                q(f)
-            ));
-        }
-        s.push_str("echo \"$fails failed\"\n[ \"$fails\" = 0 ]\n");
-        s
+        let firmware = if self.uefi { "uefi" } else { "bios" };
+        let env = [
+            ("DEPLOY", deploy.as_str()),
+            ("COMMIT", rec.commit.as_str()),
+            ("FIRMWARE", firmware),
+            ("SECTOR_SIZE", &self.image.sector_size().to_string()),
+            ("ROOTFS", rec.rootfs.as_str()),
+        ]
+        .iter()
+        .map(|(k, v)| format!("{k}={}\n", sh_quote(v)))
+        .collect::<String>();
+        fs_err::write(dir.join("expect.env"), env)?;
+        let lines = |v: &[String]| v.iter().map(|l| format!("{l}\n")).collect::<String>();
+        fs_err::write(dir.join("expected-kargs"), lines(&rec.kargs))?;
+        fs_err::write(dir.join("expected-files"), lines(files))?;
+        fs_err::write(dir.join("expected-os-release"), &rec.os_release)
     }
 
     /// Stages the image node's output read-only under `dir`; returns the digest of its
@@ -187,19 +156,17 @@ impl KolaRule {
     fn write_test_archive(
         &self,
         ctx: &RunContext<'_>,
-        rec: &crate::ImageRecord,
-        osname: &str,
+        rec: &ImageRecord,
         path: &Path,
     ) -> Result<(), RunError> {
         let test_dir = ctx.scratch.join("test");
         fs_err::create_dir_all(&test_dir)?;
         let exe = match &self.kind {
             KolaKind::Basic { files } => {
-                let script = self.basic_script(files, rec, osname);
                 let p = test_dir.join("test.sh");
-                fs_err::write(&p, script)?;
+                fs_err::write(&p, BASIC_SH)?;
                 set_mode(&p, 0o755)?;
-                fs_err::write(test_dir.join("expected-os-release"), &rec.os_release)?;
+                self.basic_expectations(files, rec, &test_dir)?;
                 "test.sh".to_string()
             }
             KolaKind::External { dir, exe } => {
@@ -252,7 +219,7 @@ impl KolaRule {
         let disk = image_dir.join(&rec.file);
         let kernel = image_dir.join("vmlinuz");
         let archive = ctx.scratch.join("in.tar");
-        self.write_test_archive(ctx, &rec, &rec.osname, &archive)?;
+        self.write_test_archive(ctx, &rec, &archive)?;
         let out_disk = ctx.scratch.join("out.img");
         fs_err::File::create(&out_disk)?.set_len(OUT_DISK_SIZE)?;
 
@@ -393,6 +360,12 @@ impl Rule for KolaRule {
         p.add("memory-mib", &self.memory_mib);
         p.add("timeout-secs", &self.timeout.as_secs());
         p.add("agent-protocol", "nosa-kola-in/out tar v1");
+        if let KolaKind::Basic { .. } = self.kind {
+            p.add(
+                "basic-script",
+                &blake3::hash(BASIC_SH.as_bytes()).to_hex().to_string(),
+            );
+        }
     }
 
     fn inputs(&self) -> Vec<nosa_engine::InputSpec> {
@@ -408,9 +381,9 @@ impl Rule for KolaRule {
 }
 
 /// Reads `result.json` from a kola node's output directory.
-pub fn read_kola_result(out: &Path) -> Result<KolaResult, crate::ImageError> {
+pub fn read_kola_result(out: &Path) -> Result<KolaResult, ImageError> {
     serde_json::from_slice(&fs_err::read(out.join("result.json"))?)
-        .map_err(|e| crate::ImageError::msg(format!("{}: {e}", out.display())))
+        .map_err(|e| ImageError::msg(format!("{}: {e}", out.display())))
 }
 
 #[cfg(test)]

@@ -1,15 +1,15 @@
-//! The kola test nodes of a NestOS build: the built-in `nestos.basic` on every image (qemu with
+//! Which kola tests a NestOS build runs: the built-in `nestos.basic` on every image (qemu with
 //! BIOS, metal and metal4k with UEFI) and each external test of the config's `tests/kola/` on
-//! the qemu image, with the metadata kola reads (`kola.json` beside the test, or a `# kola:`
-//! JSON line in it).
+//! the qemu image, as its kola metadata (read by `Config::load`) says; kola's name globs; the
+//! denylist entries that apply.
 
-use std::path::Path;
 use std::time::Duration;
 
 use nosa_config::Config;
 use nosa_image::ImageFormat;
-use nosa_image::kola::{BASIC_TEST, KolaKind};
 use serde_json::Value as J;
+
+use crate::rule::{BASIC_TEST, KolaKind};
 
 /// The default guest memory, MiB.
 pub const DEFAULT_MEMORY_MIB: u64 = 1024;
@@ -44,41 +44,6 @@ const IGNORED_KEYS: &[&str] = &[
     "requiredTag",
 ];
 
-/// Reads a test's metadata: `kola.json` in its directory, overridden by a `# kola: {...}` line
-/// among the script's first lines (as kola does). Returns the JSON object, or why it is bad.
-pub fn test_metadata(exe: &Path) -> Result<serde_json::Map<String, J>, String> {
-    let mut meta = serde_json::Map::new();
-    if let Some(dir) = exe.parent() {
-        let kj = dir.join("kola.json");
-        if kj.is_file() {
-            let text = fs_err::read_to_string(&kj).map_err(|e| e.to_string())?;
-            match serde_json::from_str::<J>(&text) {
-                Ok(J::Object(m)) => meta = m,
-                Ok(_) => return Err(format!("{}: not a JSON object", kj.display())),
-                Err(e) => return Err(format!("{}: {e}", kj.display())),
-            }
-        }
-    }
-    if let Ok(text) = fs_err::read(exe) {
-        let text = String::from_utf8_lossy(&text);
-        for (n, line) in text.lines().take(20).enumerate() {
-            if let Some(json) = line.strip_prefix("# kola:") {
-                match serde_json::from_str::<J>(json.trim()) {
-                    Ok(J::Object(m)) => meta.extend(m),
-                    _ => {
-                        return Err(format!(
-                            "{}:{}: `# kola:` must be followed by a JSON object",
-                            exe.display(),
-                            n + 1
-                        ));
-                    }
-                }
-            }
-        }
-    }
-    Ok(meta)
-}
-
 fn applies(meta: &serde_json::Map<String, J>, key: &str, value: &str) -> bool {
     match meta.get(key).and_then(J::as_str) {
         None | Some("all") => true,
@@ -97,27 +62,13 @@ fn applies(meta: &serde_json::Map<String, J>, key: &str, value: &str) -> bool {
 /// The files of the applied overlay.d layers that a booted system must have, as absolute paths
 /// (`/etc/...`, `/usr/...`; `/var` is created at boot by tmpfiles, which the fixture lacks).
 fn overlay_files(c: &Config) -> Vec<String> {
-    let mut out = Vec::new();
-    for layer in c.applied_overlays() {
-        let mut stack = vec![layer.path.clone()];
-        while let Some(d) = stack.pop() {
-            let Ok(rd) = fs_err::read_dir(&d) else {
-                continue;
-            };
-            for e in rd.flatten() {
-                let p = e.path();
-                let Ok(ft) = e.file_type() else { continue };
-                if ft.is_dir() {
-                    stack.push(p);
-                } else if let Ok(rel) = p.strip_prefix(&layer.path) {
-                    let rel = rel.to_string_lossy();
-                    if rel.starts_with("etc/") || rel.starts_with("usr/") {
-                        out.push(format!("/{rel}"));
-                    }
-                }
-            }
-        }
-    }
+    let mut out: Vec<String> = c
+        .applied_overlays()
+        .iter()
+        .flat_map(|layer| &layer.files)
+        .filter(|rel| rel.starts_with("etc/") || rel.starts_with("usr/"))
+        .map(|rel| format!("/{rel}"))
+        .collect();
     out.sort();
     out.dedup();
     out
@@ -160,10 +111,10 @@ pub fn planned_tests(c: &Config, arch: &str) -> Vec<PlannedTest> {
             timeout: DEFAULT_TIMEOUT,
             unsupported: None,
         };
-        match test_metadata(&t.path) {
-            Err(e) => p.unsupported = Some(e),
+        match &t.meta {
+            Err(e) => p.unsupported = Some(e.clone()),
             Ok(meta) => {
-                if !applies(&meta, "architectures", arch) || !applies(&meta, "platforms", "qemu") {
+                if !applies(meta, "architectures", arch) || !applies(meta, "platforms", "qemu") {
                     continue;
                 }
                 if let Some(m) = meta.get("minMemory").and_then(J::as_u64) {
@@ -259,23 +210,5 @@ mod tests {
             serde_json::from_str(r#"{"architectures": "!s390x"}"#).unwrap();
         assert!(applies(&m, "architectures", "x86_64"));
         assert!(!applies(&m, "architectures", "s390x"));
-    }
-
-    #[test]
-    fn inline_metadata_overrides_kola_json() {
-        let d = tempfile::tempdir().unwrap();
-        fs_err::write(
-            d.path().join("kola.json"),
-            r#"{"timeoutMin": 3, "minMemory": 2048}"#,
-        )
-        .unwrap();
-        let t = d.path().join("test.sh");
-        fs_err::write(&t, "#!/bin/sh\n# kola: {\"timeoutMin\": 5}\ntrue\n").unwrap();
-        let m = test_metadata(&t).unwrap();
-        assert_eq!(m["timeoutMin"], 5);
-        assert_eq!(m["minMemory"], 2048);
-        fs_err::write(&t, "#!/bin/sh\n# kola: [1]\n").unwrap();
-        let e = test_metadata(&t).unwrap_err();
-        assert!(e.contains(":2:"), "{e}");
     }
 }
