@@ -198,3 +198,21 @@ fn engine_and_cache_know_nothing_about_os_images() {
         "the cache sits below the engine"
     );
 }
+
+#[test]
+fn the_testkit_is_a_dev_dependency_only_and_image_does_not_boot() {
+    let meta = metadata();
+    let members = workspace_members(&meta);
+    assert!(members.contains("nosa-testkit"), "{members:?}");
+    for m in &members {
+        let deps = closure(&meta, m);
+        assert!(
+            !deps.contains("nosa-testkit"),
+            "{m} depends on nosa-testkit outside [dev-dependencies]: test helpers must not \
+             reach a library or the binary"
+        );
+    }
+    // Disks are image's; booting them is nosa-kola's, which sits above it.
+    assert!(!closure(&meta, "nosa-image").contains("nosa-kola"));
+    assert!(closure(&meta, "nosa-kola").contains("nosa-image"));
+}

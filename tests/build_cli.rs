@@ -11,7 +11,8 @@ mod common;
 use std::path::Path;
 use std::process::Command;
 
-use common::{fixture_workdir, nosa, ostree, summary};
+use common::{fixture_workdir, nosa, summary};
+use nosa_testkit::ostree;
 
 fn json(p: &Path) -> serde_json::Value {
     serde_json::from_slice(&fs_err::read(p).unwrap()).unwrap()

@@ -11,8 +11,8 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use common::ostree_ext::ostree_ext_check;
-use common::{fixture_workdir, nosa, ostree, summary};
+use common::{fixture_workdir, nosa, summary};
+use nosa_testkit::{ostree, ostree_ext_check};
 
 fn json(p: &Path) -> serde_json::Value {
     serde_json::from_slice(&fs_err::read(p).unwrap()).unwrap()

@@ -5,18 +5,16 @@
 //! and the parent commit, read back with Debian's `ostree` CLI. A rerun seeded with the previous
 //! output's objects gives exactly a cold commit's output.
 
-mod common;
-
 use std::path::Path;
 use std::sync::Arc;
 
-use common::{ls, make_tree, ostree};
 use nosa_cache::{EntryKind, Materialize, Store};
 use nosa_commit::{CommitRecord, OstreeCommitRule};
 use nosa_engine::{
     BuildOptions, BuildReport, Engine, Graph, GraphBuilder, Params, Rule, RunContext, RunError,
     Status,
 };
+use nosa_testkit::{ostree, ostree_ls as ls, sample_os_tree as make_tree};
 
 /// Outputs `root/` (the test tree) and a `meta.json` with a named owner and a capability.
 struct TreeStub;

@@ -1,12 +1,10 @@
 //! `commit_tree` against real libostree, checked with the `ostree` CLI: fsck, ls (modes,
 //! owners, files), show (metadata), reproducibility and the content checksum.
 
-mod common;
-
 use std::collections::BTreeMap;
 
-use common::{ls, make_tree, ostree};
 use nosa_commit::{CommitRequest, MetaValue, RepoMode, caps_from_text, commit_tree};
+use nosa_testkit::{ostree, ostree_ls as ls, sample_os_tree as make_tree};
 
 fn request(repo: &std::path::Path, rootfs: &std::path::Path, mode: RepoMode) -> CommitRequest {
     let mut metadata = BTreeMap::new();

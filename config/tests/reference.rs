@@ -11,7 +11,7 @@ use nosa_config::{Arch, Config, LoadOptions};
 
 fn reference_dir() -> Option<PathBuf> {
     let candidates = [
-        common::workspace_root().join("../shared/reference"),
+        nosa_testkit::workspace_root().join("../shared/reference"),
         PathBuf::from("/work/shared/reference"),
     ];
     candidates.into_iter().find(|p| p.is_dir())

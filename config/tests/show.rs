@@ -6,7 +6,8 @@ use std::path::Path;
 
 use nosa_config::{Arch, BuildDate, Config, LoadOptions};
 
-use common::{WORKDIR, fixture, summary, workspace_root};
+use common::{WORKDIR, fixture, summary};
+use nosa_testkit::workspace_root;
 
 fn load(dir: &Path, arch: Arch) -> Config {
     let opts = LoadOptions {

@@ -4,35 +4,29 @@
 
 use std::collections::BTreeMap;
 use std::io::Read;
-use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
-use nosa_commit::{CommitRequest, MetaValue, RepoMode, commit_tree};
+use nosa_commit::{CommitRequest, MetaValue, commit_tree};
 use nosa_oci::{Chunking, ExportRequest, ExportResult, export_commit};
+use nosa_testkit::{TreeBuilder, commit_request, run};
 
 fn make_tree(root: &Path) {
-    let file = |rel: &str, content: &str, mode: u32| {
-        let p = root.join(rel);
-        fs_err::create_dir_all(p.parent().unwrap()).unwrap();
-        fs_err::write(&p, content).unwrap();
-        fs_err::set_permissions(&p, std::fs::Permissions::from_mode(mode)).unwrap();
-    };
-    file("usr/bin/tool", "#!/bin/sh\necho tool\n", 0o755);
-    file("usr/bin/su", "setuid binary\n", 0o4755);
-    file("usr/share/doc/readme", "hello\n", 0o644);
-    file("usr/etc/test/test.txt", "test\n", 0o644);
-    file("usr/lib/chrony/state", "owned by chrony\n", 0o640);
-    file("usr/lib/one", "same content\n", 0o644);
-    file("usr/lib/two", "same content\n", 0o644);
-    file("usr/lib/empty", "", 0o644);
-    file(
-        "usr/lib/modules/6.1.0/vmlinuz",
-        "not really a kernel\n",
-        0o644,
-    );
-    std::os::unix::fs::symlink("tool", root.join("usr/bin/tool-link")).unwrap();
-    fs_err::create_dir_all(root.join("usr/share/empty")).unwrap();
+    TreeBuilder::new(root)
+        .file("usr/bin/tool", "#!/bin/sh\necho tool\n", 0o755)
+        .file("usr/bin/su", "setuid binary\n", 0o4755)
+        .file("usr/share/doc/readme", "hello\n", 0o644)
+        .file("usr/etc/test/test.txt", "test\n", 0o644)
+        .file("usr/lib/chrony/state", "owned by chrony\n", 0o640)
+        .file("usr/lib/one", "same content\n", 0o644)
+        .file("usr/lib/two", "same content\n", 0o644)
+        .file("usr/lib/empty", "", 0o644)
+        .file(
+            "usr/lib/modules/6.1.0/vmlinuz",
+            "not really a kernel\n",
+            0o644,
+        )
+        .symlink("usr/bin/tool-link", "tool")
+        .dir("usr/share/empty");
 }
 
 /// Commits the test tree into an archive repo under `dir/repo`; returns (repo, checksum).
@@ -41,9 +35,6 @@ fn commit(dir: &Path) -> (PathBuf, String) {
     make_tree(&rootfs);
     let repo = dir.join("repo");
     let req = CommitRequest {
-        repo: repo.clone(),
-        mode: RepoMode::Archive,
-        rootfs,
         owners: BTreeMap::from([("/usr/lib/chrony/state".to_string(), (995, 993))]),
         xattrs: BTreeMap::from([(
             "/usr/bin/tool".to_string(),
@@ -54,7 +45,6 @@ fn commit(dir: &Path) -> (PathBuf, String) {
                     .unwrap(),
             )],
         )]),
-        ref_name: "nestos/x86_64/test".into(),
         metadata: BTreeMap::from([
             ("version".to_string(), MetaValue::Str("1.0".into())),
             (
@@ -62,10 +52,7 @@ fn commit(dir: &Path) -> (PathBuf, String) {
                 MetaValue::Str("f44f5836de5c".into()),
             ),
         ]),
-        timestamp: 1_700_000_000,
-        parent: None,
-        subject: None,
-        fsync: false,
+        ..commit_request(&repo, &rootfs, "nestos/x86_64/test")
     };
     let r = commit_tree(&req).unwrap();
     (repo, r.checksum)
@@ -84,18 +71,6 @@ fn export(repo: &Path, out: &Path, chunking: Chunking) -> ExportResult {
         scratch: out.join("scratch"),
     })
     .unwrap()
-}
-
-fn run(cmd: &str, args: &[&str], package: &str) -> String {
-    let out = Command::new(cmd).args(args).output().unwrap_or_else(|e| {
-        panic!("cannot run `{cmd}` ({e}): install the Debian package `{package}`")
-    });
-    assert!(
-        out.status.success(),
-        "{cmd} {args:?} failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).unwrap()
 }
 
 /// The blobs of an ociarchive, by path in the archive.

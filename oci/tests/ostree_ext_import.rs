@@ -5,65 +5,32 @@
 //! Needs the Debian packages `skopeo`, `ostree`, `libzstd-dev` (to build the tool).
 
 use std::collections::BTreeMap;
-use std::os::unix::fs::PermissionsExt;
-use std::path::Path;
 use std::process::Command;
 
-#[path = "../../tests/common/ostree_ext.rs"]
-mod ostree_ext;
-
-use nosa_commit::{CommitRequest, MetaValue, RepoMode, commit_tree};
+use nosa_commit::{CommitRequest, MetaValue, commit_tree};
 use nosa_oci::{Chunking, ExportRequest, export_commit};
-use ostree_ext::ostree_ext_check;
-
-fn ostree(repo: &Path, args: &[&str]) -> String {
-    let out = Command::new("ostree")
-        .arg(format!("--repo={}", repo.display()))
-        .args(args)
-        .output()
-        .expect("run ostree (Debian package ostree)");
-    assert!(
-        out.status.success(),
-        "ostree {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
+use nosa_testkit::{TreeBuilder, commit_request, ostree, ostree_ext_check};
 
 #[test]
 fn ostree_ext_imports_a_chunked_export() {
     let tmp = tempfile::tempdir().unwrap();
     let root = tmp.path().join("root");
-    let file = |rel: &str, content: &str, mode: u32| {
-        let p = root.join(rel);
-        fs_err::create_dir_all(p.parent().unwrap()).unwrap();
-        fs_err::write(&p, content).unwrap();
-        fs_err::set_permissions(&p, std::fs::Permissions::from_mode(mode)).unwrap();
-    };
-    file("usr/bin/sh", "#!shell\n", 0o755);
-    file("usr/bin/su", "setuid\n", 0o4755);
-    file("usr/lib/libc.so", "libc\n", 0o755);
-    file("usr/etc/passwd", "root:x:0:0::/root:/bin/sh\n", 0o644);
-    file("usr/lib/modules/6.1.0/vmlinuz", "kernel\n", 0o644);
-    file("usr/lib/modules/6.1.0/initramfs.img", "initramfs\n", 0o644);
-    file("usr/lib/empty", "", 0o644);
-    // One object, two components: it is in both layers.
-    file("usr/share/licenses/bash/COPYING", "GPL\n", 0o644);
-    file("usr/share/licenses/glibc/COPYING", "GPL\n", 0o644);
-    std::os::unix::fs::symlink("sh", root.join("usr/bin/bash")).unwrap();
+    TreeBuilder::new(&root)
+        .file("usr/bin/sh", "#!shell\n", 0o755)
+        .file("usr/bin/su", "setuid\n", 0o4755)
+        .file("usr/lib/libc.so", "libc\n", 0o755)
+        .file("usr/etc/passwd", "root:x:0:0::/root:/bin/sh\n", 0o644)
+        .file("usr/lib/modules/6.1.0/vmlinuz", "kernel\n", 0o644)
+        .file("usr/lib/modules/6.1.0/initramfs.img", "initramfs\n", 0o644)
+        .file("usr/lib/empty", "", 0o644)
+        // One object, two components: it is in both layers.
+        .file("usr/share/licenses/bash/COPYING", "GPL\n", 0o644)
+        .file("usr/share/licenses/glibc/COPYING", "GPL\n", 0o644)
+        .symlink("usr/bin/bash", "sh");
     let repo = tmp.path().join("repo");
     let commit = commit_tree(&CommitRequest {
-        repo: repo.clone(),
-        mode: RepoMode::Archive,
-        rootfs: root,
-        owners: BTreeMap::new(),
-        xattrs: BTreeMap::new(),
-        ref_name: "nestos/x86_64/test".into(),
         metadata: BTreeMap::from([("version".to_string(), MetaValue::Str("1.0".into()))]),
-        timestamp: 1_700_000_000,
-        parent: None,
-        subject: None,
-        fsync: false,
+        ..commit_request(&repo, &root, "nestos/x86_64/test")
     })
     .unwrap()
     .checksum;

@@ -8,11 +8,10 @@ use std::io::{Read, Write};
 use std::path::Path;
 use std::sync::Arc;
 
-use common::{
-    Server, Work, copy_tree, error, fixture_repo, flip_byte, metadata_file, status, tiny_repo,
-};
+use common::{Server, Work, error, flip_byte, metadata_file, status, tiny_repo};
 use nosa_engine::{GraphBuilder, Status};
 use nosa_repo::{Checksum, ChecksumKind, RepoSource, RepoSyncRule, RpmDownloadRule, parse_primary};
+use nosa_testkit::{copy_dir, fixture_repo};
 
 fn sync_graph(base: String) -> (nosa_engine::Graph, String) {
     let rule = RepoSyncRule::new(
@@ -158,7 +157,7 @@ fn corrupt_package_never_enters_the_store() {
     let fixture = fixture_repo();
     let tmp = tempfile::tempdir().unwrap();
     let mirror = tmp.path().join("mirror");
-    copy_tree(&fixture, &mirror);
+    copy_dir(&fixture, &mirror);
     let pkgs = parse_primary_of(&fixture);
     let pkg = pkgs.iter().find(|p| p.name == "fixture-foo").unwrap();
     flip_byte(&mirror.join(&pkg.href));
@@ -209,7 +208,7 @@ fn parse_primary_of(repo: &Path) -> Vec<nosa_repo::Package> {
     let tmp = tempfile::tempdir().unwrap();
     let out = tmp.path();
     fs_err::copy(repo.join("repodata/repomd.xml"), out.join("repomd.xml")).unwrap();
-    copy_tree(&repo.join("repodata"), &out.join("repodata"));
+    copy_dir(&repo.join("repodata"), &out.join("repodata"));
     fs_err::write(
         out.join("repo.json"),
         r#"{"id":"x","arch":"x86_64","baseurl":[],"priority":99,"cost":1000,"exclude":[],"includepkgs":[]}"#,

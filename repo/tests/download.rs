@@ -6,9 +6,10 @@ mod common;
 
 use std::sync::Arc;
 
-use common::{Server, Work, fixture_repo, fixture_rpm_count, status};
+use common::{Server, Work, fixture_rpm_count, status};
 use nosa_engine::{GraphBuilder, Status};
 use nosa_repo::{RepoSource, RepoSyncRule, RpmDownloadRule, SyncedRepo};
+use nosa_testkit::fixture_repo;
 
 #[test]
 fn every_package_in_parallel_then_all_cached() {

@@ -7,14 +7,14 @@ mod common;
 use std::sync::Arc;
 
 use common::{
-    Server, Work, blake3_of, copy_tree, error, fixture_repo, fixture_rpm_count, flip_byte,
-    metadata_file, status, tiny_repo,
+    Server, Work, blake3_of, error, fixture_rpm_count, flip_byte, metadata_file, status, tiny_repo,
 };
 use nosa_cache::{Digest, EntryKind};
 use nosa_engine::{GraphBuilder, Params, Rule, RunContext, RunError, Status};
 use nosa_repo::{
     ChecksumKind, RepoJson, RepoSource, RepoSyncRule, SyncedRepo, parse_primary, probe_repomd,
 };
+use nosa_testkit::{copy_dir, fixture_repo};
 
 fn source(id: &str, baseurl: Vec<String>) -> RepoSource {
     RepoSource {
@@ -227,7 +227,7 @@ fn falls_back_to_the_next_mirror() {
     let tmp = tempfile::tempdir().unwrap();
     // Mirror 1 is down; mirror 2 has a corrupt primary; mirror 3 is good.
     let corrupt = tmp.path().join("corrupt");
-    copy_tree(&repo.join("repodata"), &corrupt.join("repodata"));
+    copy_dir(&repo.join("repodata"), &corrupt.join("repodata"));
     flip_byte(&metadata_file(&corrupt, "primary"));
     let dead = {
         let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();

@@ -13,6 +13,7 @@ use nosa_engine::{
     BuildOptions, Engine, Graph, GraphBuilder, Params, Rule, RunContext, RunError, Status,
 };
 use nosa_solve::{Request, ResolveRule};
+use nosa_testkit::fixture_repo;
 
 /// Outputs a repo-sync tree (repomd.xml, repodata/*, repo.json) for the fixture repository.
 /// `name` is a repo field that does not enter the tree (like the `.repo` `name=`).

@@ -3,6 +3,7 @@
 mod common;
 
 use common::*;
+use nosa_testkit::fixture_repo;
 
 /// The example manifest's package list (examples/manifests/packages.yaml, x86_64).
 const EXAMPLE: &[&str] = &[

@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 
 use common::*;
 use nosa_solve::{RepoConfig, ResolveError};
+use nosa_testkit::fixture_repo;
 use rpm::Dependency as D;
 
 /// The fixture repository staged as `fixture`, plus an `extra` repository built from `pkgs`.

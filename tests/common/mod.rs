@@ -3,8 +3,6 @@
 
 #![allow(dead_code)]
 
-pub mod ostree_ext;
-
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
@@ -126,24 +124,7 @@ pub fn expect_log(run: &Run, expect: &[(&str, &str)], rest: &str) {
     );
 }
 
-pub fn repo_root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-}
-
-pub fn copy_dir(from: &Path, to: &Path) {
-    for e in walkdir::WalkDir::new(from) {
-        let e = e.unwrap();
-        let rel = e.path().strip_prefix(from).unwrap();
-        let dest = to.join(rel);
-        if e.file_type().is_dir() {
-            fs_err::create_dir_all(&dest).unwrap();
-        } else if e.file_type().is_symlink() {
-            std::os::unix::fs::symlink(fs_err::read_link(e.path()).unwrap(), &dest).unwrap();
-        } else {
-            fs_err::copy(e.path(), &dest).unwrap();
-        }
-    }
-}
+pub use nosa_testkit::{copy_dir, workspace_root as repo_root};
 
 /// A workdir made by `nosa init` from a copy of examples/ (returns the temp root and the
 /// workdir; the config copy is `<root>/example-config`, linked as `src/config`).
@@ -210,19 +191,4 @@ pub fn fixture_workdir() -> (tempfile::TempDir, PathBuf) {
     fs_err::create_dir_all(w.join("fixtures/out")).unwrap();
     std::os::unix::fs::symlink(&repo, w.join("fixtures/out/repo")).unwrap();
     (tmp, w)
-}
-
-/// `ostree --repo=REPO ARGS` (Debian's CLI); panics with its stderr unless it succeeds.
-pub fn ostree(repo: &Path, args: &[&str]) -> String {
-    let out = Command::new("ostree")
-        .arg(format!("--repo={}", repo.display()))
-        .args(args)
-        .output()
-        .expect("run ostree (Debian package ostree; make test installs it)");
-    assert!(
-        out.status.success(),
-        "ostree {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
 }

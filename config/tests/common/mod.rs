@@ -6,14 +6,6 @@ use std::path::{Path, PathBuf};
 
 use nosa_config::{Config, ConfigWarning};
 
-/// The workspace root (parent of `config/`).
-pub fn workspace_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .unwrap()
-        .to_path_buf()
-}
-
 /// `config/tests/fixtures/<rel>`.
 pub fn fixture(rel: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))

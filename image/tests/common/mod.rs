@@ -23,15 +23,7 @@ pub const PACKAGES: &[&str] = &[
 pub const MARKER: &str = "nestos booted";
 pub const OVMF: &str = "/usr/share/ovmf/OVMF.fd";
 
-pub fn need(tool: &str, package: &str) {
-    let found = std::env::var_os("PATH")
-        .map(|p| std::env::split_paths(&p).any(|d| d.join(tool).is_file()))
-        .unwrap_or(false);
-    assert!(
-        found,
-        "`{tool}` is missing: apt-get install {package} (see docs/images.md)"
-    );
-}
+pub use nosa_testkit::need;
 
 fn sh(cmd: &str, dir: &Path) {
     let st = Command::new("sh")
@@ -44,13 +36,7 @@ fn sh(cmd: &str, dir: &Path) {
 }
 
 fn packages_dir() -> PathBuf {
-    let d = Path::new(env!("CARGO_MANIFEST_DIR")).join("../fixtures/out/repo/x86_64/Packages");
-    assert!(
-        d.is_dir(),
-        "fixture distro missing at {}: run `cargo xtask fixture-distro`",
-        d.display()
-    );
-    d
+    nosa_testkit::fixture_packages()
 }
 
 /// Unpacks the fixture RPMs into an ostree-layout tree with an initramfs.

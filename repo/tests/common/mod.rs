@@ -12,17 +12,7 @@ use std::sync::{Arc, Mutex};
 use nosa_cache::{Digest, Store, Tree};
 use nosa_engine::{BuildOptions, BuildReport, Engine, Graph, Quiet, Status};
 
-/// The fixture distro's repository; fails (never skips) when it has not been built.
-pub fn fixture_repo() -> PathBuf {
-    let p = Path::new(env!("CARGO_MANIFEST_DIR")).join("../fixtures/out/repo/x86_64");
-    assert!(
-        p.join("repodata/repomd.xml").is_file(),
-        "the fixture repository {} is missing: run `cargo xtask fixture-distro` first \
-         (`make test` does)",
-        p.display()
-    );
-    p.canonicalize().unwrap()
-}
+use nosa_testkit::fixture_repo;
 
 /// How many RPMs the fixture repository holds: counted in its `Packages/` directory, so the
 /// metadata the tests parse is checked against the files, not against a number written here.
@@ -198,29 +188,6 @@ fn tiny_repo_made(dir: &Path, compress: &str) -> PathBuf {
         String::from_utf8_lossy(&out.stderr)
     );
     repo
-}
-
-/// Copies a repository directory tree.
-pub fn copy_tree(from: &Path, to: &Path) {
-    for e in walk(from) {
-        let rel = e.strip_prefix(from).unwrap();
-        let dest = to.join(rel);
-        fs_err::create_dir_all(dest.parent().unwrap()).unwrap();
-        fs_err::copy(&e, &dest).unwrap();
-    }
-}
-
-fn walk(dir: &Path) -> Vec<PathBuf> {
-    let mut out = Vec::new();
-    for e in fs_err::read_dir(dir).unwrap() {
-        let p = e.unwrap().path();
-        if p.is_dir() {
-            out.extend(walk(&p));
-        } else {
-            out.push(p);
-        }
-    }
-    out
 }
 
 /// The path of the `kind` metadata file of the repository at `repo`.

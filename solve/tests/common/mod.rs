@@ -3,21 +3,12 @@
 #![allow(dead_code)]
 
 use std::collections::BTreeSet;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 
 use nosa_solve::{Lock, RepoConfig, RepoData, Request, Resolution, ResolveError, resolve};
 
-/// The fixture distro's x86_64 repository; fails with the command that builds it.
-pub fn fixture_repo() -> PathBuf {
-    let p = Path::new(env!("CARGO_MANIFEST_DIR")).join("../fixtures/out/repo/x86_64");
-    assert!(
-        p.join("repodata/repomd.xml").is_file(),
-        "the fixture repository {} is missing: run `cargo xtask fixture-distro`",
-        p.display()
-    );
-    p
-}
+use nosa_testkit::need as require_tool;
 
 /// A repo-sync style tree in `dest` from an rpm-md repository at `repo`: `repomd.xml`,
 /// `repodata/*`, `repo.json`.
@@ -82,20 +73,6 @@ pub fn nevras(r: &Resolution) -> BTreeSet<String> {
 /// A lock from an evra string.
 pub fn lock(evra: &str) -> Lock {
     Lock::from_evra(evra)
-}
-
-/// Fails with the Debian package to install when `tool` is missing.
-pub fn require_tool(tool: &str, package: &str) {
-    let found = Command::new("sh")
-        .arg("-c")
-        .arg(format!("command -v {tool}"))
-        .output()
-        .map(|o| o.status.success())
-        .unwrap_or(false);
-    assert!(
-        found,
-        "`{tool}` is missing: install the Debian package `{package}` (apt-get install -y {package})"
-    );
 }
 
 /// A package to build for a test repository.
