@@ -8,6 +8,7 @@
 
 mod common;
 
+use std::collections::BTreeMap;
 use std::path::Path;
 use std::process::Command;
 
@@ -465,6 +466,17 @@ fn copy_tree(from: &Path, to: &Path) {
     assert!(st.success(), "cp -a {} {}", from.display(), to.display());
 }
 
+/// `nosa graph build --json` in `dir`, which must succeed; its summary.
+fn graph_build(dir: &Path) -> BTreeMap<String, String> {
+    let out = nosa(dir, &["graph", "build", "--json"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    summary(&out)
+}
+
 /// `nosa graph build` without targets builds the OS of the demo workdir (versioned and
 /// recorded as `nosa build` records it); a copy of the workdir in another directory finds
 /// every node cached (no key depends on where the workdir is); an overlay edit there makes a
@@ -473,13 +485,7 @@ fn copy_tree(from: &Path, to: &Path) {
 fn graph_build_builds_the_os_and_keys_do_not_depend_on_the_workdir_path() {
     let tmp = tempfile::tempdir().unwrap();
     let a = demo_copy(tmp.path());
-    let out = nosa(&a, &["graph", "build", "--json"]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let s = summary(&out);
+    let s = graph_build(&a);
     for id in [
         "ostree-commit:x86_64",
         "oci:x86_64",
@@ -499,13 +505,7 @@ fn graph_build_builds_the_os_and_keys_do_not_depend_on_the_workdir_path() {
     fs_err::create_dir_all(&moved).unwrap();
     copy_tree(&a, &moved);
     let b = moved.join("demo");
-    let out = nosa(&b, &["graph", "build", "--json"]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let s = summary(&out);
+    let s = graph_build(&b);
     let ran: Vec<&String> = s
         .iter()
         .filter(|(_, st)| *st != "cached")
@@ -522,13 +522,7 @@ fn graph_build_builds_the_os_and_keys_do_not_depend_on_the_workdir_path() {
     let mut text = fs_err::read_to_string(&file).unwrap();
     text.push_str("edited by the graph build test\n");
     fs_err::write(&file, text).unwrap();
-    let out = nosa(&b, &["graph", "build", "--json"]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let s = summary(&out);
+    let s = graph_build(&b);
     assert_eq!(s["ostree-commit:x86_64"], "ran", "{s:?}");
     assert_eq!(s["resolve:x86_64"], "cached", "{s:?}");
     let index = json(&b.join("builds/builds.json"));

@@ -550,13 +550,7 @@ fn commit_and_oci(
     }
     x.target("ostree", &commit);
     let oci = ids::oci(arch);
-    let name = c
-        .image
-        .json
-        .get("name")
-        .and_then(J::as_str)
-        .unwrap_or("nestos")
-        .to_string();
+    let name = c.os_name().to_string();
     match known.versions.get(arch) {
         Some(v) => {
             // One layer per package, the rpm database and each overlay (see docs/oci.md).

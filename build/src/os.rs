@@ -19,7 +19,6 @@ use nosa_cache::{Digest, EntryKind, Materialize, Tree};
 use nosa_commit::CommitRecord;
 use nosa_config::BuildDate;
 use nosa_engine::{BuildOptions, BuildReport, BuildState, Good, Observer, Planned};
-use serde_json::Value as J;
 
 use crate::builds::{BuildsDir, COMMIT_DIR, ImageFile, Meta};
 use crate::expand::{CommitVersion, IMAGE_TARGETS, commit_rule};
@@ -328,13 +327,7 @@ fn record(
                 images.insert("ostree".into(), ImageFile { path, sha256, size });
             }
         }
-        let name = c
-            .image
-            .json
-            .get("name")
-            .and_then(J::as_str)
-            .unwrap_or("nestos")
-            .to_string();
+        let name = c.os_name().to_string();
         let meta = Meta {
             buildid: version.to_string(),
             name,

@@ -242,6 +242,16 @@ impl Config {
         sorted(v)
     }
 
+    /// The OS name image.yaml gives (`name`), `nestos` when it gives none: the name of the
+    /// OCI archive, the images and meta.json's `name`.
+    pub fn os_name(&self) -> &str {
+        self.image
+            .json
+            .get("name")
+            .and_then(J::as_str)
+            .unwrap_or("nestos")
+    }
+
     /// The overlay layers rpm-ostree checks out over the packages: the `overlay/<name>`
     /// entries of `ostree-layers`, in that order (cosa commits every `overlay.d` directory,
     /// but only those the manifest lists are applied). Entries without a directory were
