@@ -2,7 +2,8 @@
 # nestos.basic: nosa's built-in checks of a booted image. What one image must show is beside
 # this script, written by the kola rule: expect.env (shell assignments: DEPLOY, COMMIT,
 # FIRMWARE, SECTOR_SIZE, ROOTFS), expected-kargs and expected-files (one per line) and
-# expected-os-release. Prints one PASS or FAIL line per check; exits 0 when all pass.
+# expected-os-release. Prints one PASS or FAIL line per check (values in single quotes);
+# exits 0 when all pass.
 cd "$(dirname "$0")" || exit 2
 . ./expect.env
 fails=0
@@ -13,11 +14,11 @@ has_karg() { for t in $(cat /proc/cmdline); do [ "$t" = "$1" ] && return 0; done
 if [ "$(stat -c %d:%i /)" = "$(stat -c %d:%i "$DEPLOY" 2>/dev/null)" ]; then
     pass "booted commit $COMMIT"
 else
-    fail "booted commit $COMMIT: / is not $DEPLOY"
+    fail "booted commit $COMMIT: / is not '$DEPLOY'"
 fi
 while IFS= read -r k; do
     [ -n "$k" ] || continue
-    if has_karg "$k"; then pass "karg $k"; else fail "karg $k not in $(cat /proc/cmdline)"; fi
+    if has_karg "$k"; then pass "karg '$k'"; else fail "karg '$k' not in $(cat /proc/cmdline)"; fi
 done < expected-kargs
 if has_karg ignition.firstboot; then
     pass "first-boot flag ignition.firstboot"
@@ -49,13 +50,13 @@ else
 fi
 fstype=$(awk '$2 == "/sysroot" { print $3 }' /proc/mounts)
 if [ "$fstype" = "$ROOTFS" ]; then
-    pass "root filesystem is $ROOTFS"
+    pass "root filesystem is '$ROOTFS'"
 else
-    fail "root filesystem is '$fstype', expected $ROOTFS"
+    fail "root filesystem is '$fstype', expected '$ROOTFS'"
 fi
 while IFS= read -r f; do
     [ -n "$f" ] || continue
-    if [ -e "$f" ]; then pass "file $f"; else fail "file $f is missing"; fi
+    if [ -e "$f" ]; then pass "file '$f'"; else fail "file '$f' is missing"; fi
 done < expected-files
 echo "$fails failed"
 [ "$fails" = 0 ]

@@ -391,6 +391,32 @@ mod tests {
     use super::*;
 
     #[test]
+    fn the_guest_script_parses_and_reads_what_the_rule_quotes() {
+        let d = tempfile::tempdir().unwrap();
+        let script = d.path().join("basic.sh");
+        fs_err::write(&script, BASIC_SH).unwrap();
+        let st = std::process::Command::new("sh")
+            .arg("-n")
+            .arg(&script)
+            .status()
+            .unwrap();
+        assert!(st.success(), "basic.sh has a syntax error");
+        // A value with a quote and a space survives the rule's quoting into the script's env.
+        let value = "it's a /path";
+        fs_err::write(
+            d.path().join("expect.env"),
+            format!("DEPLOY={}\n", sh_quote(value)),
+        )
+        .unwrap();
+        let out = std::process::Command::new("sh")
+            .args(["-c", ". ./expect.env; printf %s \"$DEPLOY\""])
+            .current_dir(d.path())
+            .output()
+            .unwrap();
+        assert_eq!(String::from_utf8_lossy(&out.stdout), value);
+    }
+
+    #[test]
     fn a_blank_result_disk_is_no_result() {
         let d = tempfile::tempdir().unwrap();
         let disk = d.path().join("out.img");
