@@ -61,12 +61,23 @@ impl Store {
         self.root.join("logs")
     }
 
+    /// `<root>/<kind>/<aa>/<hex><ext>`, built in one allocation: it is asked for once per node
+    /// (action records) or per file (blobs) on every build, the no-op one included.
     pub(crate) fn sharded(&self, kind: &str, d: &Digest, ext: &str) -> PathBuf {
         let hex = d.to_hex();
-        self.root
-            .join(kind)
-            .join(&hex[..2])
-            .join(format!("{hex}{ext}"))
+        let root = self.root.as_os_str();
+        let mut p = std::ffi::OsString::with_capacity(root.len() + kind.len() + hex.len() + 8);
+        p.push(root);
+        if !root.as_encoded_bytes().ends_with(b"/") {
+            p.push("/");
+        }
+        p.push(kind);
+        p.push("/");
+        p.push(&hex[..2]);
+        p.push("/");
+        p.push(&hex);
+        p.push(ext);
+        PathBuf::from(p)
     }
 
     /// Path of blob `d` (which may not exist).
@@ -302,6 +313,29 @@ fn annotate(err: std::io::Error, path: &Path) -> std::io::Error {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn sharded_paths_are_the_joined_layout() {
+        let d = Digest::of(b"x");
+        let hex = d.to_hex();
+        for root in ["/w/cache/store", "/w/cache/store/"] {
+            let store = Store {
+                root: PathBuf::from(root),
+            };
+            let joined = Path::new("/w/cache/store/ac")
+                .join(&hex[..2])
+                .join(format!("{hex}.json"));
+            let got = store.sharded("ac", &d, ".json");
+            assert_eq!(got.as_os_str(), joined.as_os_str(), "root {root}");
+            assert_eq!(
+                store.blob_path(&d).as_os_str(),
+                Path::new("/w/cache/store/blobs")
+                    .join(&hex[..2])
+                    .join(&hex)
+                    .as_os_str()
+            );
+        }
+    }
 
     #[test]
     fn ingest_then_materialize_round_trips() {

@@ -31,8 +31,6 @@ pub(crate) enum Decision {
 pub(crate) struct Selection {
     /// Graph index of each local node.
     pub nodes: Vec<usize>,
-    /// Local number of each graph node (`usize::MAX` outside the selection).
-    pub local_of: Vec<usize>,
     /// Each local node's dependencies, as local numbers.
     pub deps: Vec<Vec<usize>>,
 }
@@ -49,11 +47,7 @@ impl Selection {
             .iter()
             .map(|&g| graph.node(g).deps.iter().map(|&d| local_of[d]).collect())
             .collect();
-        Selection {
-            nodes,
-            local_of,
-            deps,
-        }
+        Selection { nodes, deps }
     }
 
     /// Number of nodes.

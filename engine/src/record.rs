@@ -11,7 +11,7 @@ use rayon::prelude::*;
 use crate::decide::Selection;
 use crate::exec::{BuildOptions, BuildReport, Engine, EngineError, WitnessRequest, timing};
 use crate::graph::Graph;
-use crate::node::{InputFile, InputSpec, MaterializeTo};
+use crate::node::MaterializeTo;
 use crate::schedule::Scheduled;
 use crate::state::{BuildState, Good, NodeState, Status};
 use crate::witness::{self, Trace};
@@ -31,9 +31,6 @@ pub(crate) struct Leftovers {
     pub stat: StatCache,
     pub trace: Option<Trace>,
     pub build_no: u64,
-    /// Dropped on a background thread (freeing them is measurable).
-    pub inputs: Vec<Result<Vec<InputFile>, String>>,
-    pub specs: Vec<Vec<InputSpec>>,
 }
 
 impl Engine {
@@ -46,19 +43,20 @@ impl Engine {
         left: Leftovers,
         opts: &BuildOptions,
     ) -> Result<BuildReport, EngineError> {
-        let Scheduled { report, goods } = done;
+        let Scheduled {
+            report,
+            order,
+            goods,
+        } = done;
         let Leftovers {
             mut state,
             mut stat,
             mut trace,
             build_no,
-            inputs,
-            specs,
         } = left;
         let t = Instant::now();
         // Remember the outcome and place outputs in the workdir.
-        for r in &report.nodes {
-            let l = sel.local_of[graph.index_of(&r.id).expect("node of the graph")];
+        for (r, &l) in report.nodes.iter().zip(&order) {
             if !state.nodes.contains_key(&r.id) {
                 state.nodes.insert(
                     r.id.clone(),
@@ -91,9 +89,6 @@ impl Engine {
             if r.status != Status::Skipped {
                 entry.reasons = r.reasons.clone();
             }
-            if let Some(g) = goods[l] {
-                entry.good = Some(g);
-            }
         }
         timing("build: update state", t);
         let t = Instant::now();
@@ -101,11 +96,11 @@ impl Engine {
         let candidates: Vec<(&str, MaterializeTo, Digest)> = report
             .nodes
             .par_iter()
-            .filter(|r| matches!(r.status, Status::Ran | Status::Cached | Status::Cutoff))
-            .filter_map(|r| {
-                let g = graph.index_of(&r.id).expect("node");
-                let to = graph.node(g).rule.materialize()?;
-                let good = goods[sel.local_of[g]].expect("succeeded");
+            .zip(&order)
+            .filter(|(r, _)| matches!(r.status, Status::Ran | Status::Cached | Status::Cutoff))
+            .filter_map(|(r, &l)| {
+                let to = graph.node(sel.nodes[l]).rule.materialize()?;
+                let good = goods[l].expect("succeeded");
                 Some((r.id.as_str(), to, good.tree))
             })
             .collect();
@@ -164,9 +159,8 @@ impl Engine {
             self.write_witness(req, trace, &goods, &report);
             timing("build: write witness", t);
         }
-        // Freeing tens of thousands of small allocations is measurable at this scale; let a
-        // short-lived thread do it while the caller reports.
-        std::thread::spawn(move || drop((state, stat, inputs, specs)));
+        // Freeing the state's allocations is measurable at this scale (see `Engine::build`).
+        std::thread::spawn(move || drop((state, stat)));
         if let Some(e) = mat_error {
             return Err(e);
         }

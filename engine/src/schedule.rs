@@ -5,10 +5,8 @@
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex, mpsc};
 
-use nosa_cache::Digest;
-
 use crate::decide::{Decision, Selection, Speculation, components};
-use crate::exec::{BuildOptions, BuildReport, Engine, EngineError, Event, NodeResult, Observer};
+use crate::exec::{BuildOptions, BuildReport, Engine, Event, NodeResult, Observer};
 use crate::graph::Graph;
 use crate::node::{DepOutput, InputFile};
 use crate::queue::DependencyQueue;
@@ -45,12 +43,22 @@ impl Outcome {
             log,
         }
     }
+
+    const SKIPPED: Outcome = Outcome {
+        status: Status::Skipped,
+        good: None,
+        ms: 0,
+        error: None,
+        log: None,
+    };
 }
 
 /// What a finished build leaves for recording.
 pub(crate) struct Scheduled {
     /// Node results in completion order.
     pub report: BuildReport,
+    /// The local number of each of `report.nodes`, in the same order.
+    pub order: Vec<usize>,
     /// Each node's output, where it has one.
     pub goods: Vec<Option<Good>>,
 }
@@ -67,6 +75,7 @@ pub(crate) struct Scheduler<'a> {
     /// Why each running node runs (moved into its result when it ends).
     reasons: Vec<Vec<Reason>>,
     report: BuildReport,
+    order: Vec<usize>,
     /// A failure without `keep_going`: start nothing new.
     stopped: bool,
 }
@@ -89,6 +98,7 @@ impl<'a> Scheduler<'a> {
             statuses: vec![None; n],
             reasons: vec![Vec::new(); n],
             report: BuildReport::default(),
+            order: Vec::with_capacity(n),
             stopped: false,
         }
     }
@@ -100,10 +110,11 @@ impl<'a> Scheduler<'a> {
     /// The one finish path: records node `l`'s outcome, tells the observer, and releases its
     /// dependents, or, if it failed, skips them (and stops the build unless `keep_going`).
     fn finish(&mut self, l: usize, o: Outcome) {
-        self.record(l, o.status, o.good, o.ms, o.error, o.log);
-        if o.status == Status::Failed {
+        let failed = o.status == Status::Failed;
+        self.record(l, o);
+        if failed {
             for s in self.queue.finish(l, false) {
-                self.record(s, Status::Skipped, None, 0, None, None);
+                self.record(s, Outcome::SKIPPED);
             }
             if !self.keep_going {
                 self.stopped = true;
@@ -113,29 +124,32 @@ impl<'a> Scheduler<'a> {
         }
     }
 
-    fn record(
-        &mut self,
-        l: usize,
-        status: Status,
-        good: Option<Good>,
-        ms: u64,
-        error: Option<String>,
-        log: Option<PathBuf>,
-    ) {
-        self.statuses[l] = Some(status);
-        if good.is_some() {
-            self.goods[l] = good;
+    /// Node `l`'s result: its status and output, the event, the report entry.
+    fn record(&mut self, l: usize, o: Outcome) {
+        self.statuses[l] = Some(o.status);
+        if o.good.is_some() {
+            self.goods[l] = o.good;
         }
         let r = NodeResult {
             id: self.id(l).to_string(),
-            status,
-            ms,
+            status: o.status,
+            ms: o.ms,
             reasons: std::mem::take(&mut self.reasons[l]),
-            error,
-            log,
+            error: o.error,
+            log: o.log,
         };
         self.obs.event(&Event::Finished(&r));
         self.report.nodes.push(r);
+        self.order.push(l);
+    }
+
+    /// A hit: cached, or cut off when a dependency ran in this build.
+    fn hit(&mut self, l: usize, good: Good) {
+        let cut = self.sel.deps[l]
+            .iter()
+            .any(|&d| self.statuses[d] == Some(Status::Ran));
+        let status = if cut { Status::Cutoff } else { Status::Cached };
+        self.finish(l, Outcome::hit(status, good));
     }
 
     /// Decides ready node `l`: a hit or a failure to resolve its inputs finishes it here;
@@ -149,70 +163,54 @@ impl<'a> Scheduler<'a> {
         inputs: &mut [Result<Vec<InputFile>, String>],
         opts: &BuildOptions,
     ) -> Option<Job> {
+        // A speculated hit had all its inputs resolved, and needs nothing else.
+        if let Some(good) = spec.hit(l, self.sel, &self.goods) {
+            self.hit(l, good);
+            return None;
+        }
         let node = self.graph.node(self.sel.nodes[l]);
-        let deps = &self.sel.deps[l];
-        let decision = match spec.hit(l, self.sel, &self.goods) {
-            // A speculated hit had all its inputs resolved, and needs nothing else.
-            Some(good) => (Decision::Hit(good), Vec::new(), Vec::new(), None),
-            None => {
-                let node_inputs = match std::mem::replace(&mut inputs[l], Ok(Vec::new())) {
-                    Ok(v) => v,
-                    Err(msg) => {
-                        self.finish(l, Outcome::failed(msg, None));
-                        return None;
-                    }
-                };
-                let dep_outputs: Vec<DepOutput> = deps
-                    .iter()
-                    .map(|&d| {
-                        let good = self.goods[d].expect("dependency finished");
-                        DepOutput {
-                            id: self.id(d).to_string(),
-                            tree: good.tree,
-                            output: good.output,
-                        }
-                    })
-                    .collect();
-                let c = components(node.rule.as_ref(), &node_inputs, &dep_outputs);
-                let prev = state.nodes.get(&node.id);
-                let force = opts.force.contains(&node.id);
-                let previous: Option<Digest> = prev.and_then(|p| p.good).map(|g| g.tree);
-                (
-                    engine.decide(c, prev, force),
-                    node_inputs,
-                    dep_outputs,
-                    previous,
-                )
+        let node_inputs = match std::mem::replace(&mut inputs[l], Ok(Vec::new())) {
+            Ok(v) => v,
+            Err(msg) => {
+                self.finish(l, Outcome::failed(msg, None));
+                return None;
             }
         };
-        match decision {
-            (Decision::Hit(good), ..) => {
-                let cut = deps.iter().any(|&d| self.statuses[d] == Some(Status::Ran));
-                let status = if cut { Status::Cutoff } else { Status::Cached };
-                self.finish(l, Outcome::hit(status, good));
+        let dep_outputs: Vec<DepOutput> = self.sel.deps[l]
+            .iter()
+            .map(|&d| {
+                let good = self.goods[d].expect("dependency finished");
+                DepOutput {
+                    id: self.id(d).to_string(),
+                    tree: good.tree,
+                    output: good.output,
+                }
+            })
+            .collect();
+        let c = components(node.rule.as_ref(), &node_inputs, &dep_outputs);
+        let prev = state.nodes.get(&node.id);
+        let force = opts.force.contains(&node.id);
+        match engine.decide(c, prev, force) {
+            Decision::Hit(good) => {
+                self.hit(l, good);
                 None
             }
-            (
-                Decision::Run {
-                    key,
-                    components,
-                    reasons,
-                },
-                inputs,
-                deps,
-                previous,
-            ) => {
+            Decision::Run {
+                key,
+                components,
+                reasons,
+            } => {
                 self.obs.event(&Event::Started { id: &node.id });
                 self.reasons[l] = reasons;
                 Some(Job {
                     local: l,
                     id: node.id.clone(),
                     rule: Arc::clone(&node.rule),
-                    inputs,
-                    deps,
+                    inputs: node_inputs,
+                    deps: dep_outputs,
                     key,
                     components,
-                    previous,
+                    previous: prev.and_then(|p| p.good).map(|g| g.tree),
                 })
             }
         }
@@ -245,7 +243,7 @@ impl<'a> Scheduler<'a> {
         spec: &Speculation,
         inputs: &mut [Result<Vec<InputFile>, String>],
         opts: &BuildOptions,
-    ) -> Result<Scheduled, EngineError> {
+    ) -> Scheduled {
         self.obs.event(&Event::Start {
             total: self.sel.len(),
         });
@@ -290,12 +288,13 @@ impl<'a> Scheduler<'a> {
         });
         if self.stopped {
             for l in self.queue.drain_unstarted() {
-                self.record(l, Status::Skipped, None, 0, None, None);
+                self.record(l, Outcome::SKIPPED);
             }
         }
-        Ok(Scheduled {
+        Scheduled {
             report: self.report,
+            order: self.order,
             goods: self.goods,
-        })
+        }
     }
 }
