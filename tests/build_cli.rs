@@ -13,7 +13,7 @@ use std::path::Path;
 use std::process::Command;
 
 use common::{fixture_workdir, nosa, summary};
-use nosa_testkit::ostree;
+use nosa_testkit::{cp_a, ostree, workspace_root};
 
 fn json(p: &Path) -> serde_json::Value {
     serde_json::from_slice(&fs_err::read(p).unwrap()).unwrap()
@@ -440,12 +440,12 @@ fn demo_copy(root: &Path) -> std::path::PathBuf {
     let w = root.join("demo");
     fs_err::create_dir_all(w.join("fixtures/out")).unwrap();
     fs_err::copy(
-        common::repo_root().join("nestos.build.toml"),
+        workspace_root().join("nestos.build.toml"),
         w.join("nestos.build.toml"),
     )
     .unwrap();
-    common::copy_dir(&common::repo_root().join("examples"), &w.join("examples"));
-    let repo = common::repo_root().join("fixtures/out/repo");
+    nosa_testkit::copy_dir(&workspace_root().join("examples"), &w.join("examples"));
+    let repo = workspace_root().join("fixtures/out/repo");
     assert!(
         repo.join("x86_64/repodata/repomd.xml").is_file(),
         "{} is missing: run `cargo xtask fixture-distro` (make test does)",
@@ -453,17 +453,6 @@ fn demo_copy(root: &Path) -> std::path::PathBuf {
     );
     std::os::unix::fs::symlink(&repo, w.join("fixtures/out/repo")).unwrap();
     w
-}
-
-/// `cp -a`: the store's hardlinks and modes kept.
-fn copy_tree(from: &Path, to: &Path) {
-    let st = Command::new("cp")
-        .arg("-a")
-        .arg(from)
-        .arg(to)
-        .status()
-        .unwrap();
-    assert!(st.success(), "cp -a {} {}", from.display(), to.display());
 }
 
 /// `nosa graph build --json` in `dir`, which must succeed; its summary.
@@ -503,7 +492,7 @@ fn graph_build_builds_the_os_and_keys_do_not_depend_on_the_workdir_path() {
     // The same workdir elsewhere: nothing reruns, not even repo-sync and resolve.
     let moved = tmp.path().join("elsewhere");
     fs_err::create_dir_all(&moved).unwrap();
-    copy_tree(&a, &moved);
+    cp_a(&a, &moved);
     let b = moved.join("demo");
     let s = graph_build(&b);
     let ran: Vec<&String> = s

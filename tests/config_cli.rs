@@ -6,7 +6,8 @@ mod common;
 
 use std::path::Path;
 
-use common::{example_workdir, nosa, repo_root};
+use common::{example_workdir, nosa};
+use nosa_testkit::workspace_root;
 
 fn json(out: &std::process::Output) -> serde_json::Value {
     assert!(
@@ -175,7 +176,7 @@ fn undefined_repo_is_an_error_for_builds_and_a_warning_for_show() {
 #[test]
 #[ignore = "needs ../shared/reference"]
 fn reference_configs_expand() {
-    let base = repo_root().join("../shared/reference/configs");
+    let base = workspace_root().join("../shared/reference/configs");
     assert!(
         base.is_dir(),
         "{} is absent: this test needs the public reference configs",

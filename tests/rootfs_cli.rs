@@ -136,7 +136,7 @@ fn output_file(w: &std::path::Path, id: &str, path: &str) -> Vec<u8> {
 #[test]
 fn overrides_rpm_replace_same_name_packages() {
     let (_tmp, w) = fixture_workdir();
-    let packages = common::repo_root().join("fixtures/out/repo/x86_64/Packages");
+    let packages = nosa_testkit::fixture_packages();
     let lib13 = "fixture-lib-1.3-1.nosa1.x86_64";
     fs_err::create_dir_all(w.join("overrides/rpm")).unwrap();
     fs_err::copy(

@@ -134,16 +134,6 @@ pub fn nosa() -> PathBuf {
     PathBuf::from(env!("CARGO_BIN_EXE_nosa"))
 }
 
-pub fn copy_dir(from: &Path, to: &Path) {
-    let st = Command::new("cp")
-        .arg("-a")
-        .arg(from)
-        .arg(to)
-        .status()
-        .unwrap();
-    assert!(st.success());
-}
-
 /// A workdir with a copy of examples/ and the fixture repo linked in.
 pub fn example_workdir(root: &Path, name: &str) -> (PathBuf, PathBuf) {
     let repo_root = Path::new(env!("CARGO_MANIFEST_DIR"));
@@ -156,7 +146,7 @@ pub fn example_workdir(root: &Path, name: &str) -> (PathBuf, PathBuf) {
     let _ = fs_err::remove_dir_all(&base);
     fs_err::create_dir_all(&base).unwrap();
     let cfg = base.join("config");
-    copy_dir(&repo_root.join("examples"), &cfg);
+    nosa_testkit::cp_a(&repo_root.join("examples"), &cfg);
     let w = base.join("work");
     fs_err::create_dir_all(w.join("fixtures/out")).unwrap();
     std::os::unix::fs::symlink(&fixture, w.join("fixtures/out/repo")).unwrap();

@@ -605,15 +605,7 @@ fn commit_and_oci(
 fn images(x: &mut Expansion, st: &Stage<'_>, commit: &str, name: &str) {
     let (c, arch, known, map) = (st.c, st.arch, st.known, st.map);
     let image_json = J::Object(c.image.json.clone());
-    let image_inputs: Vec<InputSpec> = c
-        .files_read
-        .iter()
-        .filter(|f| {
-            f.file_name()
-                .is_some_and(|n| n.to_string_lossy().starts_with("image"))
-        })
-        .filter_map(|f| map.input(f))
-        .collect();
+    let image_inputs: Vec<InputSpec> = c.image_files.iter().filter_map(|f| map.input(f)).collect();
     // One image-fs node per platform (deploy + partition contents), shared by the images
     // of that platform (metal and metal4k); each image node only assembles its disk.
     let mut fs_nodes: BTreeMap<&str, String> = BTreeMap::new();

@@ -73,6 +73,9 @@ pub struct Config {
     pub kola_denylist: Option<J>,
     /// Every file read while loading, in order (absolute paths; inputs of graph keys).
     pub files_read: Vec<PathBuf>,
+    /// The files of [`Config::files_read`] that image.yaml was loaded from (it and its
+    /// includes): what the image nodes declare as inputs.
+    pub image_files: Vec<PathBuf>,
     /// Problems that did not stop loading.
     pub warnings: Vec<ConfigWarning>,
 }
@@ -125,11 +128,13 @@ impl Config {
 
         // image.yaml
         let image_path = dir.join(format!("image{suffix}.yaml"));
+        let image_start = sources.len();
         let image = if image_path.is_file() {
             image::load(&image_path, &mut sources)?
         } else {
             image::defaults_only()
         };
+        let image_files = sources.paths_from(image_start);
 
         // .repo files
         let mut rv = RepoVars::default();
@@ -225,6 +230,7 @@ impl Config {
             platforms,
             kola_denylist,
             files_read: sources.paths(),
+            image_files,
             warnings,
             dir,
         })

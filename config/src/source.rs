@@ -115,14 +115,24 @@ impl Sources {
         &self.files[id]
     }
 
-    /// Paths of every file read, in order, without duplicates.
-    pub fn paths(&self) -> Vec<PathBuf> {
+    /// How many files have been read so far (a mark for [`Sources::paths_from`]).
+    pub fn len(&self) -> usize {
+        self.files.len()
+    }
+
+    /// Paths of the files read since mark `start`, in order, without duplicates.
+    pub fn paths_from(&self, start: usize) -> Vec<PathBuf> {
         let mut out: Vec<PathBuf> = Vec::new();
-        for f in &self.files {
+        for f in &self.files[start.min(self.files.len())..] {
             if !out.contains(&f.path) {
                 out.push(f.path.clone());
             }
         }
         out
+    }
+
+    /// Paths of every file read, in order, without duplicates.
+    pub fn paths(&self) -> Vec<PathBuf> {
+        self.paths_from(0)
     }
 }

@@ -34,6 +34,9 @@ fn example_x86_64() {
     assert_eq!(c.treefile.ref_name.as_deref(), Some("nestos/x86_64/devel"));
     assert_eq!(c.overlays.len(), 2);
     assert!(c.warnings.is_empty(), "{:?}", c.warnings);
+    // What the image nodes declare: image.yaml and what it includes, nothing else read.
+    let image: Vec<String> = c.image_files.iter().map(|p| common::rel(&c, p)).collect();
+    assert_eq!(image, ["image.yaml", "image-base.yaml"]);
     let date = BuildDate::from_unix(1_709_251_200);
     assert_eq!(
         c.treefile.version_prefix(&date).unwrap().unwrap(),

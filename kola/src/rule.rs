@@ -98,11 +98,6 @@ pub struct KolaResult {
 }
 
 impl KolaRule {
-    /// The node id.
-    pub fn node_id(&self) -> String {
-        format!("kola:{}:{}:{}", self.arch, self.image.name(), self.test)
-    }
-
     /// The expectations `basic.sh` reads for one image (see the script's header).
     fn basic_expectations(
         &self,

@@ -52,6 +52,17 @@ impl TreeBuilder {
     }
 }
 
+/// `cp -a FROM TO`: hardlinks, modes, owners and times kept (a workdir with its store).
+pub fn cp_a(from: &Path, to: &Path) {
+    let st = std::process::Command::new("cp")
+        .arg("-a")
+        .arg(from)
+        .arg(to)
+        .status()
+        .expect("run cp (Debian package coreutils)");
+    assert!(st.success(), "cp -a {} {}", from.display(), to.display());
+}
+
 /// Copies the tree at `from` to `to`: directories, files (content and mode), symlinks as
 /// symlinks.
 pub fn copy_dir(from: &Path, to: &Path) {

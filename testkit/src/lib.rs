@@ -9,7 +9,7 @@ mod ostree;
 mod paths;
 mod tools;
 
-pub use fs::{TreeBuilder, copy_dir};
+pub use fs::{TreeBuilder, copy_dir, cp_a};
 pub use os_tree::{commit_request, sample_os_tree};
 pub use ostree::{Entry, ostree, ostree_ext_check, ostree_ls};
 pub use paths::{fixture_packages, fixture_repo, workspace_root};

@@ -124,14 +124,14 @@ pub fn expect_log(run: &Run, expect: &[(&str, &str)], rest: &str) {
     );
 }
 
-pub use nosa_testkit::{copy_dir, workspace_root as repo_root};
+use nosa_testkit::{copy_dir, workspace_root};
 
 /// A workdir made by `nosa init` from a copy of examples/ (returns the temp root and the
 /// workdir; the config copy is `<root>/example-config`, linked as `src/config`).
 pub fn example_workdir() -> (tempfile::TempDir, PathBuf) {
     let tmp = tempfile::tempdir().unwrap();
     let src = tmp.path().join("example-config");
-    copy_dir(&repo_root().join("examples"), &src);
+    copy_dir(&workspace_root().join("examples"), &src);
     let w = tmp.path().join("work");
     fs_err::create_dir_all(&w).unwrap();
     let out = nosa(&w, &["init", src.to_str().unwrap()]);
@@ -181,7 +181,7 @@ pub fn summary(out: &Output) -> BTreeMap<String, String> {
 /// file expects it (`$nosa_workdir/fixtures/out/repo`). Fails when the fixture distro is not
 /// built, naming the command that builds it.
 pub fn fixture_workdir() -> (tempfile::TempDir, PathBuf) {
-    let repo = repo_root().join("fixtures/out/repo");
+    let repo = workspace_root().join("fixtures/out/repo");
     assert!(
         repo.join("x86_64/repodata/repomd.xml").is_file(),
         "{} is missing: run `cargo xtask fixture-distro` (make test does)",

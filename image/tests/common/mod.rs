@@ -23,7 +23,7 @@ pub const PACKAGES: &[&str] = &[
 pub const MARKER: &str = "nestos booted";
 pub const OVMF: &str = "/usr/share/ovmf/OVMF.fd";
 
-pub use nosa_testkit::need;
+use nosa_testkit::need;
 
 fn sh(cmd: &str, dir: &Path) {
     let st = Command::new("sh")

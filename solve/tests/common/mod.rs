@@ -8,7 +8,7 @@ use std::process::Command;
 
 use nosa_solve::{Lock, RepoConfig, RepoData, Request, Resolution, ResolveError, resolve};
 
-use nosa_testkit::need as require_tool;
+use nosa_testkit::need;
 
 /// A repo-sync style tree in `dest` from an rpm-md repository at `repo`: `repomd.xml`,
 /// `repodata/*`, `repo.json`.
@@ -101,7 +101,7 @@ pub fn pkg(name: &'static str, version: &'static str) -> Pkg {
 
 /// Builds `pkgs` with the `rpm` crate into `dir/Packages` and runs createrepo_c on `dir`.
 pub fn build_repo(dir: &Path, pkgs: &[Pkg]) {
-    require_tool("createrepo_c", "createrepo-c");
+    need("createrepo_c", "createrepo-c");
     fs_err::create_dir_all(dir.join("Packages")).unwrap();
     for p in pkgs {
         let mut b = rpm::PackageBuilder::new(p.name, p.version, "MIT", p.arch, "test package");
@@ -151,7 +151,7 @@ pub fn dnf_install(
     weak_deps: bool,
     extra: &[&str],
 ) -> Result<BTreeSet<String>, String> {
-    require_tool("dnf", "dnf");
+    need("dnf", "dnf");
     let root = tempfile::tempdir().unwrap();
     let mut cmd = Command::new("dnf");
     cmd.arg("-v")
