@@ -83,6 +83,8 @@ impl Observer for Progress {
                         event: &'static str,
                         id: &'a str,
                         ms: u64,
+                        #[serde(skip_serializing_if = "Option::is_none")]
+                        note: &'a Option<String>,
                         reasons: Vec<String>,
                         status: &'static str,
                     }
@@ -91,6 +93,7 @@ impl Observer for Progress {
                         event: "node",
                         id: &r.id,
                         ms: r.ms,
+                        note: &r.note,
                         reasons: r.reasons.iter().map(ToString::to_string).collect(),
                         status: r.status.as_str(),
                     };
@@ -102,6 +105,14 @@ impl Observer for Progress {
                     }
                 }
                 match r.status {
+                    Status::Ran if r.reused => {
+                        self.line(format!(
+                            "reused  {} ({:.2} s): {}",
+                            r.id,
+                            r.ms as f64 / 1000.0,
+                            r.note.as_deref().unwrap_or_default()
+                        ));
+                    }
                     Status::Ran => {
                         let why = r
                             .reasons
@@ -144,6 +155,17 @@ impl Progress {
             format!("{} cached", report.count(Status::Cached)),
             format!("{} cut off", report.count(Status::Cutoff)),
         ];
+        let reused = report
+            .nodes
+            .iter()
+            .filter(|n| n.status == Status::Ran && n.reused)
+            .count();
+        if reused > 0 {
+            parts[0] = format!(
+                "{} ran ({reused} of them reused by trace)",
+                report.count(Status::Ran)
+            );
+        }
         for (s, label) in [(Status::Failed, "failed"), (Status::Skipped, "skipped")] {
             let n = report.count(s);
             if n > 0 {
@@ -163,6 +185,8 @@ impl Progress {
             struct SummaryNode<'a> {
                 id: &'a str,
                 ms: u64,
+                #[serde(skip_serializing_if = "Option::is_none")]
+                note: &'a Option<String>,
                 status: &'static str,
             }
             let nodes: Vec<_> = report
@@ -172,6 +196,7 @@ impl Progress {
                 .map(|n| SummaryNode {
                     id: &n.id,
                     ms: n.ms,
+                    note: &n.note,
                     status: n.status.as_str(),
                 })
                 .collect();

@@ -30,6 +30,18 @@ pub struct ActionRecord<C> {
     /// The run's log, as a blob.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub log: Option<Digest>,
+    /// A tree the rule kept for its next run (a traced node's reads and effect), marked by
+    /// garbage collection like the output tree. Never part of the output.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub memo: Option<Digest>,
+    /// How the rule produced the output when it did not simply run (e.g. `reused by trace
+    /// (12 paths read, unchanged)`), for `why` and the progress lines.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub note: Option<String>,
+    /// The rule replayed a recorded effect instead of running its program (the note says
+    /// on what grounds).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub reused: bool,
     /// How long the run took.
     pub ms: u64,
     /// When it finished (seconds since the epoch).

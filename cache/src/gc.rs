@@ -39,6 +39,7 @@ impl Store {
             {
                 report.kept_actions += 1;
                 trees.insert(rec.tree);
+                trees.extend(rec.memo);
                 blobs.extend(rec.log);
                 continue;
             }
@@ -118,6 +119,10 @@ mod tests {
             fs_err::create_dir_all(&dir).unwrap();
             fs_err::write(dir.join("f"), content).unwrap();
             let (tree, _) = store.ingest_dir(&dir, false).unwrap();
+            let memo_dir = tmp.path().join(format!("{name}-memo"));
+            fs_err::create_dir_all(&memo_dir).unwrap();
+            fs_err::write(memo_dir.join("m"), format!("memo of {name}")).unwrap();
+            let (memo, _) = store.ingest_dir(&memo_dir, false).unwrap();
             let rec: ActionRecord<String> = ActionRecord {
                 node: name.into(),
                 key: Digest::of(name.as_bytes()),
@@ -125,6 +130,9 @@ mod tests {
                 tree,
                 output: tree,
                 log: None,
+                memo: Some(memo),
+                note: None,
+                reused: false,
                 ms: 0,
                 finished: 0,
             };
@@ -152,9 +160,14 @@ mod tests {
                 ..dry
             }
         );
-        assert_eq!((report.removed_trees, report.removed_blobs), (1, 1));
+        // The dropped record's output and memo trees and their blobs go; the kept memo stays.
+        assert_eq!((report.removed_trees, report.removed_blobs), (2, 2));
         assert!(report.freed_bytes > 0);
         assert!(store.get_action::<String>(&keep.key).is_some());
+        assert!(
+            store.tree_complete(&keep.memo.unwrap()),
+            "a kept record's memo stays"
+        );
         assert!(store.get_action::<String>(&drop.key).is_none());
     }
 }

@@ -114,6 +114,12 @@ pub struct NodeResult {
     /// Its log file, if it ran.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub log: Option<PathBuf>,
+    /// How it produced its output when it did not simply run (`reused by trace (...)`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub note: Option<String>,
+    /// Whether it replayed a recorded effect instead of running.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub reused: bool,
 }
 
 /// The result of a build, nodes in completion order.

@@ -68,6 +68,10 @@ pub struct Explanation {
     pub reasons: Vec<Reason>,
     /// Reasons found by following dependency changes to nodes that changed on their own.
     pub root_causes: Vec<RootCause>,
+    /// How its last run produced the output, when it did not simply run (`reused by trace
+    /// (N paths read, unchanged)`, or why a traced node had to run).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub how: Option<String>,
 }
 
 impl Engine {
@@ -163,6 +167,7 @@ impl Engine {
                     node: id,
                     state: "would-fail".into(),
                     reasons: vec![],
+                    how: None,
                     root_causes: vec![RootCause {
                         node: graph.node(node).id.clone(),
                         reason: Reason::ParamChanged {
@@ -219,11 +224,18 @@ impl Engine {
                 }
             }
         }
+        let how = state
+            .nodes
+            .get(&id)
+            .and_then(|s| s.good)
+            .and_then(|g| self.store().get_action::<crate::key::Component>(&g.key))
+            .and_then(|r| r.note);
         Ok(Explanation {
             node: id,
             state: label.into(),
             reasons,
             root_causes,
+            how,
         })
     }
 }

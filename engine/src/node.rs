@@ -133,8 +133,24 @@ pub struct RunContext<'a> {
     /// cold and an incremental build with the same key; rules that use it test that their
     /// output equals a cold run's. The tree may be missing (pruned): read it fallibly.
     pub previous: Option<Digest>,
+    /// The memo tree the node's last successful run kept ([`RunContext::set_memo`]), if the
+    /// store still has it. Like `previous`, a hint: the rule must check that it applies.
+    pub previous_memo: Option<Digest>,
+    /// The digest of this node's own key components (rule, parameters, declared inputs),
+    /// without its dependencies' outputs: what a memo is valid for.
+    pub own_key: Digest,
     pub(crate) store: &'a Store,
     pub(crate) log_path: PathBuf,
+    pub(crate) produced: Produced,
+}
+
+/// What a rule handed the engine besides files in `out`.
+#[derive(Debug, Default)]
+pub(crate) struct Produced {
+    pub tree: Option<Tree>,
+    pub memo: Option<Tree>,
+    pub note: Option<String>,
+    pub reused: bool,
 }
 
 impl RunContext<'_> {
@@ -174,6 +190,34 @@ impl RunContext<'_> {
         let tree = self.store.get_tree(&dep.tree)?;
         self.store.materialize(&tree, dest, Materialize::Readonly)?;
         Ok(())
+    }
+
+    /// Hands the engine the output as a tree of blobs already in the store, instead of files
+    /// in `out` (which must then stay empty): a rule that derives its output from its input's
+    /// tree pays for what it changed, not for the whole tree.
+    ///
+    /// Failure mode: a tree naming a blob the store lacks is refused when it is stored; one
+    /// that differs from what running would write is a stale artifact like any wrong output.
+    pub fn set_output_tree(&mut self, tree: Tree) {
+        self.produced.tree = Some(tree);
+    }
+
+    /// Keeps `memo` (a tree of blobs in the store) with this run's record, for the node's next
+    /// run as [`RunContext::previous_memo`]. Never part of the output or the key.
+    pub fn set_memo(&mut self, memo: Tree) {
+        self.produced.memo = Some(memo);
+    }
+
+    /// Says how the run went, for `why` (e.g. why a traced node could not be reused).
+    pub fn note(&mut self, note: impl Into<String>) {
+        self.produced.note = Some(note.into());
+    }
+
+    /// Says that the output was produced by replaying a recorded effect instead of running,
+    /// and on what grounds (`reused by trace (12 paths read, unchanged)`).
+    pub fn reused(&mut self, note: impl Into<String>) {
+        self.produced.note = Some(note.into());
+        self.produced.reused = true;
     }
 
     /// Reads dependency `dep`'s output tree listing.

@@ -10,8 +10,8 @@ use std::time::Instant;
 use nosa_cache::Digest;
 
 use crate::exec::{Engine, EngineError};
-use crate::key::{ActionRecord, Component};
-use crate::node::{DepOutput, InputFile, Rule, RunContext, RunError};
+use crate::key::{ActionRecord, Component, ComponentKind, key_of};
+use crate::node::{DepOutput, InputFile, Produced, Rule, RunContext, RunError};
 
 /// A node the scheduler sent to a worker.
 pub(crate) struct Job {
@@ -24,6 +24,8 @@ pub(crate) struct Job {
     pub components: Vec<Component>,
     /// The node's last good output tree (a hint, see [`RunContext::previous`]).
     pub previous: Option<Digest>,
+    /// The key of that output's record (its memo is handed to the rule).
+    pub previous_key: Option<Digest>,
 }
 
 /// A worker's answer for a [`Job`].
@@ -77,6 +79,17 @@ impl Engine {
         let mut log = fs_err::File::create(log_path)?;
         writeln!(log, "# nosa: {} (key {})", job.id, job.key.short())?;
         let t0 = Instant::now();
+        let previous_memo = job
+            .previous_key
+            .and_then(|k| self.store.get_action::<Component>(&k))
+            .and_then(|r| r.memo);
+        let own: Vec<Component> = job
+            .components
+            .iter()
+            .filter(|c| c.kind != ComponentKind::Dep)
+            .cloned()
+            .collect();
+        let produced;
         let run = {
             let mut ctx = RunContext {
                 node: &job.id,
@@ -86,18 +99,23 @@ impl Engine {
                 scratch: scratch.clone(),
                 log: &mut log,
                 previous: job.previous,
+                previous_memo,
+                own_key: key_of(&own),
                 store: &self.store,
                 log_path: log_path.to_path_buf(),
+                produced: Produced::default(),
             };
-            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| job.rule.run(&mut ctx)))
-                .unwrap_or_else(|p| {
-                    let msg = p
-                        .downcast_ref::<String>()
-                        .cloned()
-                        .or_else(|| p.downcast_ref::<&str>().map(|s| s.to_string()))
-                        .unwrap_or_else(|| "panic".into());
-                    Err(RunError::msg(format!("rule panicked: {msg}")))
-                })
+            let r =
+                std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| job.rule.run(&mut ctx)));
+            produced = std::mem::take(&mut ctx.produced);
+            r.unwrap_or_else(|p| {
+                let msg = p
+                    .downcast_ref::<String>()
+                    .cloned()
+                    .or_else(|| p.downcast_ref::<&str>().map(|s| s.to_string()))
+                    .unwrap_or_else(|| "panic".into());
+                Err(RunError::msg(format!("rule panicked: {msg}")))
+            })
         };
         let ms = t0.elapsed().as_millis() as u64;
         if let Err(e) = run {
@@ -106,7 +124,28 @@ impl Engine {
             return Err(e);
         }
         let equivalence = job.rule.equivalence_digest(&out);
-        let (tree, _) = self.store.ingest_dir(&out, true)?;
+        let tree = match produced.tree {
+            None => self.store.ingest_dir(&out, true)?.0,
+            Some(mut t) => {
+                if fs_err::read_dir(&out)?.next().is_some() {
+                    return Err(RunError::msg(
+                        "the rule handed its output as a tree and also wrote files to out/",
+                    ));
+                }
+                t.normalize();
+                self.put_complete_tree(&t)?
+            }
+        };
+        let memo = match produced.memo {
+            None => None,
+            Some(mut m) => {
+                m.normalize();
+                Some(self.put_complete_tree(&m)?)
+            }
+        };
+        if let Some(n) = &produced.note {
+            writeln!(log, "# nosa: {n}")?;
+        }
         writeln!(log, "# nosa: done in {ms} ms, output tree {}", tree.short())?;
         log.sync_all()?;
         drop(log);
@@ -118,6 +157,9 @@ impl Engine {
             tree,
             output: equivalence.unwrap_or(tree),
             log: Some(log_blob),
+            memo,
+            note: produced.note,
+            reused: produced.reused,
             ms,
             finished: std::time::SystemTime::now()
                 .duration_since(std::time::UNIX_EPOCH)
@@ -127,6 +169,17 @@ impl Engine {
         self.store.put_action(&rec)?;
         let _ = fs_err::remove_dir_all(&base);
         Ok(rec)
+    }
+
+    /// Stores a tree a rule made by hand, refusing one that names a blob the store lacks.
+    fn put_complete_tree(&self, t: &nosa_cache::Tree) -> Result<Digest, RunError> {
+        if let Some(missing) = t.blobs().find(|b| !self.store.has_blob(b)) {
+            return Err(RunError::msg(format!(
+                "the rule's tree names blob {} which the store lacks",
+                missing.short()
+            )));
+        }
+        Ok(self.store.put_tree(t)?)
     }
 
     /// Removes run directories a killed build left behind.

@@ -21,6 +21,8 @@ struct Outcome {
     ms: u64,
     error: Option<String>,
     log: Option<PathBuf>,
+    note: Option<String>,
+    reused: bool,
 }
 
 impl Outcome {
@@ -31,6 +33,8 @@ impl Outcome {
             ms: 0,
             error: None,
             log: None,
+            note: None,
+            reused: false,
         }
     }
 
@@ -41,6 +45,8 @@ impl Outcome {
             ms: 0,
             error: Some(error),
             log,
+            note: None,
+            reused: false,
         }
     }
 
@@ -50,6 +56,8 @@ impl Outcome {
         ms: 0,
         error: None,
         log: None,
+        note: None,
+        reused: false,
     };
 }
 
@@ -137,6 +145,8 @@ impl<'a> Scheduler<'a> {
             reasons: std::mem::take(&mut self.reasons[l]),
             error: o.error,
             log: o.log,
+            note: o.note,
+            reused: o.reused,
         };
         self.obs.event(&Event::Finished(&r));
         self.report.nodes.push(r);
@@ -211,6 +221,7 @@ impl<'a> Scheduler<'a> {
                     key,
                     components,
                     previous: prev.and_then(|p| p.good).map(|g| g.tree),
+                    previous_key: prev.and_then(|p| p.good).map(|g| g.key),
                 })
             }
         }
@@ -229,6 +240,8 @@ impl<'a> Scheduler<'a> {
                 ms: rec.ms,
                 error: None,
                 log: Some(done.log),
+                note: rec.note,
+                reused: rec.reused,
             },
             Err(msg) => Outcome::failed(msg, Some(done.log)),
         };

@@ -1,24 +1,24 @@
 //! The compose nodes after the scriptlets, each on the tree its predecessor produced (`root/`
 //! plus `meta.json`): `postprocess` (one script, run inside the tree under bubblewrap),
-//! `initramfs` (the tree's own dracut, inside the tree), and `ostree-tree` (the layout ostree
-//! deploys: `/etc` moved to `/usr/etc`, `/var` emptied into tmpfiles.d entries, the
-//! default target).
+//! `initramfs` (the tree's own dracut, inside the tree), both traced (`crate::trace`), and
+//! `ostree-tree` (the layout ostree deploys: `/etc` moved to `/usr/etc`, `/var` emptied into
+//! tmpfiles.d entries, the default target), computed on the tree's listing.
 
-use std::os::unix::fs::PermissionsExt;
+use std::collections::BTreeMap;
 
-use nosa_engine::{InputSpec, Params, Rule, RunContext, RunError};
+use nosa_cache::{EntryKind, Tree, TreeEntry};
+use nosa_engine::{DepOutput, InputSpec, Params, Rule, RunContext, RunError};
 
-use crate::scriptlets::run_in_tree;
+use crate::trace::{Program, TRACER, run_traced};
 
-/// Stages the single dependency (a tree node) into `ctx.out`.
-fn stage_single(ctx: &mut RunContext<'_>, kind: &str) -> Result<(), RunError> {
-    let [dep] = ctx.deps else {
-        return Err(RunError::msg(format!(
+/// The single dependency (a tree node).
+fn single(ctx: &RunContext<'_>, kind: &str) -> Result<DepOutput, RunError> {
+    match ctx.deps {
+        [dep] => Ok(dep.clone()),
+        _ => Err(RunError::msg(format!(
             "{kind} needs exactly one tree dependency"
-        )));
-    };
-    let out = ctx.out.clone();
-    ctx.stage_dep(dep, &out)
+        ))),
+    }
 }
 
 /// What a postprocess step runs.
@@ -55,11 +55,13 @@ impl Rule for PostprocessRule {
     }
 
     fn version(&self) -> u32 {
-        1
+        2
     }
 
     fn params(&self, p: &mut Params) {
-        p.add("arch", &self.arch).add("index", &self.index);
+        p.add("arch", &self.arch)
+            .add("index", &self.index)
+            .add("tracer", TRACER);
         match &self.script {
             Script::Inline(s) => p.add("script", s),
             Script::File(f) => p.add("script-file", f),
@@ -74,7 +76,7 @@ impl Rule for PostprocessRule {
     }
 
     fn run(&self, ctx: &mut RunContext<'_>) -> Result<(), RunError> {
-        stage_single(ctx, "postprocess")?;
+        let dep = single(ctx, "postprocess")?;
         let text = match &self.script {
             Script::Inline(s) => s.clone(),
             Script::File(f) => {
@@ -87,28 +89,33 @@ impl Rule for PostprocessRule {
             }
         };
         // A script with a `#!` line runs through that interpreter, as rpm-ostree executes it.
-        let program: Vec<String> = match text.lines().next().and_then(|l| l.strip_prefix("#!")) {
+        let argv: Vec<String> = match text.lines().next().and_then(|l| l.strip_prefix("#!")) {
             Some(line) => line.split_whitespace().map(str::to_string).collect(),
             None => vec!["/bin/sh".into()],
         };
-        let root = ctx.out.join("root");
-        let what = format!("postprocess script {}", self.index);
-        run_in_tree(&root, &ctx.scratch.clone(), &program, &text, ctx.log, &what)
+        let program = Program {
+            argv,
+            script: text,
+            what: format!("postprocess script {}", self.index),
+        };
+        let out = run_traced(ctx, &dep, &[], &[program])?;
+        ctx.set_output_tree(out);
+        Ok(())
     }
 }
 
-/// The kernel version of a tree: its single `/usr/lib/modules/<kver>/vmlinuz`.
-pub fn kernel_version(root: &std::path::Path) -> Result<String, RunError> {
-    let dir = root.join("usr/lib/modules");
-    let mut found = Vec::new();
-    for e in fs_err::read_dir(&dir)? {
-        let e = e?;
-        if e.path().join("vmlinuz").is_file() {
-            found.push(e.file_name().to_string_lossy().into_owned());
-        }
-    }
+/// The kernel version of a compose tree: its single `/usr/lib/modules/<kver>/vmlinuz`.
+pub fn kernel_version(tree: &Tree) -> Result<String, RunError> {
+    let found: Vec<&str> = tree
+        .entries
+        .iter()
+        .filter(|e| matches!(e.kind, EntryKind::File { .. }))
+        .filter_map(|e| e.path.strip_prefix("root/usr/lib/modules/"))
+        .filter_map(|rest| rest.strip_suffix("/vmlinuz"))
+        .filter(|k| !k.contains('/'))
+        .collect();
     match found.as_slice() {
-        [k] => Ok(k.clone()),
+        [k] => Ok(k.to_string()),
         [] => Err(RunError::msg(
             "no kernel: the tree has no /usr/lib/modules/<kver>/vmlinuz",
         )),
@@ -143,17 +150,18 @@ impl Rule for InitramfsRule {
     }
 
     fn version(&self) -> u32 {
-        1
+        2
     }
 
     fn params(&self, p: &mut Params) {
-        p.add("arch", &self.arch).add("initramfs-args", &self.args);
+        p.add("arch", &self.arch)
+            .add("initramfs-args", &self.args)
+            .add("tracer", TRACER);
     }
 
     fn run(&self, ctx: &mut RunContext<'_>) -> Result<(), RunError> {
-        stage_single(ctx, "initramfs")?;
-        let root = ctx.out.join("root");
-        let kver = kernel_version(&root)?;
+        let dep = single(ctx, "initramfs")?;
+        let kver = kernel_version(&ctx.dep_tree(&dep)?)?;
         let mut cmd = format!(
             "SOURCE_DATE_EPOCH=0 exec dracut --no-hostonly --reproducible -f --kver '{kver}'"
         );
@@ -161,21 +169,24 @@ impl Rule for InitramfsRule {
             cmd.push_str(&format!(" '{}'", a.replace('\'', "'\\''")));
         }
         cmd.push_str(&format!(" '/usr/lib/modules/{kver}/initramfs.img'"));
-        let what = format!("dracut for kernel {kver}");
-        run_in_tree(
-            &root,
-            &ctx.scratch.clone(),
-            &["/bin/sh".to_string()],
-            &cmd,
-            ctx.log,
-            &what,
-        )?;
-        let img = root.join(format!("usr/lib/modules/{kver}/initramfs.img"));
-        if !img.is_file() {
+        let program = Program {
+            argv: vec!["/bin/sh".into()],
+            script: cmd,
+            what: format!("dracut for kernel {kver}"),
+        };
+        // The kernel version was read from the tree: it belongs to what the trace is for.
+        let out = run_traced(ctx, &dep, kver.as_bytes(), &[program])?;
+        let img = format!("root/usr/lib/modules/{kver}/initramfs.img");
+        if !out
+            .entries
+            .iter()
+            .any(|e| e.path == img && matches!(e.kind, EntryKind::File { .. }))
+        {
             return Err(RunError::msg(format!(
                 "dracut did not write /usr/lib/modules/{kver}/initramfs.img"
             )));
         }
+        ctx.set_output_tree(out);
         Ok(())
     }
 }
@@ -203,7 +214,7 @@ impl Rule for OstreeTreeRule {
     }
 
     fn version(&self) -> u32 {
-        1
+        2
     }
 
     fn params(&self, p: &mut Params) {
@@ -212,52 +223,150 @@ impl Rule for OstreeTreeRule {
     }
 
     fn run(&self, ctx: &mut RunContext<'_>) -> Result<(), RunError> {
-        stage_single(ctx, "ostree-tree")?;
-        let root = ctx.out.join("root");
+        let dep = single(ctx, "ostree-tree")?;
+        let tree = ctx.dep_tree(&dep)?;
+        let mut map: BTreeMap<String, TreeEntry> = tree
+            .entries
+            .into_iter()
+            .map(|e| (e.path.clone(), e))
+            .collect();
         // /etc -> /usr/etc (ostree merges it into the deployment's /etc at deploy time).
-        let etc = root.join("etc");
-        let usr_etc = root.join("usr/etc");
-        if usr_etc.exists() {
+        if map.contains_key("root/usr/etc") {
             return Err(RunError::msg("the tree already has /usr/etc"));
         }
-        if etc.symlink_metadata().is_ok_and(|m| m.is_dir()) {
-            fs_err::rename(&etc, &usr_etc)?;
+        if map
+            .get("root/etc")
+            .is_some_and(|e| e.kind == EntryKind::Dir)
+        {
+            for (p, e) in take_subtree(&mut map, "root/etc", true) {
+                let to = format!("root/usr/etc{}", &p["root/etc".len()..]);
+                map.insert(to.clone(), TreeEntry { path: to, ..e });
+            }
         }
         // /var is the deployment's own: record its directories as tmpfiles.d lines, empty it.
-        let var = root.join("var");
         let mut lines = Vec::new();
-        if var.is_dir() {
-            for e in walkdir::WalkDir::new(&var).min_depth(1).sort_by_file_name() {
-                let e = e.map_err(|e| RunError::msg(e.to_string()))?;
-                if e.file_type().is_dir() {
-                    let mode = e.metadata().map_err(|e| RunError::msg(e.to_string()))?;
-                    let rel = e.path().strip_prefix(&root).unwrap_or(e.path());
-                    lines.push(format!(
-                        "d /{} {:04o} root root -",
-                        rel.display(),
-                        mode.permissions().mode() & 0o7777
-                    ));
-                }
+        if map
+            .get("root/var")
+            .is_some_and(|e| e.kind == EntryKind::Dir)
+        {
+            let mut dirs: Vec<(String, u32)> = take_subtree(&mut map, "root/var", false)
+                .into_iter()
+                .filter(|(_, e)| e.kind == EntryKind::Dir)
+                .map(|(p, e)| (p["root/".len()..].to_string(), e.mode))
+                .collect();
+            // Parents before children, siblings by name: the order of a directory walk.
+            dirs.sort_by(|a, b| a.0.split('/').cmp(b.0.split('/')));
+            for (p, mode) in dirs {
+                lines.push(format!("d /{p} {:04o} root root -", mode & 0o7777));
             }
-            fs_err::remove_dir_all(&var)?;
         }
-        fs_err::create_dir_all(&var)?;
-        let tmpfiles = root.join("usr/lib/tmpfiles.d");
-        fs_err::create_dir_all(&tmpfiles)?;
+        map.remove("root/var");
+        ensure_dir(&mut map, "root/var")?;
         let mut text = String::from("# /var of the composed tree, recreated at boot (nosa).\n");
         for l in lines {
             text.push_str(&l);
             text.push('\n');
         }
-        fs_err::write(tmpfiles.join("nosa-var.conf"), text)?;
+        let blob = ctx.store().put_bytes(text.as_bytes())?;
+        put(
+            &mut map,
+            "root/usr/lib/tmpfiles.d/nosa-var.conf",
+            0o644,
+            EntryKind::File {
+                digest: blob,
+                size: text.len() as u64,
+            },
+        )?;
         if let Some(t) = &self.default_target {
-            let dir = root.join("usr/lib/systemd/system");
-            fs_err::create_dir_all(&dir)?;
-            let link = dir.join("default.target");
-            let _ = fs_err::remove_file(&link);
-            std::os::unix::fs::symlink(t, &link)
-                .map_err(|e| RunError::msg(format!("{}: {e}", link.display())))?;
+            put(
+                &mut map,
+                "root/usr/lib/systemd/system/default.target",
+                0o777,
+                EntryKind::Symlink { target: t.clone() },
+            )?;
         }
+        ctx.set_output_tree(Tree {
+            entries: map.into_values().collect(),
+        });
         Ok(())
     }
+}
+
+/// Removes the entries below `dir` (and `dir` itself with `with_self`) and returns them.
+fn take_subtree(
+    map: &mut BTreeMap<String, TreeEntry>,
+    dir: &str,
+    with_self: bool,
+) -> Vec<(String, TreeEntry)> {
+    let prefix = format!("{dir}/");
+    let mut keys: Vec<String> = map
+        .range(prefix.clone()..)
+        .take_while(|(k, _)| k.starts_with(&prefix))
+        .map(|(k, _)| k.clone())
+        .collect();
+    if with_self && map.contains_key(dir) {
+        keys.push(dir.to_string());
+    }
+    keys.into_iter()
+        .filter_map(|k| map.remove_entry(&k))
+        .collect()
+}
+
+/// Makes `path` and its missing parents directories (mode 0755), as `mkdir -p` would.
+fn ensure_dir(map: &mut BTreeMap<String, TreeEntry>, path: &str) -> Result<(), RunError> {
+    let mut at = String::new();
+    for c in path.split('/') {
+        if !at.is_empty() {
+            at.push('/');
+        }
+        at.push_str(c);
+        match map.get(&at).map(|e| &e.kind) {
+            Some(EntryKind::Dir) => {}
+            None => {
+                map.insert(
+                    at.clone(),
+                    TreeEntry {
+                        path: at.clone(),
+                        mode: 0o755,
+                        kind: EntryKind::Dir,
+                    },
+                );
+            }
+            Some(_) => {
+                return Err(RunError::msg(format!(
+                    "/{} is not a directory in the tree, so /{} cannot be made",
+                    at.trim_start_matches("root/"),
+                    path.trim_start_matches("root/")
+                )));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Writes entry `path` (replacing a non-directory), making its parents.
+fn put(
+    map: &mut BTreeMap<String, TreeEntry>,
+    path: &str,
+    mode: u32,
+    kind: EntryKind,
+) -> Result<(), RunError> {
+    if let Some((parent, _)) = path.rsplit_once('/') {
+        ensure_dir(map, parent)?;
+    }
+    if map.get(path).is_some_and(|e| e.kind == EntryKind::Dir) {
+        return Err(RunError::msg(format!(
+            "/{} is a directory in the tree",
+            path.trim_start_matches("root/")
+        )));
+    }
+    map.insert(
+        path.to_string(),
+        TreeEntry {
+            path: path.to_string(),
+            mode,
+            kind,
+        },
+    );
+    Ok(())
 }

@@ -9,4 +9,5 @@ pub mod pending;
 pub mod rootfs;
 pub mod rpmdb;
 pub mod scriptlets;
+pub mod trace;
 pub mod unpack;

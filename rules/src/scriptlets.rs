@@ -1,16 +1,15 @@
 //! The `scriptlets` rule: the packages' `%pre` and `%post` scriptlets (package by package, in
 //! install order), then every `%posttrans`, run inside the composed tree (which already has the
 //! overlay layers, as rpm-ostree orders it) in a bubblewrap sandbox: the tree is `/`, no
-//! network, a private `/tmp`, nothing of the host but what the tree itself contains.
+//! network, a private `/tmp`, nothing of the host but what the tree itself contains. The run
+//! is traced (`crate::trace`): when nothing the scriptlets read changed, their effect is
+//! replayed.
 
-use std::path::Path;
-use std::process::{Command, Stdio};
-
+use nosa_cache::EntryKind;
 use nosa_engine::{Params, Rule, RunContext, RunError};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
-/// The environment a scriptlet sees, and the only one.
-const SCRIPT_PATH: &str = "/usr/sbin:/usr/bin:/sbin:/bin";
+use crate::trace::{Program, SCRIPT_PATH, run_traced};
 
 /// Runs the scriptlets recorded in the rootfs's `meta.json`.
 #[derive(Debug, Clone)]
@@ -27,7 +26,7 @@ impl ScriptletsRule {
     }
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, Serialize)]
 struct Script {
     program: Vec<String>,
     script: String,
@@ -39,70 +38,19 @@ struct Meta {
     scripts: Vec<(String, std::collections::BTreeMap<String, Script>)>,
 }
 
-/// Runs `program script-file 1` with `root` as `/` in bubblewrap.
-pub fn run_in_tree(
-    root: &Path,
-    scratch: &Path,
-    program: &[String],
-    script: &str,
-    log: &mut dyn std::io::Write,
-    what: &str,
-) -> Result<(), RunError> {
-    let file = scratch.join("script");
-    fs_err::write(&file, script)?;
-    let program: Vec<String> = if program.is_empty() {
-        vec!["/bin/sh".into()]
-    } else {
-        program.to_vec()
-    };
-    writeln!(log, "# {what}: {}", program.join(" "))?;
-    log.flush()?;
-    let out = Command::new("bwrap")
-        .arg("--bind")
-        .arg(root)
-        .arg("/")
-        .args(["--dev", "/dev", "--proc", "/proc", "--tmpfs", "/tmp"])
-        .arg("--ro-bind")
-        .arg(&file)
-        .arg("/tmp/.nosa-scriptlet")
-        .args(["--unshare-all", "--die-with-parent", "--clearenv"])
-        .args(["--setenv", "PATH", SCRIPT_PATH, "--setenv", "LC_ALL", "C"])
-        .args(["--setenv", "HOME", "/root", "--setenv", "TZ", "UTC"])
-        .args(["--chdir", "/"])
-        .arg("--")
-        .args(&program)
-        .arg("/tmp/.nosa-scriptlet")
-        .arg("1")
-        .stdin(Stdio::null())
-        .output()
-        .map_err(|e| {
-            RunError::msg(format!(
-                "cannot run bwrap ({e}); install Debian's bubblewrap package"
-            ))
-        })?;
-    log.write_all(&out.stdout)?;
-    log.write_all(&out.stderr)?;
-    if !out.status.success() {
-        return Err(RunError::msg(format!(
-            "{what} failed ({}): {}",
-            out.status,
-            String::from_utf8_lossy(&out.stderr).trim()
-        )));
-    }
-    Ok(())
-}
-
 impl Rule for ScriptletsRule {
     fn kind(&self) -> &str {
         "scriptlets"
     }
 
     fn version(&self) -> u32 {
-        1
+        2
     }
 
     fn params(&self, p: &mut Params) {
-        p.add("arch", &self.arch).add("env.PATH", SCRIPT_PATH);
+        p.add("arch", &self.arch)
+            .add("env.PATH", SCRIPT_PATH)
+            .add("tracer", crate::trace::TRACER);
     }
 
     fn run(&self, ctx: &mut RunContext<'_>) -> Result<(), RunError> {
@@ -111,25 +59,44 @@ impl Rule for ScriptletsRule {
                 "scriptlets needs exactly one rootfs dependency",
             ));
         };
-        ctx.stage_dep(dep, &ctx.out.clone())?;
-        let meta: Meta = serde_json::from_slice(&fs_err::read(ctx.out.join("meta.json"))?)
+        let dep = dep.clone();
+        let tree = ctx.dep_tree(&dep)?;
+        let meta_blob = tree
+            .entries
+            .iter()
+            .find_map(|e| match e.kind {
+                EntryKind::File { digest, .. } if e.path == "meta.json" => Some(digest),
+                _ => None,
+            })
+            .ok_or_else(|| RunError::msg(format!("{} has no meta.json", dep.id)))?;
+        let meta: Meta = serde_json::from_slice(&fs_err::read(ctx.store().blob_path(&meta_blob))?)
             .map_err(|e| RunError::msg(format!("{}: meta.json: {e}", dep.id)))?;
-        let root = ctx.out.join("root");
-        let scratch = ctx.scratch.clone();
+        let mut programs = Vec::new();
         for (nevra, scripts) in &meta.scripts {
             for phase in ["pre", "post"] {
                 if let Some(s) = scripts.get(phase) {
-                    let what = format!("%{phase} of {nevra}");
-                    run_in_tree(&root, &scratch, &s.program, &s.script, ctx.log, &what)?;
+                    programs.push(program(s, format!("%{phase} of {nevra}")));
                 }
             }
         }
         for (nevra, scripts) in &meta.scripts {
             if let Some(s) = scripts.get("posttrans") {
-                let what = format!("%posttrans of {nevra}");
-                run_in_tree(&root, &scratch, &s.program, &s.script, ctx.log, &what)?;
+                programs.push(program(s, format!("%posttrans of {nevra}")));
             }
         }
+        // The scripts come from the input's meta.json: they belong to what the trace is for.
+        let scripts =
+            serde_json::to_vec(&meta.scripts).map_err(|e| RunError::msg(e.to_string()))?;
+        let out = run_traced(ctx, &dep, &scripts, &programs)?;
+        ctx.set_output_tree(out);
         Ok(())
+    }
+}
+
+fn program(s: &Script, what: String) -> Program {
+    Program {
+        argv: s.program.clone(),
+        script: s.script.clone(),
+        what,
     }
 }

@@ -59,6 +59,8 @@ pub fn build(cli: &Cli, a: &BuildArgs) -> OpResult {
                 reasons: Vec::new(),
                 error: None,
                 log: None,
+                note: None,
+                reused: false,
             };
             progress.event(&Event::Finished(&r));
             report.nodes.push(r);
@@ -242,6 +244,11 @@ pub fn why(cli: &Cli, a: &WhyArgs) -> OpResult {
     println!("{} {headline}", ex.node);
     for r in &ex.reasons {
         println!("  {r}");
+    }
+    if ex.state == "ran"
+        && let Some(how) = &ex.how
+    {
+        println!("  {how}");
     }
     let own: Vec<_> = ex
         .root_causes

@@ -1,0 +1,218 @@
+//! A run's effect on a tree as a list of changes, read from the upper directory of the
+//! overlayfs it ran on (whiteouts are deletions, opaque directories hide what was below), and
+//! applied to a tree listing without touching a filesystem.
+
+use std::collections::BTreeMap;
+use std::os::unix::fs::{FileTypeExt, MetadataExt, PermissionsExt};
+use std::path::Path;
+
+use nosa_cache::{Digest, EntryKind, Store, Tree, TreeEntry};
+use nosa_engine::RunError;
+use serde::{Deserialize, Serialize};
+
+/// One change, paths below the tree's root.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "op", rename_all = "lowercase")]
+pub enum Change {
+    /// The path and everything below it are gone.
+    Delete {
+        /// The path.
+        path: String,
+    },
+    /// Everything below the directory is gone (it is put again right after).
+    Opaque {
+        /// The directory.
+        path: String,
+    },
+    /// The entry is written (a file's blob is in the store); a non-directory replaces whatever
+    /// was below the path.
+    Put {
+        /// The entry (its path below the root).
+        entry: TreeEntry,
+    },
+}
+
+/// Reads the upper directory `upper` in path order; files are moved into the store.
+pub fn read_upper(store: &Store, upper: &Path) -> Result<Vec<Change>, RunError> {
+    let mut out = Vec::new();
+    for e in walkdir::WalkDir::new(upper)
+        .min_depth(1)
+        .sort_by_file_name()
+        .follow_links(false)
+    {
+        let e = e.map_err(|e| RunError::msg(format!("reading the run's changes: {e}")))?;
+        let rel = e
+            .path()
+            .strip_prefix(upper)
+            .expect("below upper")
+            .to_str()
+            .ok_or_else(|| RunError::msg(format!("{}: not a UTF-8 path", e.path().display())))?
+            .to_string();
+        let meta = e
+            .path()
+            .symlink_metadata()
+            .map_err(|err| RunError::msg(format!("{}: {err}", e.path().display())))?;
+        let ft = meta.file_type();
+        let mode = meta.permissions().mode() & 0o7777;
+        if ft.is_char_device() && meta.rdev() == 0 {
+            out.push(Change::Delete { path: rel });
+            continue;
+        }
+        let kind = if ft.is_dir() {
+            if super::sys::lgetxattr(e.path(), "trusted.overlay.opaque").as_deref() == Some(b"y") {
+                out.push(Change::Opaque { path: rel.clone() });
+            }
+            EntryKind::Dir
+        } else if ft.is_symlink() {
+            let t = fs_err::read_link(e.path())?;
+            EntryKind::Symlink {
+                target: t
+                    .to_str()
+                    .ok_or_else(|| RunError::msg(format!("{rel}: a non-UTF-8 link target")))?
+                    .to_string(),
+            }
+        } else if ft.is_file() {
+            if super::sys::lgetxattr(e.path(), "trusted.overlay.metacopy").is_some() {
+                return Err(RunError::msg(format!(
+                    "{rel}: a metadata-only copy-up; the overlay must be mounted metacopy=off"
+                )));
+            }
+            let digest = nosa_cache::hash_file(e.path())?;
+            store.put_file_known(e.path(), digest, true)?;
+            EntryKind::File {
+                digest,
+                size: meta.len(),
+            }
+        } else {
+            return Err(RunError::msg(format!(
+                "/{rel}: the run made a device node, socket or fifo, which a tree cannot hold"
+            )));
+        };
+        out.push(Change::Put {
+            entry: TreeEntry {
+                path: rel,
+                mode,
+                kind,
+            },
+        });
+    }
+    Ok(out)
+}
+
+/// `tree` with `changes` applied to its entries under `prefix` (`root/`); other entries are
+/// kept as they are.
+pub fn apply(tree: &Tree, prefix: &str, changes: &[Change]) -> Tree {
+    let mut map: BTreeMap<String, TreeEntry> = tree
+        .entries
+        .iter()
+        .map(|e| (e.path.clone(), e.clone()))
+        .collect();
+    let below = |map: &mut BTreeMap<String, TreeEntry>, p: &str| {
+        let start = format!("{p}/");
+        let doomed: Vec<String> = map
+            .range(start.clone()..)
+            .take_while(|(k, _)| k.starts_with(&start))
+            .map(|(k, _)| k.clone())
+            .collect();
+        for k in doomed {
+            map.remove(&k);
+        }
+    };
+    for c in changes {
+        match c {
+            Change::Delete { path } => {
+                let full = format!("{prefix}{path}");
+                below(&mut map, &full);
+                map.remove(&full);
+            }
+            Change::Opaque { path } => below(&mut map, &format!("{prefix}{path}")),
+            Change::Put { entry } => {
+                let full = format!("{prefix}{}", entry.path);
+                if entry.kind != EntryKind::Dir {
+                    below(&mut map, &full);
+                }
+                map.insert(
+                    full.clone(),
+                    TreeEntry {
+                        path: full,
+                        ..entry.clone()
+                    },
+                );
+            }
+        }
+    }
+    Tree {
+        entries: map.into_values().collect(),
+    }
+}
+
+/// The blobs a list of changes writes.
+pub fn blobs(changes: &[Change]) -> impl Iterator<Item = Digest> + '_ {
+    changes.iter().filter_map(|c| match c {
+        Change::Put {
+            entry:
+                TreeEntry {
+                    kind: EntryKind::File { digest, .. },
+                    ..
+                },
+        } => Some(*digest),
+        _ => None,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn e(path: &str, kind: EntryKind) -> TreeEntry {
+        TreeEntry {
+            path: path.into(),
+            mode: 0o755,
+            kind,
+        }
+    }
+
+    #[test]
+    fn deletions_opaque_directories_and_replacements() {
+        let f = |c: &str| EntryKind::File {
+            digest: Digest::of(c.as_bytes()),
+            size: c.len() as u64,
+        };
+        let mut t = Tree {
+            entries: vec![
+                e("meta.json", f("{}")),
+                e("root/a", EntryKind::Dir),
+                e("root/a/x", f("x")),
+                e("root/b", EntryKind::Dir),
+                e("root/b/y", f("y")),
+                e("root/c", EntryKind::Dir),
+                e("root/c/z", f("z")),
+                e("root/d", f("d")),
+            ],
+        };
+        t.normalize();
+        let changes = vec![
+            Change::Delete { path: "a".into() },
+            Change::Opaque { path: "b".into() },
+            Change::Put {
+                entry: e("b", EntryKind::Dir),
+            },
+            Change::Put {
+                entry: e("b/new", f("n")),
+            },
+            Change::Put {
+                entry: e("c", f("now a file")),
+            },
+            Change::Put {
+                entry: e("d", EntryKind::Symlink { target: "b".into() }),
+            },
+        ];
+        let out = apply(&t, "root/", &changes);
+        let paths: Vec<&str> = out.entries.iter().map(|e| e.path.as_str()).collect();
+        assert_eq!(
+            paths,
+            ["meta.json", "root/b", "root/b/new", "root/c", "root/d"]
+        );
+        assert_eq!(blobs(&changes).count(), 2);
+    }
+}

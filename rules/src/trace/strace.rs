@@ -1,0 +1,538 @@
+//! Reading what Debian's strace wrote (`-f -y -x --decode-pids=pidns`) about a program run in
+//! bubblewrap: which paths the sandboxed processes looked up, which directories they listed,
+//! what they executed, and whatever makes the run impossible to reuse (a network socket,
+//! random bytes, a changed mount view, a path relative to a descriptor nobody decoded).
+//!
+//! Only processes inside the sandbox count: those that executed a program after bubblewrap
+//! set the sandbox up, and their descendants. bubblewrap's own setup is host work.
+
+use std::collections::{BTreeSet, HashMap};
+
+/// What a traced run read.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Reads {
+    /// Absolute paths looked up (opened, stat'ed, tested, executed, created, removed).
+    pub lookups: BTreeSet<String>,
+    /// Absolute paths of directories listed.
+    pub listings: BTreeSet<String>,
+    /// Absolute paths executed.
+    pub execs: BTreeSet<String>,
+    /// Why the run cannot be reused, if it cannot (the first reason seen).
+    pub untraceable: Option<String>,
+    /// Lines read from the sandboxed processes.
+    pub lines: usize,
+}
+
+impl Reads {
+    fn refuse(&mut self, why: String) {
+        if self.untraceable.is_none() {
+            self.untraceable = Some(why);
+        }
+    }
+
+    /// Adds another run's reads (the scripts of one node, in order).
+    pub fn extend(&mut self, other: Reads) {
+        self.lookups.extend(other.lookups);
+        self.listings.extend(other.listings);
+        self.execs.extend(other.execs);
+        self.lines += other.lines;
+        if let Some(w) = other.untraceable {
+            self.refuse(w);
+        }
+    }
+}
+
+/// The strace options this parser reads; the syscall classes are what a lookup can be.
+pub const STRACE_ARGS: &[&str] = &[
+    "-f",
+    "-qq",
+    "--seccomp-bpf",
+    "-y",
+    "-x",
+    "--decode-pids=pidns",
+    "-e",
+    "signal=none",
+    "-e",
+    "trace=%file,%process,%network,getdents,getdents64,fchdir,getrandom",
+];
+
+/// System calls after which the sandbox's paths no longer mean what the tree says.
+const VIEW_CHANGES: &[&str] = &[
+    "mount",
+    "umount2",
+    "chroot",
+    "pivot_root",
+    "unshare",
+    "setns",
+    "move_mount",
+    "fsmount",
+    "open_tree",
+];
+
+/// `/dev` entries whose content is no input: sinks, sources of zeros, the terminal, and the
+/// process's own descriptors.
+const QUIET_DEVICES: &[&str] = &[
+    "dev", "null", "zero", "full", "tty", "fd", "stdin", "stdout", "stderr", "pts", "ptmx", "shm",
+];
+
+#[derive(Default, Clone)]
+struct Proc {
+    inside: bool,
+    cwd: String,
+}
+
+/// Parses a trace file's text. `root_pid` lines come first in the file (bubblewrap itself).
+pub fn parse(text: &str) -> Reads {
+    let mut reads = Reads::default();
+    // Pass 1: the process tree (children name their parent through clone's return value).
+    let mut parent: HashMap<u32, u32> = HashMap::new();
+    let mut first_pid = None;
+    for line in text.lines() {
+        let Some((pid, rest)) = split_pid(line) else {
+            continue;
+        };
+        first_pid.get_or_insert(pid);
+        if let Some(child) = clone_child(rest) {
+            parent.insert(child, pid);
+        }
+    }
+    let Some(bwrap) = first_pid else {
+        reads.refuse("the tracer recorded nothing".into());
+        return reads;
+    };
+    // Pass 2: the sandboxed processes' system calls, in order.
+    let mut procs: HashMap<u32, Proc> = HashMap::new();
+    for line in text.lines() {
+        let Some((pid, rest)) = split_pid(line) else {
+            if !line.trim().is_empty() {
+                reads.refuse(format!("a trace line nosa cannot read: {line}"));
+            }
+            continue;
+        };
+        if !procs.contains_key(&pid) {
+            let inherited = parent
+                .get(&pid)
+                .and_then(|p| procs.get(p))
+                .cloned()
+                .unwrap_or(Proc {
+                    inside: false,
+                    cwd: "/".into(),
+                });
+            procs.insert(pid, inherited);
+        }
+        if let Some(after) = rest.strip_prefix("<... getrandom resumed>") {
+            // getrandom prints its arguments when it returns.
+            if procs.get(&pid).is_some_and(|p| p.inside) {
+                let proc = procs.get_mut(&pid).expect("present");
+                syscall("getrandom", after, proc, &mut reads);
+            }
+            continue;
+        }
+        if rest.starts_with("<...") || rest.starts_with("---") || rest.starts_with("+++") {
+            continue;
+        }
+        let Some(open) = rest.find('(') else {
+            reads.refuse(format!("a trace line nosa cannot read: {line}"));
+            continue;
+        };
+        let name = &rest[..open];
+        let args = &rest[open + 1..];
+        let proc = procs.get_mut(&pid).expect("inserted above");
+        if !proc.inside {
+            // bubblewrap's setup until the sandboxed program starts.
+            if pid != bwrap && (name == "execve" || name == "execveat") {
+                proc.inside = true;
+            } else {
+                continue;
+            }
+        }
+        reads.lines += 1;
+        syscall(name, args, proc, &mut reads);
+    }
+    reads
+}
+
+/// `PID  rest`.
+fn split_pid(line: &str) -> Option<(u32, &str)> {
+    let (pid, rest) = line.split_once(char::is_whitespace)?;
+    Some((pid.parse().ok()?, rest.trim_start()))
+}
+
+/// The child's pid in strace's namespace, from a clone/fork line's return value.
+fn clone_child(rest: &str) -> Option<u32> {
+    let forkish = ["clone(", "clone3(", "fork(", "vfork("]
+        .iter()
+        .any(|p| rest.starts_with(p))
+        || ["clone resumed>", "clone3 resumed>", "fork resumed>"]
+            .iter()
+            .any(|p| rest.contains(p));
+    if !forkish {
+        return None;
+    }
+    let tail = rest.rsplit_once("= ")?.1;
+    let marker = tail.split_once("/* ")?.1;
+    let (n, after) = marker.split_once(' ')?;
+    after
+        .starts_with("in strace's PID NS")
+        .then(|| n.parse().ok())?
+}
+
+/// One argument token of interest: a descriptor with its decoded path, or a string.
+enum Tok {
+    Fd(Option<String>),
+    Str(String),
+}
+
+fn syscall(name: &str, args: &str, proc: &mut Proc, reads: &mut Reads) {
+    if VIEW_CHANGES.contains(&name) {
+        reads.refuse(format!("it called {name}, which changes what paths mean"));
+        return;
+    }
+    if name == "getrandom" {
+        if args.contains("<unfinished ...>") {
+            return; // decided when it resumes
+        }
+        // glibc (2.34 and later) reads 8 bytes this way in every process that allocates, for
+        // its malloc's tcache key: that is no input. Any other read of randomness is.
+        if !is_malloc_key(args) {
+            let call: String = args.chars().take(60).collect();
+            reads.refuse(format!("it read random bytes (getrandom({call}))"));
+        }
+        return;
+    }
+    if name == "socket" {
+        if !(args.starts_with("AF_UNIX") || args.starts_with("AF_NETLINK")) {
+            reads.refuse(format!(
+                "it opened a network socket ({})",
+                args.split(',').next().unwrap_or(args)
+            ));
+        }
+        return;
+    }
+    let mut toks = match tokens(args) {
+        Ok(t) => t,
+        Err(e) => {
+            reads.refuse(format!("{name}: {e}"));
+            return;
+        }
+    };
+    if name == "execve" || name == "execveat" {
+        // The program; the argument vector that follows holds no lookups.
+        if let Some(n) = toks.iter().position(|t| matches!(t, Tok::Str(_))) {
+            toks.truncate(n + 1);
+        }
+    }
+    if name == "getdents" || name == "getdents64" {
+        match toks.first() {
+            Some(Tok::Fd(Some(p))) => {
+                reads.listings.insert(p.clone());
+            }
+            _ => reads.refuse(format!("{name} on a descriptor nosa could not name")),
+        }
+        return;
+    }
+    if name == "fchdir" {
+        match toks.first() {
+            Some(Tok::Fd(Some(p))) => proc.cwd = p.clone(),
+            _ => reads.refuse("fchdir to a descriptor nosa could not name".into()),
+        }
+        return;
+    }
+    let mut dirfd: Option<Option<String>> = None;
+    let mut first_path = None;
+    for t in toks {
+        match t {
+            Tok::Fd(p) => {
+                if let Some(p) = &p
+                    && args.starts_with("AT_FDCWD")
+                    && dirfd.is_none()
+                {
+                    // The kernel's own view of the working directory.
+                    proc.cwd = p.clone();
+                }
+                dirfd = Some(p);
+            }
+            Tok::Str(s) if s.is_empty() => {}
+            Tok::Str(s) => {
+                let base = match &dirfd {
+                    None => Some(proc.cwd.clone()),
+                    Some(d) => d.clone(),
+                };
+                let abs = if s.starts_with('/') {
+                    s
+                } else {
+                    match base {
+                        Some(b) => format!("{}/{s}", b.trim_end_matches('/')),
+                        None => {
+                            reads.refuse(format!(
+                                "{name}(\"{s}\") relative to a descriptor nosa could not name"
+                            ));
+                            return;
+                        }
+                    }
+                };
+                if let Some(why) = host_state(&abs) {
+                    reads.refuse(why);
+                }
+                first_path.get_or_insert(abs.clone());
+                reads.lookups.insert(abs);
+            }
+        }
+    }
+    if let Some(p) = first_path {
+        match name {
+            "execve" | "execveat" => {
+                reads.execs.insert(p);
+            }
+            "chdir" => proc.cwd = normalize(&p),
+            _ => {}
+        }
+    }
+}
+
+/// Whether a `getrandom` call is glibc's malloc key: 8 bytes, `GRND_NONBLOCK`.
+fn is_malloc_key(args: &str) -> bool {
+    let tail = args.rsplit_once('"').map_or(args, |(_, t)| t);
+    let fields: Vec<&str> = tail
+        .split([',', ')'])
+        .map(str::trim)
+        .filter(|f| !f.is_empty())
+        .collect();
+    fields.first() == Some(&"8") && fields.get(1) == Some(&"GRND_NONBLOCK")
+}
+
+/// Why reading `abs` (a path in the sandbox) makes a run unrepeatable, if it does.
+fn host_state(abs: &str) -> Option<String> {
+    let norm = normalize(abs);
+    let mut parts = norm.trim_start_matches('/').split('/');
+    match parts.next() {
+        Some("dev") => {
+            let dev = parts.next().unwrap_or("dev");
+            (!QUIET_DEVICES.contains(&dev)).then(|| format!("it read the host's /dev/{dev}"))
+        }
+        Some("proc") => {
+            let what = parts.next().unwrap_or("");
+            let own = what.is_empty()
+                || what == "self"
+                || what == "thread-self"
+                || what.bytes().all(|b| b.is_ascii_digit())
+                || ["filesystems", "mounts"].contains(&what);
+            (!own).then(|| format!("it read the host's /proc/{what}"))
+        }
+        _ => None,
+    }
+}
+
+/// `a/./b/../c` -> `a/c`, lexically (for working directories; lookups resolve symlinks).
+fn normalize(p: &str) -> String {
+    let mut out: Vec<&str> = Vec::new();
+    for c in p.split('/') {
+        match c {
+            "" | "." => {}
+            ".." => {
+                out.pop();
+            }
+            c => out.push(c),
+        }
+    }
+    format!("/{}", out.join("/"))
+}
+
+/// The descriptors and strings of an argument list, in order.
+fn tokens(args: &str) -> Result<Vec<Tok>, String> {
+    let b = args.as_bytes();
+    let mut out = Vec::new();
+    let mut i = 0;
+    let at_arg_start = |i: usize| i == 0 || b[..i].ends_with(b", ") || b[i - 1] == b'[';
+    while i < b.len() {
+        match b[i] {
+            b'"' => {
+                let (s, next) = string(b, i + 1)?;
+                out.push(Tok::Str(s));
+                i = next;
+            }
+            c if at_arg_start(i) && (c.is_ascii_digit() || args[i..].starts_with("AT_FDCWD")) => {
+                let end = args[i..].find([',', ')', '<']).map_or(b.len(), |n| i + n);
+                let word = &args[i..end];
+                let is_fd = word == "AT_FDCWD" || word.bytes().all(|c| c.is_ascii_digit());
+                if end < b.len() && b[end] == b'<' && is_fd {
+                    let close = args[end..]
+                        .find('>')
+                        .map(|n| end + n)
+                        .ok_or("an unterminated descriptor path")?;
+                    let path = unescape(&args[end + 1..close])?;
+                    let path = path.strip_suffix(" (deleted)").unwrap_or(&path).to_string();
+                    out.push(Tok::Fd(path.starts_with('/').then_some(path)));
+                    i = close + 1;
+                } else {
+                    // A descriptor nobody decoded, if a path argument follows it.
+                    if is_fd && args[end..].starts_with(", \"") {
+                        out.push(Tok::Fd(None));
+                    }
+                    i = end.max(i + 1);
+                }
+            }
+            _ => i += 1,
+        }
+    }
+    Ok(out)
+}
+
+/// A C string as strace prints it, from just after its opening quote.
+fn string(b: &[u8], mut i: usize) -> Result<(String, usize), String> {
+    let mut out = Vec::new();
+    while i < b.len() {
+        match b[i] {
+            b'"' => return Ok((String::from_utf8_lossy(&out).into_owned(), i + 1)),
+            b'\\' => {
+                let (byte, n) = escape(&b[i + 1..])?;
+                out.push(byte);
+                i += 1 + n;
+            }
+            c => {
+                out.push(c);
+                i += 1;
+            }
+        }
+    }
+    Err("an unterminated string".into())
+}
+
+fn unescape(s: &str) -> Result<String, String> {
+    let b = s.as_bytes();
+    let mut out = Vec::new();
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'\\' {
+            let (byte, n) = escape(&b[i + 1..])?;
+            out.push(byte);
+            i += 1 + n;
+        } else {
+            out.push(b[i]);
+            i += 1;
+        }
+    }
+    Ok(String::from_utf8_lossy(&out).into_owned())
+}
+
+/// One escape after a backslash: the byte and how many bytes it took.
+fn escape(b: &[u8]) -> Result<(u8, usize), String> {
+    let hex = |x: &[u8]| {
+        std::str::from_utf8(x)
+            .ok()
+            .and_then(|s| u8::from_str_radix(s, 16).ok())
+    };
+    match b.first() {
+        Some(b'x') => b
+            .get(1..3)
+            .and_then(hex)
+            .map(|v| (v, 3))
+            .ok_or_else(|| "a bad \\x escape".to_string()),
+        Some(b'n') => Ok((b'\n', 1)),
+        Some(b't') => Ok((b'\t', 1)),
+        Some(b'r') => Ok((b'\r', 1)),
+        Some(b'v') => Ok((0x0b, 1)),
+        Some(b'f') => Ok((0x0c, 1)),
+        Some(c @ b'0'..=b'7') => {
+            let n = b
+                .iter()
+                .take(3)
+                .take_while(|c| (b'0'..=b'7').contains(c))
+                .count();
+            let v = std::str::from_utf8(&b[..n])
+                .ok()
+                .and_then(|s| u8::from_str_radix(s, 8).ok())
+                .unwrap_or(*c - b'0');
+            Ok((v, n))
+        }
+        Some(&c) => Ok((c, 1)),
+        None => Err("a trailing backslash".into()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const TRACE: &str = r#"100 execve("/usr/bin/bwrap", ["bwrap", "--bind"], 0x7ffe /* 35 vars */) = 0
+100 clone(child_stack=NULL, flags=CLONE_NEWNS|SIGCHLD) = 101
+101 chdir("/tmp")                     = 0
+101 mkdir("newroot", 0755)            = 0
+101 clone(child_stack=NULL, flags=SIGCHLD, child_tidptr=0x7f) = 2 /* 102 in strace's PID NS */
+102 execve("/bin/sh", ["/bin/sh", "/tmp/.nosa-script", "1"], 0x55 /* 2 vars */) = 0
+102 openat(AT_FDCWD</>, "/etc/ld.so.cache", O_RDONLY|O_CLOEXEC) = -1 ENOENT (No such file or directory)
+102 chdir("/etc")                     = 0
+102 vfork( <unfinished ...>
+103 execve("/usr/bin/cat", ["cat", "test/test.txt"], 0x56 /* 3 vars */ <unfinished ...>
+102 <... vfork resumed>)              = 3 /* 103 in strace's PID NS */
+103 <... execve resumed>)             = 0
+103 openat(AT_FDCWD</etc>, "test/test.txt", O_RDONLY) = 3</etc/test/test.txt>
+103 mkdir("zz\x41", 0777)             = 0
+102 newfstatat(AT_FDCWD</etc>, "/etc/foo", 0x7ffd, 0) = -1 ENOENT (No such file or directory)
+102 openat(AT_FDCWD</etc>, "/etc/", O_RDONLY|O_NONBLOCK|O_CLOEXEC|O_DIRECTORY) = 3</etc>
+102 getdents64(3</etc>, 0x5604b05685c0 /* 7 entries */, 32768) = 176
+102 newfstatat(3</etc>, "", {st_mode=S_IFDIR|0755, st_size=4096, ...}, AT_EMPTY_PATH) = 0
+102 symlinkat("../lib/x", 4</usr/lib>, "y") = 0
+102 exit_group(0)                     = ?
+"#;
+
+    #[test]
+    fn sandboxed_lookups_listings_and_execs() {
+        let r = parse(TRACE);
+        assert_eq!(r.untraceable, None);
+        let l: Vec<&str> = r.lookups.iter().map(String::as_str).collect();
+        assert!(l.contains(&"/bin/sh"));
+        assert!(l.contains(&"/etc/test/test.txt"), "{l:?}");
+        assert!(
+            l.contains(&"/etc/zzA"),
+            "cwd inherited and escapes decoded: {l:?}"
+        );
+        assert!(l.contains(&"/etc/foo"), "a failed lookup counts");
+        assert!(l.contains(&"/usr/lib/y"), "dirfd-relative: {l:?}");
+        assert!(
+            !l.iter().any(|p| p.contains("newroot")),
+            "bubblewrap's setup is not the program's: {l:?}"
+        );
+        assert!(!l.contains(&"/etc/test/test.txt\x00"));
+        assert_eq!(
+            r.listings.iter().collect::<Vec<_>>(),
+            vec![&"/etc".to_string()]
+        );
+        assert!(r.execs.contains("/usr/bin/cat") && r.execs.contains("/bin/sh"));
+        assert!(!l.iter().any(|p| p.contains("test.txt\"")));
+    }
+
+    #[test]
+    fn what_makes_a_run_unrepeatable() {
+        let head = "1 execve(\"/usr/bin/bwrap\", [], 0x1 /* 1 vars */) = 0\n\
+                    1 clone(child_stack=NULL, flags=SIGCHLD) = 2 /* 2 in strace's PID NS */\n\
+                    2 execve(\"/bin/sh\", [\"sh\"], 0x1 /* 1 vars */) = 0\n";
+        for (line, why) in [
+            ("2 getrandom(\"\\x01\", 16, GRND_NONBLOCK) = 16", "random"),
+            ("2 getrandom(\"\\x01\", 8, 0) = 8", "random"),
+            (
+                "2 openat(AT_FDCWD</>, \"/dev/urandom\", O_RDONLY) = 3</dev/urandom>",
+                "/dev/urandom",
+            ),
+            ("2 socket(AF_INET, SOCK_STREAM, IPPROTO_IP) = 3", "network"),
+            (
+                "2 openat(AT_FDCWD</>, \"/proc/cpuinfo\", O_RDONLY) = 3",
+                "/proc/cpuinfo",
+            ),
+            ("2 mount(\"a\", \"b\", NULL, MS_BIND, NULL) = 0", "mount"),
+            ("2 openat(7, \"rel\", O_RDONLY) = 3", "could not name"),
+        ] {
+            let r = parse(&format!("{head}{line}\n"));
+            let got = r.untraceable.unwrap_or_default();
+            assert!(got.contains(why), "{line}: {got}");
+        }
+        let ok = parse(&format!(
+            "{head}2 openat(AT_FDCWD</>, \"/dev/null\", O_RDONLY) = 3</dev/null>\n\
+             2 getrandom( <unfinished ...>\n\
+             2 <... getrandom resumed>\"\\x01\\x02\", 8, GRND_NONBLOCK) = 8\n\
+             2 socket(AF_UNIX, SOCK_STREAM, 0) = 3\n\
+             2 getrandom(\"\\x10\\x0c\", 8, GRND_NONBLOCK) = 8\n"
+        ));
+        assert_eq!(ok.untraceable, None);
+    }
+}

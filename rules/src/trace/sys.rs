@@ -1,0 +1,55 @@
+//! The two system calls the tracer needs that std does not wrap: reading an extended
+//! attribute of the overlay's upper directory, and mounting the overlay in a private mount
+//! namespace of the child process just before it executes the tracer.
+#![allow(unsafe_code)]
+
+use std::ffi::CString;
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::process::CommandExt;
+use std::path::Path;
+use std::process::Command;
+
+/// The value of extended attribute `name` of `path` (not following a symlink), if it has one
+/// of at most 64 bytes.
+pub fn lgetxattr(path: &Path, name: &str) -> Option<Vec<u8>> {
+    let p = CString::new(path.as_os_str().as_bytes()).ok()?;
+    let n = CString::new(name).ok()?;
+    let mut buf = [0u8; 64];
+    // SAFETY: both strings are NUL-terminated and outlive the call; the buffer's length is
+    // passed with it.
+    let len =
+        unsafe { libc::lgetxattr(p.as_ptr(), n.as_ptr(), buf.as_mut_ptr().cast(), buf.len()) };
+    (len >= 0).then(|| buf[..len as usize].to_vec())
+}
+
+/// Makes `cmd`'s child enter a new mount namespace (private propagation, so nothing leaks to
+/// the host and everything goes when the process tree exits) and mount an overlayfs with
+/// `opts` on `merged` before it executes.
+pub fn mount_overlay_before_exec(cmd: &mut Command, opts: CString, merged: CString) {
+    // SAFETY: between fork and exec the closure makes three system calls on memory allocated
+    // before the fork (the two C strings it owns and static literals); it allocates nothing
+    // and takes no lock.
+    unsafe {
+        cmd.pre_exec(move || {
+            if libc::unshare(libc::CLONE_NEWNS) != 0
+                || libc::mount(
+                    c"none".as_ptr(),
+                    c"/".as_ptr(),
+                    std::ptr::null(),
+                    libc::MS_REC | libc::MS_PRIVATE,
+                    std::ptr::null(),
+                ) != 0
+                || libc::mount(
+                    c"overlay".as_ptr(),
+                    merged.as_ptr(),
+                    c"overlay".as_ptr(),
+                    0,
+                    opts.as_ptr().cast(),
+                ) != 0
+            {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+}
