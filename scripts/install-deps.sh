@@ -5,9 +5,9 @@ set -euo pipefail
 
 # Packages the project needs, one group per purpose.
 build_pkgs=(pkg-config libsolv-dev libsolvext-dev clang libclang-dev libostree-dev libglib2.0-dev)
-fixture_pkgs=(rpm createrepo-c kmod cpio dnf git bubblewrap)
+fixture_pkgs=(rpm createrepo-c kmod cpio dnf git bubblewrap strace)
 # Composing, committing and making disk images (nosa build): needed by the demo too.
-image_pkgs=(bubblewrap ostree qemu-utils mtools dosfstools e2fsprogs xfsprogs mount gdisk fdisk grub-common grub-pc-bin)
+image_pkgs=(bubblewrap strace ostree qemu-utils mtools dosfstools e2fsprogs xfsprogs mount gdisk fdisk grub-common grub-pc-bin)
 # Booting images (the demo runs kola too).
 boot_pkgs=(qemu-system-x86 ovmf)
 # Inspecting archives in the tests; libzstd-dev: tools/ostree-ext-check (ostree-ext links the

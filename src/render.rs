@@ -187,6 +187,8 @@ impl Progress {
                 ms: u64,
                 #[serde(skip_serializing_if = "Option::is_none")]
                 note: &'a Option<String>,
+                #[serde(skip_serializing_if = "std::ops::Not::not")]
+                reused: bool,
                 status: &'static str,
             }
             let nodes: Vec<_> = report
@@ -197,6 +199,7 @@ impl Progress {
                     id: &n.id,
                     ms: n.ms,
                     note: &n.note,
+                    reused: n.reused,
                     status: n.status.as_str(),
                 })
                 .collect();

@@ -174,7 +174,7 @@ pub(crate) fn components(
     c.extend(inputs.iter().map(|f| Component {
         kind: ComponentKind::Input,
         name: f.rel.clone(),
-        digest: f.digest,
+        digest: f.key_digest(),
         preview: None,
     }));
     c.extend(deps.iter().map(|d| Component {
@@ -203,7 +203,7 @@ fn key_only(rule: &dyn Rule, inputs: &[InputFile], deps: &[(&str, Digest)]) -> D
     parts.extend(
         inputs
             .iter()
-            .map(|f| (ComponentKind::Input, f.rel.as_str(), f.digest)),
+            .map(|f| (ComponentKind::Input, f.rel.as_str(), f.key_digest())),
     );
     parts.extend(deps.iter().map(|&(id, out)| (ComponentKind::Dep, id, out)));
     // The order of `sort_components` (stable, by kind then name).
@@ -241,6 +241,7 @@ mod tests {
             abs: PathBuf::from("/w").join(rel),
             digest: Digest::of(rel.as_bytes()),
             symlink: false,
+            mode: 0o644,
         };
         let inputs = vec![file("b/x"), file("a.txt")];
         let deps = vec![

@@ -118,6 +118,22 @@ fn rule_digest_and_keys_are_pinned() {
         want.trim(),
         "the key encoding changed (see module doc)"
     );
+
+    // An input file's part of a key: content, type and permission bits.
+    let f = |symlink: bool, mode: u32| crate::node::InputFile {
+        rel: "overlay.d/etc/motd".into(),
+        abs: "/w/overlay.d/etc/motd".into(),
+        digest: nosa_cache::Digest::of(b"hello\n"),
+        symlink,
+        mode,
+    };
+    let inputs = [f(false, 0o644), f(false, 0o755), f(true, 0o777)];
+    let got: Vec<String> = inputs.iter().map(|i| hex(&i.key_digest())).collect();
+    assert_eq!(
+        got.join("\n"),
+        GOLDEN_INPUTS.trim(),
+        "the input encoding changed (see module doc)"
+    );
 }
 
 const GOLDEN_PARAMS: &str = "
@@ -149,7 +165,13 @@ da5da4aa8d159612cc52bdb0a7c2b81abafc25e564451b695c2187c728b42021
 ";
 
 const GOLDEN_KEYS: &str = "
-ab14df478a91a8bcf7b27cd50a3b4937fc03dad3dca9b944b17b4cbd65578f3d
-576ec4d03824883c78372753abf7378d835083df442dca3b4c8c3bd61945ae11
-a15356a591f498cf0e733d3cfa05165d1fdf452054cdd66ec43ffac328443cf4
+92022183096e677229e742b2b84131aab3c07c747aac4eba843cb81a998c0b37
+c6e0ad889650bb425110d48dbb418963b0b7ca10d51fe35e022acf22662fffc6
+a64b81af97259a5a113f4d942bcb598692133639be0d871179ce01bf24ea7294
+";
+
+const GOLDEN_INPUTS: &str = "
+22a5c4e9f1ae202d8797ccec4d143a36199198ac55647d66ed51caa871a8616a
+e31eb9aaf5ec2e393d9430852aea6a7218b6983c1be61d8778e8d1a0649f785f
+fc5e25c18a95747786db726fb9698a6c5489bfb5386a0c3f6711988c9c31155a
 ";

@@ -164,6 +164,8 @@ pub(crate) fn resolve_inputs_traced(
                         abs: f.abs.clone(),
                         digest: digests[i].0.clone()?,
                         symlink: f.meta.is_symlink(),
+                        mode: std::os::unix::fs::PermissionsExt::mode(&f.meta.permissions())
+                            & 0o7777,
                     })
                 })
                 .collect()

@@ -68,8 +68,9 @@ pub type ActionRecord = nosa_cache::ActionRecord<Component>;
 
 /// Bump when the key encoding changes: every key in every cache changes with it. Also bumped
 /// when outputs the store already holds may be wrong: v2 because the store's ingestion could
-/// record a hardlinked file with its blob's mode (0444) instead of its own.
-const KEY_ENCODING: &[u8] = b"nosa-key-v2\0";
+/// record a hardlinked file with its blob's mode (0444) instead of its own; v3 because an
+/// input file's mode and type were not in its component (a `chmod` reused the old output).
+const KEY_ENCODING: &[u8] = b"nosa-key-v3\0";
 
 /// Feeds values into blake3 in a canonical, length-prefixed, type-tagged form.
 #[derive(Debug)]

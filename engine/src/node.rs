@@ -99,6 +99,21 @@ pub struct InputFile {
     pub digest: Digest,
     /// Whether this is a symlink (kept as a link when staged).
     pub symlink: bool,
+    /// Permission bits (`mode & 0o7777`; 0o777 for a symlink).
+    pub mode: u32,
+}
+
+impl InputFile {
+    /// What the file contributes to a key: its content, its type and its permission bits
+    /// (a `chmod +x` or a file replaced by a symlink to the same text changes the key).
+    pub fn key_digest(&self) -> Digest {
+        let mut b = Vec::with_capacity(48);
+        b.extend_from_slice(b"nosa-input\0");
+        b.push(if self.symlink { b'l' } else { b'f' });
+        b.extend_from_slice(&self.mode.to_le_bytes());
+        b.extend_from_slice(&self.digest.0);
+        Digest::of(&b)
+    }
 }
 
 /// A dependency's output, as a rule sees it.

@@ -221,7 +221,8 @@ impl<'a> Scheduler<'a> {
                     key,
                     components,
                     previous: prev.and_then(|p| p.good).map(|g| g.tree),
-                    previous_key: prev.and_then(|p| p.good).map(|g| g.key),
+                    // A forced run really runs: no memo to replay.
+                    previous_key: prev.and_then(|p| p.good).map(|g| g.key).filter(|_| !force),
                 })
             }
         }

@@ -24,14 +24,16 @@ pub fn lgetxattr(path: &Path, name: &str) -> Option<Vec<u8>> {
 
 /// Makes `cmd`'s child enter a new mount namespace (private propagation, so nothing leaks to
 /// the host and everything goes when the process tree exits) and mount an overlayfs with
-/// `opts` on `merged` before it executes.
+/// `opts` on `merged` before it executes. The child is killed if the thread that started it
+/// dies (a killed build leaves no tracer running).
 pub fn mount_overlay_before_exec(cmd: &mut Command, opts: CString, merged: CString) {
-    // SAFETY: between fork and exec the closure makes three system calls on memory allocated
+    // SAFETY: between fork and exec the closure makes four system calls on memory allocated
     // before the fork (the two C strings it owns and static literals); it allocates nothing
     // and takes no lock.
     unsafe {
         cmd.pre_exec(move || {
-            if libc::unshare(libc::CLONE_NEWNS) != 0
+            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL as libc::c_ulong) != 0
+                || libc::unshare(libc::CLONE_NEWNS) != 0
                 || libc::mount(
                     c"none".as_ptr(),
                     c"/".as_ptr(),
