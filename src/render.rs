@@ -150,22 +150,19 @@ impl Progress {
         if let Some(b) = &self.bar {
             b.finish_and_clear();
         }
+        let reused = report.nodes.iter().filter(|n| n.reused).count();
+        let ran = match reused {
+            0 => format!("{} ran", report.count(Status::Ran)),
+            n => format!(
+                "{} ran ({n} of them reused by trace)",
+                report.count(Status::Ran)
+            ),
+        };
         let mut parts = vec![
-            format!("{} ran", report.count(Status::Ran)),
+            ran,
             format!("{} cached", report.count(Status::Cached)),
             format!("{} cut off", report.count(Status::Cutoff)),
         ];
-        let reused = report
-            .nodes
-            .iter()
-            .filter(|n| n.status == Status::Ran && n.reused)
-            .count();
-        if reused > 0 {
-            parts[0] = format!(
-                "{} ran ({reused} of them reused by trace)",
-                report.count(Status::Ran)
-            );
-        }
         for (s, label) in [(Status::Failed, "failed"), (Status::Skipped, "skipped")] {
             let n = report.count(s);
             if n > 0 {

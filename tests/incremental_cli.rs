@@ -97,6 +97,30 @@ fn clean_build(edit: &dyn Fn(&Path), version: &str) -> String {
     sum
 }
 
+/// `nosa graph why NODE` in `w`: its text.
+fn why(w: &Path, node: &str) -> String {
+    String::from_utf8_lossy(&nosa(w, &["graph", "why", node]).stdout).into_owned()
+}
+
+/// Applies `edit` to the config copy, builds `version` incrementally in `w` and checks that
+/// the commit's content equals a clean build of the same edit: the incremental build's nodes
+/// and checksum.
+fn edit_and_build(
+    w: &Path,
+    config: &Path,
+    edit: &dyn Fn(&Path),
+    version: &str,
+) -> (BTreeMap<String, NodeRun>, String) {
+    edit(config);
+    let (nodes, sum) = build(w, version);
+    assert_eq!(
+        sum,
+        clean_build(edit, version),
+        "build {version} equals a clean build of the same edit"
+    );
+    (nodes, sum)
+}
+
 /// The example's postprocess scripts in order (`nosa config show` lists them): 0 enables the
 /// presets, 1 reads /etc/nestos/variant, 2 tests for /etc/nestos/debug, 3 writes the issue
 /// file.
@@ -114,8 +138,7 @@ fn overlay_edits_reuse_traces_and_match_clean_builds() {
             "edited by the incremental test\n",
         )
     };
-    edit1(&config);
-    let (nodes, sum1) = build(&w, "90.1");
+    let (nodes, _) = edit_and_build(&w, &config, &edit1, "90.1");
     for id in traced(&nodes) {
         assert!(
             nodes[id].status == "ran" && nodes[id].reused,
@@ -123,16 +146,10 @@ fn overlay_edits_reuse_traces_and_match_clean_builds() {
             nodes[id]
         );
     }
-    let why = nosa(&w, &["graph", "why", "initramfs:x86_64"]);
-    let why = String::from_utf8_lossy(&why.stdout);
+    let why1 = why(&w, "initramfs:x86_64");
     assert!(
-        why.contains("reused by trace (") && why.contains("paths read, unchanged)"),
-        "{why}"
-    );
-    assert_eq!(
-        sum1,
-        clean_build(&edit1, "90.1"),
-        "edit 1 equals a clean build"
+        why1.contains("reused by trace (") && why1.contains("paths read, unchanged)"),
+        "{why1}"
     );
 
     // 2. A file one postprocess script reads: exactly that script runs again.
@@ -140,22 +157,15 @@ fn overlay_edits_reuse_traces_and_match_clean_builds() {
         edit1(c);
         write(&c.join("overlay.d/15nestos/etc/nestos/variant"), "edge\n");
     };
-    edit2(&config);
-    let (nodes, sum2) = build(&w, "90.2");
+    let (nodes, sum2) = edit_and_build(&w, &config, &edit2, "90.2");
     assert_eq!(really_ran(&nodes), ["postprocess:x86_64:1"], "{nodes:?}");
-    assert_eq!(
-        sum2,
-        clean_build(&edit2, "90.2"),
-        "edit 2 equals a clean build"
-    );
 
     // 3. A file a script only tests for: exactly that script runs again.
     let edit3 = |c: &Path| {
         edit2(c);
         write(&c.join("overlay.d/15nestos/etc/nestos/debug"), "");
     };
-    edit3(&config);
-    let (nodes, sum3) = build(&w, "90.3");
+    let (nodes, sum3) = edit_and_build(&w, &config, &edit3, "90.3");
     // Script 2 tests for the marker; script 3 runs `mkdir -p /etc/issue.d`, which script 2
     // has now created: it saw that, and runs again too. Nothing before them runs.
     assert_eq!(
@@ -164,20 +174,13 @@ fn overlay_edits_reuse_traces_and_match_clean_builds() {
         "{nodes:?}"
     );
     assert_ne!(sum3, sum2, "the debug marker changes the tree");
-    assert_eq!(
-        sum3,
-        clean_build(&edit3, "90.3"),
-        "edit 3 equals a clean build"
-    );
-    let why = nosa(&w, &["graph", "why", "postprocess:x86_64:2"]);
-    let why = String::from_utf8_lossy(&why.stdout);
+    let why2 = why(&w, "postprocess:x86_64:2");
     assert!(
-        why.contains("/etc/nestos/debug changed since the last trace"),
-        "{why}"
+        why2.contains("/etc/nestos/debug changed since the last trace"),
+        "{why2}"
     );
-    let why = nosa(&w, &["graph", "why", "postprocess:x86_64:3"]);
-    let why = String::from_utf8_lossy(&why.stdout);
-    assert!(why.contains("/etc/issue.d"), "{why}");
+    let why3 = why(&w, "postprocess:x86_64:3");
+    assert!(why3.contains("/etc/issue.d"), "{why3}");
 }
 
 /// A postprocess script that reads the variant file and takes its time, so that the build can

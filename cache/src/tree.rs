@@ -83,6 +83,19 @@ impl Tree {
         h.finalize().into()
     }
 
+    /// The blob of the regular file at `path`, if the tree has one there (entries are sorted:
+    /// a binary search).
+    pub fn file(&self, path: &str) -> Option<Digest> {
+        let i = self
+            .entries
+            .binary_search_by(|e| e.path.as_str().cmp(path))
+            .ok()?;
+        match self.entries[i].kind {
+            EntryKind::File { digest, .. } => Some(digest),
+            _ => None,
+        }
+    }
+
     /// Digests of the blobs this tree references.
     pub fn blobs(&self) -> impl Iterator<Item = Digest> + '_ {
         self.entries.iter().filter_map(|e| match e.kind {
@@ -138,5 +151,7 @@ mod tests {
         let mut e = b.clone();
         e.entries[1] = file("b", b"3", 0o644);
         assert_ne!(e.digest(), b.digest());
+        assert_eq!(b.file("a"), Some(Digest::of(b"2")));
+        assert_eq!(b.file("c"), None);
     }
 }

@@ -148,14 +148,13 @@ pub struct RunContext<'a> {
     /// cold and an incremental build with the same key; rules that use it test that their
     /// output equals a cold run's. The tree may be missing (pruned): read it fallibly.
     pub previous: Option<Digest>,
-    /// The memo tree the node's last successful run kept ([`RunContext::set_memo`]), if the
-    /// store still has it. Like `previous`, a hint: the rule must check that it applies.
-    pub previous_memo: Option<Digest>,
     /// The digest of this node's own key components (rule, parameters, declared inputs),
     /// without its dependencies' outputs: what a memo is valid for.
     pub own_key: Digest,
     pub(crate) store: &'a Store,
     pub(crate) log_path: PathBuf,
+    /// The key of the record `previous` came from (its memo), unless the run is forced.
+    pub(crate) previous_key: Option<Digest>,
     pub(crate) produced: Produced,
 }
 
@@ -233,6 +232,14 @@ impl RunContext<'_> {
     pub fn reused(&mut self, note: impl Into<String>) {
         self.produced.note = Some(note.into());
         self.produced.reused = true;
+    }
+
+    /// The memo tree the node's last successful run kept ([`RunContext::set_memo`]), if its
+    /// record is still in the store; `None` for a forced run. Like `previous`, a hint: the
+    /// rule must check that it applies (the tree itself may be gone: read it fallibly).
+    pub fn previous_memo(&self) -> Option<Digest> {
+        let key = self.previous_key?;
+        self.store.get_action::<crate::key::Component>(&key)?.memo
     }
 
     /// Reads dependency `dep`'s output tree listing.

@@ -10,7 +10,7 @@ use std::time::Instant;
 use nosa_cache::Digest;
 
 use crate::exec::{Engine, EngineError};
-use crate::key::{ActionRecord, Component, ComponentKind, key_of};
+use crate::key::{ActionRecord, Component, ComponentKind, key_of_parts};
 use crate::node::{DepOutput, InputFile, Produced, Rule, RunContext, RunError};
 
 /// A node the scheduler sent to a worker.
@@ -79,15 +79,11 @@ impl Engine {
         let mut log = fs_err::File::create(log_path)?;
         writeln!(log, "# nosa: {} (key {})", job.id, job.key.short())?;
         let t0 = Instant::now();
-        let previous_memo = job
-            .previous_key
-            .and_then(|k| self.store.get_action::<Component>(&k))
-            .and_then(|r| r.memo);
-        let own: Vec<Component> = job
+        let own: Vec<(ComponentKind, &str, Digest)> = job
             .components
             .iter()
             .filter(|c| c.kind != ComponentKind::Dep)
-            .cloned()
+            .map(|c| (c.kind, c.name.as_str(), c.digest))
             .collect();
         let produced;
         let run = {
@@ -99,8 +95,8 @@ impl Engine {
                 scratch: scratch.clone(),
                 log: &mut log,
                 previous: job.previous,
-                previous_memo,
-                own_key: key_of(&own),
+                own_key: key_of_parts(&own),
+                previous_key: job.previous_key,
                 store: &self.store,
                 log_path: log_path.to_path_buf(),
                 produced: Produced::default(),

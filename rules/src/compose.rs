@@ -9,7 +9,8 @@ use std::collections::BTreeMap;
 use nosa_cache::{EntryKind, Tree, TreeEntry};
 use nosa_engine::{DepOutput, InputSpec, Params, Rule, RunContext, RunError};
 
-use crate::trace::{Program, TRACER, run_traced};
+use crate::listing::{ensure_dir, put, take_subtree};
+use crate::trace::{Program, run_traced};
 
 /// The single dependency (a tree node).
 fn single(ctx: &RunContext<'_>, kind: &str) -> Result<DepOutput, RunError> {
@@ -59,9 +60,8 @@ impl Rule for PostprocessRule {
     }
 
     fn params(&self, p: &mut Params) {
-        p.add("arch", &self.arch)
-            .add("index", &self.index)
-            .add("tracer", TRACER);
+        p.add("arch", &self.arch).add("index", &self.index);
+        crate::trace::params(p);
         match &self.script {
             Script::Inline(s) => p.add("script", s),
             Script::File(f) => p.add("script-file", f),
@@ -154,9 +154,8 @@ impl Rule for InitramfsRule {
     }
 
     fn params(&self, p: &mut Params) {
-        p.add("arch", &self.arch)
-            .add("initramfs-args", &self.args)
-            .add("tracer", TRACER);
+        p.add("arch", &self.arch).add("initramfs-args", &self.args);
+        crate::trace::params(p);
     }
 
     fn run(&self, ctx: &mut RunContext<'_>) -> Result<(), RunError> {
@@ -176,11 +175,9 @@ impl Rule for InitramfsRule {
         };
         // The kernel version was read from the tree: it belongs to what the trace is for.
         let out = run_traced(ctx, &dep, kver.as_bytes(), &[program])?;
-        let img = format!("root/usr/lib/modules/{kver}/initramfs.img");
-        if !out
-            .entries
-            .iter()
-            .any(|e| e.path == img && matches!(e.kind, EntryKind::File { .. }))
+        if out
+            .file(&format!("root/usr/lib/modules/{kver}/initramfs.img"))
+            .is_none()
         {
             return Err(RunError::msg(format!(
                 "dracut did not write /usr/lib/modules/{kver}/initramfs.img"
@@ -290,83 +287,4 @@ impl Rule for OstreeTreeRule {
         });
         Ok(())
     }
-}
-
-/// Removes the entries below `dir` (and `dir` itself with `with_self`) and returns them.
-fn take_subtree(
-    map: &mut BTreeMap<String, TreeEntry>,
-    dir: &str,
-    with_self: bool,
-) -> Vec<(String, TreeEntry)> {
-    let prefix = format!("{dir}/");
-    let mut keys: Vec<String> = map
-        .range(prefix.clone()..)
-        .take_while(|(k, _)| k.starts_with(&prefix))
-        .map(|(k, _)| k.clone())
-        .collect();
-    if with_self && map.contains_key(dir) {
-        keys.push(dir.to_string());
-    }
-    keys.into_iter()
-        .filter_map(|k| map.remove_entry(&k))
-        .collect()
-}
-
-/// Makes `path` and its missing parents directories (mode 0755), as `mkdir -p` would.
-fn ensure_dir(map: &mut BTreeMap<String, TreeEntry>, path: &str) -> Result<(), RunError> {
-    let mut at = String::new();
-    for c in path.split('/') {
-        if !at.is_empty() {
-            at.push('/');
-        }
-        at.push_str(c);
-        match map.get(&at).map(|e| &e.kind) {
-            Some(EntryKind::Dir) => {}
-            None => {
-                map.insert(
-                    at.clone(),
-                    TreeEntry {
-                        path: at.clone(),
-                        mode: 0o755,
-                        kind: EntryKind::Dir,
-                    },
-                );
-            }
-            Some(_) => {
-                return Err(RunError::msg(format!(
-                    "/{} is not a directory in the tree, so /{} cannot be made",
-                    at.trim_start_matches("root/"),
-                    path.trim_start_matches("root/")
-                )));
-            }
-        }
-    }
-    Ok(())
-}
-
-/// Writes entry `path` (replacing a non-directory), making its parents.
-fn put(
-    map: &mut BTreeMap<String, TreeEntry>,
-    path: &str,
-    mode: u32,
-    kind: EntryKind,
-) -> Result<(), RunError> {
-    if let Some((parent, _)) = path.rsplit_once('/') {
-        ensure_dir(map, parent)?;
-    }
-    if map.get(path).is_some_and(|e| e.kind == EntryKind::Dir) {
-        return Err(RunError::msg(format!(
-            "/{} is a directory in the tree",
-            path.trim_start_matches("root/")
-        )));
-    }
-    map.insert(
-        path.to_string(),
-        TreeEntry {
-            path: path.to_string(),
-            mode,
-            kind,
-        },
-    );
-    Ok(())
 }

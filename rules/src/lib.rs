@@ -3,6 +3,8 @@
 //! graph expansion that uses these rules are in `nosa-build`.
 
 pub mod compose;
+pub mod listing;
+pub mod output;
 pub mod overlay;
 pub mod overrides_rpm;
 pub mod pending;

@@ -65,13 +65,6 @@ pub struct RootfsMeta {
     pub scripts: Vec<(String, BTreeMap<String, serde_json::Value>)>,
 }
 
-fn blob(tree: &Tree, path: &str) -> Option<nosa_cache::Digest> {
-    tree.entries.iter().find_map(|e| match e.kind {
-        EntryKind::File { digest, .. } if e.path == path => Some(digest),
-        _ => None,
-    })
-}
-
 impl Rule for RootfsRule {
     fn kind(&self) -> &str {
         "rootfs"
@@ -103,7 +96,8 @@ impl Rule for RootfsRule {
         unpacks.sort_by(|a, b| a.id.cmp(&b.id));
         for dep in unpacks {
             let tree = ctx.dep_tree(dep)?;
-            let m = blob(&tree, "meta.json")
+            let m = tree
+                .file("meta.json")
                 .ok_or_else(|| RunError::msg(format!("{} has no meta.json", dep.id)))?;
             let pm: UnpackMetaIn =
                 serde_json::from_slice(&fs_err::read(ctx.store().blob_path(&m))?)

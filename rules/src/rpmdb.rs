@@ -95,15 +95,7 @@ impl Rule for RpmdbRule {
             .stdin(Stdio::null())
             .output()
             .map_err(|e| RunError::msg(format!("cannot run rpm ({e}); install Debian's rpm")))?;
-        ctx.log.write_all(&out.stdout)?;
-        ctx.log.write_all(&out.stderr)?;
-        if !out.status.success() {
-            return Err(RunError::msg(format!(
-                "rpm --justdb failed ({}): {}",
-                out.status,
-                String::from_utf8_lossy(&out.stderr).trim()
-            )));
-        }
+        crate::output::logged(ctx.log, &out, "rpm --justdb")?;
         let db = root.join("usr/share/rpm");
         for junk in [".rpm.lock", "rpmdb.sqlite-shm", "rpmdb.sqlite-wal"] {
             let p = db.join(junk);

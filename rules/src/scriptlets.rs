@@ -5,11 +5,10 @@
 //! is traced (`crate::trace`): when nothing the scriptlets read changed, their effect is
 //! replayed.
 
-use nosa_cache::EntryKind;
 use nosa_engine::{Params, Rule, RunContext, RunError};
 use serde::{Deserialize, Serialize};
 
-use crate::trace::{Program, SCRIPT_PATH, run_traced};
+use crate::trace::{Program, run_traced};
 
 /// Runs the scriptlets recorded in the rootfs's `meta.json`.
 #[derive(Debug, Clone)]
@@ -48,9 +47,8 @@ impl Rule for ScriptletsRule {
     }
 
     fn params(&self, p: &mut Params) {
-        p.add("arch", &self.arch)
-            .add("env.PATH", SCRIPT_PATH)
-            .add("tracer", crate::trace::TRACER);
+        p.add("arch", &self.arch);
+        crate::trace::params(p);
     }
 
     fn run(&self, ctx: &mut RunContext<'_>) -> Result<(), RunError> {
@@ -62,12 +60,7 @@ impl Rule for ScriptletsRule {
         let dep = dep.clone();
         let tree = ctx.dep_tree(&dep)?;
         let meta_blob = tree
-            .entries
-            .iter()
-            .find_map(|e| match e.kind {
-                EntryKind::File { digest, .. } if e.path == "meta.json" => Some(digest),
-                _ => None,
-            })
+            .file("meta.json")
             .ok_or_else(|| RunError::msg(format!("{} has no meta.json", dep.id)))?;
         let meta: Meta = serde_json::from_slice(&fs_err::read(ctx.store().blob_path(&meta_blob))?)
             .map_err(|e| RunError::msg(format!("{}: meta.json: {e}", dep.id)))?;

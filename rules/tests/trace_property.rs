@@ -146,6 +146,10 @@ struct Build {
 
 impl Build {
     fn new(w: &Path) -> Build {
+        Build::with_scripts(w, SCRIPTS)
+    }
+
+    fn with_scripts(w: &Path, scripts: &[&str]) -> Build {
         let mut b = GraphBuilder::new();
         b.add(
             "overlay:base",
@@ -164,7 +168,7 @@ impl Build {
             vec!["overlay:base".into(), "overlay:edit".into()],
         );
         let mut prev = "rootfs:x86_64".to_string();
-        for (i, s) in SCRIPTS.iter().enumerate() {
+        for (i, s) in scripts.iter().enumerate() {
             let id = format!("postprocess:x86_64:{i}");
             b.add(
                 id.clone(),
@@ -190,16 +194,7 @@ impl Build {
 
     /// Builds everything; the final tree and the postprocess nodes that really ran.
     fn run(&self) -> (Digest, Vec<String>) {
-        let all: Vec<usize> = (0..self.graph.len()).collect();
-        let opts = BuildOptions {
-            jobs: 2,
-            ..Default::default()
-        };
-        let r = self
-            .engine
-            .build(&self.graph, &all, &opts, &mut nosa_engine::Quiet)
-            .unwrap();
-        assert!(r.ok(), "{:?}", r.nodes);
+        let r = self.report();
         let ran = r
             .nodes
             .iter()
@@ -212,6 +207,21 @@ impl Build {
             .tree;
         (tree, ran)
     }
+
+    /// Builds everything, which must succeed.
+    fn report(&self) -> nosa_engine::BuildReport {
+        let all: Vec<usize> = (0..self.graph.len()).collect();
+        let opts = BuildOptions {
+            jobs: 2,
+            ..Default::default()
+        };
+        let r = self
+            .engine
+            .build(&self.graph, &all, &opts, &mut nosa_engine::Quiet)
+            .unwrap();
+        assert!(r.ok(), "{:?}", r.nodes);
+        r
+    }
 }
 
 /// A clean build of the same layers in a new workdir.
@@ -222,6 +232,36 @@ fn clean(w: &Path) -> Digest {
     let (tree, ran) = Build::new(tmp.path()).run();
     assert_eq!(ran.len(), SCRIPTS.len(), "a clean build runs every script");
     tree
+}
+
+/// A tree symlink into the sandbox's /dev is judged where it leads: testing
+/// /etc/rand -> /dev/urandom makes the run not reusable, so a later change reruns it.
+#[test]
+fn a_symlink_to_host_randomness_is_not_reusable() {
+    nosa_testkit::need("strace", "strace");
+    nosa_testkit::need("bwrap", "bubblewrap");
+    let tmp = tempfile::tempdir().unwrap();
+    let w = tmp.path();
+    base_layer(w);
+    std::os::unix::fs::symlink("/dev/urandom", w.join("edit/etc/rand")).unwrap();
+    let build = Build::with_scripts(
+        w,
+        &["if [ -c /etc/rand ]; then echo char > /etc/rand.kind; fi"],
+    );
+    let first = build.report();
+    let note = first
+        .nodes
+        .iter()
+        .find(|n| n.id == "postprocess:x86_64:0")
+        .and_then(|n| n.note.clone())
+        .unwrap_or_default();
+    assert!(
+        note.contains("not reusable by trace: it read the host's /dev/urandom"),
+        "{note}"
+    );
+    apply(&w.join("edit"), &Change::Unrelated(1));
+    let (_, ran) = build.run();
+    assert_eq!(ran, ["postprocess:x86_64:0"], "never replayed");
 }
 
 proptest! {

@@ -8,6 +8,8 @@ use std::path::Path;
 
 use nosa_cache::{Digest, EntryKind, Store, Tree, TreeEntry};
 use nosa_engine::RunError;
+
+use crate::listing::take_subtree;
 use serde::{Deserialize, Serialize};
 
 /// One change, paths below the tree's root.
@@ -107,29 +109,19 @@ pub fn apply(tree: &Tree, prefix: &str, changes: &[Change]) -> Tree {
         .iter()
         .map(|e| (e.path.clone(), e.clone()))
         .collect();
-    let below = |map: &mut BTreeMap<String, TreeEntry>, p: &str| {
-        let start = format!("{p}/");
-        let doomed: Vec<String> = map
-            .range(start.clone()..)
-            .take_while(|(k, _)| k.starts_with(&start))
-            .map(|(k, _)| k.clone())
-            .collect();
-        for k in doomed {
-            map.remove(&k);
-        }
-    };
     for c in changes {
         match c {
             Change::Delete { path } => {
                 let full = format!("{prefix}{path}");
-                below(&mut map, &full);
-                map.remove(&full);
+                take_subtree(&mut map, &full, true);
             }
-            Change::Opaque { path } => below(&mut map, &format!("{prefix}{path}")),
+            Change::Opaque { path } => {
+                take_subtree(&mut map, &format!("{prefix}{path}"), false);
+            }
             Change::Put { entry } => {
                 let full = format!("{prefix}{}", entry.path);
                 if entry.kind != EntryKind::Dir {
-                    below(&mut map, &full);
+                    take_subtree(&mut map, &full, false);
                 }
                 map.insert(
                     full.clone(),
@@ -146,16 +138,16 @@ pub fn apply(tree: &Tree, prefix: &str, changes: &[Change]) -> Tree {
     }
 }
 
-/// The blobs a list of changes writes.
-pub fn blobs(changes: &[Change]) -> impl Iterator<Item = Digest> + '_ {
+/// The files a list of changes writes: blob and size.
+pub fn blobs(changes: &[Change]) -> impl Iterator<Item = (Digest, u64)> + '_ {
     changes.iter().filter_map(|c| match c {
         Change::Put {
             entry:
                 TreeEntry {
-                    kind: EntryKind::File { digest, .. },
+                    kind: EntryKind::File { digest, size },
                     ..
                 },
-        } => Some(*digest),
+        } => Some((*digest, *size)),
         _ => None,
     })
 }

@@ -28,7 +28,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
 use nosa_cache::{Digest, EntryKind, Materialize, Tree, TreeEntry};
-use nosa_engine::{DepOutput, RunContext, RunError};
+use nosa_engine::{DepOutput, Params, RunContext, RunError};
 use serde::{Deserialize, Serialize};
 
 use effect::Change;
@@ -39,11 +39,40 @@ use strace::Reads;
 pub const SCRIPT_IN_SANDBOX: &str = "/tmp/.nosa-script";
 
 /// The environment a traced program sees, and the only one.
-pub const SCRIPT_PATH: &str = "/usr/sbin:/usr/bin:/sbin:/bin";
+const SANDBOX_ENV: [(&str, &str); 5] = [
+    ("PATH", "/usr/sbin:/usr/bin:/sbin:/bin"),
+    ("LC_ALL", "C"),
+    ("HOME", "/root"),
+    ("TZ", "UTC"),
+    ("SOURCE_DATE_EPOCH", "0"),
+];
 
-/// How traced programs run, as a parameter of the nodes that run them (a change reruns them).
-pub const TRACER: &str = "bwrap --unshare-all on overlayfs, env PATH LC_ALL=C HOME=/root TZ=UTC \
-     SOURCE_DATE_EPOCH=0, under strace -f";
+/// bubblewrap's isolation flags around a traced program.
+const BWRAP_FLAGS: [&str; 9] = [
+    "--dev",
+    "/dev",
+    "--proc",
+    "/proc",
+    "--tmpfs",
+    "/tmp",
+    "--unshare-all",
+    "--die-with-parent",
+    "--clearenv",
+];
+
+/// Declares how traced programs run (tracer, sandbox, environment) as parameters of the node
+/// that runs them, from the same constants [`run_one`] uses: a change reruns them.
+pub fn params(p: &mut Params) {
+    let env: Vec<(String, String)> = SANDBOX_ENV
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+    let strace: Vec<String> = strace::STRACE_ARGS.iter().map(|a| a.to_string()).collect();
+    let bwrap: Vec<String> = BWRAP_FLAGS.iter().map(|a| a.to_string()).collect();
+    p.add("tracer", &strace)
+        .add("sandbox", &bwrap)
+        .add("sandbox-env", &env);
+}
 
 /// Bump when the memo's meaning changes: every memo of an older format is ignored.
 const MEMO_FORMAT: u32 = 1;
@@ -100,15 +129,16 @@ pub fn run_traced(
     };
     let why_run = match load_memo(ctx) {
         None => "no trace of an earlier run".to_string(),
-        Some(m) if m.format != MEMO_FORMAT || m.base != base => {
+        Some((m, _)) if m.format != MEMO_FORMAT || m.base != base => {
             "its script, environment or derived input changed since the last trace".to_string()
         }
-        Some(m) => match &m.untraceable {
+        Some((m, memo_tree)) => match &m.untraceable {
             Some(w) => format!("not reusable by trace: {w}"),
             None => match check(&tree, &m) {
                 Ok((out, reads)) => {
                     writeln!(ctx.log, "# nosa: replaying the effect of the last run")?;
-                    ctx.set_memo(memo_tree(ctx, &m)?);
+                    // The same memo serves the next run: it is what this output came from.
+                    ctx.set_memo(memo_tree);
                     ctx.reused(format!("reused by trace ({reads} paths read, unchanged)"));
                     return Ok(out);
                 }
@@ -127,22 +157,18 @@ pub fn run_traced(
             memo.lookups.len() + memo.listings.len()
         ),
     };
-    ctx.set_memo(memo_tree(ctx, &memo)?);
+    ctx.set_memo(make_memo_tree(ctx, &memo)?);
     ctx.note(note);
     Ok(out)
 }
 
-/// The last run's memo, if the store still has all of it.
-fn load_memo(ctx: &RunContext<'_>) -> Option<Memo> {
-    let d = ctx.previous_memo?;
-    let t = ctx.store().get_tree(&d).ok()?;
-    let j = t.entries.iter().find_map(|e| match e.kind {
-        EntryKind::File { digest, .. } if e.path == "trace.json" => Some(digest),
-        _ => None,
-    })?;
-    let memo: Memo = serde_json::from_slice(&fs_err::read(ctx.store().blob_path(&j)).ok()?).ok()?;
-    let complete = effect::blobs(&memo.changes).all(|b| ctx.store().has_blob(&b));
-    complete.then_some(memo)
+/// The last run's memo and its tree, if the store still has all of it.
+fn load_memo(ctx: &RunContext<'_>) -> Option<(Memo, Tree)> {
+    let t = ctx.store().get_tree(&ctx.previous_memo()?).ok()?;
+    let json = fs_err::read(ctx.store().blob_path(&t.file("trace.json")?)).ok()?;
+    let memo: Memo = serde_json::from_slice(&json).ok()?;
+    let complete = t.blobs().all(|b| ctx.store().has_blob(&b));
+    complete.then_some((memo, t))
 }
 
 /// The new output if every read of `m` digests the same on `input` and on the output;
@@ -171,7 +197,7 @@ fn check(input: &Tree, m: &Memo) -> Result<(Tree, usize), String> {
 }
 
 /// The memo as a tree: `trace.json` and the effect's blobs (kept alive with it).
-fn memo_tree(ctx: &RunContext<'_>, m: &Memo) -> Result<Tree, RunError> {
+fn make_memo_tree(ctx: &RunContext<'_>, m: &Memo) -> Result<Tree, RunError> {
     let json = serde_json::to_vec(m).map_err(|e| RunError::msg(e.to_string()))?;
     let d = ctx.store().put_bytes(&json)?;
     let mut entries = vec![TreeEntry {
@@ -183,20 +209,12 @@ fn memo_tree(ctx: &RunContext<'_>, m: &Memo) -> Result<Tree, RunError> {
         },
     }];
     let mut seen = std::collections::HashSet::new();
-    for c in &m.changes {
-        if let Change::Put {
-            entry:
-                TreeEntry {
-                    kind: kind @ EntryKind::File { digest, .. },
-                    ..
-                },
-        } = c
-            && seen.insert(*digest)
-        {
+    for (digest, size) in effect::blobs(&m.changes) {
+        if seen.insert(digest) {
             entries.push(TreeEntry {
                 path: format!("blobs/{digest}"),
                 mode: 0o644,
-                kind: kind.clone(),
+                kind: EntryKind::File { digest, size },
             });
         }
     }
@@ -247,24 +265,32 @@ fn record(
             }
         }
     }
-    let digests = |paths: &std::collections::BTreeSet<String>, listing: bool| {
-        paths
-            .iter()
-            .map(|p| {
-                if listing {
-                    (p.clone(), vin.listing(p), vout.listing(p))
-                } else {
-                    (p.clone(), vin.lookup(p), vout.lookup(p))
-                }
-            })
-            .collect::<Vec<_>>()
-    };
+    // Lookups, judged where they really ended: a tree symlink into /dev or /proc counts.
+    let mut lookups = Vec::with_capacity(reads.lookups.len());
+    for p in &reads.lookups {
+        let (din, rin) = vin.lookup_resolved(p);
+        let (dout, rout) = vout.lookup_resolved(p);
+        for r in [rin, rout] {
+            if let Resolved::Sandbox(at) = r
+                && let Some(why) = strace::host_state(&at)
+                && reads.untraceable.is_none()
+            {
+                reads.untraceable = Some(why);
+            }
+        }
+        lookups.push((p.clone(), din, dout));
+    }
+    let listings = reads
+        .listings
+        .iter()
+        .map(|p| (p.clone(), vin.listing(p), vout.listing(p)))
+        .collect();
     Ok(Memo {
         format: MEMO_FORMAT,
         base,
         untraceable: reads.untraceable.clone(),
-        lookups: digests(&reads.lookups, false),
-        listings: digests(&reads.listings, true),
+        lookups,
+        listings,
         changes,
     })
 }
@@ -342,15 +368,14 @@ fn run_one(
         .arg("--bind")
         .arg(merged)
         .arg("/")
-        .args(["--dev", "/dev", "--proc", "/proc", "--tmpfs", "/tmp"])
+        .args(BWRAP_FLAGS)
         .arg("--ro-bind")
         .arg(script)
-        .arg(SCRIPT_IN_SANDBOX)
-        .args(["--unshare-all", "--die-with-parent", "--clearenv"])
-        .args(["--setenv", "PATH", SCRIPT_PATH, "--setenv", "LC_ALL", "C"])
-        .args(["--setenv", "HOME", "/root", "--setenv", "TZ", "UTC"])
-        .args(["--setenv", "SOURCE_DATE_EPOCH", "0"])
-        .args(["--chdir", "/", "--"])
+        .arg(SCRIPT_IN_SANDBOX);
+    for (k, v) in SANDBOX_ENV {
+        cmd.args(["--setenv", k, v]);
+    }
+    cmd.args(["--chdir", "/", "--"])
         .args(&argv)
         .arg(SCRIPT_IN_SANDBOX)
         .arg("1")
@@ -368,15 +393,5 @@ fn run_one(
             ),
         })
     })?;
-    ctx.log.write_all(&out.stdout)?;
-    ctx.log.write_all(&out.stderr)?;
-    if !out.status.success() {
-        return Err(RunError::msg(format!(
-            "{} failed ({}): {}",
-            p.what,
-            out.status,
-            String::from_utf8_lossy(&out.stderr).trim()
-        )));
-    }
-    Ok(())
+    crate::output::logged(ctx.log, &out, &p.what)
 }

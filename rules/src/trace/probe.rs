@@ -145,10 +145,15 @@ impl<'a> TreeView<'a> {
 
     /// The digest of looking up `path`.
     pub fn lookup(&self, path: &str) -> Digest {
+        self.lookup_resolved(path).0
+    }
+
+    /// The digest of looking up `path`, and where the lookup ended.
+    pub fn lookup_resolved(&self, path: &str) -> (Digest, Resolved) {
         let mut h = blake3::Hasher::new();
         h.update(b"nosa-lookup-v1\0");
-        self.resolve(path, &mut h);
-        h.finalize().into()
+        let r = self.resolve(path, &mut h);
+        (h.finalize().into(), r)
     }
 
     /// The digest of listing directory `path`: the lookup, then each entry's name and kind.
