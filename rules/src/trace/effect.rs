@@ -3,7 +3,7 @@
 //! applied to a tree listing without touching a filesystem.
 
 use std::collections::BTreeMap;
-use std::os::unix::fs::{FileTypeExt, MetadataExt, PermissionsExt};
+use std::os::unix::fs::{FileTypeExt, MetadataExt};
 use std::path::Path;
 
 use nosa_cache::{Digest, EntryKind, Store, Tree, TreeEntry};
@@ -34,12 +34,14 @@ pub enum Change {
     },
 }
 
-/// Reads the upper directory `upper` in path order; files are moved into the store.
+/// Reads the upper directory `upper` as changes in path order. The overlay's own markers
+/// (whiteouts, opaque directories) become deletions and opaque changes and the whiteouts are
+/// removed; what is left is ingested by the store like any node output (files moved in,
+/// modes read before any file is stored, files with other links copied).
 pub fn read_upper(store: &Store, upper: &Path) -> Result<Vec<Change>, RunError> {
-    let mut out = Vec::new();
+    let mut markers = Vec::new();
     for e in walkdir::WalkDir::new(upper)
         .min_depth(1)
-        .sort_by_file_name()
         .follow_links(false)
     {
         let e = e.map_err(|e| RunError::msg(format!("reading the run's changes: {e}")))?;
@@ -50,28 +52,10 @@ pub fn read_upper(store: &Store, upper: &Path) -> Result<Vec<Change>, RunError> 
             .to_str()
             .ok_or_else(|| RunError::msg(format!("{}: not a UTF-8 path", e.path().display())))?
             .to_string();
-        let meta = e
-            .path()
-            .symlink_metadata()
-            .map_err(|err| RunError::msg(format!("{}: {err}", e.path().display())))?;
-        let ft = meta.file_type();
-        let mode = meta.permissions().mode() & 0o7777;
-        if ft.is_char_device() && meta.rdev() == 0 {
-            out.push(Change::Delete { path: rel });
-            continue;
-        }
-        let kind = if ft.is_dir() {
+        let ft = e.file_type();
+        if ft.is_dir() {
             if super::sys::lgetxattr(e.path(), "trusted.overlay.opaque").as_deref() == Some(b"y") {
-                out.push(Change::Opaque { path: rel.clone() });
-            }
-            EntryKind::Dir
-        } else if ft.is_symlink() {
-            let t = fs_err::read_link(e.path())?;
-            EntryKind::Symlink {
-                target: t
-                    .to_str()
-                    .ok_or_else(|| RunError::msg(format!("{rel}: a non-UTF-8 link target")))?
-                    .to_string(),
+                markers.push(Change::Opaque { path: rel });
             }
         } else if ft.is_file() {
             if super::sys::lgetxattr(e.path(), "trusted.overlay.metacopy").is_some() {
@@ -79,25 +63,32 @@ pub fn read_upper(store: &Store, upper: &Path) -> Result<Vec<Change>, RunError> 
                     "{rel}: a metadata-only copy-up; the overlay must be mounted metacopy=off"
                 )));
             }
-            let digest = nosa_cache::hash_file(e.path())?;
-            store.put_file_known(e.path(), digest, true)?;
-            EntryKind::File {
-                digest,
-                size: meta.len(),
+        } else if !ft.is_symlink() {
+            let meta = fs_err::symlink_metadata(e.path())?;
+            if !(ft.is_char_device() && meta.rdev() == 0) {
+                return Err(RunError::msg(format!(
+                    "/{rel}: the run made a device node, socket or fifo, which a tree cannot hold"
+                )));
             }
-        } else {
-            return Err(RunError::msg(format!(
-                "/{rel}: the run made a device node, socket or fifo, which a tree cannot hold"
-            )));
-        };
-        out.push(Change::Put {
-            entry: TreeEntry {
-                path: rel,
-                mode,
-                kind,
-            },
-        });
+            markers.push(Change::Delete { path: rel });
+        }
     }
+    for m in &markers {
+        if let Change::Delete { path } = m {
+            fs_err::remove_file(upper.join(path))?;
+        }
+    }
+    let (_, tree) = store.ingest_dir(upper, true)?;
+    let mut out = markers;
+    out.extend(tree.entries.into_iter().map(|entry| Change::Put { entry }));
+    // Path order; at one path an opaque marker comes before the directory put again.
+    out.sort_by(|a, b| {
+        let key = |c: &Change| match c {
+            Change::Delete { path } | Change::Opaque { path } => (path.clone(), 0),
+            Change::Put { entry } => (entry.path.clone(), 1),
+        };
+        key(a).cmp(&key(b))
+    });
     Ok(out)
 }
 
@@ -162,6 +153,36 @@ mod tests {
             mode: 0o755,
             kind,
         }
+    }
+
+    #[test]
+    fn an_upper_directory_reads_as_changes_with_hardlinked_modes_kept() {
+        use std::os::unix::fs::PermissionsExt;
+        let tmp = tempfile::tempdir().unwrap();
+        let store = Store::open(tmp.path().join("store")).unwrap();
+        let upper = tmp.path().join("upper");
+        fs_err::create_dir_all(upper.join("etc")).unwrap();
+        fs_err::write(upper.join("etc/a"), "x").unwrap();
+        std::fs::set_permissions(upper.join("etc/a"), std::fs::Permissions::from_mode(0o755))
+            .unwrap();
+        fs_err::hard_link(upper.join("etc/a"), upper.join("etc/b")).unwrap();
+        nosa_testkit::run(
+            "mknod",
+            &[upper.join("etc/gone").to_str().unwrap(), "c", "0", "0"],
+            "coreutils",
+        );
+        let changes = read_upper(&store, &upper).unwrap();
+        let put = |p: &str| {
+            changes.iter().find_map(|c| match c {
+                Change::Put { entry } if entry.path == p => Some(entry.mode),
+                _ => None,
+            })
+        };
+        assert_eq!((put("etc/a"), put("etc/b")), (Some(0o755), Some(0o755)));
+        assert!(changes.contains(&Change::Delete {
+            path: "etc/gone".into()
+        }));
+        assert!(blobs(&changes).all(|(d, _)| store.has_blob(&d)));
     }
 
     #[test]
