@@ -56,11 +56,6 @@ impl<'a> TreeView<'a> {
         self.entries.get(path).copied()
     }
 
-    /// Every path below the root, sorted.
-    pub fn paths(&self) -> impl Iterator<Item = (&'a str, &'a TreeEntry)> + '_ {
-        self.entries.iter().map(|(p, e)| (*p, *e))
-    }
-
     fn children_of(&self, dir: &str) -> &[&'a str] {
         let map = self.children.get_or_init(|| {
             let mut m: HashMap<&'a str, Vec<&'a str>> = HashMap::new();
