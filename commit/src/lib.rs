@@ -11,9 +11,14 @@
 //!   tree gives the same commit checksum in any repository. It returns the commit checksum and
 //!   the content checksum (`ostree_commit_get_content_checksum`: root dirtree + dirmeta, which
 //!   ignores the timestamp and the metadata).
-//! - [`OstreeCommitRule`] (in `rule.rs`): the engine rule. It stages its dependency's `root/`
-//!   and `meta.json`, resolves owners through the tree's own passwd/group files, commits into
-//!   a fresh archive repository under `out/repo`, writes `out/commit.json`, and declares an
+//! - [`commit_listing`] (in `listing.rs`): the same commit made from a store tree's listing,
+//!   without a checkout: file objects are written from their blobs, or named from an
+//!   [`ObjectMemo`] of objects the repository already holds, so an incremental commit writes
+//!   only what changed.
+//! - [`OstreeCommitRule`] (in `rule.rs`): the engine rule. It reads its dependency's listing
+//!   and `meta.json`, resolves owners through the tree's own passwd/group files, commits the
+//!   listing into a fresh archive repository under `out/repo` (the previous output's objects
+//!   linked in and named through the memo of its last run), writes `out/commit.json`, and declares an
 //!   equivalence digest that ignores the timestamp, so a re-commit of the same content cuts
 //!   off downstream. Before committing it applies rpm-ostree's `mutate-os-release` to its
 //!   staged copy (`osrelease.rs`), and it adds `rpmostree.inputhash` and
@@ -23,6 +28,7 @@
 
 mod caps;
 mod error;
+mod listing;
 mod meta;
 mod osrelease;
 mod rule;
@@ -31,6 +37,7 @@ mod write;
 
 pub use caps::{CapsError, caps_from_text};
 pub use error::CommitError;
+pub use listing::{Listing, ListingOutcome, ObjectMemo, commit_listing, content_key};
 pub use meta::{MetaValue, PkgEntry, metadata_from_json, parse_nevra};
 pub use osrelease::{mutate_os_release, mutate_os_release_contents, os_release_path};
 pub use rule::{CommitRecord, OstreeCommitRule, TreeMeta};

@@ -7,13 +7,13 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 
-use nosa_cache::Digest;
+use nosa_cache::{Digest, EntryKind, TreeEntry};
 use nosa_engine::{Params, Rule, RunContext, RunError};
 use serde::{Deserialize, Serialize};
 
 use crate::{
-    CommitRequest, IdMap, MetaValue, RepoMode, caps_from_text, commit_tree, mutate_os_release,
-    parse_nevra,
+    CommitRequest, IdMap, Listing, MetaValue, ObjectMemo, RepoMode, caps_from_text, commit_listing,
+    mutate_os_release, parse_nevra,
 };
 
 /// Commits the OS tree its single dependency produced.
@@ -217,6 +217,38 @@ impl OstreeCommitRule {
     }
 }
 
+/// The memo tree's one file: the previous commit's [`ObjectMemo`].
+const MEMO_FILE: &str = "objects.map";
+
+/// The content object checksum a repository path names (`repo/objects/ab/cdef….filez`).
+fn object_of(path: &str) -> Option<String> {
+    let rest = path.strip_prefix("repo/objects/")?;
+    let (prefix, name) = rest.split_once('/')?;
+    let stem = name.strip_suffix(".filez")?;
+    let checksum = format!("{prefix}{stem}");
+    (checksum.len() == 64).then_some(checksum)
+}
+
+/// Makes every object file read-only (0444), as the linked ones are: the output is the same
+/// whichever objects were linked and which were written.
+fn readonly_objects(dir: &Path) -> Result<(), RunError> {
+    use std::os::unix::fs::PermissionsExt;
+    for entry in walkdir::WalkDir::new(dir) {
+        let entry = entry.map_err(|e| RunError::msg(format!("{}: {e}", dir.display())))?;
+        if entry.file_type().is_file() {
+            let mode = entry
+                .metadata()
+                .map_err(std::io::Error::other)?
+                .permissions()
+                .mode();
+            if mode & 0o7777 != 0o444 {
+                fs_err::set_permissions(entry.path(), std::fs::Permissions::from_mode(0o444))?;
+            }
+        }
+    }
+    Ok(())
+}
+
 fn read_tree_meta(path: &Path) -> Result<TreeMeta, RunError> {
     if !path.exists() {
         return Ok(TreeMeta::default());
@@ -231,7 +263,7 @@ impl Rule for OstreeCommitRule {
     }
 
     fn version(&self) -> u32 {
-        2
+        3
     }
 
     fn params(&self, p: &mut Params) {
@@ -250,20 +282,45 @@ impl Rule for OstreeCommitRule {
                 "ostree-commit needs exactly one dependency (the OS tree)",
             ));
         };
-        let staged = ctx.scratch.join("tree");
-        ctx.stage_dep(dep, &staged)?;
-        let rootfs = staged.join("root");
-        if !rootfs.is_dir() {
+        let listing = ctx.dep_tree(dep)?;
+        let Some(root) = listing.entries.iter().find(|e| e.path == "root") else {
             return Err(RunError::msg(format!("{} has no root/ directory", dep.id)));
-        }
+        };
+        let root_mode = root.mode;
+        // Read-only links (no copies): the owners' names resolve through the tree's own
+        // passwd and group files, and os-release is found as the deployed system finds it.
+        let staged = ctx.scratch.join("tree");
+        ctx.stage_dep_readonly(dep, &staged)?;
+        let rootfs = staged.join("root");
         let meta = read_tree_meta(&staged.join("meta.json"))?;
+        let mut entries: Vec<TreeEntry> = listing
+            .entries
+            .into_iter()
+            .filter_map(|mut e| {
+                let rel = e.path.strip_prefix("root/")?.to_string();
+                e.path = rel;
+                Some(e)
+            })
+            .collect();
         if let Some(base) = &self.mutate_os_release {
+            // The file is replaced (never written through its link) and stored as a blob.
             let rel = mutate_os_release(&rootfs, base, &self.version)
                 .map_err(|e| RunError::msg(format!("{}: {e}", dep.id)))?;
+            let bytes = fs_err::read(rootfs.join(&rel))?;
+            let digest = ctx.store().put_bytes(&bytes)?;
+            let rel_str = rel.to_string_lossy();
+            let entry = entries
+                .iter_mut()
+                .find(|e| e.path == rel_str)
+                .ok_or_else(|| RunError::msg(format!("{}: /{rel_str} is not listed", dep.id)))?;
+            entry.mode = 0o644;
+            entry.kind = EntryKind::File {
+                digest,
+                size: bytes.len() as u64,
+            };
             writeln!(
                 ctx.log,
-                "mutate-os-release: /{} gets version {} (replacing {base:?})",
-                rel.display(),
+                "mutate-os-release: /{rel_str} gets version {} (replacing {base:?})",
                 self.version
             )?;
         }
@@ -284,15 +341,17 @@ impl Rule for OstreeCommitRule {
             }
         }
         let metadata = self.metadata(&dep.output, &meta.packages)?;
-        // Speed only: the objects of this node's previous output, so that libostree finds the
-        // unchanged files' objects present and does not compress them again. Objects the new
-        // commit does not reach are deleted after it: the output is what a commit into an
-        // empty repository gives (commit/tests/engine.rs compares the two).
-        let seeded = self.seed_objects(ctx)?;
+        // Speed only: the content objects of this node's previous output, linked in, and the
+        // memo that says which content each one is, so that unchanged files are named, not
+        // read and compressed again. Objects the new commit does not reach are deleted after
+        // it: the output is what a commit into an empty repository gives (commit/tests/engine.rs
+        // compares the two).
+        let repo = ctx.out.join("repo");
+        let known = self.previous_objects(ctx, &repo)?;
         let req = CommitRequest {
-            repo: ctx.out.join("repo"),
+            repo: repo.clone(),
             mode: RepoMode::Archive,
-            rootfs,
+            rootfs: rootfs.clone(),
             owners,
             xattrs,
             ref_name: self.ref_name.clone(),
@@ -302,15 +361,43 @@ impl Rule for OstreeCommitRule {
             subject: None,
             fsync: false,
         };
-        let result = commit_tree(&req).map_err(|e| RunError::msg(e.to_string()))?;
-        if seeded > 0 {
-            let deleted = crate::keep_reachable_objects(&ctx.out.join("repo"), &result.checksum)
-                .map_err(|e| RunError::msg(e.to_string()))?;
-            writeln!(
-                ctx.log,
-                "reused the previous output's objects: {seeded} seeded, {deleted} not reached and deleted"
-            )?;
-        }
+        let done = commit_listing(
+            &req,
+            &Listing {
+                store: ctx.store(),
+                root_mode,
+                entries: &entries,
+                known: &known,
+            },
+        )
+        .map_err(|e| RunError::msg(e.to_string()))?;
+        let result = done.result;
+        let deleted = if known.is_empty() {
+            0
+        } else {
+            crate::keep_reachable_objects(&repo, &result.checksum)
+                .map_err(|e| RunError::msg(e.to_string()))?
+        };
+        readonly_objects(&repo.join("objects"))?;
+        writeln!(
+            ctx.log,
+            "content objects: {} written, {} named from the previous output ({} of its objects linked, {deleted} not reached and deleted)",
+            done.written,
+            done.memo.len().saturating_sub(done.written),
+            known.len(),
+        )?;
+        let memo = done.memo.encode();
+        let digest = ctx.store().put_bytes(&memo)?;
+        ctx.set_memo(nosa_cache::Tree {
+            entries: vec![TreeEntry {
+                path: MEMO_FILE.into(),
+                mode: 0o444,
+                kind: EntryKind::File {
+                    digest,
+                    size: memo.len() as u64,
+                },
+            }],
+        });
         for p in &result.unmatched {
             writeln!(
                 ctx.log,
@@ -345,35 +432,47 @@ impl Rule for OstreeCommitRule {
 }
 
 impl OstreeCommitRule {
-    /// Copies the objects of the node's previous output (if the store still has it) into the
-    /// new repository; returns how many files.
-    fn seed_objects(&self, ctx: &RunContext<'_>) -> Result<usize, RunError> {
-        let Some(prev) = ctx.previous else {
-            return Ok(0);
+    /// Links into `repo` the content objects of the node's previous output that its memo
+    /// names, and returns the memo cut down to them (empty when there is no previous run, its
+    /// tree or memo is gone, or the run is forced).
+    fn previous_objects(&self, ctx: &RunContext<'_>, repo: &Path) -> Result<ObjectMemo, RunError> {
+        let store = ctx.store();
+        let memo = ctx
+            .previous_memo()
+            .and_then(|m| store.get_tree(&m).ok())
+            .and_then(|t| t.file(MEMO_FILE))
+            .and_then(|d| fs_err::read(store.blob_path(&d)).ok())
+            .and_then(|b| ObjectMemo::decode(&b));
+        let (Some(mut memo), Some(prev)) = (memo, ctx.previous) else {
+            return Ok(ObjectMemo::default());
         };
-        let Ok(tree) = ctx.store().get_tree(&prev) else {
-            return Ok(0);
+        let Ok(prev) = store.get_tree(&prev) else {
+            return Ok(ObjectMemo::default());
         };
+        let wanted: std::collections::HashSet<&str> = memo.iter().map(|(_, c)| c).collect();
         let objects = nosa_cache::Tree {
-            entries: tree
+            entries: prev
                 .entries
                 .into_iter()
-                .filter(|e| e.path.starts_with("repo/objects/"))
+                .filter(|e| {
+                    object_of(&e.path).is_some_and(|c| wanted.contains(c.as_str()))
+                        && matches!(e.kind, EntryKind::File { .. })
+                })
                 .collect(),
         };
-        let n = objects
+        let linked: std::collections::HashSet<String> = objects
             .entries
             .iter()
-            .filter(|e| matches!(e.kind, nosa_cache::EntryKind::File { .. }))
-            .count();
-        if n > 0 {
+            .filter_map(|e| object_of(&e.path))
+            .collect();
+        memo.retain(|c| linked.contains(c));
+        if !memo.is_empty() {
             // The repository first (libostree will not create one over an objects/ directory).
-            crate::open_or_create(&ctx.out.join("repo"), RepoMode::Archive)
+            crate::open_or_create(repo, RepoMode::Archive)
                 .map_err(|e| RunError::msg(e.to_string()))?;
-            ctx.store()
-                .materialize(&objects, &ctx.out, nosa_cache::Materialize::Copy)?;
+            store.materialize(&objects, &ctx.out, nosa_cache::Materialize::Readonly)?;
         }
-        Ok(n)
+        Ok(memo)
     }
 
     fn equivalence(&self, out: &Path) -> Option<Digest> {

@@ -93,7 +93,7 @@ fn normalize(path: &str) -> String {
     format!("/{trimmed}")
 }
 
-fn xattr_variant(attrs: Option<&Vec<(String, Vec<u8>)>>) -> Variant {
+pub(crate) fn xattr_variant(attrs: Option<&Vec<(String, Vec<u8>)>>) -> Variant {
     let mut sorted: Vec<&(String, Vec<u8>)> = attrs.map(|a| a.iter().collect()).unwrap_or_default();
     sorted.sort();
     let entries = sorted.into_iter().map(|(name, value)| {
@@ -143,27 +143,11 @@ pub fn commit_tree(req: &CommitRequest) -> Result<CommitResult, CommitError> {
             path: req.rootfs.clone(),
         });
     }
-    ostree::validate_rev(&req.ref_name).map_err(|e| CommitError::InvalidRef {
-        name: req.ref_name.clone(),
-        reason: e.message().to_string(),
-    })?;
-    let repo = open_or_create(&req.repo, req.mode)?;
-    repo.set_disable_fsync(!req.fsync);
-
-    let owners: BTreeMap<String, (u32, u32)> = req
-        .owners
-        .iter()
-        .map(|(p, ids)| (normalize(p), *ids))
-        .collect();
-    let xattrs: Xattrs = req
-        .xattrs
-        .iter()
-        .map(|(p, a)| (normalize(p), a.clone()))
-        .collect();
+    let prep = Prepared::open(req)?;
     let seen: Rc<RefCell<BTreeSet<String>>> = Rc::default();
     let filter = {
         let seen = Rc::clone(&seen);
-        let owners = owners.clone();
+        let owners = prep.owners.clone();
         move |_: &Repo, path: &str, info: &gio::FileInfo| {
             let (uid, gid) = owners.get(path).copied().unwrap_or((0, 0));
             info.set_attribute_uint32("unix::uid", uid);
@@ -175,58 +159,120 @@ pub fn commit_tree(req: &CommitRequest) -> Result<CommitResult, CommitError> {
     let modifier =
         RepoCommitModifier::new(RepoCommitModifierFlags::SKIP_XATTRS, Some(Box::new(filter)));
     {
-        let xattrs = xattrs.clone();
+        let xattrs = prep.xattrs.clone();
         modifier.set_xattr_callback(move |_, path, _| xattr_variant(xattrs.get(path)));
     }
 
-    let tx = repo
+    let tx = prep
+        .repo
         .auto_transaction(gio::Cancellable::NONE)
         .map_err(|e| CommitError::ostree("preparing the transaction", e))?;
     let mtree = MutableTree::new();
-    repo.write_directory_to_mtree(
-        &gio::File::for_path(&req.rootfs),
-        &mtree,
-        Some(&modifier),
-        gio::Cancellable::NONE,
-    )
-    .map_err(|e| CommitError::ostree(format!("writing {}", req.rootfs.display()), e))?;
-    let root = repo
-        .write_mtree(&mtree, gio::Cancellable::NONE)
-        .map_err(|e| CommitError::ostree("writing the root tree", e))?;
-    let root = root
-        .downcast::<RepoFile>()
-        .map_err(|_| CommitError::Metadata("write_mtree did not return a RepoFile".into()))?;
-    let metadata = meta::to_variant(&req.metadata);
-    let checksum = repo
-        .write_commit_with_time(
-            req.parent.as_deref(),
-            req.subject.as_deref(),
-            None,
-            Some(&metadata),
-            &root,
-            req.timestamp,
+    prep.repo
+        .write_directory_to_mtree(
+            &gio::File::for_path(&req.rootfs),
+            &mtree,
+            Some(&modifier),
             gio::Cancellable::NONE,
         )
-        .map_err(|e| CommitError::ostree("writing the commit", e))?;
-    repo.transaction_set_ref(None, &req.ref_name, Some(&checksum));
-    tx.commit(gio::Cancellable::NONE)
-        .map_err(|e| CommitError::ostree("committing the transaction", e))?;
+        .map_err(|e| CommitError::ostree(format!("writing {}", req.rootfs.display()), e))?;
+    let seen = seen.borrow().clone();
+    prep.finish(&mtree, tx, seen)
+}
 
-    let content_checksum = content_checksum_in(&repo, &checksum)?;
-    let seen = seen.borrow();
-    let unmatched = owners
-        .keys()
-        .chain(xattrs.keys())
-        .filter(|p| !seen.contains(*p))
-        .cloned()
-        .collect::<BTreeSet<_>>()
-        .into_iter()
-        .collect();
-    Ok(CommitResult {
-        checksum: checksum.to_string(),
-        content_checksum,
-        unmatched,
-    })
+/// A repository opened for a commit, with the request's owners and xattrs by normalized path:
+/// what [`commit_tree`] and [`crate::commit_listing`] share.
+pub(crate) struct Prepared<'r> {
+    pub(crate) repo: Repo,
+    req: &'r CommitRequest,
+    owners: BTreeMap<String, (u32, u32)>,
+    xattrs: Xattrs,
+}
+
+impl<'r> Prepared<'r> {
+    /// Checks the ref and opens (or creates) the repository.
+    pub(crate) fn open(req: &'r CommitRequest) -> Result<Prepared<'r>, CommitError> {
+        ostree::validate_rev(&req.ref_name).map_err(|e| CommitError::InvalidRef {
+            name: req.ref_name.clone(),
+            reason: e.message().to_string(),
+        })?;
+        let repo = open_or_create(&req.repo, req.mode)?;
+        repo.set_disable_fsync(!req.fsync);
+        let owners = req
+            .owners
+            .iter()
+            .map(|(p, ids)| (normalize(p), *ids))
+            .collect();
+        let xattrs = req
+            .xattrs
+            .iter()
+            .map(|(p, a)| (normalize(p), a.clone()))
+            .collect();
+        Ok(Prepared {
+            repo,
+            req,
+            owners,
+            xattrs,
+        })
+    }
+
+    /// The owner of `path` (`/usr/bin/x`): as requested, else 0:0.
+    pub(crate) fn owner(&self, path: &str) -> (u32, u32) {
+        self.owners.get(path).copied().unwrap_or((0, 0))
+    }
+
+    /// The xattrs of `path`, as libostree stores them.
+    pub(crate) fn xattrs(&self, path: &str) -> Variant {
+        xattr_variant(self.xattrs.get(path))
+    }
+
+    /// Writes the trees, the commit and the ref, and commits the transaction; `seen` are the
+    /// paths the tree had (owners and xattrs for others are reported as unmatched).
+    pub(crate) fn finish(
+        &self,
+        mtree: &MutableTree,
+        tx: ostree::TransactionGuard<'_>,
+        seen: BTreeSet<String>,
+    ) -> Result<CommitResult, CommitError> {
+        let (repo, req) = (&self.repo, self.req);
+        let root = repo
+            .write_mtree(mtree, gio::Cancellable::NONE)
+            .map_err(|e| CommitError::ostree("writing the root tree", e))?;
+        let root = root
+            .downcast::<RepoFile>()
+            .map_err(|_| CommitError::Metadata("write_mtree did not return a RepoFile".into()))?;
+        let metadata = meta::to_variant(&req.metadata);
+        let checksum = repo
+            .write_commit_with_time(
+                req.parent.as_deref(),
+                req.subject.as_deref(),
+                None,
+                Some(&metadata),
+                &root,
+                req.timestamp,
+                gio::Cancellable::NONE,
+            )
+            .map_err(|e| CommitError::ostree("writing the commit", e))?;
+        repo.transaction_set_ref(None, &req.ref_name, Some(&checksum));
+        tx.commit(gio::Cancellable::NONE)
+            .map_err(|e| CommitError::ostree("committing the transaction", e))?;
+
+        let content_checksum = content_checksum_in(repo, &checksum)?;
+        let unmatched = self
+            .owners
+            .keys()
+            .chain(self.xattrs.keys())
+            .filter(|p| !seen.contains(*p))
+            .cloned()
+            .collect::<BTreeSet<_>>()
+            .into_iter()
+            .collect();
+        Ok(CommitResult {
+            checksum: checksum.to_string(),
+            content_checksum,
+            unmatched,
+        })
+    }
 }
 
 fn content_checksum_in(repo: &Repo, checksum: &str) -> Result<String, CommitError> {

@@ -3,7 +3,10 @@
 
 use std::collections::BTreeMap;
 
-use nosa_commit::{CommitRequest, MetaValue, RepoMode, caps_from_text, commit_tree};
+use nosa_commit::{
+    CommitRequest, Listing, MetaValue, ObjectMemo, RepoMode, caps_from_text, commit_listing,
+    commit_tree,
+};
 use nosa_testkit::{ostree, ostree_ls as ls, sample_os_tree as make_tree};
 
 fn request(repo: &std::path::Path, rootfs: &std::path::Path, mode: RepoMode) -> CommitRequest {
@@ -187,4 +190,75 @@ fn unknown_paths_are_reported_and_bad_input_refused() {
     assert!(err.contains("mode"), "{err}");
     req.rootfs = tmp.path().join("missing");
     assert!(commit_tree(&req).is_err());
+}
+
+/// The store listing of the tree at `root`, paths relative to it, and the root's mode.
+fn listed(store: &nosa_cache::Store, root: &std::path::Path) -> (nosa_cache::Tree, u32) {
+    use std::os::unix::fs::PermissionsExt;
+    let (_, tree) = store.ingest_dir(root, false).unwrap();
+    let mode = fs_err::metadata(root).unwrap().permissions().mode() & 0o7777;
+    (tree, mode)
+}
+
+#[test]
+fn a_listing_commits_as_its_checkout_does_and_names_unchanged_objects() {
+    let tmp = tempfile::tempdir().unwrap();
+    let store = nosa_cache::Store::open(tmp.path().join("store")).unwrap();
+    let root = tmp.path().join("root");
+    make_tree(&root);
+    // A file with no owner entry but an odd mode, a dangling link, an empty file.
+    fs_err::write(root.join("usr/share/empty-file"), "").unwrap();
+    std::os::unix::fs::symlink("/nowhere", root.join("usr/share/dangling")).unwrap();
+    for mode in [RepoMode::Archive, RepoMode::BareUser] {
+        let dir = tmp.path().join(mode.name());
+        let want = commit_tree(&request(&dir.join("from-dir"), &root, mode)).unwrap();
+        let (tree, root_mode) = listed(&store, &root);
+        let none = ObjectMemo::default();
+        let listing = Listing {
+            store: &store,
+            root_mode,
+            entries: &tree.entries,
+            known: &none,
+        };
+        let repo = dir.join("from-listing");
+        let first = commit_listing(&request(&repo, &root, mode), &listing).unwrap();
+        assert_eq!(
+            first.result, want,
+            "{mode:?}: the listing's commit is the checkout's"
+        );
+        assert!(first.written > 0 && first.written == first.memo.len());
+        ostree(&repo, &["fsck"]);
+
+        // One file changed: only its object is written, the rest are named from the memo;
+        // the commit equals the checkout's again.
+        fs_err::write(root.join("usr/etc/test/test.txt"), format!("{mode:?}\n")).unwrap();
+        let want = commit_tree(&request(&dir.join("from-dir"), &root, mode)).unwrap();
+        let (tree, root_mode) = listed(&store, &root);
+        let listing = Listing {
+            store: &store,
+            root_mode,
+            entries: &tree.entries,
+            known: &first.memo,
+        };
+        let second = commit_listing(&request(&repo, &root, mode), &listing).unwrap();
+        assert_eq!(second.result, want, "{mode:?}: incremental listing commit");
+        assert_eq!(
+            second.written, 1,
+            "{mode:?}: only the changed file is written"
+        );
+        ostree(&repo, &["fsck"]);
+        assert_eq!(
+            ostree(
+                &repo,
+                &["cat", "nestos/x86_64/test", "/usr/etc/test/test.txt"]
+            ),
+            format!("{mode:?}\n")
+        );
+
+        // The memo survives its text form; a damaged one reads as nothing.
+        let bytes = second.memo.encode();
+        assert_eq!(ObjectMemo::decode(&bytes).as_ref(), Some(&second.memo));
+        assert_eq!(ObjectMemo::decode(&bytes[..bytes.len() - 3]), None);
+        assert_eq!(ObjectMemo::decode(b"something else\n"), None);
+    }
 }
