@@ -55,6 +55,52 @@ pub struct ExportRequest {
     pub out_dir: PathBuf,
     /// Directory for temporaries (layer blobs before they go into the archive).
     pub scratch: PathBuf,
+    /// Component layers an earlier export wrote, by [`LayerFile::key`]: a layer of this
+    /// export with the same key is that file, not compressed again. Empty for a cold export.
+    pub reuse: BTreeMap<String, ReusableLayer>,
+}
+
+/// A component layer blob from an earlier export, with what its record needs.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, serde::Deserialize)]
+pub struct ReusableLayer {
+    /// `sha256:<hex>` of the gzip blob.
+    pub digest: String,
+    /// `sha256:<hex>` of the uncompressed tar.
+    pub diff_id: String,
+    /// The blob size.
+    pub size: u64,
+    /// Where the blob is (read only).
+    pub path: PathBuf,
+}
+
+/// A component layer of an export and where its blob is: what a later export may reuse.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LayerFile {
+    /// What the layer's bytes are a function of: the tar writer's format and each content
+    /// object (checksum, so content and header) with the paths it is linked at.
+    pub key: String,
+    /// The layer, as a later export's [`ReusableLayer`].
+    pub layer: ReusableLayer,
+    /// Whether it came from [`ExportRequest::reuse`] (otherwise it was written in `scratch`).
+    pub reused: bool,
+}
+
+/// Bump when a component layer's bytes change for the same objects and paths (tar layout,
+/// compression): older [`LayerFile::key`]s then match nothing.
+const LAYER_FORMAT: &[u8] = b"nosa-oci-layer-v1\0";
+
+fn layer_key(objects: &crate::tarstream::ContentMap) -> String {
+    let mut h = blake3::Hasher::new();
+    h.update(LAYER_FORMAT);
+    for (checksum, obj) in objects {
+        h.update(checksum.as_bytes());
+        h.update(&(obj.paths.len() as u64).to_le_bytes());
+        for p in &obj.paths {
+            h.update(&(p.len() as u64).to_le_bytes());
+            h.update(p.as_bytes());
+        }
+    }
+    h.finalize().to_hex().to_string()
 }
 
 /// One layer of the image, in manifest order.
@@ -91,6 +137,9 @@ pub struct ExportResult {
     pub layers: Vec<LayerRecord>,
     /// The image labels (also the manifest annotations).
     pub labels: BTreeMap<String, String>,
+    /// The component layers' blobs (valid until `scratch` is removed), for a later export.
+    #[serde(skip)]
+    pub layer_files: Vec<LayerFile>,
 }
 
 /// `<name>-<version>-ostree.<arch>.ociarchive`, coreos-assembler's name.
@@ -161,13 +210,42 @@ pub fn export_commit(req: &ExportRequest) -> Result<ExportResult, OciError> {
         objects: plan.remainder.len(),
         ..commit_layer.0
     });
+    let mut layer_files = Vec::new();
     for (i, chunk) in plan.chunks.iter().enumerate() {
-        let (rec, path) = write_layer(&req.scratch, i + 1, |w| {
-            let mut t = OstreeTarWriter::new(&repo, w);
-            t.repo_structure()?;
-            t.content(chunk.objects.iter())?;
-            t.finish()
-        })?;
+        let key = layer_key(&chunk.objects);
+        let (rec, path, reused) = match req.reuse.get(&key) {
+            Some(r) if r.path.is_file() => (
+                LayerRecord {
+                    digest: r.digest.clone(),
+                    diff_id: r.diff_id.clone(),
+                    size: r.size,
+                    name: String::new(),
+                    components: Vec::new(),
+                    objects: 0,
+                },
+                r.path.clone(),
+                true,
+            ),
+            _ => {
+                let (rec, path) = write_layer(&req.scratch, i + 1, |w| {
+                    let mut t = OstreeTarWriter::new(&repo, w);
+                    t.repo_structure()?;
+                    t.content(chunk.objects.iter())?;
+                    t.finish()
+                })?;
+                (rec, path, false)
+            }
+        };
+        layer_files.push(LayerFile {
+            key,
+            layer: ReusableLayer {
+                digest: rec.digest.clone(),
+                diff_id: rec.diff_id.clone(),
+                size: rec.size,
+                path: path.clone(),
+            },
+            reused,
+        });
         blobs.push((rec.digest.clone(), path));
         layers.push(LayerRecord {
             name: chunk.name.clone(),
@@ -299,6 +377,7 @@ pub fn export_commit(req: &ExportRequest) -> Result<ExportResult, OciError> {
         config_digest,
         layers,
         labels,
+        layer_files,
     })
 }
 

@@ -26,6 +26,7 @@ pub use chunking::{Chunking, DEFAULT_MAX_LAYERS, INITRAMFS_COMPONENT, UNPACKAGED
 pub use error::OciError;
 pub use export::{
     BOOTABLE_LABEL, BOOTC_LABEL, COMPONENTS_ANNOTATION, DIFFID_LABEL, ExportRequest, ExportResult,
-    LayerRecord, OSTREE_COMMIT_LABEL, VERSION_LABEL, export_commit, oci_arch, ociarchive_name,
+    LayerFile, LayerRecord, OSTREE_COMMIT_LABEL, ReusableLayer, VERSION_LABEL, export_commit,
+    oci_arch, ociarchive_name,
 };
 pub use rule::{ComponentSource, OciRule};

@@ -6,13 +6,13 @@
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
-use nosa_cache::EntryKind;
+use nosa_cache::{EntryKind, Tree, TreeEntry, hash_file};
 use nosa_commit::CommitRecord;
 use nosa_engine::{Params, Rule, RunContext, RunError};
 
 use crate::chunking::check_component;
 use crate::export::canonical_json;
-use crate::{Chunking, ExportRequest, export_commit};
+use crate::{Chunking, ExportRequest, LayerFile, ReusableLayer, export_commit};
 
 /// A dependency whose output lists the files of one component: every file and symlink under
 /// `subdir/` of its output is a path of the OS tree (`subdir/usr/bin/sh` is `/usr/bin/sh`;
@@ -116,6 +116,66 @@ impl OciRule {
     }
 }
 
+/// The memo's index of layers; each blob is `layers/<key>` beside it.
+const LAYER_INDEX: &str = "layers.json";
+
+/// The component layers the node's last run kept in its memo, where the store still has them.
+fn previous_layers(ctx: &RunContext<'_>) -> BTreeMap<String, ReusableLayer> {
+    let store = ctx.store();
+    let Some(tree) = ctx.previous_memo().and_then(|m| store.get_tree(&m).ok()) else {
+        return BTreeMap::new();
+    };
+    let index: Option<BTreeMap<String, ReusableLayer>> = tree
+        .file(LAYER_INDEX)
+        .and_then(|d| fs_err::read(store.blob_path(&d)).ok())
+        .and_then(|b| serde_json::from_slice(&b).ok());
+    let mut layers = index.unwrap_or_default();
+    layers.retain(|key, layer| match tree.file(&format!("layers/{key}")) {
+        Some(d) if store.has_blob(&d) => {
+            layer.path = store.blob_path(&d);
+            true
+        }
+        _ => false,
+    });
+    layers
+}
+
+/// The memo of this run: every component layer's blob (stored) and their index.
+fn layer_memo(ctx: &RunContext<'_>, files: &[LayerFile]) -> Result<Tree, RunError> {
+    let store = ctx.store();
+    let mut index = BTreeMap::new();
+    let mut entries = Vec::new();
+    for f in files {
+        let digest = hash_file(&f.layer.path)?;
+        if !f.reused {
+            store.put_file_known(&f.layer.path, digest, true)?;
+        }
+        entries.push(TreeEntry {
+            path: format!("layers/{}", f.key),
+            mode: 0o444,
+            kind: EntryKind::File {
+                digest,
+                size: f.layer.size,
+            },
+        });
+        let mut layer = f.layer.clone();
+        layer.path = PathBuf::new();
+        index.insert(f.key.clone(), layer);
+    }
+    let json = serde_json::to_vec(&index).map_err(msg)?;
+    entries.push(TreeEntry {
+        path: LAYER_INDEX.into(),
+        mode: 0o444,
+        kind: EntryKind::File {
+            digest: store.put_bytes(&json)?,
+            size: json.len() as u64,
+        },
+    });
+    let mut tree = Tree { entries };
+    tree.normalize();
+    Ok(tree)
+}
+
 /// The absolute path in the commit of a tree-relative path: `/etc` lives at `/usr/etc`.
 fn commit_path(rel: &str) -> String {
     match rel.strip_prefix("etc/") {
@@ -175,8 +235,19 @@ impl Rule for OciRule {
             labels: self.labels.clone(),
             out_dir: ctx.out.clone(),
             scratch: ctx.scratch.join("layers"),
+            // Speed only: the component layers of the last run, so that unchanged components
+            // are not compressed again (oci/tests/export.rs checks a reusing export is
+            // byte-identical to a cold one).
+            reuse: previous_layers(ctx),
         };
         let mut result = export_commit(&req).map_err(msg)?;
+        let reused = result.layer_files.iter().filter(|l| l.reused).count();
+        writeln!(
+            ctx.log,
+            "component layers: {reused} reused from the last run, {} written",
+            result.layer_files.len() - reused
+        )?;
+        ctx.set_memo(layer_memo(ctx, &result.layer_files)?);
         result.path = PathBuf::from(&result.file_name);
         writeln!(
             ctx.log,

@@ -7,7 +7,7 @@ use std::io::Read;
 use std::path::{Path, PathBuf};
 
 use nosa_commit::{CommitRequest, MetaValue, commit_tree};
-use nosa_oci::{Chunking, ExportRequest, ExportResult, export_commit};
+use nosa_oci::{Chunking, ExportRequest, ExportResult, ReusableLayer, export_commit};
 use nosa_testkit::{TreeBuilder, commit_request, run};
 
 fn make_tree(root: &Path) {
@@ -31,8 +31,14 @@ fn make_tree(root: &Path) {
 
 /// Commits the test tree into an archive repo under `dir/repo`; returns (repo, checksum).
 fn commit(dir: &Path) -> (PathBuf, String) {
+    commit_edited(dir, |_| {})
+}
+
+/// Commits the test tree after `edit` changed it.
+fn commit_edited(dir: &Path, edit: impl FnOnce(&Path)) -> (PathBuf, String) {
     let rootfs = dir.join("root");
     make_tree(&rootfs);
+    edit(&rootfs);
     let repo = dir.join("repo");
     let req = CommitRequest {
         owners: BTreeMap::from([("/usr/lib/chrony/state".to_string(), (995, 993))]),
@@ -59,6 +65,15 @@ fn commit(dir: &Path) -> (PathBuf, String) {
 }
 
 fn export(repo: &Path, out: &Path, chunking: Chunking) -> ExportResult {
+    export_reusing(repo, out, chunking, BTreeMap::new())
+}
+
+fn export_reusing(
+    repo: &Path,
+    out: &Path,
+    chunking: Chunking,
+    reuse: BTreeMap<String, ReusableLayer>,
+) -> ExportResult {
     export_commit(&ExportRequest {
         repo: repo.to_path_buf(),
         rev: "nestos/x86_64/test".into(),
@@ -69,6 +84,7 @@ fn export(repo: &Path, out: &Path, chunking: Chunking) -> ExportResult {
         labels: BTreeMap::new(),
         out_dir: out.join("out"),
         scratch: out.join("scratch"),
+        reuse,
     })
     .unwrap()
 }
@@ -302,4 +318,81 @@ fn layers_round_trip_through_ostree() {
     );
     let shown = run("ostree", &[&d, "rev-parse", &checksum], "ostree");
     assert_eq!(shown.trim(), checksum);
+}
+
+#[test]
+fn unchanged_component_layers_are_reused_and_the_archive_equals_a_cold_one() {
+    let tmp = tempfile::tempdir().unwrap();
+    let chunking = Chunking::Components {
+        components: BTreeMap::from([
+            ("/usr/bin/su".to_string(), "shadow".to_string()),
+            ("/usr/bin/tool".to_string(), "tool".to_string()),
+        ]),
+        max_layers: 8,
+    };
+    let (repo1, _) = commit(&tmp.path().join("c1"));
+    let first = export(&repo1, &tmp.path().join("e1"), chunking.clone());
+    assert_eq!(first.layer_files.len(), first.layers.len() - 1);
+    assert!(first.layer_files.iter().all(|l| !l.reused));
+
+    // The tool changes; shadow does not.
+    let (repo2, _) = commit_edited(&tmp.path().join("c2"), |root| {
+        fs_err::write(root.join("usr/bin/tool"), "#!/bin/sh\necho tool 2\n").unwrap();
+    });
+    let reuse: BTreeMap<String, ReusableLayer> = first
+        .layer_files
+        .iter()
+        .map(|l| (l.key.clone(), l.layer.clone()))
+        .collect();
+    let warm = export_reusing(&repo2, &tmp.path().join("e2"), chunking.clone(), reuse);
+    let cold = export(&repo2, &tmp.path().join("e3"), chunking);
+    let reused: BTreeMap<&str, bool> = warm.layers[1..]
+        .iter()
+        .zip(&warm.layer_files)
+        .map(|(l, f)| (l.name.as_str(), f.reused))
+        .collect();
+    assert_eq!(reused.get("shadow"), Some(&true), "{reused:?}");
+    assert_eq!(reused.get("tool"), Some(&false), "{reused:?}");
+    assert_eq!(warm.layers, cold.layers);
+    assert_eq!(warm.manifest_digest, cold.manifest_digest);
+    assert_eq!(
+        fs_err::read(&warm.path).unwrap(),
+        fs_err::read(&cold.path).unwrap(),
+        "an export reusing layers is byte-identical to a cold one"
+    );
+    // A reusable layer whose file is gone is written again.
+    let mut gone = BTreeMap::new();
+    for l in &first.layer_files {
+        let mut layer = l.layer.clone();
+        layer.path = tmp.path().join("no-such-file");
+        gone.insert(l.key.clone(), layer);
+    }
+    let again = export_reusing(
+        &repo1,
+        &tmp.path().join("e4"),
+        Chunking::Single,
+        gone.clone(),
+    );
+    assert!(
+        again.layer_files.is_empty(),
+        "a single-layer export has no component layers"
+    );
+    let (repo3, _) = commit(&tmp.path().join("c3"));
+    let rewritten = export_reusing(
+        &repo3,
+        &tmp.path().join("e5"),
+        Chunking::Components {
+            components: BTreeMap::from([
+                ("/usr/bin/su".to_string(), "shadow".to_string()),
+                ("/usr/bin/tool".to_string(), "tool".to_string()),
+            ]),
+            max_layers: 8,
+        },
+        gone,
+    );
+    assert!(rewritten.layer_files.iter().all(|l| !l.reused));
+    assert_eq!(
+        fs_err::read(&rewritten.path).unwrap(),
+        fs_err::read(&first.path).unwrap()
+    );
 }

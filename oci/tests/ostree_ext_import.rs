@@ -59,6 +59,7 @@ fn ostree_ext_imports_a_chunked_export() {
         labels: BTreeMap::new(),
         out_dir: tmp.path().join("out"),
         scratch: tmp.path().join("scratch"),
+        reuse: BTreeMap::new(),
     })
     .unwrap();
     // commit, bash, glibc, initramfs, kernel, shadow, unpackaged
