@@ -2,7 +2,6 @@
 //! root) as a raw image with 512- or 4096-byte logical blocks, assembled by writing partition
 //! images at their offsets (no loop devices, no mounts).
 
-use std::io::{Read, Seek, SeekFrom, Write};
 use std::path::Path;
 
 use serde::{Deserialize, Serialize};
@@ -73,34 +72,38 @@ pub struct DiskInfo {
     pub partitions: Vec<PartitionInfo>,
 }
 
-/// Copies `src` into `dst` at `offset`, skipping all-zero chunks (the destination stays
-/// sparse).
+/// Copies `src` into `dst` at `offset`, reading only `src`'s data extents (`SEEK_DATA` /
+/// `SEEK_HOLE`: a 2 GiB root filesystem holds some tens of MiB) and skipping all-zero chunks
+/// in them, so the destination stays sparse.
 fn write_at_sparse(dst: &Path, offset: u64, src: &Path) -> Result<(), ImageError> {
-    let mut input = fs_err::File::open(src)?;
-    let mut out = fs_err::OpenOptions::new().write(true).open(dst)?;
+    use rustix::fs::{SeekFrom as Whence, seek};
+    use std::os::unix::fs::FileExt;
+    let input = fs_err::File::open(src)?;
+    let len = input.metadata()?.len();
+    let out = fs_err::OpenOptions::new().write(true).open(dst)?;
+    let io = |e: rustix::io::Errno, what: &str| {
+        ImageError::msg(format!("{}: {what}: {e}", src.display()))
+    };
+    let zeros = vec![0u8; MIB as usize];
     let mut buf = vec![0u8; MIB as usize];
-    let mut pos = offset;
-    loop {
-        let mut filled = 0;
-        while filled < buf.len() {
-            let n = input.read(&mut buf[filled..])?;
-            if n == 0 {
-                break;
+    let mut pos = 0;
+    while pos < len {
+        let data = match seek(input.file(), Whence::Data(pos)) {
+            Ok(d) => d,
+            Err(rustix::io::Errno::NXIO) => break, // only a hole is left
+            Err(e) => return Err(io(e, "seeking data")),
+        };
+        let end = seek(input.file(), Whence::Hole(data)).map_err(|e| io(e, "seeking a hole"))?;
+        let mut at = data;
+        while at < end {
+            let n = (end - at).min(MIB) as usize;
+            input.file().read_exact_at(&mut buf[..n], at)?;
+            if buf[..n] != zeros[..n] {
+                out.file().write_all_at(&buf[..n], offset + at)?;
             }
-            filled += n;
+            at += n as u64;
         }
-        if filled == 0 {
-            break;
-        }
-        let chunk = &buf[..filled];
-        if chunk.iter().any(|b| *b != 0) {
-            out.seek(SeekFrom::Start(pos))?;
-            out.write_all(chunk)?;
-        }
-        pos += filled as u64;
-        if filled < buf.len() {
-            break;
-        }
+        pos = end;
     }
     out.sync_all()?;
     Ok(())
