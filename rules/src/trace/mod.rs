@@ -60,6 +60,16 @@ const BWRAP_FLAGS: [&str; 9] = [
     "--clearenv",
 ];
 
+/// The environment variable that turns the tracer off (`NOSA_TRACE=off`): the programs run in
+/// the same sandbox on the same overlay, without strace, and are never reused by trace. For
+/// measuring the tracer's overhead and for telling a tracer problem from a script problem.
+pub const TRACE_ENV: &str = "NOSA_TRACE";
+
+/// Whether the tracer is on (it is unless `NOSA_TRACE=off`).
+pub fn tracing_on() -> bool {
+    std::env::var(TRACE_ENV).map_or(true, |v| v != "off")
+}
+
 /// Declares how traced programs run (tracer, sandbox, environment) as parameters of the node
 /// that runs them, from the same constants [`run_one`] uses: a change reruns them.
 pub fn params(p: &mut Params) {
@@ -67,7 +77,11 @@ pub fn params(p: &mut Params) {
         .iter()
         .map(|(k, v)| (k.to_string(), v.to_string()))
         .collect();
-    let strace: Vec<String> = strace::STRACE_ARGS.iter().map(|a| a.to_string()).collect();
+    let strace: Vec<String> = if tracing_on() {
+        strace::STRACE_ARGS.iter().map(|a| a.to_string()).collect()
+    } else {
+        vec!["off".to_string()]
+    };
     let bwrap: Vec<String> = BWRAP_FLAGS.iter().map(|a| a.to_string()).collect();
     p.add("tracer", &strace)
         .add("sandbox", &bwrap)
@@ -127,6 +141,14 @@ pub fn run_traced(
         h.update(derived);
         Digest::from(h.finalize())
     };
+    if !tracing_on() {
+        writeln!(ctx.log, "# nosa: running untraced ({TRACE_ENV}=off)")?;
+        let (_, changes) = run_programs(ctx, &tree, programs, false)?;
+        ctx.note(format!(
+            "ran untraced ({TRACE_ENV}=off): not reusable by trace"
+        ));
+        return Ok(effect::apply(&tree, ROOT, &changes));
+    }
     let why_run = match load_memo(ctx) {
         None => "no trace of an earlier run".to_string(),
         Some((m, _)) if m.format != MEMO_FORMAT || m.base != base => {
@@ -147,7 +169,7 @@ pub fn run_traced(
         },
     };
     writeln!(ctx.log, "# nosa: running traced: {why_run}")?;
-    let (reads, changes) = run_programs(ctx, &tree, programs)?;
+    let (reads, changes) = run_programs(ctx, &tree, programs, true)?;
     let out = effect::apply(&tree, ROOT, &changes);
     let memo = record(ctx, &tree, &out, base, reads, changes)?;
     let note = match &memo.untraceable {
@@ -295,11 +317,13 @@ fn record(
     })
 }
 
-/// Runs the programs on an overlay of the input tree; returns their reads and effect.
+/// Runs the programs on an overlay of the input tree (under strace if `traced`); returns their
+/// reads and effect.
 fn run_programs(
     ctx: &mut RunContext<'_>,
     tree: &Tree,
     programs: &[Program],
+    traced: bool,
 ) -> Result<(Reads, Vec<Change>), RunError> {
     let scratch = ctx.scratch.clone();
     let input = scratch.join("input");
@@ -319,8 +343,12 @@ fn run_programs(
         let script = scratch.join(format!("script-{n}"));
         fs_err::write(&script, &p.script)?;
         let trace = scratch.join(format!("trace-{n}"));
-        run_one(ctx, p, &script, &trace, [&lower, &upper, &work, &merged])?;
-        let text = fs_err::read_to_string(&trace)?;
+        let trace = traced.then_some(trace.as_path());
+        run_one(ctx, p, &script, trace, [&lower, &upper, &work, &merged])?;
+        let Some(trace) = trace else {
+            continue;
+        };
+        let text = fs_err::read_to_string(trace)?;
         let r = strace::parse(&text);
         if r.lines == 0 {
             return Err(RunError::msg(format!(
@@ -334,13 +362,14 @@ fn run_programs(
     Ok((reads, changes))
 }
 
-/// One program under strace, in bubblewrap, on the overlay (mounted in a private mount
-/// namespace that dies with the process, so a killed build leaves no mount behind).
+/// One program under strace (when given a trace file), in bubblewrap, on the overlay
+/// (mounted in a private mount namespace that dies with the process, so a killed build leaves
+/// no mount behind).
 fn run_one(
     ctx: &mut RunContext<'_>,
     p: &Program,
     script: &Path,
-    trace: &Path,
+    trace: Option<&Path>,
     [lower, upper, work, merged]: [&PathBuf; 4],
 ) -> Result<(), RunError> {
     let argv: Vec<String> = if p.argv.is_empty() {
@@ -359,13 +388,19 @@ fn run_one(
     let cstr =
         |b: &[u8]| CString::new(b).map_err(|_| RunError::msg("a path with a NUL byte".to_string()));
     let (opts, merged_c) = (cstr(opts.as_bytes())?, cstr(merged.as_os_str().as_bytes())?);
-    let mut cmd = Command::new("strace");
-    cmd.args(strace::STRACE_ARGS)
-        .arg("-o")
-        .arg(trace)
-        .arg("--")
-        .arg("bwrap")
-        .arg("--bind")
+    let mut cmd = match trace {
+        Some(trace) => {
+            let mut c = Command::new("strace");
+            c.args(strace::STRACE_ARGS)
+                .arg("-o")
+                .arg(trace)
+                .arg("--")
+                .arg("bwrap");
+            c
+        }
+        None => Command::new("bwrap"),
+    };
+    cmd.arg("--bind")
         .arg(merged)
         .arg("/")
         .args(BWRAP_FLAGS)
