@@ -160,8 +160,9 @@ impl ImageFsRule {
                 "image-fs needs exactly one dependency (the ostree commit)",
             ));
         };
+        // Read-only hardlinks: `ostree pull-local` only reads the repository.
         let staged = ctx.scratch.join("commit");
-        ctx.stage_dep(dep, &staged)?;
+        ctx.stage_dep_readonly(dep, &staged)?;
         let record: CommitRecord =
             serde_json::from_slice(&fs_err::read(staged.join("commit.json"))?)
                 .map_err(|e| RunError::msg(format!("{}: commit.json: {e}", dep.id)))?;
