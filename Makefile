@@ -55,3 +55,4 @@ bench:
 	$(CARGO) bench --bench unpack
 	$(CARGO) bench --bench commit
 	$(CARGO) bench --bench images
+	$(CARGO) bench --bench incremental

@@ -1,8 +1,6 @@
-//! Benchmarks for the compose's tail, each ratio measured in the same run:
-//! 1. committing the example's composed tree with nosa (libostree through `nosa_commit`) vs
-//!    Debian's `ostree commit` CLI on the same tree, same repo mode (archive), fresh repos;
-//! 2. `nosa build` of the example: cold (fresh workdir) vs incremental (one overlay file
-//!    changed), in the same workdir.
+//! Committing the example's composed tree with nosa (libostree through `nosa_commit`) vs
+//! Debian's `ostree commit` CLI on the same tree, same repo mode (archive), fresh repos, in the
+//! same run. (Cold vs incremental builds: `benches/incremental.rs`.)
 //!
 //! Needs the fixture distro (`cargo xtask fixture-distro`) and a built nosa (cargo builds it).
 //! Run: `cargo bench --bench commit`.
@@ -29,7 +27,7 @@ fn main() {
     let rounds = common::env_num("NOSA_BENCH_ROUNDS", 3);
 
     // The composed tree, from a real build.
-    let (w, cfg) = common::example_workdir(&root, "tree");
+    let (w, _) = common::example_workdir(&root, "tree");
     run(&w, &["build"]);
     let tree = root.join("tree-checkout");
     let _ = fs_err::remove_dir_all(&tree);
@@ -83,30 +81,5 @@ fn main() {
         n.as_secs_f64() * 1e3,
         c.as_secs_f64() * 1e3,
         n.as_secs_f64() / c.as_secs_f64()
-    );
-
-    // Cold vs incremental `nosa build`.
-    let (mut cold, mut inc) = (Vec::new(), Vec::new());
-    for i in 0..rounds {
-        let (w, cfg) = common::example_workdir(&root, &format!("build-{i}"));
-        let t = Instant::now();
-        run(&w, &["build"]);
-        cold.push(t.elapsed());
-        fs_err::write(
-            cfg.join("overlay.d/15nestos/etc/test/test.txt"),
-            format!("changed {i}\n"),
-        )
-        .unwrap();
-        let t = Instant::now();
-        run(&w, &["build"]);
-        inc.push(t.elapsed());
-    }
-    let _ = cfg;
-    let (cold, inc) = (median(cold), median(inc));
-    println!(
-        "nosa build of the example: cold {:.1} s, one overlay file changed {:.1} s, incremental/cold = {:.2}x (median of {rounds})",
-        cold.as_secs_f64(),
-        inc.as_secs_f64(),
-        inc.as_secs_f64() / cold.as_secs_f64()
     );
 }
