@@ -15,10 +15,13 @@ use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
+/// Milliseconds by node id of the nodes that ran (` (reused)` appended when reused by trace).
+type NodeTimes = BTreeMap<String, u64>;
+
 const EDITED: &str = "overlay.d/15nestos/etc/test/test.txt";
 
 /// One timed `nosa ARGS --json` in `w` (with `env`): wall time and the summary's node times.
-fn timed(w: &Path, args: &[&str], env: &[(&str, &str)]) -> (Duration, BTreeMap<String, u64>) {
+fn timed(w: &Path, args: &[&str], env: &[(&str, &str)]) -> (Duration, NodeTimes) {
     let mut cmd = Command::new(common::nosa());
     cmd.args(args).arg("--json").current_dir(w);
     for (k, v) in env {
@@ -87,7 +90,7 @@ fn main() {
             b: vec![],
         },
     ];
-    let mut per_node: Vec<(Duration, BTreeMap<String, u64>, BTreeMap<String, u64>)> = vec![];
+    let mut per_node: Vec<(Duration, NodeTimes, NodeTimes)> = vec![];
     for i in 0..rounds {
         let changed = format!("changed in round {i}\n");
         for (p, target) in [(0, None), (1, Some("qemu"))] {

@@ -25,6 +25,28 @@ pub enum EntryKind {
     Dir,
 }
 
+impl EntryKind {
+    /// Feeds the kind to `h` as tree digests encode it: a tag, then the size and content
+    /// digest of a file or the length-prefixed target of a symlink.
+    pub fn hash_into(&self, h: &mut blake3::Hasher) {
+        match self {
+            EntryKind::File { digest, size } => {
+                h.update(b"f");
+                h.update(&size.to_le_bytes());
+                h.update(&digest.0);
+            }
+            EntryKind::Symlink { target } => {
+                h.update(b"l");
+                h.update(&(target.len() as u64).to_le_bytes());
+                h.update(target.as_bytes());
+            }
+            EntryKind::Dir => {
+                h.update(b"d");
+            }
+        }
+    }
+}
+
 /// One path in a tree.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TreeEntry {
@@ -64,21 +86,7 @@ impl Tree {
             h.update(&(e.path.len() as u64).to_le_bytes());
             h.update(e.path.as_bytes());
             h.update(&e.mode.to_le_bytes());
-            match &e.kind {
-                EntryKind::File { digest, size } => {
-                    h.update(b"f");
-                    h.update(&size.to_le_bytes());
-                    h.update(&digest.0);
-                }
-                EntryKind::Symlink { target } => {
-                    h.update(b"l");
-                    h.update(&(target.len() as u64).to_le_bytes());
-                    h.update(target.as_bytes());
-                }
-                EntryKind::Dir => {
-                    h.update(b"d");
-                }
-            }
+            e.kind.hash_into(&mut h);
         }
         h.finalize().into()
     }

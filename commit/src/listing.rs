@@ -96,21 +96,8 @@ impl ObjectMemo {
 /// target), its mode, owner and xattrs, exactly what libostree hashes into the object.
 pub fn content_key(kind: &EntryKind, mode: u32, owner: (u32, u32), xattrs: &Variant) -> Digest {
     let mut h = blake3::Hasher::new();
-    h.update(b"nosa-ostree-content-v1\0");
-    match kind {
-        EntryKind::File { digest, .. } => {
-            h.update(b"f");
-            h.update(&digest.0);
-        }
-        EntryKind::Symlink { target } => {
-            h.update(b"l");
-            h.update(&(target.len() as u64).to_le_bytes());
-            h.update(target.as_bytes());
-        }
-        EntryKind::Dir => {
-            h.update(b"d");
-        }
-    }
+    h.update(b"nosa-ostree-content-v2\0");
+    kind.hash_into(&mut h);
     h.update(&mode.to_le_bytes());
     h.update(&owner.0.to_le_bytes());
     h.update(&owner.1.to_le_bytes());
