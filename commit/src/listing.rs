@@ -4,7 +4,7 @@
 //! their dirmeta from the listing. The result is the commit [`crate::commit_tree`] makes of
 //! the same tree on disk (tests compare the two).
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use nosa_cache::{Digest, EntryKind, Store, TreeEntry};
 use ostree::gio;
@@ -147,7 +147,7 @@ pub fn commit_listing(
         memo: ObjectMemo::default(),
         dirmeta: HashMap::new(),
         written: 0,
-        seen: Vec::new(),
+        seen: BTreeSet::new(),
     };
     let mtree = MutableTree::new();
     let root_meta = writer.dirmeta(&prep, "/", listing.root_mode)?;
@@ -185,7 +185,7 @@ pub fn commit_listing(
         seen,
         ..
     } = writer;
-    let result = prep.finish(&mtree, tx, seen.into_iter().collect())?;
+    let result = prep.finish(&mtree, tx, seen)?;
     Ok(ListingOutcome {
         result,
         memo,
@@ -200,14 +200,14 @@ struct ObjectWriter<'a> {
     memo: ObjectMemo,
     dirmeta: HashMap<Digest, String>,
     written: usize,
-    seen: Vec<String>,
+    seen: BTreeSet<String>,
 }
 
 impl ObjectWriter<'_> {
     fn dirmeta(&mut self, prep: &Prepared, abs: &str, mode: u32) -> Result<String, CommitError> {
         let owner = prep.owner(abs);
         let xattrs = prep.xattrs(abs);
-        self.seen.push(abs.to_string());
+        self.seen.insert(abs.to_string());
         let key = content_key(&EntryKind::Dir, mode, owner, &xattrs);
         if let Some(c) = self.dirmeta.get(&key) {
             return Ok(c.clone());
@@ -235,7 +235,7 @@ impl ObjectWriter<'_> {
     ) -> Result<String, CommitError> {
         let owner = prep.owner(abs);
         let xattrs = prep.xattrs(abs);
-        self.seen.push(abs.to_string());
+        self.seen.insert(abs.to_string());
         let key = content_key(kind, mode, owner, &xattrs);
         if let Some(c) = self.memo.get(&key) {
             return Ok(c.to_string());

@@ -220,15 +220,6 @@ impl OstreeCommitRule {
 /// The memo tree's one file: the previous commit's [`ObjectMemo`].
 const MEMO_FILE: &str = "objects.map";
 
-/// The content object checksum a repository path names (`repo/objects/ab/cdef….filez`).
-fn object_of(path: &str) -> Option<String> {
-    let rest = path.strip_prefix("repo/objects/")?;
-    let (prefix, name) = rest.split_once('/')?;
-    let stem = name.strip_suffix(".filez")?;
-    let checksum = format!("{prefix}{stem}");
-    (checksum.len() == 64).then_some(checksum)
-}
-
 /// Makes every object file read-only (0444), as the linked ones are: the output is the same
 /// whichever objects were linked and which were written.
 fn readonly_objects(dir: &Path) -> Result<(), RunError> {
@@ -351,7 +342,7 @@ impl Rule for OstreeCommitRule {
         let req = CommitRequest {
             repo: repo.clone(),
             mode: RepoMode::Archive,
-            rootfs: rootfs.clone(),
+            rootfs,
             owners,
             xattrs,
             ref_name: self.ref_name.clone(),
@@ -438,32 +429,35 @@ impl OstreeCommitRule {
     fn previous_objects(&self, ctx: &RunContext<'_>, repo: &Path) -> Result<ObjectMemo, RunError> {
         let store = ctx.store();
         let memo = ctx
-            .previous_memo()
-            .and_then(|m| store.get_tree(&m).ok())
-            .and_then(|t| t.file(MEMO_FILE))
-            .and_then(|d| fs_err::read(store.blob_path(&d)).ok())
-            .and_then(|b| ObjectMemo::decode(&b));
+            .previous_memo_file(MEMO_FILE)
+            .and_then(|(_, b)| ObjectMemo::decode(&b));
         let (Some(mut memo), Some(prev)) = (memo, ctx.previous) else {
             return Ok(ObjectMemo::default());
         };
         let Ok(prev) = store.get_tree(&prev) else {
             return Ok(ObjectMemo::default());
         };
-        let wanted: std::collections::HashSet<&str> = memo.iter().map(|(_, c)| c).collect();
+        // Each named object's path in the previous output (`repo/objects/ab/cdef….filez`).
+        let wanted: std::collections::HashMap<String, String> = memo
+            .iter()
+            .filter_map(|(_, c)| {
+                let rel = crate::write::object_relpath(c, ostree::ObjectType::File, true)?;
+                Some((format!("repo/objects/{rel}"), c.to_string()))
+            })
+            .collect();
         let objects = nosa_cache::Tree {
             entries: prev
                 .entries
                 .into_iter()
                 .filter(|e| {
-                    object_of(&e.path).is_some_and(|c| wanted.contains(c.as_str()))
-                        && matches!(e.kind, EntryKind::File { .. })
+                    wanted.contains_key(&e.path) && matches!(e.kind, EntryKind::File { .. })
                 })
                 .collect(),
         };
-        let linked: std::collections::HashSet<String> = objects
+        let linked: std::collections::HashSet<&str> = objects
             .entries
             .iter()
-            .filter_map(|e| object_of(&e.path))
+            .map(|e| wanted[&e.path].as_str())
             .collect();
         memo.retain(|c| linked.contains(c));
         if !memo.is_empty() {

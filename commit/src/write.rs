@@ -297,7 +297,7 @@ pub fn content_checksum(repo: &Path, rev: &str) -> Result<String, CommitError> {
 
 /// The file name of an object in `repo`'s `objects/` directory (archive repos compress file
 /// objects: `.filez`).
-fn object_relpath(checksum: &str, ty: ObjectType, archive: bool) -> Option<String> {
+pub(crate) fn object_relpath(checksum: &str, ty: ObjectType, archive: bool) -> Option<String> {
     let ext = match ty {
         ObjectType::File if archive => "filez",
         ObjectType::File => "file",

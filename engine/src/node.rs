@@ -242,6 +242,14 @@ impl RunContext<'_> {
         self.store.get_action::<crate::key::Component>(&key)?.memo
     }
 
+    /// The previous memo tree ([`RunContext::previous_memo`]) with the bytes of its file
+    /// `path`, if the store still has both.
+    pub fn previous_memo_file(&self, path: &str) -> Option<(Tree, Vec<u8>)> {
+        let tree = self.store.get_tree(&self.previous_memo()?).ok()?;
+        let bytes = fs_err::read(self.store.blob_path(&tree.file(path)?)).ok()?;
+        Some((tree, bytes))
+    }
+
     /// Reads dependency `dep`'s output tree listing.
     pub fn dep_tree(&self, dep: &DepOutput) -> Result<Tree, RunError> {
         Ok(self.store.get_tree(&dep.tree)?)

@@ -119,39 +119,48 @@ impl OciRule {
 /// The memo's index of layers; each blob is `layers/<key>` beside it.
 const LAYER_INDEX: &str = "layers.json";
 
-/// The component layers the node's last run kept in its memo, where the store still has them.
-fn previous_layers(ctx: &RunContext<'_>) -> BTreeMap<String, ReusableLayer> {
+/// The component layers the node's last run kept in its memo, where the store still has
+/// them, with each one's blob digest.
+fn previous_layers(ctx: &RunContext<'_>) -> (BTreeMap<String, ReusableLayer>, Tree) {
     let store = ctx.store();
-    let Some(tree) = ctx.previous_memo().and_then(|m| store.get_tree(&m).ok()) else {
-        return BTreeMap::new();
+    let Some((tree, index)) = ctx.previous_memo_file(LAYER_INDEX) else {
+        return (BTreeMap::new(), Tree::default());
     };
-    let index: Option<BTreeMap<String, ReusableLayer>> = tree
-        .file(LAYER_INDEX)
-        .and_then(|d| fs_err::read(store.blob_path(&d)).ok())
-        .and_then(|b| serde_json::from_slice(&b).ok());
+    let index: Option<BTreeMap<String, ReusableLayer>> = serde_json::from_slice(&index).ok();
     let mut layers = index.unwrap_or_default();
-    layers.retain(|key, layer| match tree.file(&format!("layers/{key}")) {
+    layers.retain(|key, layer| match tree.file(&layer_blob(key)) {
         Some(d) if store.has_blob(&d) => {
             layer.path = store.blob_path(&d);
             true
         }
         _ => false,
     });
-    layers
+    (layers, tree)
 }
 
-/// The memo of this run: every component layer's blob (stored) and their index.
-fn layer_memo(ctx: &RunContext<'_>, files: &[LayerFile]) -> Result<Tree, RunError> {
+/// Where a layer's blob is in the memo.
+fn layer_blob(key: &str) -> String {
+    format!("layers/{key}")
+}
+
+/// The memo of this run: every component layer's blob (stored) and their index. A reused
+/// layer's blob digest comes from the previous memo `prev`, not from hashing it again.
+fn layer_memo(ctx: &RunContext<'_>, files: &[LayerFile], prev: &Tree) -> Result<Tree, RunError> {
     let store = ctx.store();
     let mut index = BTreeMap::new();
     let mut entries = Vec::new();
     for f in files {
-        let digest = hash_file(&f.layer.path)?;
-        if !f.reused {
-            store.put_file_known(&f.layer.path, digest, true)?;
-        }
+        let known = f.reused.then(|| prev.file(&layer_blob(&f.key))).flatten();
+        let digest = match known {
+            Some(d) => d,
+            None => {
+                let d = hash_file(&f.layer.path)?;
+                store.put_file_known(&f.layer.path, d, true)?;
+                d
+            }
+        };
         entries.push(TreeEntry {
-            path: format!("layers/{}", f.key),
+            path: layer_blob(&f.key),
             mode: 0o444,
             kind: EntryKind::File {
                 digest,
@@ -225,6 +234,7 @@ impl Rule for OciRule {
         if let Chunking::Components { components, .. } = &mut chunking {
             components.extend(self.path_map(ctx)?);
         }
+        let (reuse, previous_memo) = previous_layers(ctx);
         let req = ExportRequest {
             repo: staged.join("repo"),
             rev: record.checksum.clone(),
@@ -238,7 +248,7 @@ impl Rule for OciRule {
             // Speed only: the component layers of the last run, so that unchanged components
             // are not compressed again (oci/tests/export.rs checks a reusing export is
             // byte-identical to a cold one).
-            reuse: previous_layers(ctx),
+            reuse,
         };
         let mut result = export_commit(&req).map_err(msg)?;
         let reused = result.layer_files.iter().filter(|l| l.reused).count();
@@ -247,7 +257,7 @@ impl Rule for OciRule {
             "component layers: {reused} reused from the last run, {} written",
             result.layer_files.len() - reused
         )?;
-        ctx.set_memo(layer_memo(ctx, &result.layer_files)?);
+        ctx.set_memo(layer_memo(ctx, &result.layer_files, &previous_memo)?);
         result.path = PathBuf::from(&result.file_name);
         writeln!(
             ctx.log,

@@ -186,8 +186,7 @@ pub fn run_traced(
 
 /// The last run's memo and its tree, if the store still has all of it.
 fn load_memo(ctx: &RunContext<'_>) -> Option<(Memo, Tree)> {
-    let t = ctx.store().get_tree(&ctx.previous_memo()?).ok()?;
-    let json = fs_err::read(ctx.store().blob_path(&t.file("trace.json")?)).ok()?;
+    let (t, json) = ctx.previous_memo_file("trace.json")?;
     let memo: Memo = serde_json::from_slice(&json).ok()?;
     let complete = t.blobs().all(|b| ctx.store().has_blob(&b));
     complete.then_some((memo, t))
