@@ -1,4 +1,4 @@
-//! Reading what Debian's strace wrote (`-f -y -x --decode-pids=pidns`) about a program run in
+//! Reading what Debian's strace wrote (`-f -y -x`, in the PID namespace of the processes it traces) about a program run in
 //! bubblewrap: which paths the sandboxed processes looked up, which directories they listed,
 //! what they executed, and whatever makes the run impossible to reuse (a network socket,
 //! random bytes, a changed mount view, a path relative to a descriptor nobody decoded).
@@ -49,7 +49,6 @@ pub const STRACE_ARGS: &[&str] = &[
     "--seccomp-bpf",
     "-y",
     "-x",
-    "--decode-pids=pidns",
     "-e",
     "signal=none",
     "-e",
@@ -158,7 +157,8 @@ fn split_pid(line: &str) -> Option<(u32, &str)> {
     Some((pid.parse().ok()?, rest.trim_start()))
 }
 
-/// The child's pid in strace's namespace, from a clone/fork line's return value.
+/// The child's pid, from a clone/fork line's return value (strace runs in the traced
+/// processes' PID namespace, so that is the pid its lines carry).
 fn clone_child(rest: &str) -> Option<u32> {
     let forkish = ["clone(", "clone3(", "fork(", "vfork("]
         .iter()
@@ -170,11 +170,7 @@ fn clone_child(rest: &str) -> Option<u32> {
         return None;
     }
     let tail = rest.rsplit_once("= ")?.1;
-    let marker = tail.split_once("/* ")?.1;
-    let (n, after) = marker.split_once(' ')?;
-    after
-        .starts_with("in strace's PID NS")
-        .then(|| n.parse().ok())?
+    tail.split_whitespace().next()?.parse().ok()
 }
 
 /// One argument token of interest: a descriptor with its decoded path, or a string.
@@ -465,13 +461,13 @@ mod tests {
 100 clone(child_stack=NULL, flags=CLONE_NEWNS|SIGCHLD) = 101
 101 chdir("/tmp")                     = 0
 101 mkdir("newroot", 0755)            = 0
-101 clone(child_stack=NULL, flags=SIGCHLD, child_tidptr=0x7f) = 2 /* 102 in strace's PID NS */
+101 clone(child_stack=NULL, flags=SIGCHLD, child_tidptr=0x7f) = 102
 102 execve("/bin/sh", ["/bin/sh", "/tmp/.nosa-script", "1"], 0x55 /* 2 vars */) = 0
 102 openat(AT_FDCWD</>, "/etc/ld.so.cache", O_RDONLY|O_CLOEXEC) = -1 ENOENT (No such file or directory)
 102 chdir("/etc")                     = 0
 102 vfork( <unfinished ...>
 103 execve("/usr/bin/cat", ["cat", "test/test.txt"], 0x56 /* 3 vars */ <unfinished ...>
-102 <... vfork resumed>)              = 3 /* 103 in strace's PID NS */
+102 <... vfork resumed>)              = 103
 103 <... execve resumed>)             = 0
 103 openat(AT_FDCWD</etc>, "test/test.txt", O_RDONLY) = 3</etc/test/test.txt>
 103 mkdir("zz\x41", 0777)             = 0
@@ -514,7 +510,7 @@ mod tests {
     #[test]
     fn what_makes_a_run_unrepeatable() {
         let head = "1 execve(\"/usr/bin/bwrap\", [], 0x1 /* 1 vars */) = 0\n\
-                    1 clone(child_stack=NULL, flags=SIGCHLD) = 2 /* 2 in strace's PID NS */\n\
+                    1 clone(child_stack=NULL, flags=SIGCHLD) = 2\n\
                     2 execve(\"/bin/sh\", [\"sh\"], 0x1 /* 1 vars */) = 0\n";
         for (line, why) in [
             ("2 getrandom(\"\\x01\", 16, GRND_NONBLOCK) = 16", "random"),
