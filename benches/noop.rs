@@ -1,5 +1,7 @@
 //! `cargo bench --bench noop`: wall time of a no-op `nosa graph build` against a no-op `ninja`
-//! on the same generated graph (same input files, commands, outputs and dependencies).
+//! on the same generated graph (same input files, commands, outputs and dependencies), in two
+//! shapes: `spread` (inputs in directories of 100, each step depending on 0-3 of the 300 before
+//! it) and `flat` (every input in one directory, steps in chains of 10).
 //!
 //! Sizes come from `NOSA_BENCH_SIZES` (default `5000,30000` steps), timed runs per tool from
 //! `NOSA_BENCH_RUNS` (default 7, at least 5). Generated workdirs live under
@@ -16,7 +18,25 @@ use std::time::Duration;
 use common::{Rng, env_num, median, ms, require_tool, run_output, sizes, time_run, work_dir};
 
 /// Bump when the generated graph changes, so stale workdirs are regenerated.
-const GENERATOR: &str = "noop-gen-v1";
+const GENERATOR: &str = "noop-gen-v2";
+
+/// How the generated graph is laid out.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Shape {
+    /// Inputs in directories of 100; each step depends on 0-3 of the 300 steps before it.
+    Spread,
+    /// Every input in one directory; steps in chains of 10 (each depends on the one before).
+    Flat,
+}
+
+impl Shape {
+    fn name(self) -> &'static str {
+        match self {
+            Shape::Spread => "spread",
+            Shape::Flat => "flat",
+        }
+    }
+}
 
 struct Step {
     inputs: Vec<String>,
@@ -25,30 +45,37 @@ struct Step {
     run: String,
 }
 
-fn input_path(i: u64) -> String {
-    format!("in/d{:03}/f{i}.txt", i / 100)
+fn input_path(shape: Shape, i: u64) -> String {
+    match shape {
+        Shape::Spread => format!("in/d{:03}/f{i}.txt", i / 100),
+        Shape::Flat => format!("in/f{i}.txt"),
+    }
 }
 
 fn output_path(i: usize) -> String {
     format!("out/d{:03}/s{i}.txt", i / 100)
 }
 
-/// A DAG of `n` steps: step `i` reads its own input file and, half the time, another one; it
-/// depends on 0-3 of the 300 steps before it; it writes one small file (a checksum of what it
-/// read, so outputs stay small however deep the graph is).
-fn steps(n: u64) -> Vec<Step> {
+/// A DAG of `n` steps: step `i` reads its own input file and, half the time, another one; its
+/// dependencies follow `shape`; it writes one small file (a checksum of what it read, so
+/// outputs stay small however deep the graph is).
+fn steps(shape: Shape, n: u64) -> Vec<Step> {
     let mut rng = Rng::new(0x6e6f_7361 ^ n);
     let mut out = Vec::with_capacity(n as usize);
     for i in 0..n as usize {
-        let mut inputs = vec![input_path(i as u64)];
+        let mut inputs = vec![input_path(shape, i as u64)];
         if rng.range(0, 1) == 1 {
-            let other = input_path(rng.range(0, n - 1));
+            let other = input_path(shape, rng.range(0, n - 1));
             if !inputs.contains(&other) {
                 inputs.push(other);
             }
         }
         let mut deps = Vec::new();
-        if i > 0 {
+        if shape == Shape::Flat {
+            if i % 10 != 0 {
+                deps.push(i - 1);
+            }
+        } else if i > 0 {
             let lo = i.saturating_sub(300) as u64;
             for _ in 0..rng.range(0, 3) {
                 let d = rng.range(lo, i as u64 - 1) as usize;
@@ -79,9 +106,9 @@ fn steps(n: u64) -> Vec<Step> {
     out
 }
 
-fn generate(dir: &Path, n: u64) {
+fn generate(dir: &Path, shape: Shape, n: u64) {
     let stamp = dir.join("generated");
-    let want = format!("{GENERATOR} n={n}\n");
+    let want = format!("{GENERATOR} shape={} n={n}\n", shape.name());
     if fs_err::read_to_string(&stamp).ok().as_deref() == Some(want.as_str()) {
         return;
     }
@@ -94,7 +121,7 @@ fn generate(dir: &Path, n: u64) {
         fs_err::create_dir_all(dir.join(side)).expect("mkdir");
     }
     for i in 0..n {
-        let rel = input_path(i);
+        let rel = input_path(shape, i);
         let mut body = format!("input {i}\n");
         for _ in 0..rng.range(1, 16) {
             let _ = writeln!(body, "{:016x}{:016x}", rng.next_u64(), rng.next_u64());
@@ -105,7 +132,7 @@ fn generate(dir: &Path, n: u64) {
             fs_err::write(&p, &body).expect("write input");
         }
     }
-    let steps = steps(n);
+    let steps = steps(shape, n);
     let mut toml = String::new();
     let mut ninja = String::from("rule step\n  command = $cmd\n\n");
     for (i, s) in steps.iter().enumerate() {
@@ -166,9 +193,12 @@ fn main() {
     let runs = env_num("NOSA_BENCH_RUNS", 7).max(5);
     let sizes = sizes("NOSA_BENCH_SIZES", &[5000, 30000]);
     let mut table = Vec::new();
-    for n in sizes {
-        let dir = work_dir(&format!("noop-{n}"));
-        generate(&dir, n);
+    for (shape, n) in [Shape::Spread, Shape::Flat]
+        .into_iter()
+        .flat_map(|sh| sizes.iter().map(move |&n| (sh, n)))
+    {
+        let dir = work_dir(&format!("noop-{}-{n}", shape.name()));
+        generate(&dir, shape, n);
         let (nd, jd) = (dir.join("nosa"), dir.join("ninja"));
 
         eprintln!("full builds of {n} steps (-j 2; skipped if already built)");
@@ -211,13 +241,14 @@ fn main() {
         let (mn, mnj, mj) = (median(&mut tn), median(&mut tnj), median(&mut tj));
         let ratio = mn.as_secs_f64() / mj.as_secs_f64();
         println!(
-            "noop N={n}: nosa {} | nosa --json {} | ninja {} | nosa/ninja {ratio:.2}x \
+            "noop {} N={n}: nosa {} | nosa --json {} | ninja {} | nosa/ninja {ratio:.2}x \
              (median of {runs})",
+            shape.name(),
             ms(mn),
             ms(mnj),
             ms(mj)
         );
-        table.push((n, mn, mnj, mj, ratio));
+        table.push((shape.name(), n, mn, mnj, mj, ratio));
         if std::env::var_os("NOSA_TIMINGS").is_some() {
             let mut c = nosa(&nd, false);
             let out = c.output().expect("nosa");
@@ -225,9 +256,14 @@ fn main() {
         }
     }
     println!();
-    println!("| steps | nosa no-op | nosa --json no-op | ninja no-op | nosa/ninja |");
-    println!("|---:|---:|---:|---:|---:|");
-    for (n, a, b, c, r) in table {
-        println!("| {n} | {} | {} | {} | {r:.2}x |", ms(a), ms(b), ms(c));
+    println!("| shape | steps | nosa no-op | nosa --json no-op | ninja no-op | nosa/ninja |");
+    println!("|---|---:|---:|---:|---:|---:|");
+    for (shape, n, a, b, c, r) in table {
+        println!(
+            "| {shape} | {n} | {} | {} | {} | {r:.2}x |",
+            ms(a),
+            ms(b),
+            ms(c)
+        );
     }
 }

@@ -15,11 +15,17 @@ use crate::{Digest, Result};
 /// Files at least this large are hashed with memory mapping on all cores.
 const PARALLEL_THRESHOLD: u64 = 4 << 20;
 
-/// blake3 of a file's content.
+/// blake3 of a file's content. A large sparse file (a filesystem image: 2 GiB of which some
+/// tens of MiB are data) is read by its data extents and its holes are hashed as zeros from
+/// memory: mapping it would fill the page cache with gigabytes of zero pages, which cost ~2 s
+/// here where hashing the same zeros from memory costs ~0.3 s. The digest is the same either way.
 pub fn hash_file(path: &Path) -> Result<Digest> {
+    use std::os::unix::fs::MetadataExt;
     let meta = fs_err::metadata(path)?;
     let mut h = blake3::Hasher::new();
-    if meta.len() >= PARALLEL_THRESHOLD {
+    if meta.len() >= PARALLEL_THRESHOLD && meta.blocks() * 512 < meta.len() {
+        hash_sparse(path, meta.len(), &mut h)?;
+    } else if meta.len() >= PARALLEL_THRESHOLD {
         h.update_mmap_rayon(path)
             .map_err(|e| std::io::Error::new(e.kind(), format!("{}: {e}", path.display())))?;
     } else {
@@ -34,6 +40,56 @@ pub fn hash_file(path: &Path) -> Result<Digest> {
         }
     }
     Ok(h.finalize().into())
+}
+
+/// Feeds `len` bytes of `path` to `h`: data extents (`SEEK_DATA`/`SEEK_HOLE`) as read, holes
+/// as zeros. A file that grows or shrinks meanwhile is an error, not a wrong digest.
+fn hash_sparse(path: &Path, len: u64, h: &mut blake3::Hasher) -> Result<()> {
+    use rustix::fs::{SeekFrom, seek};
+    use std::os::unix::fs::FileExt;
+    const CHUNK: u64 = 8 << 20;
+    let f = fs_err::File::open(path)?;
+    let err = |e: std::io::Error| std::io::Error::new(e.kind(), format!("{}: {e}", path.display()));
+    // Untouched zeroed memory: reading it maps the kernel's zero page, nothing is allocated.
+    let zeros = vec![0u8; CHUNK as usize];
+    let mut buf = vec![0u8; CHUNK as usize];
+    let feed_zeros = |h: &mut blake3::Hasher, mut n: u64| {
+        while n > 0 {
+            let k = n.min(CHUNK);
+            h.update_rayon(&zeros[..k as usize]);
+            n -= k;
+        }
+    };
+    let mut pos = 0;
+    while pos < len {
+        let data = match seek(f.file(), SeekFrom::Data(pos)) {
+            Ok(d) => d.min(len),
+            Err(rustix::io::Errno::NXIO) => len, // only a hole is left
+            Err(e) => return Err(err(e.into()).into()),
+        };
+        feed_zeros(h, data - pos);
+        if data >= len {
+            break;
+        }
+        let end = seek(f.file(), SeekFrom::Hole(data))
+            .map_err(|e| err(e.into()))?
+            .min(len);
+        let mut at = data;
+        while at < end {
+            let n = (end - at).min(CHUNK) as usize;
+            f.file().read_exact_at(&mut buf[..n], at).map_err(err)?;
+            h.update_rayon(&buf[..n]);
+            at += n as u64;
+        }
+        pos = end;
+    }
+    if f.metadata()?.len() != len {
+        return Err(err(std::io::Error::other(
+            "its size changed while it was hashed",
+        ))
+        .into());
+    }
+    Ok(())
 }
 
 /// FxHash (rustc's hasher): a few cycles per word. Keys are local paths, so hash flooding is
@@ -180,6 +236,43 @@ impl StatCache {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_sparse_file_hashes_as_its_content() {
+        use std::os::unix::fs::FileExt;
+        let tmp = tempfile::tempdir().unwrap();
+        // Holes at the start, between extents and at the end; data not aligned to chunks.
+        let len: u64 = 40 << 20;
+        let p = tmp.path().join("sparse.img");
+        let f = fs_err::File::create(&p).unwrap();
+        f.set_len(len).unwrap();
+        let mut content = vec![0u8; len as usize];
+        for (at, n) in [
+            (9u64 << 20, 5000usize),
+            ((21 << 20) + 17, 3 << 20),
+            (len - 8192, 100),
+        ] {
+            let data: Vec<u8> = (0..n).map(|i| (i % 251) as u8 + 1).collect();
+            f.file().write_all_at(&data, at).unwrap();
+            content[at as usize..at as usize + n].copy_from_slice(&data);
+        }
+        f.sync_all().unwrap();
+        drop(f);
+        use std::os::unix::fs::MetadataExt;
+        let m = fs_err::metadata(&p).unwrap();
+        assert!(m.blocks() * 512 < m.len(), "the file system made it sparse");
+        assert_eq!(hash_file(&p).unwrap(), Digest::from(blake3::hash(&content)));
+        // All hole, and a dense file of the same content, hash the same as their bytes.
+        let q = tmp.path().join("holes.img");
+        fs_err::File::create(&q).unwrap().set_len(len).unwrap();
+        assert_eq!(
+            hash_file(&q).unwrap(),
+            Digest::from(blake3::hash(&vec![0u8; len as usize]))
+        );
+        let d = tmp.path().join("dense.img");
+        fs_err::write(&d, &content).unwrap();
+        assert_eq!(hash_file(&d).unwrap(), hash_file(&p).unwrap());
+    }
 
     #[test]
     fn round_trip_and_racy_files_are_not_trusted() {

@@ -113,34 +113,44 @@ impl Store {
         Ok(d)
     }
 
-    /// Stores the file at `src` as a blob whose digest is already known to be `d`. With `take`,
-    /// the file is renamed into the store (it must be on the same filesystem and nobody else
-    /// may hold it); otherwise it is copied. The blob is fsynced before it gets its final name.
-    pub fn put_file_known(&self, src: &Path, d: Digest, take: bool) -> Result<()> {
-        let dest = self.blob_path(&d);
-        if dest.exists() {
-            return Ok(());
-        }
-        fs_err::create_dir_all(dest.parent().expect("sharded path"))?;
+    /// Stores the file at `src` as a blob and returns its digest. With `take`, the file is
+    /// renamed into the store first (it must be on the same filesystem and nobody else may
+    /// hold it) and hashed once there, read-only and fsynced, so what is hashed is what is
+    /// published; otherwise it is hashed, copied unless the store has it, and the copy is
+    /// hashed again (a file changed under us must not enter the store misnamed).
+    pub fn put_file(&self, src: &Path, take: bool) -> Result<Digest> {
         let tmp = temp_name(&self.tmp_dir(), "blob");
         let moved = take && fs_err::rename(src, &tmp).is_ok();
-        if !moved {
+        let expected = if moved {
+            None
+        } else {
+            let d = hash_file(src)?;
+            if self.blob_path(&d).exists() {
+                return Ok(d);
+            }
             fs_err::copy(src, &tmp)?;
-        }
+            Some(d)
+        };
         let f = fs_err::File::open(&tmp)?;
         f.set_permissions(std::fs::Permissions::from_mode(BLOB_MODE))?;
         f.sync_all()?;
         drop(f);
-        // Verify what we publish: a file changed under us must not enter the store misnamed.
-        let actual = hash_file(&tmp)?;
-        if actual != d {
+        let d = hash_file(&tmp)?;
+        if expected.is_some_and(|e| e != d) {
             let _ = fs_err::remove_file(&tmp);
             return Err(Error::Corrupt(format!(
                 "{} changed while it was being stored",
                 src.display()
             )));
         }
-        publish(&tmp, &dest)
+        let dest = self.blob_path(&d);
+        if dest.exists() {
+            fs_err::remove_file(&tmp)?;
+            return Ok(d);
+        }
+        fs_err::create_dir_all(dest.parent().expect("sharded path"))?;
+        publish(&tmp, &dest)?;
+        Ok(d)
     }
 
     /// Stores `tree` (its blobs must already be stored) and returns its digest.
@@ -224,10 +234,9 @@ impl Store {
                 } else if ft.is_dir() {
                     EntryKind::Dir
                 } else if ft.is_file() {
-                    let digest = hash_file(&path)?;
                     // A file with other links is copied: moving its inode into the store would
                     // leave the blob reachable (and writable) through them.
-                    self.put_file_known(&path, digest, take && meta.nlink() == 1)?;
+                    let digest = self.put_file(&path, take && meta.nlink() == 1)?;
                     EntryKind::File {
                         digest,
                         size: meta.len(),

@@ -119,6 +119,7 @@ impl Engine {
             let _ = fs_err::remove_dir_all(&base);
             return Err(e);
         }
+        let t_commit = Instant::now();
         let equivalence = job.rule.equivalence_digest(&out);
         let tree = match produced.tree {
             None => self.store.ingest_dir(&out, true)?.0,
@@ -163,7 +164,10 @@ impl Engine {
                 .unwrap_or(0),
         };
         self.store.put_action(&rec)?;
+        crate::exec::timing(&format!("{}: store output", job.id), t_commit);
+        let t_clean = Instant::now();
         let _ = fs_err::remove_dir_all(&base);
+        crate::exec::timing(&format!("{}: remove run dir", job.id), t_clean);
         Ok(rec)
     }
 

@@ -6,7 +6,7 @@
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
-use nosa_cache::{EntryKind, Tree, TreeEntry, hash_file};
+use nosa_cache::{EntryKind, Tree, TreeEntry};
 use nosa_commit::CommitRecord;
 use nosa_engine::{Params, Rule, RunContext, RunError};
 
@@ -153,11 +153,7 @@ fn layer_memo(ctx: &RunContext<'_>, files: &[LayerFile], prev: &Tree) -> Result<
         let known = f.reused.then(|| prev.file(&layer_blob(&f.key))).flatten();
         let digest = match known {
             Some(d) => d,
-            None => {
-                let d = hash_file(&f.layer.path)?;
-                store.put_file_known(&f.layer.path, d, true)?;
-                d
-            }
+            None => store.put_file(&f.layer.path, true)?,
         };
         entries.push(TreeEntry {
             path: layer_blob(&f.key),
