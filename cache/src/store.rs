@@ -114,29 +114,34 @@ impl Store {
     }
 
     /// Stores the file at `src` as a blob and returns its digest. With `take`, the file is
-    /// renamed into the store first (it must be on the same filesystem and nobody else may
-    /// hold it) and hashed once there, read-only and fsynced, so what is hashed is what is
-    /// published; otherwise it is hashed, copied unless the store has it, and the copy is
-    /// hashed again (a file changed under us must not enter the store misnamed).
+    /// renamed into the store's tmp/ first (it must be on the same filesystem and nobody else
+    /// may hold it) and hashed once there, so what is hashed is what is published; a blob
+    /// the store already has is dropped without an fsync. Otherwise it is hashed, copied
+    /// unless the store has it, and the copy is hashed again (a file changed under us must not
+    /// enter the store misnamed).
     pub fn put_file(&self, src: &Path, take: bool) -> Result<Digest> {
         let tmp = temp_name(&self.tmp_dir(), "blob");
         let moved = take && fs_err::rename(src, &tmp).is_ok();
-        let expected = if moved {
-            None
+        let d = if moved {
+            let d = hash_file(&tmp)?;
+            if self.blob_path(&d).exists() {
+                fs_err::remove_file(&tmp)?;
+                return Ok(d);
+            }
+            d
         } else {
             let d = hash_file(src)?;
             if self.blob_path(&d).exists() {
                 return Ok(d);
             }
             fs_err::copy(src, &tmp)?;
-            Some(d)
+            d
         };
         let f = fs_err::File::open(&tmp)?;
         f.set_permissions(std::fs::Permissions::from_mode(BLOB_MODE))?;
         f.sync_all()?;
         drop(f);
-        let d = hash_file(&tmp)?;
-        if expected.is_some_and(|e| e != d) {
+        if !moved && hash_file(&tmp)? != d {
             let _ = fs_err::remove_file(&tmp);
             return Err(Error::Corrupt(format!(
                 "{} changed while it was being stored",
@@ -144,10 +149,6 @@ impl Store {
             )));
         }
         let dest = self.blob_path(&d);
-        if dest.exists() {
-            fs_err::remove_file(&tmp)?;
-            return Ok(d);
-        }
         fs_err::create_dir_all(dest.parent().expect("sharded path"))?;
         publish(&tmp, &dest)?;
         Ok(d)

@@ -176,6 +176,9 @@ pub struct Engine {
     pub(crate) store: Store,
     /// The state and stat cache, being read ahead by [`Engine::prefetch`].
     prefetched: Arc<Mutex<Option<Prefetch>>>,
+    /// Run directories of finished nodes being removed on background threads (a deployed
+    /// sysroot takes ~0.3 s to delete), joined before [`Engine::build`] returns.
+    removals: Arc<Mutex<Vec<std::thread::JoinHandle<()>>>>,
 }
 
 /// Prints how long a phase took (since `since`) on stderr when `NOSA_TIMINGS` is set: a cheap
@@ -202,6 +205,24 @@ impl Engine {
             workdir: workdir.into(),
             store,
             prefetched: Arc::default(),
+            removals: Arc::default(),
+        }
+    }
+
+    /// Removes `dir` (a finished node's run directory) on a background thread: the next node
+    /// need not wait for it. A build that dies first leaves it to `clear_stale_runs`.
+    pub(crate) fn remove_later(&self, dir: PathBuf) {
+        let h = std::thread::spawn(move || {
+            let _ = fs_err::remove_dir_all(&dir);
+        });
+        self.removals.lock().expect("removals").push(h);
+    }
+
+    /// Waits for every [`Engine::remove_later`] so far.
+    fn finish_removals(&self) {
+        let pending = std::mem::take(&mut *self.removals.lock().expect("removals"));
+        for h in pending {
+            let _ = h.join();
         }
     }
 
@@ -325,6 +346,9 @@ impl Engine {
             opts,
         );
         timing("build: schedule and run", t);
+        let t = Instant::now();
+        self.finish_removals();
+        timing("build: finish removing run dirs", t);
 
         let left = Leftovers {
             state,

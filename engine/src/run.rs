@@ -165,9 +165,7 @@ impl Engine {
         };
         self.store.put_action(&rec)?;
         crate::exec::timing(&format!("{}: store output", job.id), t_commit);
-        let t_clean = Instant::now();
-        let _ = fs_err::remove_dir_all(&base);
-        crate::exec::timing(&format!("{}: remove run dir", job.id), t_clean);
+        self.remove_later(base);
         Ok(rec)
     }
 
