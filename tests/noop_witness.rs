@@ -277,14 +277,35 @@ fn prune_and_deleted_action_records_are_detected() {
     assert_eq!(r.with("ran").len(), 1, "{:?}", r.status);
 }
 
+/// Copies the front program and `nosa-core` (its neighbour) into `dir`; returns the front.
+fn copy_programs(dir: &std::path::Path) -> std::path::PathBuf {
+    let front = common::nosa_bin();
+    let core = front.with_file_name("nosa-core");
+    fs_err::copy(&core, dir.join("nosa-core")).unwrap();
+    fs_err::copy(&front, dir.join("nosa")).unwrap();
+    dir.join("nosa")
+}
+
 #[test]
 fn another_nosa_binary_does_not_trust_the_witness() {
     let w = witnessed();
     let tmp = tempfile::tempdir().unwrap();
-    let copy = tmp.path().join("nosa");
-    fs_err::copy(common::nosa_bin(), &copy).unwrap();
+    let copy = copy_programs(tmp.path());
     let r = build_with(&w, Some(&copy), &[]);
     assert!(!r.witnessed);
+    r.all_cached();
+    // That all-cached build left the copied pair's own witness, which it trusts; a replaced
+    // nosa-core behind the same front does not.
+    age();
+    let r = build_with(&w, Some(&copy), &[]);
+    assert!(r.witnessed, "the copied pair trusts its own witness");
+    let core = tmp.path().join("nosa-core");
+    let bytes = fs_err::read(&core).unwrap();
+    fs_err::remove_file(&core).unwrap();
+    fs_err::write(&core, bytes).unwrap();
+    fs_err::set_permissions(&core, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let r = build_with(&w, Some(&copy), &[]);
+    assert!(!r.witnessed, "a new nosa-core");
     r.all_cached();
 }
 

@@ -110,9 +110,16 @@ impl KeyHasher {
 /// that whatever is keyed by it misses after nosa is rebuilt or replaced. Returns the
 /// executable's path, or `None` when it cannot be identified (callers then cache nothing).
 pub fn hash_executable(h: &mut KeyHasher) -> Option<PathBuf> {
-    use std::os::unix::fs::MetadataExt;
     let exe = std::env::current_exe().ok()?;
-    let m = fs_err::metadata(&exe).ok()?;
+    hash_file_identity(h, &exe)?;
+    Some(exe)
+}
+
+/// Feeds the identity of the file at `path` (device, inode, size, mtime, ctime) into `h`;
+/// `None` when it cannot be stat'ed.
+pub fn hash_file_identity(h: &mut KeyHasher, path: &Path) -> Option<()> {
+    use std::os::unix::fs::MetadataExt;
+    let m = fs_err::metadata(path).ok()?;
     for v in [
         m.dev(),
         m.ino(),
@@ -124,7 +131,51 @@ pub fn hash_executable(h: &mut KeyHasher) -> Option<PathBuf> {
     ] {
         h.u64(v);
     }
-    Some(exe)
+    Some(())
+}
+
+/// The environment variable through which the `nosa` front program tells `nosa-core` its own
+/// path: the no-op witness key covers both programs.
+pub const FRONT_EXE_ENV: &str = "NOSA_FRONT_EXE";
+
+/// The no-op witness key of a `nosa graph build` (see `witness`): the front program (if one
+/// ran) and the core program, each by identity, the build file's path and the selection.
+/// The build file's content is covered by its stamp, which the witness records. `None` when
+/// a program cannot be identified. The front computes it for the core it would run, and the
+/// core for itself, so the two agree.
+pub fn noop_witness_key(
+    front: Option<&Path>,
+    core: &Path,
+    file: &Path,
+    targets: &[String],
+    arch: Option<&str>,
+) -> Option<Digest> {
+    use std::os::unix::ffi::OsStrExt;
+    let mut h = KeyHasher::new();
+    h.bytes(b"nosa-noop-witness-v2");
+    match front {
+        Some(f) => {
+            h.u64(1);
+            hash_file_identity(&mut h, f)?;
+            h.bytes(f.as_os_str().as_bytes());
+        }
+        None => h.u64(0),
+    }
+    hash_file_identity(&mut h, core)?;
+    h.bytes(core.as_os_str().as_bytes());
+    h.bytes(file.as_os_str().as_bytes());
+    h.u64(targets.len() as u64);
+    for t in targets {
+        h.bytes(t.as_bytes());
+    }
+    match arch {
+        Some(arch) => {
+            h.u64(1);
+            h.bytes(arch.as_bytes());
+        }
+        None => h.u64(0),
+    }
+    Some(h.finish())
 }
 
 /// A value that can enter a key. Implementations feed every field that influences the output,

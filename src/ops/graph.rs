@@ -4,10 +4,7 @@ use nosa_build::Session;
 use nosa_build::os::{OsRequest, Recorded, build_os, selects_os};
 use nosa_build::staged::staged_build;
 use nosa_cache::{Digest, Store};
-use nosa_engine::{
-    BuildOptions, BuildReport, Engine, Event, KeyHasher, NodeResult, Observer, Planned, Status,
-    WitnessRequest,
-};
+use nosa_engine::{BuildOptions, BuildReport, Engine, Planned, Status, WitnessRequest};
 
 use crate::cli::{BuildArgs, Cli, OutputArgs, PlanArgs, ShowArgs, WhyArgs};
 use crate::exit::{Failure, OpResult, runtime};
@@ -47,28 +44,8 @@ pub fn build(cli: &Cli, a: &BuildArgs) -> OpResult {
         && let Some(ids) = engine.check_witness(k)
     {
         nosa_engine::timing("build: witness holds", since_instant(since));
-        let mut progress = Progress::new(a.json, engine.workdir());
-        progress.event(&Event::Start { total: ids.len() });
-        let mut report = BuildReport::default();
-        report.nodes.reserve_exact(ids.len());
-        for id in ids {
-            let r = NodeResult {
-                id,
-                status: Status::Cached,
-                ms: 0,
-                reasons: Vec::new(),
-                error: None,
-                log: None,
-                note: None,
-                reused: false,
-            };
-            progress.event(&Event::Finished(&r));
-            report.nodes.push(r);
-        }
-        report.ms = since.elapsed().map_or(0, |d| d.as_millis() as u64);
-        progress.finish(&report);
+        crate::render::witnessed(a.json, engine.workdir(), ids, since);
         // Exiting next; the lock is released at exit.
-        std::mem::forget(report);
         std::mem::forget(lock);
         return Ok(());
     }
@@ -115,29 +92,21 @@ fn since_instant(t: std::time::SystemTime) -> std::time::Instant {
     std::time::Instant::now() - t.elapsed().unwrap_or_default()
 }
 
-/// Names what a `nosa graph build` selects, for the no-op witness: the running executable
-/// (device, inode, size, mtime, ctime: a rebuilt nosa may decide differently), the build
-/// file's path and the selection arguments. The build file's content is covered by its
-/// stamp, which the witness records. `None` when the executable cannot be identified.
+/// Names what a `nosa graph build` selects, for the no-op witness: the programs (the `nosa`
+/// front that ran this one, named by [`nosa_engine::key::FRONT_EXE_ENV`], and this one: a
+/// rebuilt nosa may decide differently), the build file's path and the selection arguments
+/// ([`nosa_engine::key::noop_witness_key`], which the front computes the same way). `None`
+/// when this executable cannot be identified.
 fn witness_key(file: &std::path::Path, a: &BuildArgs) -> Option<Digest> {
-    use std::os::unix::ffi::OsStrExt;
-    let mut h = KeyHasher::new();
-    h.bytes(b"nosa-noop-witness-v1");
-    let exe = nosa_engine::key::hash_executable(&mut h)?;
-    h.bytes(exe.as_os_str().as_bytes());
-    h.bytes(file.as_os_str().as_bytes());
-    h.u64(a.select.targets.len() as u64);
-    for t in &a.select.targets {
-        h.bytes(t.as_bytes());
-    }
-    match &a.select.arch {
-        Some(arch) => {
-            h.u64(1);
-            h.bytes(arch.as_bytes());
-        }
-        None => h.u64(0),
-    }
-    Some(h.finish())
+    let core = std::env::current_exe().ok()?;
+    let front = std::env::var_os(nosa_engine::key::FRONT_EXE_ENV).map(std::path::PathBuf::from);
+    nosa_engine::key::noop_witness_key(
+        front.as_deref(),
+        &core,
+        file,
+        &a.select.targets,
+        a.select.arch.as_deref(),
+    )
 }
 
 /// Prints the end of a build and turns failures into exit code 1.

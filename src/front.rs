@@ -1,0 +1,163 @@
+//! `nosa`, the front program: answers a no-op `nosa graph build` from its witness, and runs
+//! `nosa-core` (installed beside it) for everything else.
+//!
+//! The full program links libostree, libsolv and their closure (about 70 shared objects).
+//! Loading them costs ~19 ms on these machines, about half a 5,000-step no-op build. This
+//! program links none of them. It accepts only the plain forms of `graph build`'s options;
+//! anything else, a missing or stale witness, or a held lock goes to `nosa-core` with the same
+//! arguments. The witness key covers both programs (`nosa_engine::key::noop_witness_key`), and
+//! `nosa-core` learns this program's path from `NOSA_FRONT_EXE`.
+
+#[path = "render.rs"]
+#[allow(dead_code)]
+mod render;
+
+use std::ffi::OsString;
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use nosa_cache::{Store, WorkdirLock};
+use nosa_engine::Engine;
+use nosa_engine::key::{FRONT_EXE_ENV, noop_witness_key};
+
+/// The build file's name (as `nosa_build::BUILD_FILE`).
+const BUILD_FILE: &str = "nestos.build.toml";
+
+/// The core program's file name, beside this one.
+const CORE: &str = "nosa-core";
+
+/// A `nosa graph build` this program may answer.
+#[derive(Debug, Default, PartialEq, Eq)]
+struct NoopRequest {
+    workdir: Option<PathBuf>,
+    no_wait: bool,
+    json: bool,
+    targets: Vec<String>,
+    arch: Option<String>,
+}
+
+/// `args` (after the program name) as a `graph build` this program may answer: the options
+/// `-C DIR`/`--workdir DIR`, `--no-wait`, `--json`, `-j N`/`--jobs N`, `--keep-going`,
+/// `--arch ARCH` and target names. Anything else (`--force`, `--help`, `--opt=value`, `--`,
+/// another command) is `None`: `nosa-core` parses it.
+fn parse(args: &[OsString]) -> Option<NoopRequest> {
+    let mut r = NoopRequest::default();
+    let mut it = args.iter().map(|a| a.to_str());
+    let mut words = Vec::new();
+    while let Some(a) = it.next() {
+        let a = a?;
+        match a {
+            "-C" | "--workdir" => r.workdir = Some(PathBuf::from(it.next()??)),
+            "--no-wait" => r.no_wait = true,
+            "--json" => r.json = true,
+            "--keep-going" => {}
+            "-j" | "--jobs" => {
+                it.next()??.parse::<usize>().ok()?;
+            }
+            "--arch" => r.arch = Some(it.next()??.to_string()),
+            _ if a.starts_with('-') || a.is_empty() => return None,
+            _ => words.push(a.to_string()),
+        }
+    }
+    if words.len() < 2 || words[0] != "graph" || words[1] != "build" {
+        return None;
+    }
+    r.targets = words.split_off(2);
+    Some(r)
+}
+
+/// Answers `req` from the witness, if it holds.
+fn answer(req: &NoopRequest, front: &Path, core: &Path) -> Option<()> {
+    let since = std::time::SystemTime::now();
+    let t0 = std::time::Instant::now();
+    let start = match &req.workdir {
+        Some(d) => std::path::absolute(d).ok()?,
+        None => std::env::current_dir().ok()?,
+    };
+    let file = start
+        .ancestors()
+        .map(|d| d.join(BUILD_FILE))
+        .find(|p| p.is_file())?;
+    let workdir = file.parent()?.to_path_buf();
+    // Never wait here: a held lock is `nosa-core`'s to report and wait for.
+    let lock = WorkdirLock::acquire(
+        &workdir.join(".nosa.lock"),
+        false,
+        "nosa graph build",
+        |_| {},
+    )
+    .ok()?;
+    let key = noop_witness_key(Some(front), core, &file, &req.targets, req.arch.as_deref())?;
+    let store = Store::open(workdir.join("cache").join("store")).ok()?;
+    let engine = Engine::new(workdir, store);
+    let ids = engine.check_witness(&key)?;
+    nosa_engine::timing("build: witness holds", t0);
+    render::witnessed(req.json, engine.workdir(), ids, since);
+    // Exiting next; the lock is released at exit.
+    std::mem::forget(lock);
+    Some(())
+}
+
+fn main() -> ExitCode {
+    let args: Vec<OsString> = std::env::args_os().skip(1).collect();
+    let front = std::env::current_exe().ok();
+    let core = front
+        .as_deref()
+        .and_then(Path::parent)
+        .map(|d| d.join(CORE))
+        .unwrap_or_else(|| PathBuf::from(CORE));
+    if let (Some(req), Some(front)) = (parse(&args), &front)
+        && answer(&req, front, &core).is_some()
+    {
+        return ExitCode::SUCCESS;
+    }
+    let mut cmd = std::process::Command::new(&core);
+    cmd.arg0("nosa").args(&args);
+    if let Some(front) = &front {
+        cmd.env(FRONT_EXE_ENV, front);
+    }
+    let e = cmd.exec();
+    eprintln!(
+        "nosa: cannot run {} ({e}); nosa-core is built and installed beside nosa (cargo build)",
+        core.display()
+    );
+    ExitCode::from(2)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn p(args: &[&str]) -> Option<NoopRequest> {
+        parse(&args.iter().map(OsString::from).collect::<Vec<_>>())
+    }
+
+    #[test]
+    fn only_plain_graph_builds_are_answered_here() {
+        let r = p(&[
+            "-C", "w", "graph", "build", "--json", "-j", "2", "qemu", "oci",
+        ])
+        .unwrap();
+        assert_eq!(r.workdir, Some(PathBuf::from("w")));
+        assert!(r.json);
+        assert_eq!(r.targets, ["qemu", "oci"]);
+        let r = p(&["graph", "build", "--arch", "aarch64"]).unwrap();
+        assert_eq!(r.arch.as_deref(), Some("aarch64"));
+        assert!(r.targets.is_empty());
+        for other in [
+            &["graph", "build", "--force"][..],
+            &["graph", "build", "--json=true"],
+            &["graph", "build", "-j", "x"],
+            &["graph", "build", "--", "a"],
+            &["graph", "build", "--help"],
+            &["graph", "plan"],
+            &["build"],
+            &["graph"],
+            &["--version"],
+            &[],
+        ] {
+            assert_eq!(p(other), None, "{other:?}");
+        }
+    }
+}
