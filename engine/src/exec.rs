@@ -176,9 +176,16 @@ pub struct Engine {
     pub(crate) store: Store,
     /// The state and stat cache, being read ahead by [`Engine::prefetch`].
     prefetched: Arc<Mutex<Option<Prefetch>>>,
-    /// Run directories of finished nodes being removed on background threads (a deployed
-    /// sysroot takes ~0.3 s to delete), joined before [`Engine::build`] returns.
-    removals: Arc<Mutex<Vec<std::thread::JoinHandle<()>>>>,
+    /// Run directories of finished nodes, removed by one background thread (a deployed
+    /// sysroot takes ~0.3 s to delete) that [`Engine::build`] waits for before it returns.
+    removals: Arc<Mutex<Option<Remover>>>,
+}
+
+/// The background thread that removes finished run directories, and its queue.
+#[derive(Debug)]
+struct Remover {
+    tx: std::sync::mpsc::Sender<PathBuf>,
+    thread: std::thread::JoinHandle<()>,
 }
 
 /// Prints how long a phase took (since `since`) on stderr when `NOSA_TIMINGS` is set: a cheap
@@ -209,20 +216,33 @@ impl Engine {
         }
     }
 
-    /// Removes `dir` (a finished node's run directory) on a background thread: the next node
-    /// need not wait for it. A build that dies first leaves it to `clear_stale_runs`.
+    /// Removes `dir` (a finished node's run directory) on the background remover thread
+    /// (started on first use): the next node need not wait for it. One thread for all of
+    /// them: a thread per node would keep 30,000 finished stacks mapped until joined, and
+    /// every step's fork would copy their page tables. A build that dies first leaves the
+    /// directories to `clear_stale_runs`.
     pub(crate) fn remove_later(&self, dir: PathBuf) {
-        let h = std::thread::spawn(move || {
-            let _ = fs_err::remove_dir_all(&dir);
+        let mut slot = self.removals.lock().expect("removals");
+        let r = slot.get_or_insert_with(|| {
+            let (tx, rx) = std::sync::mpsc::channel::<PathBuf>();
+            let thread = std::thread::spawn(move || {
+                for d in rx {
+                    let _ = fs_err::remove_dir_all(&d);
+                }
+            });
+            Remover { tx, thread }
         });
-        self.removals.lock().expect("removals").push(h);
+        if let Err(std::sync::mpsc::SendError(d)) = r.tx.send(dir) {
+            let _ = fs_err::remove_dir_all(&d);
+        }
     }
 
     /// Waits for every [`Engine::remove_later`] so far.
     fn finish_removals(&self) {
-        let pending = std::mem::take(&mut *self.removals.lock().expect("removals"));
-        for h in pending {
-            let _ = h.join();
+        let pending = self.removals.lock().expect("removals").take();
+        if let Some(Remover { tx, thread }) = pending {
+            drop(tx);
+            let _ = thread.join();
         }
     }
 
