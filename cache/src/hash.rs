@@ -42,10 +42,28 @@ pub fn hash_file(path: &Path) -> Result<Digest> {
     Ok(h.finalize().into())
 }
 
-/// Feeds `len` bytes of `path` to `h`: data extents (`SEEK_DATA`/`SEEK_HOLE`) as read, holes
-/// as zeros. A file that grows or shrinks meanwhile is an error, not a wrong digest.
-fn hash_sparse(path: &Path, len: u64, h: &mut blake3::Hasher) -> Result<()> {
+/// The data extents of the first `len` bytes of `f` (`SEEK_DATA`/`SEEK_HOLE`), in order; what
+/// lies between them reads as zeros. A file system without hole support reports one extent.
+pub fn data_extents(f: &std::fs::File, len: u64) -> std::io::Result<Vec<std::ops::Range<u64>>> {
     use rustix::fs::{SeekFrom, seek};
+    let mut out = Vec::new();
+    let mut pos = 0;
+    while pos < len {
+        let data = match seek(f, SeekFrom::Data(pos)) {
+            Ok(d) if d < len => d,
+            Ok(_) | Err(rustix::io::Errno::NXIO) => break, // only a hole is left
+            Err(e) => return Err(e.into()),
+        };
+        let end = seek(f, SeekFrom::Hole(data))?.min(len);
+        out.push(data..end);
+        pos = end;
+    }
+    Ok(out)
+}
+
+/// Feeds `len` bytes of `path` to `h`: its data extents as read, the holes between them as
+/// zeros. A file that grows or shrinks meanwhile is an error, not a wrong digest.
+fn hash_sparse(path: &Path, len: u64, h: &mut blake3::Hasher) -> Result<()> {
     use std::os::unix::fs::FileExt;
     const CHUNK: u64 = 8 << 20;
     let f = fs_err::File::open(path)?;
@@ -61,28 +79,18 @@ fn hash_sparse(path: &Path, len: u64, h: &mut blake3::Hasher) -> Result<()> {
         }
     };
     let mut pos = 0;
-    while pos < len {
-        let data = match seek(f.file(), SeekFrom::Data(pos)) {
-            Ok(d) => d.min(len),
-            Err(rustix::io::Errno::NXIO) => len, // only a hole is left
-            Err(e) => return Err(err(e.into()).into()),
-        };
-        feed_zeros(h, data - pos);
-        if data >= len {
-            break;
-        }
-        let end = seek(f.file(), SeekFrom::Hole(data))
-            .map_err(|e| err(e.into()))?
-            .min(len);
-        let mut at = data;
-        while at < end {
-            let n = (end - at).min(CHUNK) as usize;
+    for extent in data_extents(f.file(), len).map_err(err)? {
+        feed_zeros(h, extent.start - pos);
+        let mut at = extent.start;
+        while at < extent.end {
+            let n = (extent.end - at).min(CHUNK) as usize;
             f.file().read_exact_at(&mut buf[..n], at).map_err(err)?;
             h.update_rayon(&buf[..n]);
             at += n as u64;
         }
-        pos = end;
+        pos = extent.end;
     }
+    feed_zeros(h, len - pos);
     if f.metadata()?.len() != len {
         return Err(err(std::io::Error::other(
             "its size changed while it was hashed",

@@ -76,34 +76,24 @@ pub struct DiskInfo {
 /// `SEEK_HOLE`: a 2 GiB root filesystem holds some tens of MiB) and skipping all-zero chunks
 /// in them, so the destination stays sparse.
 fn write_at_sparse(dst: &Path, offset: u64, src: &Path) -> Result<(), ImageError> {
-    use rustix::fs::{SeekFrom as Whence, seek};
     use std::os::unix::fs::FileExt;
     let input = fs_err::File::open(src)?;
     let len = input.metadata()?.len();
     let out = fs_err::OpenOptions::new().write(true).open(dst)?;
-    let io = |e: rustix::io::Errno, what: &str| {
-        ImageError::msg(format!("{}: {what}: {e}", src.display()))
-    };
     let zeros = vec![0u8; MIB as usize];
     let mut buf = vec![0u8; MIB as usize];
-    let mut pos = 0;
-    while pos < len {
-        let data = match seek(input.file(), Whence::Data(pos)) {
-            Ok(d) => d,
-            Err(rustix::io::Errno::NXIO) => break, // only a hole is left
-            Err(e) => return Err(io(e, "seeking data")),
-        };
-        let end = seek(input.file(), Whence::Hole(data)).map_err(|e| io(e, "seeking a hole"))?;
-        let mut at = data;
-        while at < end {
-            let n = (end - at).min(MIB) as usize;
+    let extents = nosa_cache::data_extents(input.file(), len)
+        .map_err(|e| ImageError::msg(format!("{}: seeking data: {e}", src.display())))?;
+    for extent in extents {
+        let mut at = extent.start;
+        while at < extent.end {
+            let n = (extent.end - at).min(MIB) as usize;
             input.file().read_exact_at(&mut buf[..n], at)?;
             if buf[..n] != zeros[..n] {
                 out.file().write_all_at(&buf[..n], offset + at)?;
             }
             at += n as u64;
         }
-        pos = end;
     }
     out.sync_all()?;
     Ok(())
