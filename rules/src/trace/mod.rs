@@ -442,14 +442,17 @@ fn run_one(
             ),
         })
     })?;
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    for (tool, package) in [("strace", "strace"), ("bwrap", "bubblewrap")] {
-        if stderr.contains(&format!("unshare: failed to execute {tool}")) {
-            return Err(RunError::msg(format!(
-                "{}: cannot run {tool}; install Debian's {package} package",
-                p.what
-            )));
-        }
-    }
-    crate::output::logged(ctx.log, &out, &p.what)
+    crate::output::logged(ctx.log, &out, &p.what).map_err(|e| {
+        // `unshare` runs the tracer and the sandbox: name the package of the one missing.
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        [("strace", "strace"), ("bwrap", "bubblewrap")]
+            .into_iter()
+            .find(|(tool, _)| stderr.contains(&format!("unshare: failed to execute {tool}")))
+            .map_or(e, |(tool, package)| {
+                RunError::msg(format!(
+                    "{}: cannot run {tool}; install Debian's {package} package",
+                    p.what
+                ))
+            })
+    })
 }

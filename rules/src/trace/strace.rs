@@ -1,7 +1,8 @@
-//! Reading what Debian's strace wrote (`-f -y -x`, in the PID namespace of the processes it traces) about a program run in
-//! bubblewrap: which paths the sandboxed processes looked up, which directories they listed,
-//! what they executed, and whatever makes the run impossible to reuse (a network socket,
-//! random bytes, a changed mount view, a path relative to a descriptor nobody decoded).
+//! Reading what Debian's strace wrote (`-f -y -x`, in the PID namespace of the processes it
+//! traces) about a program run in bubblewrap: which paths the sandboxed processes looked up,
+//! which directories they listed, what they executed, and whatever makes the run impossible
+//! to reuse (a network socket, random bytes, a changed mount view, a path relative to a
+//! descriptor nobody decoded).
 //!
 //! Only processes inside the sandbox count: those that executed a program after bubblewrap
 //! set the sandbox up, and their descendants. bubblewrap's own setup is host work.
