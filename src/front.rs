@@ -17,12 +17,10 @@ use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-use nosa_cache::{Store, WorkdirLock};
+use nosa_build::session;
+use nosa_cache::Store;
 use nosa_engine::Engine;
-use nosa_engine::key::{FRONT_EXE_ENV, noop_witness_key};
-
-/// The build file's name (as `nosa_build::BUILD_FILE`).
-const BUILD_FILE: &str = "nestos.build.toml";
+use nosa_engine::key::{FRONT_EXE_ENV, WITNESS_CHECKED_ENV, noop_witness_key};
 
 /// The core program's file name, beside this one.
 const CORE: &str = "nosa-core";
@@ -31,7 +29,6 @@ const CORE: &str = "nosa-core";
 #[derive(Debug, Default, PartialEq, Eq)]
 struct NoopRequest {
     workdir: Option<PathBuf>,
-    no_wait: bool,
     json: bool,
     targets: Vec<String>,
     arch: Option<String>,
@@ -49,9 +46,9 @@ fn parse(args: &[OsString]) -> Option<NoopRequest> {
         let a = a?;
         match a {
             "-C" | "--workdir" => r.workdir = Some(PathBuf::from(it.next()??)),
-            "--no-wait" => r.no_wait = true,
             "--json" => r.json = true,
-            "--keep-going" => {}
+            // The front never waits for the lock; a no-op is the same build either way.
+            "--no-wait" | "--keep-going" => {}
             "-j" | "--jobs" => {
                 it.next()??.parse::<usize>().ok()?;
             }
@@ -67,37 +64,56 @@ fn parse(args: &[OsString]) -> Option<NoopRequest> {
     Some(r)
 }
 
+/// What the front did with a `graph build`.
+enum Outcome {
+    /// The witness held: the build is reported.
+    Answered,
+    /// The witness was checked under the workdir lock and does not hold: `nosa-core` need not
+    /// check it again.
+    Missed,
+    /// Not checked (no workdir, the lock held, a program not identified).
+    Unchecked,
+}
+
 /// Answers `req` from the witness, if it holds.
-fn answer(req: &NoopRequest, front: &Path, core: &Path) -> Option<()> {
+fn answer(req: &NoopRequest, front: &Path, core: &Path) -> Outcome {
     let since = std::time::SystemTime::now();
     let t0 = std::time::Instant::now();
     let start = match &req.workdir {
-        Some(d) => std::path::absolute(d).ok()?,
-        None => std::env::current_dir().ok()?,
+        Some(d) => std::path::absolute(d).ok(),
+        None => std::env::current_dir().ok(),
     };
-    let file = start
-        .ancestors()
-        .map(|d| d.join(BUILD_FILE))
-        .find(|p| p.is_file())?;
-    let workdir = file.parent()?.to_path_buf();
+    let Some((workdir, file)) = start.and_then(|s| session::find_workdir(&s).ok()) else {
+        return Outcome::Unchecked;
+    };
     // Never wait here: a held lock is `nosa-core`'s to report and wait for.
-    let lock = WorkdirLock::acquire(
-        &workdir.join(".nosa.lock"),
-        false,
-        "nosa graph build",
-        |_| {},
-    )
-    .ok()?;
-    let key = noop_witness_key(Some(front), core, &file, &req.targets, req.arch.as_deref())?;
-    let store = Store::open(workdir.join("cache").join("store")).ok()?;
+    let lock = session::lock(
+        &workdir,
+        session::LockRequest {
+            what: "nosa graph build",
+            wait: false,
+            on_wait: &mut |_| {},
+        },
+    );
+    let key = noop_witness_key(Some(front), core, &file, &req.targets, req.arch.as_deref());
+    let store = Store::open(session::store_dir(&workdir));
+    let (Ok(lock), Some(key), Ok(store)) = (lock, key, store) else {
+        return Outcome::Unchecked;
+    };
     let engine = Engine::new(workdir, store);
-    let ids = engine.check_witness(&key)?;
-    nosa_engine::timing("build: witness holds", t0);
+    let Some(ids) = engine.check_witness(&key) else {
+        return Outcome::Missed;
+    };
+    nosa_engine::timing(FRONT_HOLDS, t0);
     render::witnessed(req.json, engine.workdir(), ids, since);
     // Exiting next; the lock is released at exit.
     std::mem::forget(lock);
-    Some(())
+    Outcome::Answered
 }
+
+/// The `NOSA_TIMINGS` line of a no-op the front answered (`nosa-core` prints
+/// `build: witness holds`).
+const FRONT_HOLDS: &str = "build: witness holds (front)";
 
 fn main() -> ExitCode {
     let args: Vec<OsString> = std::env::args_os().skip(1).collect();
@@ -107,12 +123,18 @@ fn main() -> ExitCode {
         .and_then(Path::parent)
         .map(|d| d.join(CORE))
         .unwrap_or_else(|| PathBuf::from(CORE));
-    if let (Some(req), Some(front)) = (parse(&args), &front)
-        && answer(&req, front, &core).is_some()
-    {
-        return ExitCode::SUCCESS;
-    }
+    let outcome = match (parse(&args), &front) {
+        (Some(req), Some(front)) => answer(&req, front, &core),
+        _ => Outcome::Unchecked,
+    };
     let mut cmd = std::process::Command::new(&core);
+    match outcome {
+        Outcome::Answered => return ExitCode::SUCCESS,
+        Outcome::Missed => {
+            cmd.env(WITNESS_CHECKED_ENV, "1");
+        }
+        Outcome::Unchecked => {}
+    }
     cmd.arg0("nosa").args(&args);
     if let Some(front) = &front {
         cmd.env(FRONT_EXE_ENV, front);

@@ -220,3 +220,27 @@ fn the_testkit_is_a_dev_dependency_only_and_image_does_not_boot() {
     assert!(!closure(&meta, "nosa-image").contains("nosa-kola"));
     assert!(closure(&meta, "nosa-kola").contains("nosa-image"));
 }
+
+#[test]
+fn the_front_program_loads_neither_libostree_nor_libsolv() {
+    // The witnessed no-op is fast because `nosa` does not load the C libraries `nosa-core`
+    // needs (docs/cli.md, "Two programs"); a use of them from src/front.rs would undo it.
+    let front = env!("CARGO_BIN_EXE_nosa");
+    let out = Command::new("ldd")
+        .arg(front)
+        .output()
+        .expect("ldd (Debian's libc-bin)");
+    assert!(out.status.success(), "ldd {front}");
+    let libs = String::from_utf8_lossy(&out.stdout);
+    for lib in ["libostree", "libsolv", "libglib", "librpm"] {
+        assert!(!libs.contains(lib), "nosa links {lib}:\n{libs}");
+    }
+    let core = Command::new("ldd")
+        .arg(std::path::Path::new(front).with_file_name("nosa-core"))
+        .output()
+        .expect("ldd");
+    assert!(
+        String::from_utf8_lossy(&core.stdout).contains("libostree"),
+        "nosa-core is the program that links libostree"
+    );
+}

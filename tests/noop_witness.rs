@@ -147,6 +147,10 @@ fn witness_answers_like_the_normal_build() {
     assert!(!normal.witnessed);
     let fast = build(&w);
     assert!(fast.witnessed);
+    assert!(
+        String::from_utf8_lossy(&fast.out.stderr).contains("witness holds (front)"),
+        "the front program answered, without loading nosa-core"
+    );
     let strip_ms = |s: String| -> Vec<String> {
         s.lines()
             .map(|l| {

@@ -138,6 +138,11 @@ pub fn hash_file_identity(h: &mut KeyHasher, path: &Path) -> Option<()> {
 /// path: the no-op witness key covers both programs.
 pub const FRONT_EXE_ENV: &str = "NOSA_FRONT_EXE";
 
+/// Set by the front program when it checked the no-op witness under the workdir lock and the
+/// witness did not hold: `nosa-core` builds without checking it a second time (at 30,000
+/// steps a check reads 6 MB and stats 60,000 paths). Skipping the check is always safe.
+pub const WITNESS_CHECKED_ENV: &str = "NOSA_WITNESS_CHECKED";
+
 /// The no-op witness key of a `nosa graph build` (see `witness`): the front program (if one
 /// ran) and the core program, each by identity, the build file's path and the selection.
 /// The build file's content is covered by its stamp, which the witness records. `None` when
