@@ -14,6 +14,8 @@ use crate::{Digest, Error, Result};
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Materialize {
     /// Copy (the kernel reflinks where the filesystem can). Safe for files users may edit.
+    /// In every mode, an entry already in place (the same link, directory or file: see
+    /// `in_place`) is left untouched, so materializing a tree again writes nothing.
     Copy,
     /// Hardlink to the store's read-only blob, copy if that fails. Only for files nobody edits.
     Hardlink,
@@ -268,29 +270,28 @@ impl Store {
         for e in &tree.entries {
             let target = dest.join(&e.path);
             match &e.kind {
-                EntryKind::Dir => {
-                    if target
-                        .symlink_metadata()
-                        .map(|m| !m.is_dir())
-                        .unwrap_or(false)
-                    {
-                        fs_err::remove_file(&target)?;
+                EntryKind::Dir => match target.symlink_metadata() {
+                    Ok(m) if m.is_dir() && m.mode() & 0o7777 == e.mode => {}
+                    found => {
+                        if found.is_ok_and(|m| !m.is_dir()) {
+                            fs_err::remove_file(&target)?;
+                        }
+                        fs_err::create_dir_all(&target)?;
+                        fs_err::set_permissions(&target, std::fs::Permissions::from_mode(e.mode))?;
                     }
-                    fs_err::create_dir_all(&target)?;
-                    fs_err::set_permissions(&target, std::fs::Permissions::from_mode(e.mode))?;
-                }
+                },
                 EntryKind::Symlink { target: link } => {
+                    if fs_err::read_link(&target).is_ok_and(|t| t.as_os_str() == link.as_str()) {
+                        continue;
+                    }
                     let parent = target.parent().expect("joined path has a parent");
                     let tmp = temp_name(parent, "ln");
                     std::os::unix::fs::symlink(link, &tmp)
                         .map_err(|err| Error::Io(annotate(err, &tmp)))?;
                     fs_err::rename(&tmp, &target)?;
                 }
-                EntryKind::File { digest, .. } => {
+                EntryKind::File { digest, size } => {
                     let blob = self.blob_path(digest);
-                    let parent = target.parent().expect("joined path has a parent");
-                    fs_err::create_dir_all(parent)?;
-                    let tmp = temp_name(parent, "mat");
                     // A hardlink shares the blob's inode and so its mode (0444): only an entry
                     // of exactly that mode may be one (an 0555 executable may not).
                     let link = match how {
@@ -298,12 +299,23 @@ impl Store {
                         Materialize::Hardlink => e.mode == BLOB_MODE,
                         Materialize::Readonly => true,
                     };
+                    if in_place(&blob, &target, e.mode, *size, link) {
+                        continue;
+                    }
+                    let parent = target.parent().expect("joined path has a parent");
+                    fs_err::create_dir_all(parent)?;
+                    let tmp = temp_name(parent, "mat");
                     let linked = link && std::fs::hard_link(&blob, &tmp).is_ok();
                     if !linked {
                         fs_err::copy(&blob, &tmp)?;
                         fs_err::set_permissions(&tmp, std::fs::Permissions::from_mode(e.mode))?;
                     }
                     fs_err::rename(&tmp, &target)?;
+                    if linked {
+                        // rename(2) of a link onto another link of the same inode does nothing
+                        // and leaves both: a target linked meanwhile keeps the temporary.
+                        let _ = fs_err::remove_file(&tmp);
+                    }
                 }
             }
         }
@@ -314,6 +326,31 @@ impl Store {
     pub fn sync(&self) -> Result<()> {
         sync_dir(&self.root)
     }
+}
+
+/// Copies compared byte for byte to tell whether they are in place; larger ones are copied
+/// again.
+const COMPARE_MAX: u64 = 64 * 1024;
+
+/// Whether `target` already is what materializing `blob` there would make: a hardlink to it
+/// (`link`), or a separate file of mode `mode` with the same bytes (compared up to
+/// [`COMPARE_MAX`]). A copy is never left sharing the blob's inode: whoever edits it would
+/// edit the store.
+fn in_place(blob: &Path, target: &Path, mode: u32, size: u64, link: bool) -> bool {
+    let (Ok(t), Ok(b)) = (target.symlink_metadata(), blob.metadata()) else {
+        return false;
+    };
+    if !t.is_file() {
+        return false;
+    }
+    let same_inode = t.dev() == b.dev() && t.ino() == b.ino();
+    if link {
+        return same_inode;
+    }
+    if same_inode || t.mode() & 0o7777 != mode || t.len() != size || size > COMPARE_MAX {
+        return false;
+    }
+    matches!((fs_err::read(target), fs_err::read(blob)), (Ok(x), Ok(y)) if x == y)
 }
 
 fn annotate(err: std::io::Error, path: &Path) -> std::io::Error {
@@ -376,6 +413,64 @@ mod tests {
         );
         let (d2, _) = store.ingest_dir(&out, false).unwrap();
         assert_eq!(d, d2, "materialized tree ingests to the same digest");
+    }
+
+    #[test]
+    fn materializing_again_writes_nothing_and_restores_what_changed() {
+        let tmp = tempfile::tempdir().unwrap();
+        let store = Store::open(tmp.path().join("store")).unwrap();
+        let src = tmp.path().join("src");
+        fs_err::create_dir_all(src.join("d")).unwrap();
+        fs_err::write(src.join("d/ro"), "read-only").unwrap();
+        fs_err::set_permissions(src.join("d/ro"), std::fs::Permissions::from_mode(0o444)).unwrap();
+        fs_err::write(src.join("d/rw"), "editable").unwrap();
+        std::os::unix::fs::symlink("d/ro", src.join("link")).unwrap();
+        let (_, tree) = store.ingest_dir(&src, false).unwrap();
+        let ids = |out: &Path| -> Vec<(u64, i64, i64)> {
+            ["d", "d/ro", "d/rw", "link"]
+                .iter()
+                .map(|p| {
+                    let m = out.join(p).symlink_metadata().unwrap();
+                    (m.ino(), m.ctime(), m.ctime_nsec())
+                })
+                .collect()
+        };
+        let listing = |out: &Path| {
+            let mut v: Vec<_> = walkdir::WalkDir::new(out)
+                .into_iter()
+                .map(|e| e.unwrap().path().to_path_buf())
+                .collect();
+            v.sort();
+            v
+        };
+        for how in [
+            Materialize::Copy,
+            Materialize::Hardlink,
+            Materialize::Readonly,
+        ] {
+            let out = tmp.path().join(format!("{how:?}"));
+            store.materialize(&tree, &out, how).unwrap();
+            let (first, names) = (ids(&out), listing(&out));
+            std::thread::sleep(std::time::Duration::from_millis(20));
+            store.materialize(&tree, &out, how).unwrap();
+            assert_eq!(ids(&out), first, "{how:?}: an entry in place was rewritten");
+            // rename(2) onto another link of the same inode would have left the temporary.
+            assert_eq!(listing(&out), names, "{how:?}: a temporary was left");
+            // A copy edited in place, or a link replaced by an edited file, is put back.
+            let rw = out.join("d/rw");
+            let _ = fs_err::remove_file(&rw);
+            fs_err::write(&rw, "Editable").unwrap();
+            store.materialize(&tree, &out, how).unwrap();
+            assert_eq!(fs_err::read_to_string(&rw).unwrap(), "editable", "{how:?}");
+            // A copy never shares the blob's inode.
+            if how == Materialize::Copy {
+                let blob = store
+                    .blob_path(&Digest::of(b"read-only"))
+                    .metadata()
+                    .unwrap();
+                assert_ne!(out.join("d/ro").metadata().unwrap().ino(), blob.ino());
+            }
+        }
     }
 
     #[test]
