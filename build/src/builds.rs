@@ -61,7 +61,8 @@ pub struct Meta {
     /// The arch.
     #[serde(rename = "coreos-assembler.basearch")]
     pub basearch: String,
-    /// When this record was written (RFC 3339).
+    /// When the build was made (RFC 3339); kept when the record is rewritten for the same
+    /// build (an unchanged rebuild, an image added).
     #[serde(rename = "coreos-assembler.build-timestamp")]
     pub build_timestamp: String,
     /// The commit checksum.
@@ -111,9 +112,14 @@ fn read<T: for<'de> Deserialize<'de>>(p: &Path) -> Option<T> {
     serde_json::from_slice(&fs_err::read(p).ok()?).ok()
 }
 
+/// Writes `v` to `p` as pretty JSON, atomically; a file that already has those bytes is left
+/// as it is (an unchanged rebuild rewrites nothing).
 fn write_pretty<T: Serialize>(p: &Path, v: &T) -> std::io::Result<()> {
     let mut bytes = serde_json::to_vec_pretty(v).map_err(std::io::Error::other)?;
     bytes.push(b'\n');
+    if fs_err::read(p).is_ok_and(|old| old == bytes) {
+        return Ok(());
+    }
     let dir = p.parent().expect("a file in a directory");
     fs_err::create_dir_all(dir)?;
     nosa_cache::atomic::write_atomic(dir, p, &bytes).map_err(std::io::Error::other)

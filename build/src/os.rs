@@ -49,6 +49,20 @@ pub struct Recorded {
     pub new: bool,
 }
 
+impl Recorded {
+    /// The line the command line prints on stderr about it.
+    pub fn message(&self) -> String {
+        if self.new {
+            format!("new build {}", self.id)
+        } else {
+            format!(
+                "unchanged: the input hash (tree and commit settings) equals build {}'s, no new build id",
+                self.id
+            )
+        }
+    }
+}
+
 /// The outcome of [`build_os`].
 #[derive(Debug)]
 pub struct OsBuild {
@@ -173,9 +187,18 @@ pub fn build_os(
     }
 
     // 4. The record.
-    record(s, &builds, &report, &version, &input_hashes, req.now)?;
+    record(s, &builds, &report, &version, &input_hashes, req.now, new)?;
     if new {
         builds.record_new(&version, &arches, &rfc3339(req.now))?;
+    }
+    if let Some(draft) = &opts.witness {
+        // Only a kept build is a no-op; a new one wrote a new record.
+        if new || req.force {
+            draft.spoil();
+        } else {
+            crate::noop::observe_graph(s, draft);
+            crate::noop::observe_record(s, draft, &version);
+        }
     }
     Ok(OsBuild {
         report,
@@ -241,14 +264,14 @@ fn next_version(s: &Session, builds: &BuildsDir, now: u64) -> Result<String, Err
 }
 
 /// The files of node `id`'s output whose names pass `keep`, placed under `dir` as read-only
-/// hardlinks to the store; returns them (path, size).
+/// hardlinks to the store (those already in place are left); returns them (path, blob, size).
 fn place(
     s: &Session,
     state: &BuildState,
     id: &str,
     dir: &Path,
     keep: impl Fn(&str) -> bool,
-) -> Result<Vec<(String, u64)>, Error> {
+) -> Result<Vec<(String, Digest, u64)>, Error> {
     let Some(g) = good(state, id) else {
         return Ok(Vec::new());
     };
@@ -261,13 +284,10 @@ fn place(
     let files = entries
         .iter()
         .filter_map(|e| match e.kind {
-            EntryKind::File { size, .. } => Some((e.path.clone(), size)),
+            EntryKind::File { digest, size } => Some((e.path.clone(), digest, size)),
             _ => None,
         })
         .collect();
-    for e in &entries {
-        let _ = fs_err::remove_file(dir.join(&e.path));
-    }
     let sub = Tree { entries };
     s.engine
         .store()
@@ -283,6 +303,7 @@ fn record(
     version: &str,
     input_hashes: &BTreeMap<String, Digest>,
     now: u64,
+    new: bool,
 ) -> Result<(), Error> {
     let state = s.engine.state();
     for c in &s.ws.configs {
@@ -303,11 +324,18 @@ fn record(
                 std::io::Error::other(format!("{commit_id}: no readable commit.json"))
             })?;
         let lock = format!("manifest-lock.generated.{arch}.json");
-        if let Some(bytes) = s.output_file(&state, &ids::resolve(&arch), &lock) {
+        if let Some(bytes) = s.output_file(&state, &ids::resolve(&arch), &lock)
+            && fs_err::read(dir.join(&lock)).ok().as_ref() != Some(&bytes)
+        {
             nosa_cache::atomic::write_atomic(&dir, &dir.join(&lock), &bytes)?;
         }
         // Images: this build's, plus those recorded before for the same build id.
         let old = builds.meta(version, &arch).unwrap_or_default();
+        let build_timestamp = if new || old.build_timestamp.is_empty() {
+            rfc3339(now)
+        } else {
+            old.build_timestamp.clone()
+        };
         let mut images = old.images;
         for fmt in IMAGE_TARGETS {
             let id = ids::image(&arch, fmt);
@@ -315,15 +343,15 @@ fn record(
                 continue;
             }
             let disk = |p: &str| p.ends_with(".qcow2") || p.ends_with(".raw");
-            for (path, size) in place(s, &state, &id, &dir, disk)? {
-                let sha256 = sha256_file(&dir.join(&path))?;
+            for (path, digest, size) in place(s, &state, &id, &dir, disk)? {
+                let sha256 = sha256_of(s, &digest)?;
                 images.insert(fmt.to_string(), ImageFile { path, sha256, size });
             }
         }
         let oci = ids::oci(&arch);
-        for (path, size) in place(s, &state, &oci, &dir, |_| true)? {
+        for (path, digest, size) in place(s, &state, &oci, &dir, |_| true)? {
             if path.ends_with(".ociarchive") {
-                let sha256 = sha256_file(&dir.join(&path))?;
+                let sha256 = sha256_of(s, &digest)?;
                 images.insert("ostree".into(), ImageFile { path, sha256, size });
             }
         }
@@ -333,7 +361,7 @@ fn record(
             name,
             ref_name: c.treefile.ref_name.clone().unwrap_or_default(),
             basearch: arch.clone(),
-            build_timestamp: rfc3339(now),
+            build_timestamp,
             ostree_commit: commit.checksum.clone(),
             ostree_content_checksum: commit.content_checksum.clone(),
             ostree_timestamp: rfc3339(commit.timestamp),
@@ -350,10 +378,25 @@ fn record(
     Ok(())
 }
 
-fn sha256_file(p: &Path) -> Result<String, Error> {
+/// The SHA-256 (hex) of store blob `d`, which meta.json records for each artifact: computed
+/// once per blob and kept in the store's state directory (`sha256/<blake3>`), since a blob
+/// never changes. A 75 MB qcow2 costs ~0.2 s to hash, on every build that records it.
+fn sha256_of(s: &Session, d: &Digest) -> Result<String, Error> {
     use sha2::Digest as _;
-    let mut f = fs_err::File::open(p)?;
+    let store = s.engine.store();
+    let memo_dir = store.state_dir().join("sha256");
+    let memo = memo_dir.join(d.to_hex());
+    if let Ok(hex) = fs_err::read_to_string(&memo)
+        && hex.len() == 64
+        && hex.bytes().all(|b| b.is_ascii_hexdigit())
+    {
+        return Ok(hex);
+    }
+    let mut f = fs_err::File::open(store.blob_path(d))?;
     let mut h = sha2::Sha256::new();
     std::io::copy(&mut f, &mut h)?;
-    Ok(h.finalize().iter().map(|b| format!("{b:02x}")).collect())
+    let hex: String = h.finalize().iter().map(|b| format!("{b:02x}")).collect();
+    fs_err::create_dir_all(&memo_dir)?;
+    nosa_cache::atomic::write_atomic(&store.tmp_dir(), &memo, hex.as_bytes())?;
+    Ok(hex)
 }
