@@ -1,9 +1,9 @@
-//! `nosa`, the front program: answers a no-op `nosa graph build` from its witness, and runs
-//! `nosa-core` (installed beside it) for everything else.
+//! `nosa`, the front program: answers a no-op `nosa graph build` or `nosa build` from its
+//! witness, and runs `nosa-core` (installed beside it) for everything else.
 //!
 //! The full program links libostree, libsolv and their closure (about 70 shared objects).
 //! Loading them costs ~19 ms on these machines, about half a 5,000-step no-op build. This
-//! program links none of them. It accepts only the plain forms of `graph build`'s options;
+//! program links none of them. It accepts only the plain forms of the two commands' options;
 //! anything else, a missing or stale witness, or a held lock goes to `nosa-core` with the same
 //! arguments. The witness key covers both programs (`nosa_engine::key::noop_witness_key`), and
 //! `nosa-core` learns this program's path from `NOSA_FRONT_EXE`.
@@ -25,30 +25,35 @@ use nosa_engine::key::{FRONT_EXE_ENV, WITNESS_CHECKED_ENV, noop_witness_key};
 /// The core program's file name, beside this one.
 const CORE: &str = "nosa-core";
 
-/// A `nosa graph build` this program may answer.
+/// A `nosa graph build` or `nosa build` this program may answer.
 #[derive(Debug, Default, PartialEq, Eq)]
 struct NoopRequest {
+    /// `graph build` or `build`, as the witness key names it.
+    command: &'static str,
     workdir: Option<PathBuf>,
     json: bool,
     targets: Vec<String>,
     arch: Option<String>,
 }
 
-/// `args` (after the program name) as a `graph build` this program may answer: the options
-/// `-C DIR`/`--workdir DIR`, `--no-wait`, `--json`, `-j N`/`--jobs N`, `--keep-going`,
-/// `--arch ARCH` and target names. Anything else (`--force`, `--help`, `--opt=value`, `--`,
-/// another command) is `None`: `nosa-core` parses it.
+/// `args` (after the program name) as a build this program may answer: `graph build` with the
+/// options `-C DIR`/`--workdir DIR`, `--no-wait`, `--json`, `-j N`/`--jobs N`, `--keep-going`,
+/// `--arch ARCH` and target names, or `build` with the same but `--keep-going`. Anything else
+/// (`--force`, `--version`, `--help`, `--opt=value`, `--`, another command) is `None`:
+/// `nosa-core` parses it.
 fn parse(args: &[OsString]) -> Option<NoopRequest> {
     let mut r = NoopRequest::default();
     let mut it = args.iter().map(|a| a.to_str());
     let mut words = Vec::new();
+    let mut keep_going = false;
     while let Some(a) = it.next() {
         let a = a?;
         match a {
             "-C" | "--workdir" => r.workdir = Some(PathBuf::from(it.next()??)),
             "--json" => r.json = true,
             // The front never waits for the lock; a no-op is the same build either way.
-            "--no-wait" | "--keep-going" => {}
+            "--no-wait" => {}
+            "--keep-going" => keep_going = true,
             "-j" | "--jobs" => {
                 it.next()??.parse::<usize>().ok()?;
             }
@@ -57,14 +62,22 @@ fn parse(args: &[OsString]) -> Option<NoopRequest> {
             _ => words.push(a.to_string()),
         }
     }
-    if words.len() < 2 || words[0] != "graph" || words[1] != "build" {
-        return None;
-    }
-    r.targets = words.split_off(2);
+    let rest = match words.first().map(String::as_str) {
+        Some("graph") if words.get(1).is_some_and(|w| w == "build") => {
+            r.command = "graph build";
+            2
+        }
+        Some("build") if !keep_going => {
+            r.command = "build";
+            1
+        }
+        _ => return None,
+    };
+    r.targets = words.split_off(rest);
     Some(r)
 }
 
-/// What the front did with a `graph build`.
+/// What the front did with a build.
 enum Outcome {
     /// The witness held: the build is reported.
     Answered,
@@ -90,22 +103,33 @@ fn answer(req: &NoopRequest, front: &Path, core: &Path) -> Outcome {
     let lock = session::lock(
         &workdir,
         session::LockRequest {
-            what: "nosa graph build",
+            what: if req.command == "build" {
+                "nosa build"
+            } else {
+                "nosa graph build"
+            },
             wait: false,
             on_wait: &mut |_| {},
         },
     );
-    let key = noop_witness_key(Some(front), core, &file, &req.targets, req.arch.as_deref());
+    let key = noop_witness_key(
+        Some(front),
+        core,
+        &file,
+        req.command,
+        &req.targets,
+        req.arch.as_deref(),
+    );
     let store = Store::open(session::store_dir(&workdir));
     let (Ok(lock), Some(key), Ok(store)) = (lock, key, store) else {
         return Outcome::Unchecked;
     };
     let engine = Engine::new(workdir, store);
-    let Some(ids) = engine.check_witness(&key) else {
+    let Some(w) = engine.check_witness(&key) else {
         return Outcome::Missed;
     };
     nosa_engine::timing(FRONT_HOLDS, t0);
-    render::witnessed(req.json, engine.workdir(), ids, since);
+    render::witnessed(req.json, engine.workdir(), w, since);
     // Exiting next; the lock is released at exit.
     std::mem::forget(lock);
     Outcome::Answered
@@ -156,17 +180,24 @@ mod tests {
     }
 
     #[test]
-    fn only_plain_graph_builds_are_answered_here() {
+    fn only_plain_builds_are_answered_here() {
         let r = p(&[
             "-C", "w", "graph", "build", "--json", "-j", "2", "qemu", "oci",
         ])
         .unwrap();
+        assert_eq!(r.command, "graph build");
         assert_eq!(r.workdir, Some(PathBuf::from("w")));
         assert!(r.json);
         assert_eq!(r.targets, ["qemu", "oci"]);
         let r = p(&["graph", "build", "--arch", "aarch64"]).unwrap();
         assert_eq!(r.arch.as_deref(), Some("aarch64"));
         assert!(r.targets.is_empty());
+        let r = p(&["build", "qemu", "--json"]).unwrap();
+        assert_eq!(
+            (r.command, r.targets.as_slice()),
+            ("build", &["qemu".to_string()][..])
+        );
+        assert_eq!(p(&["build"]).unwrap().command, "build");
         for other in [
             &["graph", "build", "--force"][..],
             &["graph", "build", "--json=true"],
@@ -174,7 +205,10 @@ mod tests {
             &["graph", "build", "--", "a"],
             &["graph", "build", "--help"],
             &["graph", "plan"],
-            &["build"],
+            &["build", "--keep-going"],
+            &["build", "--version", "1"],
+            &["build", "--force"],
+            &["build-fast"],
             &["graph"],
             &["--version"],
             &[],

@@ -5,7 +5,7 @@ use std::io::{IsTerminal, Write};
 use std::path::Path;
 
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
-use nosa_engine::{BuildReport, Event, Observer, Status};
+use nosa_engine::{BuildReport, Event, Observer, Status, Witnessed};
 
 /// Renders build events.
 pub struct Progress {
@@ -144,10 +144,11 @@ impl Observer for Progress {
     }
 }
 
-/// Reports a no-op `nosa graph build` answered by its witness (`Engine::check_witness`):
-/// every node of `ids` cached, exactly as the normal no-op reports it. `since`: when the
-/// build started.
-pub fn witnessed(json: bool, workdir: &Path, ids: Vec<String>, since: std::time::SystemTime) {
+/// Reports a no-op build answered by its witness (`Engine::check_witness`): every node of
+/// `w.ids` cached and the witnessed build's note, exactly as the normal no-op reports them.
+/// `since`: when the build started.
+pub fn witnessed(json: bool, workdir: &Path, w: Witnessed, since: std::time::SystemTime) {
+    let Witnessed { ids, note } = w;
     let mut progress = Progress::new(json, workdir);
     progress.event(&Event::Start { total: ids.len() });
     let mut report = BuildReport::default();
@@ -165,6 +166,9 @@ pub fn witnessed(json: bool, workdir: &Path, ids: Vec<String>, since: std::time:
         };
         progress.event(&Event::Finished(&r));
         report.nodes.push(r);
+    }
+    if let Some(n) = note {
+        eprintln!("{n}");
     }
     report.ms = since.elapsed().map_or(0, |d| d.as_millis() as u64);
     progress.finish(&report);

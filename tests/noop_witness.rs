@@ -338,3 +338,149 @@ fn a_killed_build_leaves_no_witness() {
     assert!(!r.witnessed);
     r.all_cached();
 }
+
+/// `nosa ARGS` in the example workdir `w` with timings on and `path` as `PATH`.
+fn example_build(w: &std::path::Path, path: &std::ffi::OsStr, args: &[&str]) -> Build {
+    let out = std::process::Command::new(common::nosa_bin())
+        .args(args)
+        .arg("--json")
+        .current_dir(w)
+        .env("NO_COLOR", "1")
+        .env("NOSA_TIMINGS", "1")
+        .env("PATH", path)
+        .stdin(std::process::Stdio::null())
+        .output()
+        .expect("run nosa");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let status = summary(&out);
+    let witnessed = String::from_utf8_lossy(&out.stderr).contains(HOLDS);
+    Build {
+        out,
+        status,
+        witnessed,
+    }
+}
+
+/// A `[nestos]` workdir (the example on the fixture distro): `nosa build` and `nosa graph
+/// build` no-ops are answered from the witness, with the same output as the normal no-op,
+/// and what the graph and the record rest on outside the engine (the config tree, builds/,
+/// a host tool whose version enters a key, PATH) breaks it.
+#[test]
+fn an_example_workdir_no_op_is_answered_from_its_witness() {
+    let (tmp, w) = common::fixture_workdir();
+    // `rpm` through a wrapper, to change its version later.
+    let tools = tmp.path().join("tools");
+    fs_err::create_dir_all(&tools).unwrap();
+    let rpm = tools.join("rpm");
+    let wrapper = |version: &str| {
+        let body = if version.is_empty() {
+            "#!/bin/sh\nexec /usr/bin/rpm \"$@\"\n".to_string()
+        } else {
+            format!(
+                "#!/bin/sh\n[ \"$1\" = --version ] && {{ echo 'RPM version {version}'; exit 0; }}\nexec /usr/bin/rpm \"$@\"\n"
+            )
+        };
+        fs_err::write(&rpm, body).unwrap();
+        use std::os::unix::fs::PermissionsExt;
+        fs_err::set_permissions(&rpm, std::fs::Permissions::from_mode(0o755)).unwrap();
+    };
+    wrapper("");
+    let mut dirs = vec![tools.clone()];
+    dirs.extend(std::env::split_paths(
+        &std::env::var_os("PATH").unwrap_or_default(),
+    ));
+    let path = std::env::join_paths(&dirs).unwrap();
+    let b = |args: &[&str]| example_build(&w, &path, args);
+    let stderr = |b: &Build| String::from_utf8_lossy(&b.out.stderr).into_owned();
+    const UNCHANGED: &str = "unchanged: the input hash";
+    // Built, aged, a no-op that leaves a witness, then one answered from it.
+    let first = b(&["build"]);
+    assert!(stderr(&first).contains("new build "), "{}", stderr(&first));
+    age();
+    let again = || {
+        let normal = b(&["build"]);
+        normal.all_cached();
+        assert!(!normal.witnessed, "{}", stderr(&normal));
+        assert!(stderr(&normal).contains(UNCHANGED));
+        let fast = b(&["build"]);
+        fast.all_cached();
+        assert!(
+            stderr(&fast).contains("witness holds (front)"),
+            "the front answered: {}",
+            stderr(&fast)
+        );
+        assert!(stderr(&fast).contains(UNCHANGED), "{}", stderr(&fast));
+        assert_eq!(fast.status, normal.status, "the same nodes, all cached");
+        normal
+    };
+    let normal = again();
+    assert!(normal.status.len() > 40, "{:?}", normal.status);
+
+    let broken = |r: &Build, what: &str| {
+        assert!(!r.witnessed, "{what}: {}", stderr(r));
+        assert!(
+            stderr(r).contains("witness broken by"),
+            "{what}: the witness was found and broken: {}",
+            stderr(r)
+        );
+    };
+    // A file in the config tree that no node reads: the graph might have changed.
+    let config = tmp.path().join("example-config");
+    fs_err::write(config.join("NOTES"), "not read by anything\n").unwrap();
+    let r = b(&["build"]);
+    broken(&r, "a new config file");
+    r.all_cached();
+    age();
+    again();
+    // An object of the recorded commit's repository, deleted: put back by the record.
+    let objects = w.join("builds/latest/x86_64/ostree-commit/repo/objects");
+    let object = walkdir_first_file(&objects);
+    fs_err::remove_file(&object).unwrap();
+    let r = b(&["build"]);
+    broken(&r, "a deleted builds/ file");
+    r.all_cached();
+    assert!(object.is_file(), "the record put it back");
+    age();
+    again();
+    // Another `rpm` version: the rpm database node's key changed.
+    wrapper("9.9.9");
+    let r = b(&["build"]);
+    broken(&r, "another rpm");
+    assert_eq!(r.with("ran"), ["rpmdb:x86_64"], "{:?}", r.status);
+    age();
+    again();
+    // `nosa graph build` has a witness of its own (a workdir keeps one: the last).
+    let g = b(&["graph", "build"]);
+    assert!(!g.witnessed);
+    age();
+    assert!(!b(&["graph", "build"]).witnessed);
+    assert!(b(&["graph", "build"]).witnessed);
+    assert!(!b(&["build"]).witnessed);
+    // Another PATH: another witness key.
+    let mut shorter = dirs.clone();
+    shorter.insert(1, tmp.path().join("empty"));
+    let other = std::env::join_paths(&shorter).unwrap();
+    let r = example_build(&w, &other, &["build"]);
+    assert!(!r.witnessed && !stderr(&r).contains("witness broken by"));
+    r.all_cached();
+}
+
+/// Some file under `dir`.
+fn walkdir_first_file(dir: &std::path::Path) -> std::path::PathBuf {
+    let mut todo = vec![dir.to_path_buf()];
+    while let Some(d) = todo.pop() {
+        for e in fs_err::read_dir(&d).unwrap() {
+            let p = e.unwrap().path();
+            if p.is_dir() {
+                todo.push(p);
+            } else {
+                return p;
+            }
+        }
+    }
+    panic!("no file under {}", dir.display());
+}

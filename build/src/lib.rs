@@ -9,7 +9,8 @@
 //! [`expand`] (a nestos-config -> nodes per arch), [`ids`] (node ids), [`session`] (a loaded,
 //! optionally locked workdir), [`staged`] (resolve first, then expand the packages, then the
 //! targets), [`os`] (versioning and recording an OS build), [`builds`] (the builds/ records),
-//! [`kola`] (selecting and reporting kola tests of the latest build).
+//! [`kola`] (selecting and reporting kola tests of the latest build), [`noop`] (what a
+//! no-op witness of a `[nestos]` workdir watches besides the engine's own observations).
 
 pub mod buildfile;
 pub mod builds;
@@ -17,6 +18,7 @@ mod error;
 pub mod expand;
 pub mod ids;
 pub mod kola;
+pub mod noop;
 pub mod os;
 pub mod pins;
 pub mod session;

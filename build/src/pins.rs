@@ -24,7 +24,8 @@ pub struct Pins {
     map: BTreeMap<(String, String), Pin>,
 }
 
-fn dir(workdir: &Path) -> PathBuf {
+/// `<workdir>/cache/pins`.
+pub(crate) fn dir(workdir: &Path) -> PathBuf {
     workdir.join("cache").join("pins")
 }
 

@@ -29,8 +29,8 @@ pub fn staged_build(
     let mut first = BuildReport::default();
     let mut opts = opts.clone();
     if !resolves.is_empty() {
-        // Two stages: the second graph depends on the first's outputs. Not witnessed.
-        opts.witness = None;
+        // Two stages: the second graph depends on the first's outputs, which its state
+        // records (a witness observes the state file last).
         first = s.engine.build(&s.ws.graph, &resolves, &opts, obs)?;
         if !first.ok() {
             return Ok(first);

@@ -17,7 +17,7 @@ use crate::reason::Reason;
 use crate::record::Leftovers;
 use crate::schedule::Scheduler;
 use crate::state::{BuildState, Status};
-use crate::witness::{self, Trace};
+use crate::witness::{self, Trace, WitnessDraft, Witnessed};
 
 /// How to build.
 #[derive(Clone, Debug)]
@@ -32,25 +32,9 @@ pub struct BuildOptions {
     /// keeps its build number, and a node it finds cached that already ran in that build keeps
     /// the status and reasons recorded then, so `why` still explains the run.
     pub continue_build: bool,
-    /// Record a no-op witness for this selection if every node turns out cached (see
-    /// [`WitnessRequest`]).
-    pub witness: Option<WitnessRequest>,
-}
-
-/// Asks a build to leave a no-op witness (`crate::witness`) behind if every node is cached.
-/// The caller vouches that the graph and the selection are a function of `key` and of the
-/// paths in `observed` alone (for example: a build file without `[nestos]`, whose stamp is
-/// observed, and the target names).
-#[derive(Clone, Debug)]
-pub struct WitnessRequest {
-    /// Names the selection: the executable, the build file, the target names.
-    pub key: Digest,
-    /// When observation started: before anything recorded was read. A recorded path modified
-    /// since (or within the racy window before) makes the build leave no witness.
-    pub since: std::time::SystemTime,
-    /// Paths the caller read before the build (the build file), with their metadata taken
-    /// before reading them.
-    pub observed: Vec<(PathBuf, std::fs::Metadata)>,
+    /// Add this build's observations to a no-op witness draft if every node turns out cached,
+    /// and spoil it otherwise (see [`WitnessDraft`]).
+    pub witness: Option<WitnessDraft>,
 }
 
 impl Default for BuildOptions {
@@ -188,11 +172,16 @@ struct Remover {
     thread: std::thread::JoinHandle<()>,
 }
 
+/// Whether `NOSA_TIMINGS` is set.
+pub(crate) fn timings_on() -> bool {
+    static ON: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *ON.get_or_init(|| std::env::var_os("NOSA_TIMINGS").is_some())
+}
+
 /// Prints how long a phase took (since `since`) on stderr when `NOSA_TIMINGS` is set: a cheap
 /// profile of the no-op path, left in on purpose.
 pub fn timing(phase: &str, since: Instant) {
-    static ON: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
-    if *ON.get_or_init(|| std::env::var_os("NOSA_TIMINGS").is_some()) {
+    if timings_on() {
         // Resident memory after the phase: allocation (page faults) is a cost of its own.
         let rss_mib = fs_err::read_to_string("/proc/self/statm")
             .ok()
@@ -288,10 +277,53 @@ impl Engine {
     }
 
     /// If the no-op witness recorded for selection `key` still holds (every path it observed
-    /// has its recorded stamp), the ids of the nodes a build would now report cached, in the
-    /// order it would report them. `None`: build normally. Call with the workdir lock held.
-    pub fn check_witness(&self, key: &Digest) -> Option<Vec<String>> {
+    /// has its recorded stamp), what the build it stands for reported: the ids of the nodes a
+    /// build would now report cached, in the order it would report them, and its note.
+    /// `None`: build normally. Call with the workdir lock held.
+    pub fn check_witness(&self, key: &Digest) -> Option<Witnessed> {
         witness::check(&self.witness_path(), key)
+    }
+
+    /// Writes the no-op witness for selection `key` from `draft`, unless it was spoiled or
+    /// an observed path changed within the racy window of `since` (when observation started:
+    /// before anything observed was read) or later. `ids`: the nodes the invocation reported,
+    /// in report order; `note`: a line it printed before its summary. Call last, after every
+    /// build and write of the invocation, with the workdir lock held. Returns whether a
+    /// witness was written.
+    pub fn seal_witness<'a>(
+        &self,
+        draft: &WitnessDraft,
+        key: &Digest,
+        since: std::time::SystemTime,
+        ids: impl ExactSizeIterator<Item = &'a str>,
+        note: Option<&str>,
+    ) -> bool {
+        let Some((mut trace, shards)) = draft.take() else {
+            return false;
+        };
+        let t = Instant::now();
+        // A hit needs its action record. Records are only added or removed, each changing its
+        // shard directory's stamp.
+        for s in shards {
+            if !trace.stat_now(&self.store.action_shard_dir(s), false, false) {
+                return false;
+            }
+        }
+        // Any other writer of the state (a build, prune) replaces it, so a new inode.
+        if !trace.stat_now(&self.state_path(), false, true) {
+            return false;
+        }
+        let written = witness::write(
+            &self.witness_path(),
+            &self.store.tmp_dir(),
+            key,
+            since,
+            &trace,
+            ids,
+            note,
+        );
+        timing("build: write witness", t);
+        written
     }
 
     /// Drops the no-op witness: for anything that changes the store or the state other than

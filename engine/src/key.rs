@@ -143,21 +143,29 @@ pub const FRONT_EXE_ENV: &str = "NOSA_FRONT_EXE";
 /// steps a check reads 6 MB and stats 60,000 paths). Skipping the check is always safe.
 pub const WITNESS_CHECKED_ENV: &str = "NOSA_WITNESS_CHECKED";
 
-/// The no-op witness key of a `nosa graph build` (see `witness`): the front program (if one
-/// ran) and the core program, each by identity, the build file's path and the selection.
-/// The build file's content is covered by its stamp, which the witness records. `None` when
-/// a program cannot be identified. The front computes it for the core it would run, and the
-/// core for itself, so the two agree.
+/// Environment variables a build's decisions may depend on beyond its files: the tool search
+/// path (which `rpm` writes the rpm database), the tracer switch, the build clock. Each enters
+/// the no-op witness key.
+pub const WITNESS_ENV: [&str; 3] = ["PATH", "NOSA_TRACE", "SOURCE_DATE_EPOCH"];
+
+/// The no-op witness key of a build command (see `witness`): the front program (if one ran)
+/// and the core program, each by identity, the build file's path, the command (`graph
+/// build`, `build`), the selection and the variables of [`WITNESS_ENV`]. The build file's
+/// content is covered by its stamp, which the witness records. `None` when a program cannot
+/// be identified. The front computes it for the core it would run, and the core for itself,
+/// so the two agree.
 pub fn noop_witness_key(
     front: Option<&Path>,
     core: &Path,
     file: &Path,
+    command: &str,
     targets: &[String],
     arch: Option<&str>,
 ) -> Option<Digest> {
     use std::os::unix::ffi::OsStrExt;
     let mut h = KeyHasher::new();
-    h.bytes(b"nosa-noop-witness-v2");
+    h.bytes(b"nosa-noop-witness-v3");
+    h.bytes(command.as_bytes());
     match front {
         Some(f) => {
             h.u64(1);
@@ -179,6 +187,15 @@ pub fn noop_witness_key(
             h.bytes(arch.as_bytes());
         }
         None => h.u64(0),
+    }
+    for var in WITNESS_ENV {
+        match std::env::var_os(var) {
+            Some(v) => {
+                h.u64(1);
+                h.bytes(v.as_bytes());
+            }
+            None => h.u64(0),
+        }
     }
     Some(h.finish())
 }

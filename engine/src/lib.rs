@@ -30,8 +30,7 @@ mod state;
 mod witness;
 
 pub use exec::{
-    BuildOptions, BuildReport, Engine, EngineError, Event, NodeResult, Observer, WitnessRequest,
-    timing,
+    BuildOptions, BuildReport, Engine, EngineError, Event, NodeResult, Observer, timing,
 };
 pub use explain::{Explanation, PlanEntry, Planned, RootCause};
 pub use graph::{Graph, GraphBuilder, GraphError, Node};
@@ -41,6 +40,7 @@ pub use node::{DepOutput, InputFile, InputSpec, MaterializeTo, Rule, RunContext,
 pub use reason::Reason;
 pub use run::file_name_for;
 pub use state::{BuildState, Good, NodeState, Status};
+pub use witness::{WitnessDraft, Witnessed};
 
 /// An [`Observer`] that ignores every event.
 #[derive(Debug, Default, Clone, Copy)]

@@ -9,12 +9,12 @@ use nosa_cache::{Digest, EntryKind, StatCache, hash_file};
 use rayon::prelude::*;
 
 use crate::decide::Selection;
-use crate::exec::{BuildOptions, BuildReport, Engine, EngineError, WitnessRequest, timing};
+use crate::exec::{BuildOptions, BuildReport, Engine, EngineError, timing};
 use crate::graph::Graph;
 use crate::node::MaterializeTo;
 use crate::schedule::Scheduled;
-use crate::state::{BuildState, Good, NodeState, Status};
-use crate::witness::{self, Trace};
+use crate::state::{BuildState, NodeState, Status};
+use crate::witness::Trace;
 
 /// The outcome of [`Engine::check_materialized`].
 struct Intact {
@@ -151,13 +151,16 @@ impl Engine {
         saved_stat?;
         logged?;
         timing("build: save state, stat cache, log", t);
-        if let (Some(req), Some(trace)) = (&opts.witness, trace)
-            && mat_error.is_none()
-            && report.nodes.iter().all(|r| r.status == Status::Cached)
-        {
-            let t = Instant::now();
-            self.write_witness(req, trace, &goods, &report);
-            timing("build: write witness", t);
+        if let Some(draft) = &opts.witness {
+            match trace {
+                Some(trace)
+                    if mat_error.is_none()
+                        && report.nodes.iter().all(|r| r.status == Status::Cached) =>
+                {
+                    draft.absorb(trace, goods.iter().flatten().map(|g| g.key.0[0]));
+                }
+                _ => draft.spoil(),
+            }
         }
         // Freeing the state's allocations is measurable at this scale (see `Engine::build`).
         std::thread::spawn(move || drop((state, stat)));
@@ -240,43 +243,6 @@ impl Engine {
             .collect();
         entry.materialized_tree = Some(tree_digest);
         Ok(())
-    }
-
-    /// Completes `trace` with what the decisions also rested on (the action records' shard
-    /// directories, the caller's observations, the state file just written) and writes the
-    /// witness; it refuses racy observations (see `crate::witness::write`).
-    fn write_witness(
-        &self,
-        req: &WitnessRequest,
-        mut trace: Trace,
-        goods: &[Option<Good>],
-        report: &BuildReport,
-    ) {
-        for (p, meta) in &req.observed {
-            trace.stamp(p, meta, true);
-        }
-        // A hit needs its action record. Records are only added or removed, each changing its
-        // shard directory's stamp.
-        let mut shards: Vec<u8> = goods.iter().flatten().map(|g| g.key.0[0]).collect();
-        shards.sort_unstable();
-        shards.dedup();
-        for s in shards {
-            if !trace.stat_now(&self.store.action_shard_dir(s), false, false) {
-                return;
-            }
-        }
-        // Any other writer of the state (a build, prune) replaces it, so a new inode.
-        if !trace.stat_now(&self.state_path(), false, true) {
-            return;
-        }
-        witness::write(
-            &self.witness_path(),
-            &self.store.tmp_dir(),
-            &req.key,
-            req.since,
-            &trace,
-            report.nodes.iter().map(|n| n.id.as_str()),
-        );
     }
 
     fn write_log(&self, report: &BuildReport) -> Result<(), EngineError> {

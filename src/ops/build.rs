@@ -1,12 +1,16 @@
 //! `nosa build`, `build-fast` and `buildextend-*`: fronts on `nosa_build::os::build_os`, the
 //! one path that composes, versions, commits and records an OS build (see that module).
 
-use nosa_build::os::{OsRequest, build_os};
-use nosa_engine::BuildOptions;
+use nosa_build::Session;
+use nosa_build::os::{OsRequest, Recorded, build_os};
+use nosa_cache::Store;
+use nosa_engine::{BuildOptions, Engine};
 
 use crate::cli::{BuildCmdArgs, BuildextendArgs, Cli};
-use crate::exit::OpResult;
-use crate::ops::graph::{finish_build, say_recorded};
+use crate::exit::{OpResult, runtime};
+use crate::ops::graph::finish_build;
+use crate::ops::noop::{Noop, since_instant};
+use crate::ops::{find_workdir, lock, store_dir};
 use crate::render::Progress;
 
 /// `nosa build-fast`: `nosa build`, refusing to run if any package node would run
@@ -33,16 +37,43 @@ pub fn buildextend(cli: &Cli, a: &BuildextendArgs, format: &str) -> OpResult {
     build_inner(cli, &args, false)
 }
 
+/// `nosa build` and `build-fast`. A no-op of the same selection as the last one, which left a
+/// witness, is answered from it (as `nosa graph build` is: `crate::ops::noop`).
 fn build_inner(cli: &Cli, a: &BuildCmdArgs, fast: bool) -> OpResult {
     let what = if fast {
         "nosa build-fast"
     } else {
         "nosa build"
     };
-    let mut s = crate::ops::open(cli, Some(what), a.common.arch.as_deref())?;
+    let since = std::time::SystemTime::now();
+    let (workdir, file) = find_workdir(cli)?;
+    let lock = lock(cli, &workdir, what)?;
+    let mut noop = Noop::begin(
+        since,
+        &file,
+        what.trim_start_matches("nosa "),
+        &a.targets,
+        a.common.arch.as_deref(),
+    );
+    let store = Store::open(store_dir(&workdir)).map_err(runtime)?;
+    let engine = Engine::new(workdir, store);
+    // A versioned build is always a new one.
+    let witnessed = !a.force && a.version.is_none();
+    if witnessed && let Some(w) = noop.check(&engine) {
+        nosa_engine::timing("build: witness holds", since_instant(since));
+        crate::render::witnessed(a.common.json, engine.workdir(), w, since);
+        // Exiting next; the lock is released at exit.
+        std::mem::forget(lock);
+        return Ok(());
+    }
+    let mut s = Session::load(engine, &file, Some(lock), a.common.arch.as_deref(), true)?;
+    crate::ops::warn(&s);
     let mut opts = BuildOptions::default();
     if let Some(j) = a.common.jobs {
         opts.jobs = j.max(1);
+    }
+    if witnessed {
+        opts.witness = noop.draft(&s);
     }
     let req = OsRequest {
         targets: a.targets.clone(),
@@ -53,8 +84,10 @@ fn build_inner(cli: &Cli, a: &BuildCmdArgs, fast: bool) -> OpResult {
     };
     let mut progress = Progress::new(a.common.json, s.workdir());
     let out = build_os(&mut s, &req, &opts, &mut progress)?;
-    if let Some(r) = &out.recorded {
-        say_recorded(r);
+    let note = out.recorded.as_ref().map(Recorded::message);
+    if let Some(n) = &note {
+        eprintln!("{n}");
     }
+    noop.seal(&s, &out.report, note.as_deref());
     finish_build(s, out.report, progress)
 }

@@ -3,25 +3,14 @@
 use nosa_build::Session;
 use nosa_build::os::{OsRequest, Recorded, build_os, selects_os};
 use nosa_build::staged::staged_build;
-use nosa_cache::{Digest, Store};
-use nosa_engine::{BuildOptions, BuildReport, Engine, Planned, Status, WitnessRequest};
+use nosa_cache::Store;
+use nosa_engine::{BuildOptions, BuildReport, Engine, Planned, Status};
 
 use crate::cli::{BuildArgs, Cli, OutputArgs, PlanArgs, ShowArgs, WhyArgs};
 use crate::exit::{Failure, OpResult, runtime};
+use crate::ops::noop::{Noop, since_instant};
 use crate::ops::{find_workdir, lock, open, open_with, store_dir};
 use crate::render::Progress;
-
-/// Says on stderr which build an OS build recorded.
-pub fn say_recorded(r: &Recorded) {
-    if r.new {
-        eprintln!("new build {}", r.id);
-    } else {
-        eprintln!(
-            "unchanged: the input hash (tree and commit settings) equals build {}'s, no new build id",
-            r.id
-        );
-    }
-}
 
 /// `nosa graph build`.
 ///
@@ -29,25 +18,26 @@ pub fn say_recorded(r: &Recorded) {
 /// cached and left a witness (`Engine::check_witness`), is answered from the witness: every
 /// path it observed is stat'ed, and if none changed, every node is reported cached without
 /// loading the graph. Otherwise, the normal build runs, and leaves a witness if it turns out
-/// to be a no-op of a graph that depends on the build file alone (no `[nestos]`).
+/// to be a no-op (see `crate::ops::noop`).
 pub fn build(cli: &Cli, a: &BuildArgs) -> OpResult {
     // Before anything the witness records is read.
     let since = std::time::SystemTime::now();
     let (workdir, file) = find_workdir(cli)?;
     let lock = lock(cli, &workdir, "nosa graph build")?;
-    let file_meta = fs_err::metadata(&file).ok();
+    let mut noop = Noop::begin(
+        since,
+        &file,
+        "graph build",
+        &a.select.targets,
+        a.select.arch.as_deref(),
+    );
     let store = Store::open(store_dir(&workdir)).map_err(runtime)?;
     let engine = Engine::new(workdir, store);
-    let key = witness_key(&file, a);
-    // The front program has already checked it when it says so.
-    let checked = std::env::var_os(nosa_engine::key::WITNESS_CHECKED_ENV).is_some();
     if !a.force
-        && !checked
-        && let Some(k) = &key
-        && let Some(ids) = engine.check_witness(k)
+        && let Some(w) = noop.check(&engine)
     {
         nosa_engine::timing("build: witness holds", since_instant(since));
-        crate::render::witnessed(a.json, engine.workdir(), ids, since);
+        crate::render::witnessed(a.json, engine.workdir(), w, since);
         // Exiting next; the lock is released at exit.
         std::mem::forget(lock);
         return Ok(());
@@ -59,16 +49,8 @@ pub fn build(cli: &Cli, a: &BuildArgs) -> OpResult {
         opts.jobs = j.max(1);
     }
     opts.keep_going = a.keep_going;
-    // Only a graph that is a function of the build file's text (and of nosa) may be
-    // witnessed: `[nestos]` graphs also depend on the config tree, pins and resolved packages.
-    if let (Some(key), Some(meta), None) = (key, file_meta, &s.ws.file.nestos)
-        && !a.force
-    {
-        opts.witness = Some(WitnessRequest {
-            key,
-            since,
-            observed: vec![(file.clone(), meta)],
-        });
+    if !a.force {
+        opts.witness = noop.draft(&s);
     }
     let mut progress = Progress::new(a.json, s.engine.workdir());
     // Targets that need a versioned commit build the OS, exactly as `nosa build` does.
@@ -81,35 +63,21 @@ pub fn build(cli: &Cli, a: &BuildArgs) -> OpResult {
             ..OsRequest::default()
         };
         let out = build_os(&mut s, &req, &opts, &mut progress)?;
-        if let Some(r) = &out.recorded {
-            say_recorded(r);
+        let note = out.recorded.as_ref().map(Recorded::message);
+        if let Some(n) = &note {
+            eprintln!("{n}");
         }
+        noop.seal(&s, &out.report, note.as_deref());
         return finish_build(s, out.report, progress);
     }
     let report = staged_build(&mut s, &a.select.targets, &opts, a.force, &mut progress)?;
+    if let Some(d) = &opts.witness
+        && s.ws.file.nestos.is_some()
+    {
+        nosa_build::noop::observe_graph(&s, d);
+    }
+    noop.seal(&s, &report, None);
     finish_build(s, report, progress)
-}
-
-/// An `Instant` about as old as `t` (for timing output only).
-fn since_instant(t: std::time::SystemTime) -> std::time::Instant {
-    std::time::Instant::now() - t.elapsed().unwrap_or_default()
-}
-
-/// Names what a `nosa graph build` selects, for the no-op witness: the programs (the `nosa`
-/// front that ran this one, named by [`nosa_engine::key::FRONT_EXE_ENV`], and this one: a
-/// rebuilt nosa may decide differently), the build file's path and the selection arguments
-/// ([`nosa_engine::key::noop_witness_key`], which the front computes the same way). `None`
-/// when this executable cannot be identified.
-fn witness_key(file: &std::path::Path, a: &BuildArgs) -> Option<Digest> {
-    let core = std::env::current_exe().ok()?;
-    let front = std::env::var_os(nosa_engine::key::FRONT_EXE_ENV).map(std::path::PathBuf::from);
-    nosa_engine::key::noop_witness_key(
-        front.as_deref(),
-        &core,
-        file,
-        &a.select.targets,
-        a.select.arch.as_deref(),
-    )
 }
 
 /// Prints the end of a build and turns failures into exit code 1.

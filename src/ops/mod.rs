@@ -6,6 +6,7 @@ pub mod config;
 pub mod fetch;
 pub mod graph;
 pub mod kola;
+pub mod noop;
 pub mod run;
 pub mod store;
 

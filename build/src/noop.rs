@@ -1,0 +1,68 @@
+//! What a build of a `[nestos]` workdir reads outside the engine, observed for its no-op
+//! witness (`nosa_engine::WitnessDraft`): the engine observes the inputs, records and outputs
+//! its own decisions rest on; the graph itself and an OS build's record rest on these too.
+//!
+//! - each config tree, whole, symlinks also through (the loader reads files, lists
+//!   directories and tests for files all over it: a stamp of every entry catches a content,
+//!   mode or existence change), and any file it read outside the tree;
+//! - the repository pins (`cache/pins/`), which enter the repo-sync keys;
+//! - the workdir's `overrides/rootfs` and `overrides/rpm`, whose presence adds nodes;
+//! - the host programs whose versions enter keys, as `PATH` resolves them (`PATH` is in the
+//!   witness key), and the earlier `PATH` entries where they are missing;
+//! - for an OS build that kept the latest build: `builds/builds.json`, `builds/latest` and
+//!   every file of the build's `builds/<id>/<arch>/`, as the record left them.
+//!
+//! Everything is stat'ed after the build read it. That is sound because the witness refuses
+//! any stamp newer than the start of the invocation (the racy rule), so a file changed while
+//! the build ran leaves no witness.
+
+use nosa_engine::WitnessDraft;
+
+use crate::builds::BuildsDir;
+use crate::expand::OVERRIDES_ROOTFS;
+use crate::{Session, pins};
+
+/// Directory names left out of a config tree's observation: the loader reads nothing there.
+const SKIP: [&str; 1] = [".git"];
+
+/// Observes what the graph of `s` was made from (see the module doc), besides the build file,
+/// which the caller observed before reading it.
+pub fn observe_graph(s: &Session, draft: &WitnessDraft) {
+    let workdir = s.workdir();
+    for c in &s.ws.configs {
+        draft.observe_tree(&c.dir, &SKIP);
+        for f in c.files_read.iter().filter(|f| !f.starts_with(&c.dir)) {
+            draft.observe_now(f, true);
+        }
+    }
+    draft.observe_tree(&pins::dir(workdir), &[]);
+    for d in [OVERRIDES_ROOTFS, nosa_rules::overrides_rpm::OVERRIDES_RPM] {
+        draft.observe_now(&workdir.join(d), true);
+    }
+    observe_tools(draft);
+}
+
+/// Observes the host programs of [`nosa_rules::HOST_TOOLS_IN_KEYS`] as `PATH` finds them.
+fn observe_tools(draft: &WitnessDraft) {
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    for tool in nosa_rules::HOST_TOOLS_IN_KEYS {
+        for dir in std::env::split_paths(&path) {
+            let candidate = dir.join(tool);
+            draft.observe_now(&candidate, true);
+            if candidate.is_file() {
+                break;
+            }
+        }
+    }
+}
+
+/// Observes the record an OS build left of build `id` (see the module doc). Call after the
+/// record is written.
+pub fn observe_record(s: &Session, draft: &WitnessDraft, id: &str) {
+    let builds = BuildsDir::of(s.workdir());
+    draft.observe_now(&builds.root().join("builds.json"), true);
+    draft.observe_now(&builds.root().join("latest"), false);
+    for arch in s.arches() {
+        draft.observe_tree(&builds.arch_dir(id, &arch), &[]);
+    }
+}
