@@ -196,7 +196,36 @@ impl Store {
     /// symlinks are kept as links, directories as entries. With `take`, files are moved into
     /// the store instead of copied. Device nodes, sockets and fifos are refused.
     pub fn ingest_dir(&self, dir: &Path, take: bool) -> Result<(Digest, Tree)> {
+        self.ingest_dir_hinted(dir, take, None)
+    }
+
+    /// [`Store::ingest_dir`], with `hint` a tree that may name some of `dir`'s files (the
+    /// node's previous output, whose unchanged files a run links in from the store): a file
+    /// at a path the hint names with digest `d` that is blob `d`'s own inode (a hardlink to
+    /// it) is that blob, and is not read again. Anything else is hashed as usual.
+    pub fn ingest_dir_hinted(
+        &self,
+        dir: &Path,
+        take: bool,
+        hint: Option<&Tree>,
+    ) -> Result<(Digest, Tree)> {
         use rayon::prelude::*;
+        let hinted: std::collections::HashMap<&str, Digest> = hint
+            .into_iter()
+            .flat_map(|t| &t.entries)
+            .filter_map(|e| match e.kind {
+                EntryKind::File { digest, .. } => Some((e.path.as_str(), digest)),
+                _ => None,
+            })
+            .collect();
+        let linked_blob = |rel: &str, meta: &std::fs::Metadata| -> Option<Digest> {
+            let d = *hinted.get(rel)?;
+            if meta.nlink() < 2 {
+                return None;
+            }
+            let b = self.blob_path(&d).symlink_metadata().ok()?;
+            (b.dev() == meta.dev() && b.ino() == meta.ino()).then_some(d)
+        };
         let mut walked = Vec::new();
         for entry in walkdir::WalkDir::new(dir).min_depth(1).sort_by_file_name() {
             let entry = entry.map_err(|e| Error::Io(std::io::Error::other(e.to_string())))?;
@@ -239,7 +268,10 @@ impl Store {
                 } else if ft.is_file() {
                     // A file with other links is copied: moving its inode into the store would
                     // leave the blob reachable (and writable) through them.
-                    let digest = self.put_file(&path, take && meta.nlink() == 1)?;
+                    let digest = match linked_blob(&rel, &meta) {
+                        Some(d) => d,
+                        None => self.put_file(&path, take && meta.nlink() == 1)?,
+                    };
                     EntryKind::File {
                         digest,
                         size: meta.len(),
@@ -471,6 +503,44 @@ mod tests {
                 assert_ne!(out.join("d/ro").metadata().unwrap().ino(), blob.ino());
             }
         }
+    }
+
+    #[test]
+    fn a_hint_names_only_files_that_are_its_blobs() {
+        let tmp = tempfile::tempdir().unwrap();
+        let store = Store::open(tmp.path().join("store")).unwrap();
+        let src = tmp.path().join("src");
+        fs_err::create_dir_all(&src).unwrap();
+        for (name, body) in [("same", "one"), ("edited", "two"), ("swapped", "three")] {
+            fs_err::write(src.join(name), body).unwrap();
+            fs_err::set_permissions(src.join(name), std::fs::Permissions::from_mode(0o444))
+                .unwrap();
+        }
+        let (_, before) = store.ingest_dir(&src, false).unwrap();
+        // The next run: `same` linked in from the store, `edited` a new file at the hinted
+        // path, `swapped` a link to another blob than the hint names.
+        let out = tmp.path().join("out");
+        fs_err::create_dir_all(&out).unwrap();
+        let d = |s: &str| Digest::of(s.as_bytes());
+        fs_err::hard_link(store.blob_path(&d("one")), out.join("same")).unwrap();
+        fs_err::write(out.join("edited"), "TWO").unwrap();
+        fs_err::set_permissions(out.join("edited"), std::fs::Permissions::from_mode(0o444))
+            .unwrap();
+        fs_err::hard_link(store.blob_path(&d("one")), out.join("swapped")).unwrap();
+        let (_, after) = store.ingest_dir_hinted(&out, true, Some(&before)).unwrap();
+        let digest = |t: &Tree, p: &str| {
+            t.entries.iter().find_map(|e| match e.kind {
+                EntryKind::File { digest, .. } if e.path == p => Some(digest),
+                _ => None,
+            })
+        };
+        assert_eq!(digest(&after, "same"), Some(d("one")));
+        assert_eq!(digest(&after, "edited"), Some(d("TWO")));
+        assert_eq!(digest(&after, "swapped"), Some(d("one")));
+        assert_eq!(
+            fs_err::read_to_string(store.blob_path(&d("TWO"))).unwrap(),
+            "TWO"
+        );
     }
 
     #[test]

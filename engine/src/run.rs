@@ -122,7 +122,13 @@ impl Engine {
         let t_commit = Instant::now();
         let equivalence = job.rule.equivalence_digest(&out);
         let tree = match produced.tree {
-            None => self.store.ingest_dir(&out, true)?.0,
+            None => {
+                // Files the run linked in from its previous output are not read again.
+                let previous = job.previous.and_then(|d| self.store.get_tree(&d).ok());
+                self.store
+                    .ingest_dir_hinted(&out, true, previous.as_ref())?
+                    .0
+            }
             Some(mut t) => {
                 if fs_err::read_dir(&out)?.next().is_some() {
                     return Err(RunError::msg(
