@@ -6,7 +6,7 @@
 
 use std::collections::BTreeMap;
 
-use nosa_cache::{EntryKind, Materialize, Tree, TreeEntry};
+use nosa_cache::{EntryKind, Tree, TreeEntry};
 use nosa_engine::{Params, Rule, RunContext, RunError};
 use serde::{Deserialize, Serialize};
 
@@ -196,13 +196,42 @@ impl Rule for RootfsRule {
                 }
             }
         }
-        let tree = Tree {
-            entries: merged.into_values().map(|(e, _)| e).collect(),
+        // The output is handed over as a tree of blobs the store already has: nothing is
+        // copied or hashed again. A directory the packages imply but do not list comes out
+        // as `mkdir -p` would make it (0755), as when the tree was written out and ingested.
+        let mut entries: Vec<TreeEntry> = Vec::with_capacity(merged.len() + 2);
+        let dir = |path: String| TreeEntry {
+            path,
+            mode: 0o755,
+            kind: EntryKind::Dir,
         };
-        ctx.store()
-            .materialize(&tree, &ctx.out.join("root"), Materialize::Copy)?;
+        entries.push(dir("root".into()));
+        let mut parents = std::collections::BTreeSet::new();
+        for p in merged.keys() {
+            let mut at = p.as_str();
+            while let Some((parent, _)) = at.rsplit_once('/') {
+                if merged.contains_key(parent) || !parents.insert(parent.to_string()) {
+                    break;
+                }
+                at = parent;
+            }
+        }
+        entries.extend(parents.into_iter().map(|p| dir(format!("root/{p}"))));
+        entries.extend(merged.into_values().map(|(e, _)| TreeEntry {
+            path: format!("root/{}", e.path),
+            ..e
+        }));
         let json = serde_json::to_vec_pretty(&meta).map_err(|e| RunError::msg(e.to_string()))?;
-        fs_err::write(ctx.out.join("meta.json"), json)?;
+        let digest = ctx.store().put_bytes(&json)?;
+        entries.push(TreeEntry {
+            path: "meta.json".into(),
+            mode: 0o644,
+            kind: EntryKind::File {
+                digest,
+                size: json.len() as u64,
+            },
+        });
+        ctx.set_output_tree(Tree { entries });
         Ok(())
     }
 }
