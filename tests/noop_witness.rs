@@ -94,7 +94,11 @@ fn build_with(w: &Workdir, bin: Option<&std::path::Path>, args: &[&str]) -> Buil
             c
         };
     }
-    let out = cmd.env("NOSA_TIMINGS", "1").output().expect("run nosa");
+    finished(cmd.env("NOSA_TIMINGS", "1").output().expect("run nosa"))
+}
+
+/// A successful build's output, read.
+fn finished(out: Output) -> Build {
     assert!(
         out.status.success(),
         "{}",
@@ -351,18 +355,7 @@ fn example_build(w: &std::path::Path, path: &std::ffi::OsStr, args: &[&str]) -> 
         .stdin(std::process::Stdio::null())
         .output()
         .expect("run nosa");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let status = summary(&out);
-    let witnessed = String::from_utf8_lossy(&out.stderr).contains(HOLDS);
-    Build {
-        out,
-        status,
-        witnessed,
-    }
+    finished(out)
 }
 
 /// A `[nestos]` workdir (the example on the fixture distro): `nosa build` and `nosa graph
