@@ -429,6 +429,18 @@ fn an_example_workdir_no_op_is_answered_from_its_witness() {
     r.all_cached();
     age();
     again();
+    // The config link re-pointed at a copy of the same tree.
+    let copy = tmp.path().join("config-copy");
+    nosa_testkit::copy_dir(&config, &copy);
+    let link = w.join("src/config");
+    assert!(link.symlink_metadata().unwrap().file_type().is_symlink());
+    fs_err::remove_file(&link).unwrap();
+    std::os::unix::fs::symlink(&copy, &link).unwrap();
+    let r = b(&["build"]);
+    broken(&r, "a re-pointed config link");
+    r.all_cached();
+    age();
+    again();
     // An object of the recorded commit's repository, deleted: put back by the record.
     let objects = w.join("builds/latest/x86_64/ostree-commit/repo/objects");
     let object = walkdir_first_file(&objects);

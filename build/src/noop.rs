@@ -2,6 +2,7 @@
 //! witness (`nosa_engine::WitnessDraft`): the engine observes the inputs, records and outputs
 //! its own decisions rest on; the graph itself and an OS build's record rest on these too.
 //!
+//! - the config path as the build file names it, each component (`src/config`, a symlink);
 //! - each config tree, whole, symlinks also through (the loader reads files, lists
 //!   directories and tests for files all over it: a stamp of every entry catches a content,
 //!   mode or existence change), and any file it read outside the tree;
@@ -29,6 +30,16 @@ const SKIP: [&str; 1] = [".git"];
 /// which the caller observed before reading it.
 pub fn observe_graph(s: &Session, draft: &WitnessDraft) {
     let workdir = s.workdir();
+    // The config path as the build file names it (`src/config`, a symlink `nosa init`
+    // makes): each component below the workdir as it is, so that a re-pointed link or a
+    // replaced directory is seen; the trees below are observed at their canonical paths.
+    if let Some(n) = &s.ws.file.nestos {
+        let mut at = workdir.to_path_buf();
+        for part in std::path::Path::new(n.config.get_ref()).components() {
+            at.push(part);
+            draft.observe_now(&at, false);
+        }
+    }
     for c in &s.ws.configs {
         draft.observe_tree(&c.dir, &SKIP);
         for f in c.files_read.iter().filter(|f| !f.starts_with(&c.dir)) {
