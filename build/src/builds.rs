@@ -112,17 +112,22 @@ fn read<T: for<'de> Deserialize<'de>>(p: &Path) -> Option<T> {
     serde_json::from_slice(&fs_err::read(p).ok()?).ok()
 }
 
-/// Writes `v` to `p` as pretty JSON, atomically; a file that already has those bytes is left
-/// as it is (an unchanged rebuild rewrites nothing).
+/// Writes `v` to `p` as pretty JSON (see [`write_if_changed`]).
 fn write_pretty<T: Serialize>(p: &Path, v: &T) -> std::io::Result<()> {
     let mut bytes = serde_json::to_vec_pretty(v).map_err(std::io::Error::other)?;
     bytes.push(b'\n');
+    write_if_changed(p, &bytes)
+}
+
+/// Writes `bytes` to `p` atomically, unless `p` already holds them: an unchanged rebuild
+/// rewrites nothing in builds/.
+pub(crate) fn write_if_changed(p: &Path, bytes: &[u8]) -> std::io::Result<()> {
     if fs_err::read(p).is_ok_and(|old| old == bytes) {
         return Ok(());
     }
     let dir = p.parent().expect("a file in a directory");
     fs_err::create_dir_all(dir)?;
-    nosa_cache::atomic::write_atomic(dir, p, &bytes).map_err(std::io::Error::other)
+    nosa_cache::atomic::write_atomic(dir, p, bytes).map_err(std::io::Error::other)
 }
 
 impl BuildsDir {

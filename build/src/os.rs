@@ -196,7 +196,6 @@ pub fn build_os(
         if new || req.force {
             draft.spoil();
         } else {
-            crate::noop::observe_graph(s, draft);
             crate::noop::observe_record(s, draft, &version);
         }
     }
@@ -324,10 +323,8 @@ fn record(
                 std::io::Error::other(format!("{commit_id}: no readable commit.json"))
             })?;
         let lock = format!("manifest-lock.generated.{arch}.json");
-        if let Some(bytes) = s.output_file(&state, &ids::resolve(&arch), &lock)
-            && fs_err::read(dir.join(&lock)).ok().as_ref() != Some(&bytes)
-        {
-            nosa_cache::atomic::write_atomic(&dir, &dir.join(&lock), &bytes)?;
+        if let Some(bytes) = s.output_file(&state, &ids::resolve(&arch), &lock) {
+            crate::builds::write_if_changed(&dir.join(&lock), &bytes)?;
         }
         // Images: this build's, plus those recorded before for the same build id.
         let old = builds.meta(version, &arch).unwrap_or_default();
@@ -379,13 +376,12 @@ fn record(
 }
 
 /// The SHA-256 (hex) of store blob `d`, which meta.json records for each artifact: computed
-/// once per blob and kept in the store's state directory (`sha256/<blake3>`), since a blob
-/// never changes. A 75 MB qcow2 costs ~0.2 s to hash, on every build that records it.
+/// once per blob and kept beside the store's blobs (`Store::derived_path`), since a blob never
+/// changes. A 75 MB qcow2 costs ~0.2 s to hash, on every build that records it.
 fn sha256_of(s: &Session, d: &Digest) -> Result<String, Error> {
     use sha2::Digest as _;
     let store = s.engine.store();
-    let memo_dir = store.state_dir().join("sha256");
-    let memo = memo_dir.join(d.to_hex());
+    let memo = store.derived_path("sha256", d);
     if let Ok(hex) = fs_err::read_to_string(&memo)
         && hex.len() == 64
         && hex.bytes().all(|b| b.is_ascii_hexdigit())
@@ -396,7 +392,7 @@ fn sha256_of(s: &Session, d: &Digest) -> Result<String, Error> {
     let mut h = sha2::Sha256::new();
     std::io::copy(&mut f, &mut h)?;
     let hex: String = h.finalize().iter().map(|b| format!("{b:02x}")).collect();
-    fs_err::create_dir_all(&memo_dir)?;
+    fs_err::create_dir_all(memo.parent().expect("sharded path"))?;
     nosa_cache::atomic::write_atomic(&store.tmp_dir(), &memo, hex.as_bytes())?;
     Ok(hex)
 }

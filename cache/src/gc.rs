@@ -22,7 +22,8 @@ pub struct GcReport {
 
 impl Store {
     /// Deletes every action record, tree and blob not reachable from `root_actions` (keys) and
-    /// `root_trees`; also empties the temporary directory. Must run under the workdir lock.
+    /// `root_trees`, and what was derived from the blobs deleted (`Store::derived_path`);
+    /// also empties the temporary directory. Must run under the workdir lock.
     pub fn gc(
         &self,
         root_actions: &HashSet<Digest>,
@@ -59,6 +60,13 @@ impl Store {
         let (n, bytes) = sweep(self, "blobs", "", &blobs, dry_run)?;
         report.removed_blobs = n;
         report.freed_bytes += bytes;
+        // Facts derived from a blob go with it.
+        if let Ok(kinds) = fs_err::read_dir(self.root().join("derived")) {
+            for kind in kinds {
+                let kind = format!("derived/{}", kind?.file_name().to_string_lossy());
+                report.freed_bytes += sweep(self, &kind, "", &blobs, dry_run)?.1;
+            }
+        }
         if !dry_run {
             for e in fs_err::read_dir(self.tmp_dir())? {
                 let p = e?.path();
@@ -169,5 +177,25 @@ mod tests {
             "a kept record's memo stays"
         );
         assert!(store.get_action::<String>(&drop.key).is_none());
+    }
+
+    #[test]
+    fn derived_facts_go_with_their_blob() {
+        let tmp = tempfile::tempdir().unwrap();
+        let store = Store::open(tmp.path()).unwrap();
+        let kept = store.put_bytes(b"kept").unwrap();
+        let dropped = store.put_bytes(b"dropped").unwrap();
+        for d in [kept, dropped] {
+            let p = store.derived_path("sha256", &d);
+            fs_err::create_dir_all(p.parent().unwrap()).unwrap();
+            fs_err::write(&p, "fact").unwrap();
+        }
+        let roots: HashSet<_> = [kept].into();
+        store
+            .gc(&HashSet::new(), &HashSet::new(), &roots, false)
+            .unwrap();
+        assert!(store.derived_path("sha256", &kept).is_file());
+        assert!(!store.derived_path("sha256", &dropped).exists());
+        assert!(!store.blob_path(&dropped).exists());
     }
 }
