@@ -13,9 +13,10 @@
 //! - for an OS build that kept the latest build: `builds/builds.json`, `builds/latest` and
 //!   every file of the build's `builds/<id>/<arch>/`, as the record left them.
 //!
-//! Everything is stat'ed after the build read it. That is sound because the witness refuses
-//! any stamp newer than the start of the invocation (the racy rule), so a file changed while
-//! the build ran leaves no witness.
+//! The graph's sources are stat'ed once the workdir is loaded (after the loader read them),
+//! the record after the build wrote it. That is sound because the witness refuses any stamp
+//! newer than the start of the invocation (the racy rule), so a file changed in between
+//! leaves no witness.
 
 use nosa_engine::WitnessDraft;
 
@@ -27,7 +28,7 @@ use crate::{Session, pins};
 const SKIP: [&str; 1] = [".git"];
 
 /// Observes what the graph of `s` was made from (see the module doc), besides the build file,
-/// which the caller observed before reading it.
+/// which the caller observed before reading it. Call once the workdir is loaded.
 pub fn observe_graph(s: &Session, draft: &WitnessDraft) {
     let workdir = s.workdir();
     // The config path as the build file names it (`src/config`, a symlink `nosa init`

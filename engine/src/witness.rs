@@ -121,9 +121,9 @@ impl WitnessDraft {
         self.with(|d| d.trace.stamp(path, meta, follow));
     }
 
-    /// Stats `path` now and records its stamp, or that it is missing. Call before reading
-    /// it, or after, when nothing but nosa (under the workdir lock) writes it. Any other
-    /// error spoils the draft.
+    /// Stats `path` now and records its stamp, or that it is missing. Call before reading it
+    /// or after: a change in between leaves a stamp newer than the invocation's start, which
+    /// sealing refuses (the racy rule). Any other error spoils the draft.
     pub fn observe_now(&self, path: &Path, follow: bool) {
         self.with(|d| {
             if !d.trace.stat_now(path, follow, false) {
@@ -196,11 +196,6 @@ impl WitnessDraft {
     /// Marks the invocation as not a no-op: sealing the draft writes nothing.
     pub fn spoil(&self) {
         self.with(|d| d.spoiled = true);
-    }
-
-    /// Whether the draft was spoiled.
-    pub fn is_spoiled(&self) -> bool {
-        self.with(|d| d.spoiled)
     }
 
     /// Adds a build's observations and the shards of its hits.
@@ -419,8 +414,7 @@ mod tests {
         let seal = || {
             let d = WitnessDraft::default();
             d.observe_tree(&root, &[".git"]);
-            assert!(!d.is_spoiled());
-            let (t, _) = d.take().unwrap();
+            let (t, _) = d.take().expect("not spoiled");
             let later = SystemTime::now() + std::time::Duration::from_secs(3);
             assert!(write(
                 &witness,

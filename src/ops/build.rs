@@ -1,16 +1,13 @@
 //! `nosa build`, `build-fast` and `buildextend-*`: fronts on `nosa_build::os::build_os`, the
 //! one path that composes, versions, commits and records an OS build (see that module).
 
-use nosa_build::Session;
-use nosa_build::os::{OsRequest, Recorded, build_os};
-use nosa_cache::Store;
-use nosa_engine::{BuildOptions, Engine};
+use nosa_build::os::{OsRequest, build_os};
+use nosa_engine::BuildOptions;
 
 use crate::cli::{BuildCmdArgs, BuildextendArgs, Cli};
-use crate::exit::{OpResult, runtime};
+use crate::exit::OpResult;
 use crate::ops::graph::finish_build;
-use crate::ops::noop::{Noop, since_instant};
-use crate::ops::{find_workdir, lock, store_dir};
+use crate::ops::noop::{Begun, Noop};
 use crate::render::Progress;
 
 /// `nosa build-fast`: `nosa build`, refusing to run if any package node would run
@@ -45,36 +42,24 @@ fn build_inner(cli: &Cli, a: &BuildCmdArgs, fast: bool) -> OpResult {
     } else {
         "nosa build"
     };
-    let since = std::time::SystemTime::now();
-    let (workdir, file) = find_workdir(cli)?;
-    let lock = lock(cli, &workdir, what)?;
-    let mut noop = Noop::begin(
-        since,
-        &file,
+    // A versioned build is always a new one.
+    let begun = Noop::begin(
+        cli,
+        what,
         what.trim_start_matches("nosa "),
         &a.targets,
         a.common.arch.as_deref(),
-    );
-    let store = Store::open(store_dir(&workdir)).map_err(runtime)?;
-    let engine = Engine::new(workdir, store);
-    // A versioned build is always a new one.
-    let witnessed = !a.force && a.version.is_none();
-    if witnessed && let Some(w) = noop.check(&engine) {
-        nosa_engine::timing("build: witness holds", since_instant(since));
-        crate::render::witnessed(a.common.json, engine.workdir(), w, since);
-        // Exiting next; the lock is released at exit.
-        std::mem::forget(lock);
+        a.common.json,
+        !a.force && a.version.is_none(),
+    )?;
+    let Begun::Load(mut s, noop) = begun else {
         return Ok(());
-    }
-    let mut s = Session::load(engine, &file, Some(lock), a.common.arch.as_deref(), true)?;
-    crate::ops::warn(&s);
+    };
     let mut opts = BuildOptions::default();
     if let Some(j) = a.common.jobs {
         opts.jobs = j.max(1);
     }
-    if witnessed {
-        opts.witness = noop.draft(&s);
-    }
+    opts.witness = noop.draft();
     let req = OsRequest {
         targets: a.targets.clone(),
         force: a.force,
@@ -84,10 +69,6 @@ fn build_inner(cli: &Cli, a: &BuildCmdArgs, fast: bool) -> OpResult {
     };
     let mut progress = Progress::new(a.common.json, s.workdir());
     let out = build_os(&mut s, &req, &opts, &mut progress)?;
-    let note = out.recorded.as_ref().map(Recorded::message);
-    if let Some(n) = &note {
-        eprintln!("{n}");
-    }
-    noop.seal(&s, &out.report, note.as_deref());
-    finish_build(s, out.report, progress)
+    noop.recorded(&s, &out);
+    finish_build(*s, out.report, progress)
 }

@@ -1,15 +1,14 @@
 //! `nosa graph build|plan|why|show`.
 
 use nosa_build::Session;
-use nosa_build::os::{OsRequest, Recorded, build_os, selects_os};
+use nosa_build::os::{OsRequest, build_os, selects_os};
 use nosa_build::staged::staged_build;
-use nosa_cache::Store;
-use nosa_engine::{BuildOptions, BuildReport, Engine, Planned, Status};
+use nosa_engine::{BuildOptions, BuildReport, Planned, Status};
 
 use crate::cli::{BuildArgs, Cli, OutputArgs, PlanArgs, ShowArgs, WhyArgs};
 use crate::exit::{Failure, OpResult, runtime};
-use crate::ops::noop::{Noop, since_instant};
-use crate::ops::{find_workdir, lock, open, open_with, store_dir};
+use crate::ops::noop::{Begun, Noop};
+use crate::ops::{open, open_with};
 use crate::render::Progress;
 
 /// `nosa graph build`.
@@ -20,38 +19,24 @@ use crate::render::Progress;
 /// loading the graph. Otherwise, the normal build runs, and leaves a witness if it turns out
 /// to be a no-op (see `crate::ops::noop`).
 pub fn build(cli: &Cli, a: &BuildArgs) -> OpResult {
-    // Before anything the witness records is read.
-    let since = std::time::SystemTime::now();
-    let (workdir, file) = find_workdir(cli)?;
-    let lock = lock(cli, &workdir, "nosa graph build")?;
-    let mut noop = Noop::begin(
-        since,
-        &file,
+    let begun = Noop::begin(
+        cli,
+        "nosa graph build",
         "graph build",
         &a.select.targets,
         a.select.arch.as_deref(),
-    );
-    let store = Store::open(store_dir(&workdir)).map_err(runtime)?;
-    let engine = Engine::new(workdir, store);
-    if !a.force
-        && let Some(w) = noop.check(&engine)
-    {
-        nosa_engine::timing("build: witness holds", since_instant(since));
-        crate::render::witnessed(a.json, engine.workdir(), w, since);
-        // Exiting next; the lock is released at exit.
-        std::mem::forget(lock);
+        a.json,
+        !a.force,
+    )?;
+    let Begun::Load(mut s, noop) = begun else {
         return Ok(());
-    }
-    let mut s = Session::load(engine, &file, Some(lock), a.select.arch.as_deref(), true)?;
-    crate::ops::warn(&s);
+    };
     let mut opts = BuildOptions::default();
     if let Some(j) = a.jobs {
         opts.jobs = j.max(1);
     }
     opts.keep_going = a.keep_going;
-    if !a.force {
-        opts.witness = noop.draft(&s);
-    }
+    opts.witness = noop.draft();
     let mut progress = Progress::new(a.json, s.engine.workdir());
     // Targets that need a versioned commit build the OS, exactly as `nosa build` does.
     let names = s.ws.target_names(&a.select.targets);
@@ -63,21 +48,12 @@ pub fn build(cli: &Cli, a: &BuildArgs) -> OpResult {
             ..OsRequest::default()
         };
         let out = build_os(&mut s, &req, &opts, &mut progress)?;
-        let note = out.recorded.as_ref().map(Recorded::message);
-        if let Some(n) = &note {
-            eprintln!("{n}");
-        }
-        noop.seal(&s, &out.report, note.as_deref());
-        return finish_build(s, out.report, progress);
+        noop.recorded(&s, &out);
+        return finish_build(*s, out.report, progress);
     }
     let report = staged_build(&mut s, &a.select.targets, &opts, a.force, &mut progress)?;
-    if let Some(d) = &opts.witness
-        && s.ws.file.nestos.is_some()
-    {
-        nosa_build::noop::observe_graph(&s, d);
-    }
     noop.seal(&s, &report, None);
-    finish_build(s, report, progress)
+    finish_build(*s, report, progress)
 }
 
 /// Prints the end of a build and turns failures into exit code 1.

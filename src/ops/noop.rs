@@ -7,61 +7,93 @@ use std::path::{Path, PathBuf};
 use std::time::SystemTime;
 
 use nosa_build::Session;
-use nosa_cache::Digest;
-use nosa_engine::{BuildReport, Engine, WitnessDraft, Witnessed};
+use nosa_build::os::{OsBuild, Recorded};
+use nosa_cache::{Digest, Store};
+use nosa_engine::{BuildReport, Engine, WitnessDraft};
+
+use crate::cli::Cli;
+use crate::exit::{Failure, runtime};
+use crate::ops::{find_workdir, lock, store_dir};
+
+/// A build command after its witness check.
+pub enum Begun {
+    /// Answered from the witness (and printed): the command is done.
+    Answered,
+    /// The workdir is locked and loaded, its warnings printed: build it.
+    Load(Box<Session>, Noop),
+}
 
 /// One invocation's witness: its key, when it started, its draft.
 pub struct Noop {
     key: Option<Digest>,
     since: SystemTime,
-    file: PathBuf,
-    /// The build file's metadata, taken before it was read.
-    file_meta: Option<std::fs::Metadata>,
     draft: Option<WitnessDraft>,
 }
 
 impl Noop {
-    /// Starts observing build `command` of `targets` for `arch` with build file `file`.
-    /// `since`: when the invocation started, before it looked for the workdir.
+    /// Starts build command `command` (`what` names it to whoever waits for the lock) of
+    /// `targets` for `arch`: takes the workdir lock, answers from the witness if it holds
+    /// (printing as `json` says), else loads the workdir. With `witnessed` false (`--force`,
+    /// `--version`) the witness is neither checked nor drafted.
     pub fn begin(
-        since: SystemTime,
-        file: &Path,
+        cli: &Cli,
+        what: &str,
         command: &str,
         targets: &[String],
         arch: Option<&str>,
-    ) -> Noop {
-        Noop {
-            key: witness_key(file, command, targets, arch),
-            since,
-            file: file.to_path_buf(),
-            file_meta: fs_err::metadata(file).ok(),
-            draft: None,
+        json: bool,
+        witnessed: bool,
+    ) -> Result<Begun, Failure> {
+        // Before anything the witness records is read.
+        let since = SystemTime::now();
+        let (workdir, file) = find_workdir(cli)?;
+        let lock = lock(cli, &workdir, what)?;
+        let key = witness_key(&file, command, targets, arch).filter(|_| witnessed);
+        // Taken before the build file is read.
+        let file_meta = fs_err::metadata(&file).ok();
+        let store = Store::open(store_dir(&workdir)).map_err(runtime)?;
+        let engine = Engine::new(workdir, store);
+        // The front program says when it already found that the witness does not hold.
+        let checked = std::env::var_os(nosa_engine::key::WITNESS_CHECKED_ENV).is_some();
+        if !checked
+            && let Some(k) = &key
+            && let Some(w) = engine.check_witness(k)
+        {
+            nosa_engine::timing("build: witness holds", since_instant(since));
+            crate::render::witnessed(json, engine.workdir(), w, since);
+            // Exiting next; the lock is released at exit.
+            std::mem::forget(lock);
+            return Ok(Begun::Answered);
         }
-    }
-
-    /// What the last witnessed build of this selection reported, if its witness holds and the
-    /// front program did not already find that it does not.
-    pub fn check(&self, engine: &Engine) -> Option<Witnessed> {
-        if std::env::var_os(nosa_engine::key::WITNESS_CHECKED_ENV).is_some() {
-            return None;
-        }
-        engine.check_witness(self.key.as_ref()?)
-    }
-
-    /// A draft for the builds of `s` to add to, observing the build file. `None` (no
-    /// witness) when the programs cannot be identified, and when the workdir has warnings to
-    /// print (a witnessed no-op prints only the build's lines).
-    pub fn draft(&mut self, s: &Session) -> Option<WitnessDraft> {
-        let (Some(_), Some(meta)) = (&self.key, &self.file_meta) else {
-            return None;
+        let s = Session::load(engine, &file, Some(lock), arch, true)?;
+        crate::ops::warn(&s);
+        // No witness when there are warnings: a witnessed no-op prints only the build's lines.
+        let draft = match (&key, file_meta) {
+            (Some(_), Some(meta)) if s.ws.warnings().is_empty() => {
+                let d = WitnessDraft::default();
+                d.observe(&file, &meta, true);
+                if s.ws.file.nestos.is_some() {
+                    nosa_build::noop::observe_graph(&s, &d);
+                }
+                Some(d)
+            }
+            _ => None,
         };
-        if !s.ws.warnings().is_empty() {
-            return None;
+        Ok(Begun::Load(Box::new(s), Noop { key, since, draft }))
+    }
+
+    /// The draft for the builds to add to (`BuildOptions::witness`), if there is one.
+    pub fn draft(&self) -> Option<WitnessDraft> {
+        self.draft.clone()
+    }
+
+    /// Says which build an OS build recorded, then seals its witness (see [`Noop::seal`]).
+    pub fn recorded(&self, s: &Session, out: &OsBuild) {
+        let note = out.recorded.as_ref().map(Recorded::message);
+        if let Some(n) = &note {
+            eprintln!("{n}");
         }
-        let d = WitnessDraft::default();
-        d.observe(&self.file, meta, true);
-        self.draft = Some(d.clone());
-        Some(d)
+        self.seal(s, &out.report, note.as_deref());
     }
 
     /// Writes the witness of a build of `s` that reported `report` and printed `note` before
@@ -96,6 +128,6 @@ fn witness_key(
 }
 
 /// An `Instant` about as old as `t` (for timing output only).
-pub fn since_instant(t: SystemTime) -> std::time::Instant {
+fn since_instant(t: SystemTime) -> std::time::Instant {
     std::time::Instant::now() - t.elapsed().unwrap_or_default()
 }
