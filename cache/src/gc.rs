@@ -23,7 +23,8 @@ pub struct GcReport {
 impl Store {
     /// Deletes every action record, tree and blob not reachable from `root_actions` (keys) and
     /// `root_trees`, and what was derived from the blobs deleted (`Store::derived_path`);
-    /// also empties the temporary directory. Must run under the workdir lock.
+    /// also empties the temporary directory and removes the kept staging directories
+    /// (`Store::stage_path`). Must run under the workdir lock.
     pub fn gc(
         &self,
         root_actions: &HashSet<Digest>,
@@ -68,6 +69,12 @@ impl Store {
             }
         }
         if !dry_run {
+            // Kept staging directories hold links to blobs: a deleted blob's space would stay
+            // taken. They are made again on first use.
+            let stage = self.root().join("stage");
+            if stage.exists() {
+                fs_err::remove_dir_all(&stage)?;
+            }
             for e in fs_err::read_dir(self.tmp_dir())? {
                 let p = e?.path();
                 let _ = if p.is_dir() {

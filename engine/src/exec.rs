@@ -163,6 +163,8 @@ pub struct Engine {
     /// Run directories of finished nodes, removed by one background thread (a deployed
     /// sysroot takes ~0.3 s to delete) that [`Engine::build`] waits for before it returns.
     removals: Arc<Mutex<Option<Remover>>>,
+    /// This store's directory for `RunContext::memory_scratch` (see `memtmp.rs`), if any.
+    pub(crate) memory: Option<PathBuf>,
 }
 
 /// The background thread that removes finished run directories, and its queue.
@@ -197,12 +199,22 @@ pub fn timing(phase: &str, since: Instant) {
 impl Engine {
     /// The engine for `workdir`, with its store at `store`.
     pub fn new(workdir: impl Into<PathBuf>, store: Store) -> Engine {
+        let memory = crate::memtmp::default_base()
+            .map(|base| crate::memtmp::store_dir_in(base, store.root()));
         Engine {
             workdir: workdir.into(),
             store,
             prefetched: Arc::default(),
             removals: Arc::default(),
+            memory,
         }
+    }
+
+    /// Puts memory scratch directories under `base` (a tmpfs, normally), or on disk under
+    /// each run's scratch with `None`, instead of what `NOSA_MEMORY_TMP` or `/dev/shm` gave.
+    pub fn with_memory_dir(mut self, base: Option<&Path>) -> Engine {
+        self.memory = base.map(|b| crate::memtmp::store_dir_in(b, self.store.root()));
+        self
     }
 
     /// Removes `dir` (a finished node's run directory) on the background remover thread

@@ -156,6 +156,10 @@ pub struct RunContext<'a> {
     /// The key of the record `previous` came from (its memo), unless the run is forced.
     pub(crate) previous_key: Option<Digest>,
     pub(crate) produced: Produced,
+    /// Where [`RunContext::memory_scratch`] makes its directory (in memory), if anywhere.
+    pub(crate) memory: Option<PathBuf>,
+    /// Locks held until the run ends (kept staging directories).
+    pub(crate) held: Vec<std::fs::File>,
 }
 
 /// What a rule handed the engine besides files in `out`.
@@ -186,10 +190,35 @@ impl RunContext<'_> {
         Ok(())
     }
 
+    /// An empty directory for temporaries made of many small files that die with the run (a
+    /// deployed sysroot): on a memory file system (`NOSA_MEMORY_TMP`, by default `/dev/shm`
+    /// when it is tmpfs) if `bytes`, what the rule expects to write there, fits in a quarter
+    /// of the available memory; otherwise `scratch/<name>`. Removed with the run, and by the
+    /// next build if this one is killed. Returns the directory and whether it is in memory.
+    ///
+    /// Failure mode: none for the cache (the directory is never part of the output); files
+    /// hardlinked from the store cannot be linked into it (another file system).
+    pub fn memory_scratch(&mut self, name: &str, bytes: u64) -> Result<(PathBuf, bool), RunError> {
+        if let Some(base) = &self.memory
+            && crate::memtmp::fits(bytes)
+        {
+            let dir = base.join(name);
+            match fs_err::create_dir_all(&dir) {
+                Ok(()) => return Ok((dir, true)),
+                Err(e) => writeln!(self.log, "# nosa: no memory scratch ({e}); using disk")?,
+            }
+        }
+        let dir = self.scratch.join(name);
+        fs_err::create_dir_all(&dir)?;
+        Ok((dir, false))
+    }
+
     /// Writes dependency `dep`'s output tree under `dest` (copies: the rule may modify them).
     pub fn stage_dep(&self, dep: &DepOutput, dest: &Path) -> Result<(), RunError> {
+        let t0 = std::time::Instant::now();
         let tree = self.store.get_tree(&dep.tree)?;
         self.store.materialize(&tree, dest, Materialize::Copy)?;
+        crate::exec::timing(&format!("{}: stage {}", self.node, dep.id), t0);
         Ok(())
     }
 
@@ -201,9 +230,40 @@ impl RunContext<'_> {
     /// Failure mode: writing through one of these files changes the blob in the store (root
     /// ignores its 0444), and with it every output that holds that content.
     pub fn stage_dep_readonly(&self, dep: &DepOutput, dest: &Path) -> Result<(), RunError> {
+        let t0 = std::time::Instant::now();
         let tree = self.store.get_tree(&dep.tree)?;
         self.store.materialize(&tree, dest, Materialize::Readonly)?;
+        crate::exec::timing(&format!("{}: stage {} read-only", self.node, dep.id), t0);
         Ok(())
+    }
+
+    /// Like [`RunContext::stage_dep_readonly`], into a directory the store keeps between runs
+    /// of this node (`stage/<node>+<dep>`), brought in line with the dependency's tree by
+    /// [`Store::sync_into`]: a run pays for what changed in the dependency since the last one,
+    /// not for its whole tree. Returns the directory; it is this node's alone until the run
+    /// ends (a lock beside it).
+    ///
+    /// Failure mode: as for `stage_dep_readonly`, writing through its files changes the store;
+    /// anything else the rule leaves there is removed by the next sync, before the rule sees
+    /// the directory again.
+    pub fn stage_dep_kept(&mut self, dep: &DepOutput) -> Result<PathBuf, RunError> {
+        let t0 = std::time::Instant::now();
+        let name = format!(
+            "{}+{}",
+            crate::run::file_name_for(self.node),
+            crate::run::file_name_for(&dep.id)
+        );
+        let dir = self.store.stage_path(&name);
+        let parent = dir.parent().expect("stage path has a parent");
+        fs_err::create_dir_all(parent)?;
+        let lock = fs_err::File::create(parent.join(format!("{name}.lock")))?;
+        rustix::fs::flock(lock.file(), rustix::fs::FlockOperation::LockExclusive)
+            .map_err(|e| RunError::msg(format!("locking {}: {e}", dir.display())))?;
+        self.held.push(lock.into_parts().0);
+        let tree = self.store.get_tree(&dep.tree)?;
+        self.store.sync_into(&tree, &dir, Materialize::Readonly)?;
+        crate::exec::timing(&format!("{}: sync kept {}", self.node, dep.id), t0);
+        Ok(dir)
     }
 
     /// Hands the engine the output as a tree of blobs already in the store, instead of files

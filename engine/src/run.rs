@@ -76,6 +76,10 @@ impl Engine {
         let scratch = base.join("scratch");
         fs_err::create_dir_all(&out)?;
         fs_err::create_dir_all(&scratch)?;
+        let memory = self
+            .memory
+            .as_ref()
+            .map(|d| d.join(base.file_name().expect("run dir name")));
         let mut log = fs_err::File::create(log_path)?;
         writeln!(log, "# nosa: {} (key {})", job.id, job.key.short())?;
         let t0 = Instant::now();
@@ -100,6 +104,8 @@ impl Engine {
                 store: &self.store,
                 log_path: log_path.to_path_buf(),
                 produced: Produced::default(),
+                memory: memory.clone(),
+                held: Vec::new(),
             };
             let r =
                 std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| job.rule.run(&mut ctx)));
@@ -114,6 +120,9 @@ impl Engine {
             })
         };
         let ms = t0.elapsed().as_millis() as u64;
+        if let Some(m) = memory.filter(|m| m.exists()) {
+            self.remove_later(m);
+        }
         if let Err(e) = run {
             let _ = writeln!(log, "# nosa: failed: {e}");
             let _ = fs_err::remove_dir_all(&base);
@@ -192,6 +201,16 @@ impl Engine {
             let e = e?;
             if e.file_name().to_string_lossy().starts_with("run-") {
                 let _ = fs_err::remove_dir_all(e.path());
+            }
+        }
+        // And their directories in memory (a killed build's sysroot would hold RAM).
+        if let Some(mem) = &self.memory
+            && let Ok(entries) = fs_err::read_dir(mem)
+        {
+            for e in entries.flatten() {
+                if e.file_name().to_string_lossy().starts_with("run-") {
+                    let _ = fs_err::remove_dir_all(e.path());
+                }
             }
         }
         Ok(())
