@@ -280,8 +280,8 @@ impl Rule for OstreeCommitRule {
         let root_mode = root.mode;
         // Read-only links (no copies): the owners' names resolve through the tree's own
         // passwd and group files, and os-release is found as the deployed system finds it.
-        let staged = ctx.scratch.join("tree");
-        ctx.stage_dep_readonly(dep, &staged)?;
+        // Kept between runs and synced: an edit to one file relinks that file, not the tree.
+        let staged = ctx.stage_dep_kept(dep)?;
         let rootfs = staged.join("root");
         let meta = read_tree_meta(&staged.join("meta.json"))?;
         let mut entries: Vec<TreeEntry> = listing

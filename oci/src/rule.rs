@@ -221,8 +221,9 @@ impl Rule for OciRule {
             ));
         };
         // Read-only hardlinks: the export only reads the repository.
-        let staged = ctx.scratch.join("commit");
-        ctx.stage_dep_readonly(&dep, &staged)?;
+        // Kept between runs, synced to the commit's output: a new commit relinks its new
+        // objects and nothing else.
+        let staged = ctx.stage_dep_kept(&dep)?;
         let record: CommitRecord =
             serde_json::from_slice(&fs_err::read(staged.join("commit.json"))?)
                 .map_err(|e| RunError::msg(format!("{}: commit.json: {e}", dep.id)))?;
