@@ -77,12 +77,18 @@ pub fn deploy_sysroot(
         .arg(repo)
         .arg(rev)
         .run()?;
-    let checksum = Tool::new("ostree")
-        .arg(&repo_arg)
-        .args(["rev-parse", rev])
-        .run()?
-        .trim()
-        .to_string();
+    // A checksum names itself (pull-local has checked the commit is there); a ref is resolved.
+    let is_checksum = rev.len() == 64 && rev.bytes().all(|b| b.is_ascii_hexdigit());
+    let checksum = if is_checksum {
+        rev.to_ascii_lowercase()
+    } else {
+        Tool::new("ostree")
+            .arg(&repo_arg)
+            .args(["rev-parse", rev])
+            .run()?
+            .trim()
+            .to_string()
+    };
     // ostree marks a deployment immutable (chattr +i) when it runs as root: a directory the
     // store's scratch cleanup, `nosa clean` and `rm -rf` could then not remove. A disk image
     // needs no such flag (mke2fs -d does not copy it anyway).

@@ -12,6 +12,7 @@ use crate::bootloader;
 use crate::deploy::Sysroot;
 use crate::fsimg;
 use crate::gpt::{Gpt, GptPartition, Guid, derived_uuid_bytes, types, uuid_text};
+use crate::sparse;
 
 const MIB: u64 = 1 << 20;
 /// BIOS-BOOT partition size.
@@ -95,7 +96,8 @@ fn write_at_sparse(dst: &Path, offset: u64, src: &Path) -> Result<(), ImageError
             at += n as u64;
         }
     }
-    out.sync_all()?;
+    // No fsync: the disk is either the node's output, which the store fsyncs when it takes
+    // it, or a temporary that qemu-img reads back from the page cache.
     Ok(())
 }
 
@@ -128,10 +130,10 @@ pub struct FsInfo {
 
 /// Files [`prepare_filesystems`] writes into its directory.
 pub mod prepared {
-    /// The boot partition (ext4).
-    pub const BOOT_IMG: &str = "boot.img";
-    /// The root partition.
-    pub const ROOT_IMG: &str = "root.img";
+    /// The boot partition (ext4), packed (`crate::sparse`).
+    pub const BOOT_IMG: &str = "boot.packed";
+    /// The root partition, packed.
+    pub const ROOT_IMG: &str = "root.packed";
     /// The ESP's files (see `bootloader::stage_esp`).
     pub const ESP_DIR: &str = "esp";
     /// grub's i386-pc core image.
@@ -146,11 +148,13 @@ pub mod prepared {
 /// filesystem (ext4, label `boot`, with a grub.cfg generated from the BLS entries and the
 /// first-boot flag file), the `root` filesystem (ext4 from the directory, or xfs through a
 /// loop mount, label `root`, 4096-byte sectors so it mounts on any disk), the ESP's files,
-/// and grub's BIOS core and boot images; then `filesystems.json`.
+/// and grub's BIOS core and boot images; then `filesystems.json`. The filesystems are made
+/// in `work` (any directory; a memory one is fastest) and packed into `dir`.
 pub fn prepare_filesystems(
     sysroot: &Sysroot,
     layout: &FsLayout,
     dir: &Path,
+    work: &Path,
 ) -> Result<FsInfo, ImageError> {
     if layout.root_size == 0 || !layout.root_size.is_multiple_of(MIB) {
         return Err(ImageError::msg(format!(
@@ -172,15 +176,19 @@ pub fn prepare_filesystems(
     let boot_uuid = uuid_text(&derived_uuid_bytes(seed, "fs-boot"));
     let root_uuid = uuid_text(&derived_uuid_bytes(seed, "fs-root"));
     bootloader::stage_esp(sysroot, &dir.join(prepared::ESP_DIR))?;
+    fs_err::create_dir_all(work)?;
+    let boot_img = work.join("boot.img.tmp");
     fsimg::make_ext4(
         &sysroot.boot,
-        &dir.join(prepared::BOOT_IMG),
+        &boot_img,
         BOOT_SIZE,
         "boot",
         &boot_uuid,
         layout.timestamp,
     )?;
-    let root_img = dir.join(prepared::ROOT_IMG);
+    sparse::pack(&boot_img, &dir.join(prepared::BOOT_IMG))?;
+    fs_err::remove_file(&boot_img)?;
+    let root_img = work.join("root.img.tmp");
     match layout.root_fs.as_str() {
         "ext4" => fsimg::make_ext4(
             &sysroot.root,
@@ -210,6 +218,8 @@ pub fn prepare_filesystems(
             )));
         }
     }
+    sparse::pack(&root_img, &dir.join(prepared::ROOT_IMG))?;
+    fs_err::remove_file(&root_img)?;
     let work = dir.join("grub.tmp");
     fs_err::create_dir_all(&work)?;
     let core = bootloader::grub_bios_core(sysroot, &work)?;
@@ -249,6 +259,7 @@ pub fn build_disk(
             timestamp: layout.timestamp,
             root_fs: layout.root_fs.clone(),
         },
+        &work,
         &work,
     )?;
     let disk = assemble_disk(&work, &info, layout.sector_size, &layout.seed, out)?;
@@ -296,8 +307,22 @@ pub fn assemble_disk(
     drop(f);
     write_at_sparse(out, esp_off, &esp_img)?;
     fs_err::remove_file(&esp_img)?;
-    write_at_sparse(out, boot_off, &dir.join(prepared::BOOT_IMG))?;
-    write_at_sparse(out, root_off, &dir.join(prepared::ROOT_IMG))?;
+    let disk = fs_err::OpenOptions::new().write(true).open(out)?;
+    for (name, want, at) in [
+        (prepared::BOOT_IMG, BOOT_SIZE, boot_off),
+        (prepared::ROOT_IMG, info.root_size, root_off),
+    ] {
+        let packed = dir.join(name);
+        let len = sparse::unpacked_len(&packed)?;
+        if len != want {
+            return Err(ImageError::msg(format!(
+                "{}: a {len}-byte partition image where {want} bytes were expected",
+                packed.display()
+            )));
+        }
+        sparse::unpack_at(&packed, &disk, at)?;
+    }
+    drop(disk);
 
     let parts = [
         (

@@ -9,7 +9,7 @@
 //!   seed) with BIOS-BOOT, EFI-SYSTEM (FAT via mkfs.vfat + mtools), boot and root (ext4 via
 //!   `mke2fs -d`); grub i386-pc from the tree's modules for BIOS, systemd-boot from the tree
 //!   for UEFI.
-//! - [`raw_to_qcow2`] runs `qemu-img convert` + `check`.
+//! - [`raw_to_qcow2`] writes qcow2 from a sparse raw disk, then runs `qemu-img check`.
 //! - [`ImageRule`] is the engine rule `image:<arch>:<format>`.
 //!
 //! Booting and testing the images is `nosa-kola`'s.
@@ -26,6 +26,7 @@ mod fsimg;
 mod gpt;
 mod qcow2;
 mod rule;
+pub mod sparse;
 
 pub use bls::{BlsEntry, grub_cfg, read_entries};
 pub use bootloader::{GRUB_BIOS_MODULES, GRUB_CFG_PATH};

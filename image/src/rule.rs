@@ -161,25 +161,31 @@ impl ImageFsRule {
             ));
         };
         // Read-only hardlinks: `ostree pull-local` only reads the repository.
-        let staged = ctx.scratch.join("commit");
-        ctx.stage_dep_readonly(dep, &staged)?;
+        // (Kept between runs and synced: a new commit costs its new objects.)
+        let staged = ctx.stage_dep_kept(dep)?;
         let record: CommitRecord =
             serde_json::from_slice(&fs_err::read(staged.join("commit.json"))?)
                 .map_err(|e| RunError::msg(format!("{}: commit.json: {e}", dep.id)))?;
         let kargs = self.kargs();
+        // The sysroot is thousands of files that live until the root filesystem is made from
+        // them: in memory when it fits (an archive repository's objects are compressed; the
+        // deployment hardlinks the bare repository's, so about three times the archive).
+        let expect = ctx.dep_tree(dep)?.size().saturating_mul(3);
+        let (sysroot_dir, in_memory) = ctx.memory_scratch("sysroot", expect)?;
         let sysroot = crate::deploy_sysroot(
             &staged.join("repo"),
             &record.checksum,
             &self.osname,
             &kargs,
-            &ctx.scratch.join("sysroot"),
+            &sysroot_dir,
         )
         .map_err(err)?;
         writeln!(
             ctx.log,
-            "deployed {} ({} BLS entries)",
+            "deployed {} ({} BLS entries) into {}",
             sysroot.checksum,
-            sysroot.entries.len()
+            sysroot.entries.len(),
+            if in_memory { "memory" } else { "scratch" }
         )?;
         let os_release = fs_err::read_to_string(sysroot.tree_path("usr/lib/os-release"))
             .map_err(|e| RunError::msg(format!("the deployment has no usr/lib/os-release: {e}")))?;
@@ -190,7 +196,8 @@ impl ImageFsRule {
             timestamp: self.timestamp,
             root_fs: self.rootfs.clone(),
         };
-        crate::prepare_filesystems(&sysroot, &layout, &ctx.out).map_err(err)?;
+        let (work, _) = ctx.memory_scratch("filesystems", expect)?;
+        crate::prepare_filesystems(&sysroot, &layout, &ctx.out, &work).map_err(err)?;
         let rec = SysrootRecord {
             commit: record.checksum,
             kargs,
@@ -211,7 +218,8 @@ impl Rule for ImageFsRule {
     }
 
     fn version(&self) -> u32 {
-        1
+        // 2: partition images packed (crate::sparse).
+        2
     }
 
     fn params(&self, p: &mut Params) {
@@ -319,7 +327,9 @@ impl ImageRule {
         let file = self.file_name();
         let qcow2 = self.format.extension() == "qcow2";
         let raw = if qcow2 {
-            ctx.scratch.join("disk.raw")
+            // Only qemu-img reads it back: in memory when its data fits.
+            let data = ctx.dep_tree(dep)?.size();
+            ctx.memory_scratch("disk", data)?.0.join("disk.raw")
         } else {
             ctx.out.join(&file)
         };
@@ -355,7 +365,8 @@ impl Rule for ImageRule {
     }
 
     fn version(&self) -> u32 {
-        4
+        // 5: reads packed partition images. 6: writes qcow2 itself (crate::qcow2).
+        6
     }
 
     fn params(&self, p: &mut Params) {
