@@ -121,7 +121,12 @@ impl Engine {
         };
         let ms = t0.elapsed().as_millis() as u64;
         if let Some(m) = memory.filter(|m| m.exists()) {
-            self.remove_later(m);
+            // At once (tmpfs frees it in a few ms), and the store's directory with it when no
+            // other run uses it, so that stores that are gone leave nothing in /dev/shm.
+            let _ = fs_err::remove_dir_all(&m);
+            if let Some(parent) = m.parent() {
+                let _ = std::fs::remove_dir(parent);
+            }
         }
         if let Err(e) = run {
             let _ = writeln!(log, "# nosa: failed: {e}");

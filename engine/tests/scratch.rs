@@ -134,6 +134,11 @@ fn memory_scratch_goes_with_the_run_and_kept_stages_show_only_the_tree() {
     assert_eq!(seen, ["extra", "extra/a", "value", "value=1"]);
     assert!(mem.starts_with(&mem_base), "{}", mem.display());
     assert!(!mem.exists(), "{} outlived its run", mem.display());
+    assert_eq!(
+        fs_err::read_dir(&mem_base).unwrap().count(),
+        0,
+        "the store's memory directory is left behind"
+    );
 
     // The next tree: a file goes, another comes; the junk the last run left is gone too.
     fs_err::remove_file(w.join("in/extra/a")).unwrap();
