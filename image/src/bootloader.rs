@@ -43,6 +43,58 @@ const MBR_CODE_END: usize = 440;
 // The first blocklist at the end of the core image's first sector (diskboot.S).
 const BLOCKLIST_START: usize = 0x200 - 12;
 
+/// The config embedded in the BIOS core image.
+const GRUB_EMBEDDED_CFG: &str =
+    "search --no-floppy --label boot --set=root\nset prefix=($root)/grub2\n";
+
+/// The prefix given to grub-mkimage.
+const GRUB_PREFIX: &str = "/grub2";
+
+/// A digest of everything [`grub_bios_core`] reads: the `grub-mkimage` executable it runs
+/// (found on `PATH` as the command is), its arguments and embedded config, and every file
+/// of the tree's `usr/lib/grub/i386-pc` (path, type, mode, content). grub-mkimage is a
+/// deterministic function of these (checked: two runs give the same bytes), so a core image
+/// made from equal inputs may be used again; `image-fs` keeps the last one in its memo.
+pub fn grub_bios_core_inputs(sysroot: &Sysroot) -> Result<[u8; 32], ImageError> {
+    use std::os::unix::fs::PermissionsExt;
+    let mut h = blake3::Hasher::new();
+    h.update(b"nosa grub-mkimage i386-pc v1\0");
+    let exe = std::env::var_os("PATH")
+        .into_iter()
+        .flat_map(|p| std::env::split_paths(&p).collect::<Vec<_>>())
+        .map(|d| d.join("grub-mkimage"))
+        .find(|p| p.is_file())
+        .ok_or_else(|| ImageError::msg("grub-mkimage not found on PATH (package grub-common)"))?;
+    h.update(exe.as_os_str().as_encoded_bytes());
+    h.update(b"\0");
+    let hash = |p: &Path| {
+        nosa_cache::hash_file(p).map_err(|e| ImageError::msg(format!("{}: {e}", p.display())))
+    };
+    h.update(&hash(&exe)?.0);
+    for a in [GRUB_PREFIX, GRUB_EMBEDDED_CFG]
+        .iter()
+        .chain(GRUB_BIOS_MODULES)
+    {
+        h.update(a.as_bytes());
+        h.update(b"\0");
+    }
+    let dir = sysroot.tree_path("usr/lib/grub/i386-pc");
+    for e in walkdir::WalkDir::new(&dir).sort_by_file_name() {
+        let e = e.map_err(|e| ImageError::msg(format!("{}: {e}", dir.display())))?;
+        let rel = e.path().strip_prefix(&dir).expect("walked under dir");
+        let meta = e.path().symlink_metadata()?;
+        h.update(rel.as_os_str().as_encoded_bytes());
+        h.update(&meta.permissions().mode().to_le_bytes());
+        if meta.is_file() {
+            h.update(&hash(e.path())?.0);
+        } else if meta.file_type().is_symlink() {
+            h.update(fs_err::read_link(e.path())?.as_os_str().as_encoded_bytes());
+        }
+        h.update(b"\0");
+    }
+    Ok(*h.finalize().as_bytes())
+}
+
 /// Makes the i386-pc core image from the tree's grub modules. Its embedded config finds the
 /// partition labelled `boot` and sets the prefix to `($root)/grub2`, where `normal` reads
 /// grub.cfg.
@@ -55,13 +107,10 @@ pub fn grub_bios_core(sysroot: &Sysroot, work: &Path) -> Result<Vec<u8>, ImageEr
         ));
     }
     let cfg = work.join("grub-embedded.cfg");
-    fs_err::write(
-        &cfg,
-        "search --no-floppy --label boot --set=root\nset prefix=($root)/grub2\n",
-    )?;
+    fs_err::write(&cfg, GRUB_EMBEDDED_CFG)?;
     let core = work.join("core.img");
     Tool::new("grub-mkimage")
-        .args(["-O", "i386-pc", "-p", "/grub2"])
+        .args(["-O", "i386-pc", "-p", GRUB_PREFIX])
         .arg("-d")
         .arg(&dir)
         .arg("-c")
@@ -234,4 +283,49 @@ pub fn fill_esp(dir: &Path, esp: &Path) -> Result<(), ImageError> {
         w.put(&f, &rel)?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sysroot(deployment: &Path) -> Sysroot {
+        Sysroot {
+            root: deployment.join("root"),
+            boot: deployment.join("boot"),
+            osname: "nestos".into(),
+            deployment: deployment.to_path_buf(),
+            checksum: "0".repeat(64),
+            entries: Vec::new(),
+        }
+    }
+
+    /// Every change grub-mkimage could see changes the digest a kept core image is keyed by.
+    #[test]
+    fn grub_inputs_follow_the_module_directory() {
+        use std::os::unix::fs::PermissionsExt;
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join("usr/lib/grub/i386-pc");
+        fs_err::create_dir_all(&dir).unwrap();
+        fs_err::write(dir.join("moddep.lst"), "ext2: fshelp\n").unwrap();
+        fs_err::write(dir.join("ext2.mod"), "module").unwrap();
+        let s = sysroot(tmp.path());
+        let first = grub_bios_core_inputs(&s).unwrap();
+        assert_eq!(grub_bios_core_inputs(&s).unwrap(), first, "stable");
+        let mut seen = vec![first];
+        let mut changed = |what: &str| {
+            let d = grub_bios_core_inputs(&s).unwrap();
+            assert!(!seen.contains(&d), "{what} did not change the digest");
+            seen.push(d);
+        };
+        fs_err::write(dir.join("ext2.mod"), "Module").unwrap();
+        changed("a module's content");
+        fs_err::set_permissions(dir.join("ext2.mod"), std::fs::Permissions::from_mode(0o600))
+            .unwrap();
+        changed("a module's mode");
+        fs_err::write(dir.join("new.mod"), "").unwrap();
+        changed("a new module");
+        std::os::unix::fs::symlink("ext2.mod", dir.join("alias.mod")).unwrap();
+        changed("a symlink");
+    }
 }

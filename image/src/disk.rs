@@ -149,12 +149,15 @@ pub mod prepared {
 /// first-boot flag file), the `root` filesystem (ext4 from the directory, or xfs through a
 /// loop mount, label `root`, 4096-byte sectors so it mounts on any disk), the ESP's files,
 /// and grub's BIOS core and boot images; then `filesystems.json`. The filesystems are made
-/// in `work` (any directory; a memory one is fastest) and packed into `dir`.
+/// in `work` (any directory; a memory one is fastest) and packed into `dir`. `grub_core`, if
+/// given, is the BIOS core image `grub_bios_core` would make for this sysroot (the caller
+/// checked [`crate::grub_bios_core_inputs`]); otherwise it is made.
 pub fn prepare_filesystems(
     sysroot: &Sysroot,
     layout: &FsLayout,
     dir: &Path,
     work: &Path,
+    grub_core: Option<Vec<u8>>,
 ) -> Result<FsInfo, ImageError> {
     if layout.root_size == 0 || !layout.root_size.is_multiple_of(MIB) {
         return Err(ImageError::msg(format!(
@@ -220,10 +223,16 @@ pub fn prepare_filesystems(
     }
     sparse::pack(&root_img, &dir.join(prepared::ROOT_IMG))?;
     fs_err::remove_file(&root_img)?;
-    let work = dir.join("grub.tmp");
-    fs_err::create_dir_all(&work)?;
-    let core = bootloader::grub_bios_core(sysroot, &work)?;
-    fs_err::remove_dir_all(&work)?;
+    let core = match grub_core {
+        Some(core) => core,
+        None => {
+            let work = dir.join("grub.tmp");
+            fs_err::create_dir_all(&work)?;
+            let core = bootloader::grub_bios_core(sysroot, &work)?;
+            fs_err::remove_dir_all(&work)?;
+            core
+        }
+    };
     fs_err::write(dir.join(prepared::GRUB_CORE), core)?;
     fs_err::write(
         dir.join(prepared::GRUB_BOOT),
@@ -261,6 +270,7 @@ pub fn build_disk(
         },
         &work,
         &work,
+        None,
     )?;
     let disk = assemble_disk(&work, &info, layout.sector_size, &layout.seed, out)?;
     fs_err::remove_dir_all(&work)?;

@@ -29,7 +29,7 @@ mod rule;
 pub mod sparse;
 
 pub use bls::{BlsEntry, grub_cfg, read_entries};
-pub use bootloader::{GRUB_BIOS_MODULES, GRUB_CFG_PATH};
+pub use bootloader::{GRUB_BIOS_MODULES, GRUB_CFG_PATH, grub_bios_core_inputs};
 pub use deploy::{BASE_KARGS, Sysroot, deploy_sysroot};
 pub use disk::{
     BIOS_BOOT_SIZE, BOOT_SIZE, DiskInfo, DiskLayout, ESP_SIZE, FsInfo, FsLayout, PartitionInfo,

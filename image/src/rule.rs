@@ -196,8 +196,40 @@ impl ImageFsRule {
             timestamp: self.timestamp,
             root_fs: self.rootfs.clone(),
         };
+        // grub's core image depends on the tree's grub modules and the host's grub-mkimage
+        // only: the last one is used again when they are unchanged (speed only).
+        let grub_inputs = crate::grub_bios_core_inputs(&sysroot).map_err(err)?;
+        let grub_core = previous_grub_core(ctx, &grub_inputs);
+        writeln!(
+            ctx.log,
+            "grub core image: {}",
+            if grub_core.is_some() {
+                "the last run's (its inputs are unchanged)"
+            } else {
+                "made"
+            }
+        )?;
         let (work, _) = ctx.memory_scratch("filesystems", expect)?;
-        crate::prepare_filesystems(&sysroot, &layout, &ctx.out, &work).map_err(err)?;
+        crate::prepare_filesystems(&sysroot, &layout, &ctx.out, &work, grub_core).map_err(err)?;
+        let core = fs_err::read(ctx.out.join(crate::disk::prepared::GRUB_CORE))?;
+        let memo = [
+            (GRUB_MEMO_INPUTS, ctx.store().put_bytes(&grub_inputs)?, 32),
+            (
+                GRUB_MEMO_CORE,
+                ctx.store().put_bytes(&core)?,
+                core.len() as u64,
+            ),
+        ];
+        ctx.set_memo(nosa_cache::Tree {
+            entries: memo
+                .into_iter()
+                .map(|(path, digest, size)| nosa_cache::TreeEntry {
+                    path: path.into(),
+                    mode: 0o444,
+                    kind: nosa_cache::EntryKind::File { digest, size },
+                })
+                .collect(),
+        });
         let rec = SysrootRecord {
             commit: record.checksum,
             kargs,
@@ -379,6 +411,20 @@ impl Rule for ImageRule {
     fn run(&self, ctx: &mut RunContext<'_>) -> Result<(), RunError> {
         self.build(ctx)
     }
+}
+
+/// The memo's files: the digest of grub's inputs and the core image made from them.
+const GRUB_MEMO_INPUTS: &str = "grub-core.inputs";
+const GRUB_MEMO_CORE: &str = "grub-core.img";
+
+/// The core image the node's last run made, if its memo is still in the store and was made
+/// from inputs with digest `inputs`.
+fn previous_grub_core(ctx: &RunContext<'_>, inputs: &[u8; 32]) -> Option<Vec<u8>> {
+    let (tree, recorded) = ctx.previous_memo_file(GRUB_MEMO_INPUTS)?;
+    if recorded != inputs {
+        return None;
+    }
+    fs_err::read(ctx.store().blob_path(&tree.file(GRUB_MEMO_CORE)?)).ok()
 }
 
 /// Copies the deployment's kernel (`usr/lib/modules/<kver>/vmlinuz`, the only one) to `to`;
