@@ -187,10 +187,12 @@ pub fn build_os(
     }
 
     // 4. The record.
+    let t_record = std::time::Instant::now();
     record(s, &builds, &report, &version, &input_hashes, req.now, new)?;
     if new {
         builds.record_new(&version, &arches, &rfc3339(req.now))?;
     }
+    nosa_engine::timing("build: record builds/", t_record);
     if let Some(draft) = &opts.witness {
         // Only a kept build is a no-op; a new one wrote a new record.
         if new || req.force {
