@@ -315,9 +315,7 @@ fn record(
         let g = good(&state, &commit_id)
             .ok_or_else(|| std::io::Error::other(format!("{commit_id} has no output")))?;
         let tree = s.engine.store().get_tree(&g.tree)?;
-        s.engine
-            .store()
-            .materialize(&tree, &dir.join(COMMIT_DIR), Materialize::Hardlink)?;
+        let commit_dir = dir.join(COMMIT_DIR);
         let commit: CommitRecord = s
             .output_file(&state, &commit_id, "commit.json")
             .and_then(|b| serde_json::from_slice(&b).ok())
@@ -336,6 +334,8 @@ fn record(
             old.build_timestamp.clone()
         };
         let mut images = old.images;
+        // (meta.json key, path, blob, size) of each artifact placed.
+        let mut placed = Vec::new();
         for fmt in IMAGE_TARGETS {
             let id = ids::image(&arch, fmt);
             if !report.nodes.iter().any(|n| n.id == id) {
@@ -343,16 +343,40 @@ fn record(
             }
             let disk = |p: &str| p.ends_with(".qcow2") || p.ends_with(".raw");
             for (path, digest, size) in place(s, &state, &id, &dir, disk)? {
-                let sha256 = sha256_of(s, &digest)?;
-                images.insert(fmt.to_string(), ImageFile { path, sha256, size });
+                placed.push((fmt.to_string(), path, digest, size));
             }
         }
         let oci = ids::oci(&arch);
         for (path, digest, size) in place(s, &state, &oci, &dir, |_| true)? {
             if path.ends_with(".ociarchive") {
-                let sha256 = sha256_of(s, &digest)?;
-                images.insert("ostree".into(), ImageFile { path, sha256, size });
+                placed.push(("ostree".to_string(), path, digest, size));
             }
+        }
+        // The commit's repository and each new artifact's SHA-256 at once: they are
+        // independent, and together most of the record's time.
+        let store = s.engine.store();
+        let (linked, sums) = std::thread::scope(|sc| {
+            let linked = sc.spawn(|| store.materialize(&tree, &commit_dir, Materialize::Hardlink));
+            let sums: Vec<_> = placed
+                .iter()
+                .map(|(_, _, digest, _)| sc.spawn(move || sha256_of(store, digest)))
+                .collect();
+            let sums: Vec<_> = sums
+                .into_iter()
+                .map(|h| h.join().expect("sha256 thread"))
+                .collect();
+            (linked.join().expect("materialize thread"), sums)
+        });
+        linked?;
+        for ((key, path, _, size), sha256) in placed.into_iter().zip(sums) {
+            images.insert(
+                key,
+                ImageFile {
+                    path,
+                    sha256: sha256?,
+                    size,
+                },
+            );
         }
         let name = c.os_name().to_string();
         let meta = Meta {
@@ -380,9 +404,8 @@ fn record(
 /// The SHA-256 (hex) of store blob `d`, which meta.json records for each artifact: computed
 /// once per blob and kept beside the store's blobs (`Store::derived_path`), since a blob never
 /// changes. A 75 MB qcow2 costs ~0.2 s to hash, on every build that records it.
-fn sha256_of(s: &Session, d: &Digest) -> Result<String, Error> {
+fn sha256_of(store: &nosa_cache::Store, d: &Digest) -> Result<String, Error> {
     use sha2::Digest as _;
-    let store = s.engine.store();
     let memo = store.derived_path("sha256", d);
     if let Ok(hex) = fs_err::read_to_string(&memo)
         && hex.len() == 64
@@ -390,9 +413,9 @@ fn sha256_of(s: &Session, d: &Digest) -> Result<String, Error> {
     {
         return Ok(hex);
     }
-    let mut f = fs_err::File::open(store.blob_path(d))?;
+    let f = fs_err::File::open(store.blob_path(d))?;
     let mut h = sha2::Sha256::new();
-    std::io::copy(&mut f, &mut h)?;
+    std::io::copy(&mut std::io::BufReader::with_capacity(1 << 20, f), &mut h)?;
     let hex: String = h.finalize().iter().map(|b| format!("{b:02x}")).collect();
     fs_err::create_dir_all(memo.parent().expect("sharded path"))?;
     nosa_cache::atomic::write_atomic(&store.tmp_dir(), &memo, hex.as_bytes())?;
