@@ -31,6 +31,12 @@ const BLOB_MODE: u32 = 0o444;
 #[derive(Clone, Debug)]
 pub struct Store {
     root: PathBuf,
+    /// Blobs this process has seen present (stat'ed or published): a blob is only ever
+    /// deleted by [`Store::gc`], which empties the set. A build checks the same blobs many
+    /// times (every record it reuses, every tree a rule hands over: the example's trees name
+    /// ~1,500 blobs, ~4 ms of `statx` each time).
+    present:
+        std::sync::Arc<std::sync::Mutex<std::collections::HashSet<Digest, crate::FxBuildHasher>>>,
 }
 
 impl Store {
@@ -40,7 +46,10 @@ impl Store {
         for sub in ["blobs", "trees", "ac", "tmp", "state", "logs"] {
             fs_err::create_dir_all(root.join(sub))?;
         }
-        Ok(Store { root })
+        Ok(Store {
+            root,
+            present: Default::default(),
+        })
     }
 
     /// The store's root directory.
@@ -101,16 +110,33 @@ impl Store {
 
     /// Whether blob `d` is present.
     pub fn has_blob(&self, d: &Digest) -> bool {
-        self.blob_path(d).exists()
+        if self.present.lock().expect("present").contains(d) {
+            return true;
+        }
+        let there = self.blob_path(d).exists();
+        if there {
+            self.seen(d);
+        }
+        there
+    }
+
+    /// Notes that blob `d` is present.
+    fn seen(&self, d: &Digest) {
+        self.present.lock().expect("present").insert(*d);
+    }
+
+    /// Forgets which blobs are present (before blobs are deleted).
+    pub(crate) fn forget_present(&self) {
+        self.present.lock().expect("present").clear();
     }
 
     /// Stores `bytes` as a blob.
     pub fn put_bytes(&self, bytes: &[u8]) -> Result<Digest> {
         let d = Digest::of(bytes);
-        let dest = self.blob_path(&d);
-        if dest.exists() {
+        if self.has_blob(&d) {
             return Ok(d);
         }
+        let dest = self.blob_path(&d);
         fs_err::create_dir_all(dest.parent().expect("sharded path"))?;
         let tmp = temp_name(&self.tmp_dir(), "blob");
         let mut f = fs_err::File::create(&tmp)?;
@@ -119,6 +145,7 @@ impl Store {
         f.sync_all()?;
         drop(f);
         publish(&tmp, &dest)?;
+        self.seen(&d);
         Ok(d)
     }
 
@@ -160,6 +187,7 @@ impl Store {
         let dest = self.blob_path(&d);
         fs_err::create_dir_all(dest.parent().expect("sharded path"))?;
         publish(&tmp, &dest)?;
+        self.seen(&d);
         Ok(d)
     }
 
@@ -454,6 +482,7 @@ mod tests {
         for root in ["/w/cache/store", "/w/cache/store/"] {
             let store = Store {
                 root: PathBuf::from(root),
+                present: Default::default(),
             };
             let joined = Path::new("/w/cache/store/ac")
                 .join(&hex[..2])
