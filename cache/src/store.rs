@@ -408,11 +408,20 @@ impl Store {
             fs_err::remove_file(dest)?;
         }
         if dest.is_dir() {
-            let wanted: std::collections::HashMap<&str, bool> = tree
+            let mut wanted: std::collections::HashMap<&str, bool> = tree
                 .entries
                 .iter()
                 .map(|e| (e.path.as_str(), matches!(e.kind, EntryKind::Dir)))
                 .collect();
+            // Directories the tree implies (parents of its entries) are kept too, as
+            // materialize would make them.
+            for e in &tree.entries {
+                let mut p = e.path.as_str();
+                while let Some((parent, _)) = p.rsplit_once('/') {
+                    wanted.entry(parent).or_insert(true);
+                    p = parent;
+                }
+            }
             let mut walk = walkdir::WalkDir::new(dest).min_depth(1).into_iter();
             while let Some(entry) = walk.next() {
                 let entry = entry.map_err(|e| Error::Io(e.into()))?;
@@ -530,6 +539,18 @@ mod tests {
         assert_eq!(d, d2, "materialized tree ingests to the same digest");
     }
 
+    /// `t` without its directory entries.
+    fn without_dirs(t: &Tree) -> Tree {
+        Tree {
+            entries: t
+                .entries
+                .iter()
+                .filter(|e| !matches!(e.kind, EntryKind::Dir))
+                .cloned()
+                .collect(),
+        }
+    }
+
     #[test]
     fn sync_into_leaves_exactly_the_tree_whatever_was_there() {
         let tmp = tempfile::tempdir().unwrap();
@@ -594,6 +615,15 @@ mod tests {
             fs_err::read_to_string(dest.join("was-link")).unwrap(),
             "now a file"
         );
+        // A tree that names a file but not its directory keeps the directory.
+        store
+            .sync_into(&without_dirs(&second), &dest, Materialize::Readonly)
+            .unwrap();
+        assert!(dest.join("d/e/kept").is_file());
+        assert!(dest.join("d/was-file/inside").is_file());
+        store
+            .sync_into(&second, &dest, Materialize::Readonly)
+            .unwrap();
         // Interrupted half way (simulated: a file removed behind its back): repaired.
         fs_err::remove_file(dest.join("new")).unwrap();
         store
