@@ -338,7 +338,10 @@ impl Rule for OstreeCommitRule {
         // it: the output is what a commit into an empty repository gives (commit/tests/engine.rs
         // compares the two).
         let repo = ctx.out.join("repo");
+        let t0 = std::time::Instant::now();
         let known = self.previous_objects(ctx, &repo)?;
+        nosa_engine::timing("ostree-commit: link the previous objects", t0);
+        let t0 = std::time::Instant::now();
         let req = CommitRequest {
             repo: repo.clone(),
             mode: RepoMode::Archive,
@@ -370,6 +373,7 @@ impl Rule for OstreeCommitRule {
                 .map_err(|e| RunError::msg(e.to_string()))?
         };
         readonly_objects(&repo.join("objects"))?;
+        nosa_engine::timing("ostree-commit: commit, prune, read-only", t0);
         writeln!(
             ctx.log,
             "content objects: {} written, {} named from the previous output ({} of its objects linked, {deleted} not reached and deleted)",
