@@ -254,7 +254,8 @@ impl Rule for OstreeCommitRule {
     }
 
     fn version(&self) -> u32 {
-        3
+        // 4: the repository is committed in a kept directory and handed over as a tree.
+        4
     }
 
     fn params(&self, p: &mut Params) {
@@ -336,11 +337,15 @@ impl Rule for OstreeCommitRule {
         // memo that says which content each one is, so that unchanged files are named, not
         // read and compressed again. Objects the new commit does not reach are deleted after
         // it: the output is what a commit into an empty repository gives (commit/tests/engine.rs
-        // compares the two).
-        let repo = ctx.out.join("repo");
+        // compares the two). The repository is a directory kept between runs and synced to
+        // exactly that starting point (a fresh repository plus the named objects), so that a
+        // run does not make its 256 `objects/xx` directories again.
         let t0 = std::time::Instant::now();
-        let known = self.previous_objects(ctx, &repo)?;
-        nosa_engine::timing("ostree-commit: link the previous objects", t0);
+        let repo = ctx.kept_dir("repo")?;
+        let (known, start) = self.starting_repo(ctx)?;
+        ctx.store()
+            .sync_into(&start, &repo, nosa_cache::Materialize::Hardlink)?;
+        nosa_engine::timing("ostree-commit: sync the kept repository", t0);
         let t0 = std::time::Instant::now();
         let req = CommitRequest {
             repo: repo.clone(),
@@ -417,7 +422,40 @@ impl Rule for OstreeCommitRule {
                 .collect(),
         };
         let json = serde_json::to_vec_pretty(&record).map_err(|e| RunError::msg(e.to_string()))?;
-        fs_err::write(ctx.out.join("commit.json"), json)?;
+        // The output, handed over as a tree: the repository's files that are links to blobs
+        // are named without being read, the others (the new objects) are moved into the store
+        // and linked back, so that the kept repository is all links for the next run's sync.
+        let t0 = std::time::Instant::now();
+        let hint = ctx
+            .previous
+            .and_then(|d| ctx.store().get_tree(&d).ok())
+            .map(|t| under(&t, "repo"));
+        let (_, repo_tree) = ctx.store().ingest_dir_hinted(&repo, true, hint.as_ref())?;
+        ctx.store()
+            .sync_into(&repo_tree, &repo, nosa_cache::Materialize::Hardlink)?;
+        let json_digest = ctx.store().put_bytes(&json)?;
+        let mut entries = vec![
+            TreeEntry {
+                path: "repo".into(),
+                mode: 0o755,
+                kind: EntryKind::Dir,
+            },
+            TreeEntry {
+                path: "commit.json".into(),
+                mode: 0o644,
+                kind: EntryKind::File {
+                    digest: json_digest,
+                    size: json.len() as u64,
+                },
+            },
+        ];
+        entries.extend(repo_tree.entries.into_iter().map(|mut e| {
+            e.path = format!("repo/{}", e.path);
+            e
+        }));
+        ctx.set_output_tree(nosa_cache::Tree { entries });
+        ctx.set_equivalence(record.equivalence_digest());
+        nosa_engine::timing("ostree-commit: take the repository", t0);
         Ok(())
     }
 
@@ -426,51 +464,86 @@ impl Rule for OstreeCommitRule {
     }
 }
 
+/// The entries of `t` under `prefix/`, with the prefix taken off.
+fn under(t: &nosa_cache::Tree, prefix: &str) -> nosa_cache::Tree {
+    let p = format!("{prefix}/");
+    nosa_cache::Tree {
+        entries: t
+            .entries
+            .iter()
+            .filter_map(|e| {
+                let rest = e.path.strip_prefix(&p)?;
+                Some(TreeEntry {
+                    path: rest.to_string(),
+                    ..e.clone()
+                })
+            })
+            .collect(),
+    }
+}
+
 impl OstreeCommitRule {
-    /// Links into `repo` the content objects of the node's previous output that its memo
-    /// names, and returns the memo cut down to them (empty when there is no previous run, its
-    /// tree or memo is gone, or the run is forced).
-    fn previous_objects(&self, ctx: &RunContext<'_>, repo: &Path) -> Result<ObjectMemo, RunError> {
+    /// What the repository must hold before the commit: a fresh archive repository (made on
+    /// a memory file system and taken as a tree) plus the content objects of the node's
+    /// previous output that its memo names, and the memo cut down to them (empty when there
+    /// is no previous run, its tree or memo is gone, or the run is forced).
+    fn starting_repo(
+        &self,
+        ctx: &mut RunContext<'_>,
+    ) -> Result<(ObjectMemo, nosa_cache::Tree), RunError> {
+        let (fresh, _) = ctx.memory_scratch("fresh-repo", 1 << 20)?;
+        let fresh = fresh.join("repo");
+        crate::open_or_create(&fresh, RepoMode::Archive)
+            .map_err(|e| RunError::msg(e.to_string()))?;
         let store = ctx.store();
+        let (_, mut start) = store.ingest_dir(&fresh, false)?;
         let memo = ctx
             .previous_memo_file(MEMO_FILE)
             .and_then(|(_, b)| ObjectMemo::decode(&b));
-        let (Some(mut memo), Some(prev)) = (memo, ctx.previous) else {
-            return Ok(ObjectMemo::default());
+        let prev = ctx.previous.and_then(|d| store.get_tree(&d).ok());
+        let (Some(mut memo), Some(prev)) = (memo, prev) else {
+            return Ok((ObjectMemo::default(), start));
         };
-        let Ok(prev) = store.get_tree(&prev) else {
-            return Ok(ObjectMemo::default());
-        };
-        // Each named object's path in the previous output (`repo/objects/ab/cdef….filez`).
+        let prev = under(&prev, "repo");
+        // Each named object's path in the previous output's repository (`objects/ab/cdef….filez`).
         let wanted: std::collections::HashMap<String, String> = memo
             .iter()
             .filter_map(|(_, c)| {
                 let rel = crate::write::object_relpath(c, ostree::ObjectType::File, true)?;
-                Some((format!("repo/objects/{rel}"), c.to_string()))
+                Some((format!("objects/{rel}"), c.to_string()))
             })
             .collect();
-        let objects = nosa_cache::Tree {
-            entries: prev
-                .entries
-                .into_iter()
-                .filter(|e| {
-                    wanted.contains_key(&e.path) && matches!(e.kind, EntryKind::File { .. })
-                })
-                .collect(),
-        };
-        let linked: std::collections::HashSet<&str> = objects
+        let objects: Vec<TreeEntry> = prev
             .entries
             .iter()
-            .map(|e| wanted[&e.path].as_str())
+            .filter(|e| wanted.contains_key(&e.path) && matches!(e.kind, EntryKind::File { .. }))
+            .cloned()
             .collect();
+        let linked: std::collections::HashSet<&str> =
+            objects.iter().map(|e| wanted[&e.path].as_str()).collect();
         memo.retain(|c| linked.contains(c));
-        if !memo.is_empty() {
-            // The repository first (libostree will not create one over an objects/ directory).
-            crate::open_or_create(repo, RepoMode::Archive)
-                .map_err(|e| RunError::msg(e.to_string()))?;
-            store.materialize(&objects, &ctx.out, nosa_cache::Materialize::Readonly)?;
-        }
-        Ok(memo)
+        // Their directories as the previous output had them, unless the fresh repository has
+        // them already.
+        let have: std::collections::HashSet<String> =
+            start.entries.iter().map(|e| e.path.clone()).collect();
+        let dirs: std::collections::HashSet<&str> = objects
+            .iter()
+            .filter_map(|e| e.path.rsplit_once('/').map(|(d, _)| d))
+            .collect();
+        let object_dirs: Vec<TreeEntry> = prev
+            .entries
+            .iter()
+            .filter(|e| {
+                matches!(e.kind, EntryKind::Dir)
+                    && dirs.contains(e.path.as_str())
+                    && !have.contains(&e.path)
+            })
+            .cloned()
+            .collect();
+        start.entries.extend(object_dirs);
+        start.entries.extend(objects);
+        start.normalize();
+        Ok((memo, start))
     }
 
     fn equivalence(&self, out: &Path) -> Option<Digest> {

@@ -166,6 +166,7 @@ pub struct RunContext<'a> {
 #[derive(Debug, Default)]
 pub(crate) struct Produced {
     pub tree: Option<Tree>,
+    pub equivalence: Option<Digest>,
     pub memo: Option<Tree>,
     pub note: Option<String>,
     pub reused: bool,
@@ -248,11 +249,23 @@ impl RunContext<'_> {
     /// the directory again.
     pub fn stage_dep_kept(&mut self, dep: &DepOutput) -> Result<PathBuf, RunError> {
         let t0 = std::time::Instant::now();
-        let name = format!(
-            "{}+{}",
-            crate::run::file_name_for(self.node),
-            crate::run::file_name_for(&dep.id)
-        );
+        let dir = self.kept_dir(&crate::run::file_name_for(&dep.id))?;
+        let tree = self.store.get_tree(&dep.tree)?;
+        self.store.sync_into(&tree, &dir, Materialize::Readonly)?;
+        crate::exec::timing(&format!("{}: sync kept {}", self.node, dep.id), t0);
+        Ok(dir)
+    }
+
+    /// A directory kept between runs of this node (`stage/<node>+<name>`, on the store's file
+    /// system), this run's alone until it ends (a lock beside it), holding whatever the last
+    /// run left there, or nothing. The rule must bring it to a known state before it relies
+    /// on its contents ([`Store::sync_into`] does). For a rule that would otherwise make
+    /// the same hundreds of directories again on every run.
+    ///
+    /// Failure mode: a rule that trusts what it finds there without syncing it reads what a
+    /// killed run or another version of the rule left.
+    pub fn kept_dir(&mut self, name: &str) -> Result<PathBuf, RunError> {
+        let name = format!("{}+{name}", crate::run::file_name_for(self.node));
         let dir = self.store.stage_path(&name);
         let parent = dir.parent().expect("stage path has a parent");
         fs_err::create_dir_all(parent)?;
@@ -260,10 +273,17 @@ impl RunContext<'_> {
         rustix::fs::flock(lock.file(), rustix::fs::FlockOperation::LockExclusive)
             .map_err(|e| RunError::msg(format!("locking {}: {e}", dir.display())))?;
         self.held.push(lock.into_parts().0);
-        let tree = self.store.get_tree(&dep.tree)?;
-        self.store.sync_into(&tree, &dir, Materialize::Readonly)?;
-        crate::exec::timing(&format!("{}: sync kept {}", self.node, dep.id), t0);
+        fs_err::create_dir_all(&dir)?;
         Ok(dir)
+    }
+
+    /// With [`RunContext::set_output_tree`], the output's equivalence digest
+    /// ([`Rule::equivalence_digest`] reads `out`, which is then empty).
+    ///
+    /// Failure mode: as for `equivalence_digest`, a digest that stays the same when the
+    /// output's meaning changed cuts off dependents that needed to run.
+    pub fn set_equivalence(&mut self, digest: Digest) {
+        self.produced.equivalence = Some(digest);
     }
 
     /// Hands the engine the output as a tree of blobs already in the store, instead of files

@@ -134,7 +134,7 @@ impl Engine {
             return Err(e);
         }
         let t_commit = Instant::now();
-        let equivalence = job.rule.equivalence_digest(&out);
+        let equivalence = job.rule.equivalence_digest(&out).or(produced.equivalence);
         let tree = match produced.tree {
             None => {
                 // Files the run linked in from its previous output are not read again.
