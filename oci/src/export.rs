@@ -58,6 +58,9 @@ pub struct ExportRequest {
     /// Component layers an earlier export wrote, by [`LayerFile::key`]: a layer of this
     /// export with the same key is that file, not compressed again. Empty for a cold export.
     pub reuse: BTreeMap<String, ReusableLayer>,
+    /// Content object sizes an earlier export found, by checksum (speed only: an object's
+    /// checksum covers its content, so it fixes its size). Objects not named here are read.
+    pub known_sizes: BTreeMap<String, u64>,
 }
 
 /// A component layer blob from an earlier export, with what its record needs.
@@ -140,6 +143,10 @@ pub struct ExportResult {
     /// The component layers' blobs (valid until `scratch` is removed), for a later export.
     #[serde(skip)]
     pub layer_files: Vec<LayerFile>,
+    /// The size of every content object of the commit, by checksum, for a later export's
+    /// [`ExportRequest::known_sizes`].
+    #[serde(skip)]
+    pub object_sizes: BTreeMap<String, u64>,
 }
 
 /// `<name>-<version>-ostree.<arch>.ociarchive`, coreos-assembler's name.
@@ -178,7 +185,9 @@ pub fn export_commit(req: &ExportRequest) -> Result<ExportResult, OciError> {
             commit.checksum, req.version
         )));
     }
-    let content = collect_content(&repo, &commit.root_tree)?;
+    let content = collect_content(&repo, &commit.root_tree, &req.known_sizes)?;
+    let object_sizes: BTreeMap<String, u64> =
+        content.iter().map(|(c, o)| (c.clone(), o.size)).collect();
     let has_kernel = content.values().flat_map(|o| &o.paths).any(|p| {
         p.strip_prefix("usr/lib/modules/")
             .and_then(|r| r.split_once('/'))
@@ -378,6 +387,7 @@ pub fn export_commit(req: &ExportRequest) -> Result<ExportResult, OciError> {
         layers,
         labels,
         layer_files,
+        object_sizes,
     })
 }
 
@@ -429,7 +439,7 @@ fn write_archive(
 ) -> Result<(), OciError> {
     let tmp = path.with_extension("ociarchive.tmp");
     let file = fs_err::File::create(&tmp)?;
-    let mut tar = tar::Builder::new(std::io::BufWriter::new(file));
+    let mut tar = tar::Builder::new(std::io::BufWriter::with_capacity(1 << 20, file));
     let header = |kind: tar::EntryType, mode: u32, size: u64| {
         let mut h = tar::Header::new_gnu();
         h.set_entry_type(kind);
@@ -461,7 +471,7 @@ fn write_archive(
             Blob::File(p) => {
                 let f = fs_err::File::open(p)?;
                 let mut h = header(tar::EntryType::Regular, 0o644, f.metadata()?.len());
-                tar.append_data(&mut h, &name, std::io::BufReader::new(f))?;
+                tar.append_data(&mut h, &name, std::io::BufReader::with_capacity(1 << 20, f))?;
             }
             Blob::Bytes(b) => {
                 let mut h = header(tar::EntryType::Regular, 0o644, b.len() as u64);

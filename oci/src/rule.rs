@@ -119,6 +119,9 @@ impl OciRule {
 /// The memo's index of layers; each blob is `layers/<key>` beside it.
 const LAYER_INDEX: &str = "layers.json";
 
+/// The memo's content object sizes, by checksum (`ExportRequest::known_sizes`).
+const OBJECT_SIZES: &str = "object-sizes.json";
+
 /// The component layers the node's last run kept in its memo, where the store still has
 /// them, with each one's blob digest.
 fn previous_layers(ctx: &RunContext<'_>) -> (BTreeMap<String, ReusableLayer>, Tree) {
@@ -143,9 +146,22 @@ fn layer_blob(key: &str) -> String {
     format!("layers/{key}")
 }
 
-/// The memo of this run: every component layer's blob (stored) and their index. A reused
-/// layer's blob digest comes from the previous memo `prev`, not from hashing it again.
-fn layer_memo(ctx: &RunContext<'_>, files: &[LayerFile], prev: &Tree) -> Result<Tree, RunError> {
+/// The content object sizes the node's last run kept in its memo (none if it is gone).
+fn previous_sizes(ctx: &RunContext<'_>) -> BTreeMap<String, u64> {
+    ctx.previous_memo_file(OBJECT_SIZES)
+        .and_then(|(_, bytes)| serde_json::from_slice(&bytes).ok())
+        .unwrap_or_default()
+}
+
+/// The memo of this run: every component layer's blob (stored) and their index, and the
+/// content object sizes. A reused layer's blob digest comes from the previous memo `prev`,
+/// not from hashing it again.
+fn layer_memo(
+    ctx: &RunContext<'_>,
+    files: &[LayerFile],
+    sizes: &BTreeMap<String, u64>,
+    prev: &Tree,
+) -> Result<Tree, RunError> {
     let store = ctx.store();
     let mut index = BTreeMap::new();
     let mut entries = Vec::new();
@@ -167,15 +183,19 @@ fn layer_memo(ctx: &RunContext<'_>, files: &[LayerFile], prev: &Tree) -> Result<
         layer.path = PathBuf::new();
         index.insert(f.key.clone(), layer);
     }
-    let json = serde_json::to_vec(&index).map_err(msg)?;
-    entries.push(TreeEntry {
-        path: LAYER_INDEX.into(),
-        mode: 0o444,
-        kind: EntryKind::File {
-            digest: store.put_bytes(&json)?,
-            size: json.len() as u64,
-        },
-    });
+    for (path, json) in [
+        (LAYER_INDEX, serde_json::to_vec(&index).map_err(msg)?),
+        (OBJECT_SIZES, serde_json::to_vec(sizes).map_err(msg)?),
+    ] {
+        entries.push(TreeEntry {
+            path: path.into(),
+            mode: 0o444,
+            kind: EntryKind::File {
+                digest: store.put_bytes(&json)?,
+                size: json.len() as u64,
+            },
+        });
+    }
     let mut tree = Tree { entries };
     tree.normalize();
     Ok(tree)
@@ -246,6 +266,8 @@ impl Rule for OciRule {
             // are not compressed again (oci/tests/export.rs checks a reusing export is
             // byte-identical to a cold one).
             reuse,
+            // Speed only, like `reuse`: sizes of the objects the last export read.
+            known_sizes: previous_sizes(ctx),
         };
         let mut result = export_commit(&req).map_err(msg)?;
         let reused = result.layer_files.iter().filter(|l| l.reused).count();
@@ -254,7 +276,12 @@ impl Rule for OciRule {
             "component layers: {reused} reused from the last run, {} written",
             result.layer_files.len() - reused
         )?;
-        ctx.set_memo(layer_memo(ctx, &result.layer_files, &previous_memo)?);
+        ctx.set_memo(layer_memo(
+            ctx,
+            &result.layer_files,
+            &result.object_sizes,
+            &previous_memo,
+        )?);
         result.path = PathBuf::from(&result.file_name);
         writeln!(
             ctx.log,

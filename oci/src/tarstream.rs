@@ -107,19 +107,34 @@ pub(crate) fn load_dirtree(repo: &Repo, checksum: &str) -> Result<(Variant, DirT
 }
 
 /// Every content object of the commit rooted at dirtree `root`, with its paths.
-pub(crate) fn collect_content(repo: &Repo, root: &str) -> Result<ContentMap, OciError> {
-    fn walk(repo: &Repo, prefix: &str, tree: &str, out: &mut ContentMap) -> Result<(), OciError> {
+pub(crate) fn collect_content(
+    repo: &Repo,
+    root: &str,
+    known: &BTreeMap<String, u64>,
+) -> Result<ContentMap, OciError> {
+    fn walk(
+        repo: &Repo,
+        prefix: &str,
+        tree: &str,
+        known: &BTreeMap<String, u64>,
+        out: &mut ContentMap,
+    ) -> Result<(), OciError> {
         let (_, t) = load_dirtree(repo, tree)?;
         for (name, csum) in t.files {
             let path = join(prefix, &name);
             if !out.contains_key(&csum) {
-                let (_, info, _) = repo
-                    .load_file(&csum, gio::Cancellable::NONE)
-                    .map_err(OciError::ostree(format!("loading {path}")))?;
-                let size = if info.file_type() == gio::FileType::Regular {
-                    info.size() as u64
-                } else {
-                    0
+                let size = match known.get(&csum) {
+                    Some(size) => *size,
+                    None => {
+                        let (_, info, _) = repo
+                            .load_file(&csum, gio::Cancellable::NONE)
+                            .map_err(OciError::ostree(format!("loading {path}")))?;
+                        if info.file_type() == gio::FileType::Regular {
+                            info.size() as u64
+                        } else {
+                            0
+                        }
+                    }
                 };
                 out.insert(
                     csum.clone(),
@@ -132,12 +147,12 @@ pub(crate) fn collect_content(repo: &Repo, root: &str) -> Result<ContentMap, Oci
             out.get_mut(&csum).expect("inserted").paths.push(path);
         }
         for (name, sub, _) in t.dirs {
-            walk(repo, &join(prefix, &name), &sub, out)?;
+            walk(repo, &join(prefix, &name), &sub, known, out)?;
         }
         Ok(())
     }
     let mut out = ContentMap::new();
-    walk(repo, "", root, &mut out)?;
+    walk(repo, "", root, known, &mut out)?;
     Ok(out)
 }
 

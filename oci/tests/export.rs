@@ -65,7 +65,7 @@ fn commit_edited(dir: &Path, edit: impl FnOnce(&Path)) -> (PathBuf, String) {
 }
 
 fn export(repo: &Path, out: &Path, chunking: Chunking) -> ExportResult {
-    export_reusing(repo, out, chunking, BTreeMap::new())
+    export_reusing(repo, out, chunking, BTreeMap::new(), BTreeMap::new())
 }
 
 fn export_reusing(
@@ -73,6 +73,7 @@ fn export_reusing(
     out: &Path,
     chunking: Chunking,
     reuse: BTreeMap<String, ReusableLayer>,
+    known_sizes: BTreeMap<String, u64>,
 ) -> ExportResult {
     export_commit(&ExportRequest {
         repo: repo.to_path_buf(),
@@ -85,6 +86,7 @@ fn export_reusing(
         out_dir: out.join("out"),
         scratch: out.join("scratch"),
         reuse,
+        known_sizes,
     })
     .unwrap()
 }
@@ -344,8 +346,17 @@ fn unchanged_component_layers_are_reused_and_the_archive_equals_a_cold_one() {
         .iter()
         .map(|l| (l.key.clone(), l.layer.clone()))
         .collect();
-    let warm = export_reusing(&repo2, &tmp.path().join("e2"), chunking.clone(), reuse);
+    // With the first export's object sizes too (most objects are the same ones).
+    assert!(!first.object_sizes.is_empty());
+    let warm = export_reusing(
+        &repo2,
+        &tmp.path().join("e2"),
+        chunking.clone(),
+        reuse,
+        first.object_sizes.clone(),
+    );
     let cold = export(&repo2, &tmp.path().join("e3"), chunking);
+    assert_eq!(warm.object_sizes, cold.object_sizes);
     let reused: BTreeMap<&str, bool> = warm.layers[1..]
         .iter()
         .zip(&warm.layer_files)
@@ -372,6 +383,7 @@ fn unchanged_component_layers_are_reused_and_the_archive_equals_a_cold_one() {
         &tmp.path().join("e4"),
         Chunking::Single,
         gone.clone(),
+        BTreeMap::new(),
     );
     assert!(
         again.layer_files.is_empty(),
@@ -389,6 +401,7 @@ fn unchanged_component_layers_are_reused_and_the_archive_equals_a_cold_one() {
             max_layers: 8,
         },
         gone,
+        BTreeMap::new(),
     );
     assert!(rewritten.layer_files.iter().all(|l| !l.reused));
     assert_eq!(

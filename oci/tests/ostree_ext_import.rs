@@ -60,6 +60,7 @@ fn ostree_ext_imports_a_chunked_export() {
         out_dir: tmp.path().join("out"),
         scratch: tmp.path().join("scratch"),
         reuse: BTreeMap::new(),
+        known_sizes: BTreeMap::new(),
     })
     .unwrap();
     // commit, bash, glibc, initramfs, kernel, shadow, unpackaged
