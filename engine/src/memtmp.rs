@@ -47,6 +47,20 @@ pub(crate) fn store_dir_in(base: &Path, store_root: &Path) -> PathBuf {
     base.join(format!("nosa-{}", &id[..16]))
 }
 
+/// Whether `bytes` may go to memory now, under `dir`: at most a quarter of `MemAvailable`,
+/// and no more than half of what the file system at `dir` (or its nearest existing
+/// ancestor) has free (a size-limited tmpfs,
+/// such as a container's 64 MiB /dev/shm, would fail the run half way).
+pub(crate) fn fits_in(dir: &Path, bytes: u64) -> bool {
+    // The directory itself may not exist yet: its nearest existing ancestor's file system.
+    let free = dir
+        .ancestors()
+        .find_map(|d| rustix::fs::statvfs(d).ok())
+        .map(|s| s.f_bavail.saturating_mul(s.f_frsize))
+        .unwrap_or(0);
+    bytes <= free / 2 && fits(bytes)
+}
+
 /// Whether `bytes` may go to memory now: at most a quarter of `MemAvailable`.
 pub(crate) fn fits(bytes: u64) -> bool {
     let Ok(info) = fs_err::read_to_string("/proc/meminfo") else {
@@ -73,5 +87,10 @@ mod tests {
         assert!(a.starts_with(base));
         assert!(fits(1));
         assert!(!fits(u64::MAX / 2));
+        let tmp = tempfile::tempdir().unwrap();
+        assert!(fits_in(tmp.path(), 1));
+        assert!(!fits_in(tmp.path(), u64::MAX / 2));
+        // A directory still to be made is judged by its nearest existing ancestor.
+        assert!(fits_in(&tmp.path().join("missing/run"), 1));
     }
 }

@@ -201,7 +201,7 @@ impl RunContext<'_> {
     /// hardlinked from the store cannot be linked into it (another file system).
     pub fn memory_scratch(&mut self, name: &str, bytes: u64) -> Result<(PathBuf, bool), RunError> {
         if let Some(base) = &self.memory
-            && crate::memtmp::fits(bytes)
+            && crate::memtmp::fits_in(base, bytes)
         {
             let dir = base.join(name);
             match fs_err::create_dir_all(&dir) {
