@@ -194,7 +194,8 @@ impl RunContext<'_> {
     /// An empty directory for temporaries made of many small files that die with the run (a
     /// deployed sysroot): on a memory file system (`NOSA_MEMORY_TMP`, by default `/dev/shm`
     /// when it is tmpfs) if `bytes`, what the rule expects to write there, fits in a quarter
-    /// of the available memory; otherwise `scratch/<name>`. Removed with the run, and by the
+    /// of the available memory and half of the tmpfs's free space; otherwise
+    /// `scratch/<name>`. Removed with the run, and by the
     /// next build if this one is killed. Returns the directory and whether it is in memory.
     ///
     /// Failure mode: none for the cache (the directory is never part of the output); files
