@@ -32,7 +32,8 @@ impl Store {
         root_blobs: &HashSet<Digest>,
         dry_run: bool,
     ) -> Result<GcReport> {
-        // Blobs may go: nothing this process saw present may be taken as present any more.
+        // Blobs may go: nothing this process saw present may be taken as present any more
+        // (nothing below asks again before the sweep, so once is enough).
         self.forget_present();
         let mut report = GcReport::default();
         let mut trees: HashSet<Digest> = root_trees.clone();
@@ -61,7 +62,6 @@ impl Store {
         report.removed_trees = n;
         report.freed_bytes += bytes;
         let (n, bytes) = sweep(self, "blobs", "", &blobs, dry_run)?;
-        self.forget_present();
         report.removed_blobs = n;
         report.freed_bytes += bytes;
         // Facts derived from a blob go with it.

@@ -160,14 +160,14 @@ impl Store {
         let moved = take && fs_err::rename(src, &tmp).is_ok();
         let d = if moved {
             let d = hash_file(&tmp)?;
-            if self.blob_path(&d).exists() {
+            if self.has_blob(&d) {
                 fs_err::remove_file(&tmp)?;
                 return Ok(d);
             }
             d
         } else {
             let d = hash_file(src)?;
-            if self.blob_path(&d).exists() {
+            if self.has_blob(&d) {
                 return Ok(d);
             }
             fs_err::copy(src, &tmp)?;

@@ -342,10 +342,16 @@ impl Rule for OstreeCommitRule {
         // run does not make its 256 `objects/xx` directories again.
         let t0 = std::time::Instant::now();
         let repo = ctx.kept_dir("repo")?;
-        let (known, start) = self.starting_repo(ctx)?;
+        // The previous output's repository: where the named objects are, and the hint that
+        // names the files left linked when the repository is taken back.
+        let previous_repo = ctx
+            .previous
+            .and_then(|d| ctx.store().get_tree(&d).ok())
+            .map(|t| under(&t, "repo"));
+        let (known, start) = self.starting_repo(ctx, previous_repo.as_ref())?;
         ctx.store()
             .sync_into(&start, &repo, nosa_cache::Materialize::Hardlink)?;
-        nosa_engine::timing("ostree-commit: sync the kept repository", t0);
+        nosa_engine::timing(&format!("{}: sync the kept repository", ctx.node), t0);
         let t0 = std::time::Instant::now();
         let req = CommitRequest {
             repo: repo.clone(),
@@ -378,7 +384,7 @@ impl Rule for OstreeCommitRule {
                 .map_err(|e| RunError::msg(e.to_string()))?
         };
         readonly_objects(&repo.join("objects"))?;
-        nosa_engine::timing("ostree-commit: commit, prune, read-only", t0);
+        nosa_engine::timing(&format!("{}: commit, prune, read-only", ctx.node), t0);
         writeln!(
             ctx.log,
             "content objects: {} written, {} named from the previous output ({} of its objects linked, {deleted} not reached and deleted)",
@@ -386,18 +392,7 @@ impl Rule for OstreeCommitRule {
             done.memo.len().saturating_sub(done.written),
             known.len(),
         )?;
-        let memo = done.memo.encode();
-        let digest = ctx.store().put_bytes(&memo)?;
-        ctx.set_memo(nosa_cache::Tree {
-            entries: vec![TreeEntry {
-                path: MEMO_FILE.into(),
-                mode: 0o444,
-                kind: EntryKind::File {
-                    digest,
-                    size: memo.len() as u64,
-                },
-            }],
-        });
+        ctx.set_memo_files(&[(MEMO_FILE, &done.memo.encode())])?;
         for p in &result.unmatched {
             writeln!(
                 ctx.log,
@@ -426,11 +421,9 @@ impl Rule for OstreeCommitRule {
         // are named without being read, the others (the new objects) are moved into the store
         // and linked back, so that the kept repository is all links for the next run's sync.
         let t0 = std::time::Instant::now();
-        let hint = ctx
-            .previous
-            .and_then(|d| ctx.store().get_tree(&d).ok())
-            .map(|t| under(&t, "repo"));
-        let (_, repo_tree) = ctx.store().ingest_dir_hinted(&repo, true, hint.as_ref())?;
+        let (_, repo_tree) = ctx
+            .store()
+            .ingest_dir_hinted(&repo, true, previous_repo.as_ref())?;
         ctx.store()
             .sync_into(&repo_tree, &repo, nosa_cache::Materialize::Hardlink)?;
         let json_digest = ctx.store().put_bytes(&json)?;
@@ -455,7 +448,7 @@ impl Rule for OstreeCommitRule {
         }));
         ctx.set_output_tree(nosa_cache::Tree { entries });
         ctx.set_equivalence(record.equivalence_digest());
-        nosa_engine::timing("ostree-commit: take the repository", t0);
+        nosa_engine::timing(&format!("{}: take the repository", ctx.node), t0);
         Ok(())
     }
 
@@ -490,6 +483,7 @@ impl OstreeCommitRule {
     fn starting_repo(
         &self,
         ctx: &mut RunContext<'_>,
+        previous_repo: Option<&nosa_cache::Tree>,
     ) -> Result<(ObjectMemo, nosa_cache::Tree), RunError> {
         let (fresh, _) = ctx.memory_scratch("fresh-repo", 1 << 20)?;
         let fresh = fresh.join("repo");
@@ -500,12 +494,11 @@ impl OstreeCommitRule {
         let memo = ctx
             .previous_memo_file(MEMO_FILE)
             .and_then(|(_, b)| ObjectMemo::decode(&b));
-        let prev = ctx.previous.and_then(|d| store.get_tree(&d).ok());
-        let (Some(mut memo), Some(prev)) = (memo, prev) else {
+        let (Some(mut memo), Some(prev)) = (memo, previous_repo) else {
             return Ok((ObjectMemo::default(), start));
         };
-        let prev = under(&prev, "repo");
-        // Each named object's path in the previous output's repository (`objects/ab/cdef….filez`).
+        // Each named object's path in the previous output's repository
+        // (`objects/ab/cdef….filez`).
         let wanted: std::collections::HashMap<String, String> = memo
             .iter()
             .filter_map(|(_, c)| {

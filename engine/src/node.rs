@@ -4,7 +4,7 @@
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
-use nosa_cache::{Digest, Materialize, Store, Tree};
+use nosa_cache::{Digest, EntryKind, Materialize, Store, Tree, TreeEntry};
 
 use crate::key::Params;
 
@@ -301,6 +301,23 @@ impl RunContext<'_> {
     /// run as [`RunContext::previous_memo`]. Never part of the output or the key.
     pub fn set_memo(&mut self, memo: Tree) {
         self.produced.memo = Some(memo);
+    }
+
+    /// [`RunContext::set_memo`] of `files` (path, bytes), each stored as a read-only blob.
+    pub fn set_memo_files(&mut self, files: &[(&str, &[u8])]) -> Result<(), RunError> {
+        let mut entries = Vec::with_capacity(files.len());
+        for (path, bytes) in files {
+            entries.push(TreeEntry {
+                path: path.to_string(),
+                mode: 0o444,
+                kind: EntryKind::File {
+                    digest: self.store.put_bytes(bytes)?,
+                    size: bytes.len() as u64,
+                },
+            });
+        }
+        self.set_memo(Tree { entries });
+        Ok(())
     }
 
     /// Says how the run went, for `why` (e.g. why a traced node could not be reused).

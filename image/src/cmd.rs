@@ -62,15 +62,9 @@ impl Tool {
         let line = format!("{:?}", self.cmd);
         let t0 = std::time::Instant::now();
         let out = self.cmd.output();
-        if std::env::var_os("NOSA_TIMINGS").is_some() {
-            // A cheap profile of the image nodes, left in on purpose (like the engine's).
-            let args: Vec<_> = self.cmd.get_args().take(3).collect();
-            eprintln!(
-                "nosa-timing: {} {args:?}  {:.2} ms",
-                self.name,
-                t0.elapsed().as_secs_f64() * 1000.0
-            );
-        }
+        // Each tool's time under NOSA_TIMINGS: the engine's cheap profile, left in on purpose.
+        let args: Vec<_> = self.cmd.get_args().take(3).collect();
+        nosa_engine::timing(&format!("{} {args:?}", self.name), t0);
         let out = out.map_err(|e| ImageError::ToolMissing {
             tool: self.name.clone(),
             package: package_of(&self.name).to_string(),

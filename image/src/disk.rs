@@ -74,30 +74,17 @@ pub struct DiskInfo {
 }
 
 /// Copies `src` into `dst` at `offset`, reading only `src`'s data extents (`SEEK_DATA` /
-/// `SEEK_HOLE`: a 2 GiB root filesystem holds some tens of MiB) and skipping all-zero chunks
-/// in them, so the destination stays sparse.
+/// `SEEK_HOLE`) and skipping all-zero blocks in them, so the destination stays sparse.
 fn write_at_sparse(dst: &Path, offset: u64, src: &Path) -> Result<(), ImageError> {
     use std::os::unix::fs::FileExt;
     let input = fs_err::File::open(src)?;
     let len = input.metadata()?.len();
     let out = fs_err::OpenOptions::new().write(true).open(dst)?;
-    let zeros = vec![0u8; MIB as usize];
-    let mut buf = vec![0u8; MIB as usize];
-    let extents = nosa_cache::data_extents(input.file(), len)
-        .map_err(|e| ImageError::msg(format!("{}: seeking data: {e}", src.display())))?;
-    for extent in extents {
-        let mut at = extent.start;
-        while at < extent.end {
-            let n = (extent.end - at).min(MIB) as usize;
-            input.file().read_exact_at(&mut buf[..n], at)?;
-            if buf[..n] != zeros[..n] {
-                out.file().write_all_at(&buf[..n], offset + at)?;
-            }
-            at += n as u64;
-        }
-    }
+    sparse::each_nonzero_block(&input, len, 4096, |at, bytes| {
+        Ok(out.file().write_all_at(bytes, offset + at)?)
+    })?;
     // No fsync: the disk is either the node's output, which the store fsyncs when it takes
-    // it, or a temporary that qemu-img reads back from the page cache.
+    // it, or a temporary that the qcow2 writer reads back from the page cache.
     Ok(())
 }
 

@@ -42,23 +42,11 @@ pub fn check_qcow2(img: &Path) -> Result<(), ImageError> {
 
 /// The guest clusters of `raw` that hold a non-zero byte, in order.
 fn data_clusters(raw: &fs_err::File, size: u64) -> Result<Vec<u64>, ImageError> {
-    let extents = nosa_cache::data_extents(raw.file(), size)
-        .map_err(|e| ImageError::msg(format!("{}: seeking data: {e}", raw.path().display())))?;
-    let mut out: Vec<u64> = Vec::new();
-    let mut buf = vec![0u8; CLUSTER as usize];
-    for extent in extents {
-        let first = extent.start / CLUSTER;
-        let last = extent.end.div_ceil(CLUSTER);
-        for c in first..last {
-            if out.last() == Some(&c) {
-                continue;
-            }
-            let n = read_cluster(raw, size, c, &mut buf)?;
-            if buf[..n].iter().any(|&b| b != 0) {
-                out.push(c);
-            }
-        }
-    }
+    let mut out = Vec::new();
+    crate::sparse::each_nonzero_block(raw, size, CLUSTER, |at, _| {
+        out.push(at / CLUSTER);
+        Ok(())
+    })?;
     Ok(out)
 }
 

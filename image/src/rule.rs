@@ -212,24 +212,7 @@ impl ImageFsRule {
         let (work, _) = ctx.memory_scratch("filesystems", expect)?;
         crate::prepare_filesystems(&sysroot, &layout, &ctx.out, &work, grub_core).map_err(err)?;
         let core = fs_err::read(ctx.out.join(crate::disk::prepared::GRUB_CORE))?;
-        let memo = [
-            (GRUB_MEMO_INPUTS, ctx.store().put_bytes(&grub_inputs)?, 32),
-            (
-                GRUB_MEMO_CORE,
-                ctx.store().put_bytes(&core)?,
-                core.len() as u64,
-            ),
-        ];
-        ctx.set_memo(nosa_cache::Tree {
-            entries: memo
-                .into_iter()
-                .map(|(path, digest, size)| nosa_cache::TreeEntry {
-                    path: path.into(),
-                    mode: 0o444,
-                    kind: nosa_cache::EntryKind::File { digest, size },
-                })
-                .collect(),
-        });
+        ctx.set_memo_files(&[(GRUB_MEMO_INPUTS, &grub_inputs), (GRUB_MEMO_CORE, &core)])?;
         let rec = SysrootRecord {
             commit: record.checksum,
             kargs,
@@ -359,7 +342,7 @@ impl ImageRule {
         let file = self.file_name();
         let qcow2 = self.format.extension() == "qcow2";
         let raw = if qcow2 {
-            // Only qemu-img reads it back: in memory when its data fits.
+            // Only the qcow2 writer reads it back: in memory when its data fits.
             let data = ctx.dep_tree(dep)?.size();
             ctx.memory_scratch("disk", data)?.0.join("disk.raw")
         } else {
