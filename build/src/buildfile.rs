@@ -85,6 +85,9 @@ pub struct RawStep {
     /// Steps whose outputs it reads.
     #[serde(default)]
     pub deps: Vec<Spanned<String>>,
+    /// Run under the tracer: reused when what it read last time is unchanged.
+    #[serde(default)]
+    pub trace: bool,
 }
 
 /// A checked step.
@@ -100,6 +103,8 @@ pub struct Step {
     pub outputs: Vec<String>,
     /// Names of the steps it depends on.
     pub deps: Vec<String>,
+    /// Whether it runs traced (docs/tracing.md, "Traced steps").
+    pub trace: bool,
 }
 
 /// A loaded, checked build file.
@@ -343,6 +348,7 @@ impl BuildFile {
                     .map(|v| v.get_ref().trim_end_matches('/').to_string())
                     .collect(),
                 deps: s.deps.iter().map(|v| v.get_ref().clone()).collect(),
+                trace: s.trace,
             });
         }
         Ok(BuildFile {

@@ -1,11 +1,14 @@
 //! The `step` rule: a user-defined shell command run in a scratch directory that holds only its
-//! declared inputs and its dependencies' outputs, with a fixed environment.
+//! declared inputs and its dependencies' outputs, with a fixed environment; with `trace = true`
+//! it runs traced in a sandbox and is reused when what it read is unchanged
+//! (`nosa_rules::trace::workdir`).
 
 use std::path::Path;
 use std::process::{Command, Stdio};
 
-use nosa_cache::Materialize;
-use nosa_engine::{InputSpec, MaterializeTo, Params, Rule, RunContext, RunError};
+use nosa_cache::{Digest, Materialize};
+use nosa_engine::{InputSpec, KeyHasher, MaterializeTo, Params, Rule, RunContext, RunError};
+use nosa_rules::trace::{self, workdir};
 
 use crate::buildfile::Step;
 
@@ -44,6 +47,11 @@ impl Rule for StepRule {
             .add("outputs", &self.step.outputs)
             .add("inputs", &self.step.inputs)
             .add("env.PATH", STEP_PATH);
+        if self.step.trace {
+            // Only traced steps carry these: the keys of every other step stay as they were.
+            p.add("trace", &trace::tracing_on());
+            workdir::params(p);
+        }
     }
 
     fn inputs(&self) -> Vec<InputSpec> {
@@ -55,11 +63,20 @@ impl Rule for StepRule {
     }
 
     fn run(&self, ctx: &mut RunContext<'_>) -> Result<(), RunError> {
-        let work = ctx.scratch.join("work");
-        fs_err::create_dir_all(&work)?;
-        ctx.stage_inputs(&work)?;
-        for d in ctx.deps {
-            ctx.stage_dep(d, &work)?;
+        if self.step.trace && trace::tracing_on() {
+            return self.run_traced(ctx);
+        }
+        let work = self.stage(ctx)?;
+        if self.step.trace {
+            writeln!(
+                ctx.log,
+                "# nosa: running untraced ({}=off)",
+                trace::TRACE_ENV
+            )?;
+            ctx.note(format!(
+                "ran untraced ({}=off): not reusable by trace",
+                trace::TRACE_ENV
+            ));
         }
         writeln!(ctx.log, "$ {}", self.step.run)?;
         ctx.log.flush()?;
@@ -89,6 +106,76 @@ impl Rule for StepRule {
                 status
             )));
         }
+        self.take_outputs(ctx, &work)
+    }
+
+    fn materialize(&self) -> Option<MaterializeTo> {
+        (!self.step.outputs.is_empty()).then(|| MaterializeTo {
+            dir: Path::new("").to_path_buf(),
+            how: Materialize::Copy,
+        })
+    }
+}
+
+impl StepRule {
+    /// The work directory with the declared inputs and the dependencies' outputs in it.
+    fn stage(&self, ctx: &RunContext<'_>) -> Result<std::path::PathBuf, RunError> {
+        let work = ctx.scratch.join("work");
+        fs_err::create_dir_all(&work)?;
+        ctx.stage_inputs(&work)?;
+        for d in ctx.deps {
+            ctx.stage_dep(d, &work)?;
+        }
+        Ok(work)
+    }
+
+    /// What a traced run's reuse is valid for: everything in the key but the inputs' and
+    /// dependencies' contents, which the trace judges path by path.
+    fn trace_base(&self) -> Digest {
+        let mut p = Params::default();
+        self.params(&mut p);
+        let mut h = KeyHasher::new();
+        h.bytes(b"nosa-step-trace-base");
+        h.u64(u64::from(self.version()));
+        h.bytes(&p.digest().0);
+        h.finish()
+    }
+
+    fn run_traced(&self, ctx: &mut RunContext<'_>) -> Result<(), RunError> {
+        let input = workdir::input_tree(ctx)?;
+        let base = self.trace_base();
+        let why = match workdir::try_reuse(ctx, &input, base)? {
+            workdir::Reuse::Replayed => return Ok(()),
+            workdir::Reuse::Run(why) => why,
+        };
+        let work = self.stage(ctx)?;
+        writeln!(ctx.log, "# nosa: running traced: {why}")?;
+        writeln!(ctx.log, "$ {}", self.step.run)?;
+        ctx.log.flush()?;
+        let home = work.to_string_lossy().into_owned();
+        let env = [
+            ("PATH", STEP_PATH),
+            ("HOME", home.as_str()),
+            ("LC_ALL", "C.UTF-8"),
+            ("TZ", "UTC"),
+        ];
+        let started = nosa_cache::stamp::epoch_ns(std::time::SystemTime::now());
+        let trace_file = workdir::run(ctx, &work, &self.step.run, &env)?;
+        self.take_outputs(ctx, &work)?;
+        workdir::record(
+            ctx,
+            &input,
+            &work,
+            &trace_file,
+            &self.step.outputs,
+            base,
+            &why,
+            started,
+        )
+    }
+
+    /// Moves the declared outputs from the work directory into the node's output.
+    fn take_outputs(&self, ctx: &RunContext<'_>, work: &Path) -> Result<(), RunError> {
         for o in &self.step.outputs {
             let from = work.join(o);
             if from.symlink_metadata().is_err() {
@@ -103,12 +190,5 @@ impl Rule for StepRule {
             fs_err::rename(&from, &to)?;
         }
         Ok(())
-    }
-
-    fn materialize(&self) -> Option<MaterializeTo> {
-        (!self.step.outputs.is_empty()).then(|| MaterializeTo {
-            dir: Path::new("").to_path_buf(),
-            how: Materialize::Copy,
-        })
     }
 }

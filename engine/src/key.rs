@@ -382,6 +382,19 @@ impl Params {
         });
         self
     }
+
+    /// A digest of the parameters declared so far, names and values in order: what a memo
+    /// that must not depend on the node's input files is valid for.
+    pub fn digest(&self) -> Digest {
+        let mut h = KeyHasher::new();
+        h.tag(b'P');
+        h.u64(self.items.len() as u64);
+        for c in &self.items {
+            c.name.key_hash(&mut h);
+            c.digest.key_hash(&mut h);
+        }
+        h.finish()
+    }
 }
 
 /// The `rule` component: kind and version.

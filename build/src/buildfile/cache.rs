@@ -20,7 +20,7 @@ use toml::Spanned;
 use super::{BuildFile, RawNestos, Step};
 
 /// Names the encoding; bump the digit when it changes.
-const MAGIC: &[u8; 8] = b"nosabf01";
+const MAGIC: &[u8; 8] = b"nosabf02";
 
 /// The parts of a [`BuildFile`] that come from checking its text.
 pub(super) struct Checked {
@@ -120,6 +120,7 @@ fn encode(w: &mut Writer, bf: &BuildFile) {
         run,
         outputs,
         deps,
+        trace,
     } in steps
     {
         w.str(name);
@@ -127,6 +128,7 @@ fn encode(w: &mut Writer, bf: &BuildFile) {
         w.str(run);
         strings(w, outputs);
         strings(w, deps);
+        w.bool(*trace);
     }
     w.u64(step_spans.len() as u64);
     for (name, span) in step_spans {
@@ -182,6 +184,7 @@ fn decode(r: &mut Reader<'_>) -> Option<Checked> {
             run: r.str()?.to_string(),
             outputs: read_strings(r)?,
             deps: read_strings(r)?,
+            trace: r.bool()?,
         });
     }
     let n = r.count()?;

@@ -18,9 +18,11 @@
 //! measurements and the blind spots.
 
 pub mod effect;
+pub mod host;
 pub mod probe;
 pub mod strace;
 mod sys;
+pub mod workdir;
 
 use std::ffi::CString;
 use std::os::unix::ffi::OsStrExt;
@@ -53,7 +55,8 @@ const SANDBOX_ENV: [(&str, &str); 5] = [
 /// `/proc/<pid>/fd` links behind `-y` all mean the same processes without strace translating
 /// pids between namespaces (`--decode-pids=pidns`, which cost ~0.5 ms a traced call here).
 /// The namespace dies with its first process, and that with nosa's thread.
-const PID_NAMESPACE: [&str; 5] = ["--pid", "--fork", "--kill-child", "--mount-proc", "--"];
+pub(crate) const PID_NAMESPACE: [&str; 5] =
+    ["--pid", "--fork", "--kill-child", "--mount-proc", "--"];
 
 /// bubblewrap's isolation flags around a traced program: every namespace `--unshare-all` makes
 /// but the PID namespace, which [`PID_NAMESPACE`] already is.

@@ -19,6 +19,9 @@ pub const SANDBOX_DIRS: [&str; 3] = ["dev", "proc", "tmp"];
 pub struct TreeView<'a> {
     entries: BTreeMap<&'a str, &'a TreeEntry>,
     children: std::sync::OnceLock<HashMap<&'a str, Vec<&'a str>>>,
+    /// The tree is the sandbox's `/` ([`SANDBOX_DIRS`] mounted over it), or a directory
+    /// inside a bigger file system that a lookup may leave ([`Resolved::Outside`]).
+    rooted: bool,
 }
 
 /// Where a lookup ended.
@@ -34,6 +37,9 @@ pub enum Resolved {
     Sandbox(String),
     /// Through a non-directory, or a symlink loop.
     Invalid,
+    /// Out of a tree that is not the sandbox's `/` ([`TreeView::plain`]): through an absolute
+    /// symlink or a `..` above its root; the path where the lookup went on, outside.
+    Outside(String),
 }
 
 impl<'a> TreeView<'a> {
@@ -48,6 +54,17 @@ impl<'a> TreeView<'a> {
         TreeView {
             entries,
             children: std::sync::OnceLock::new(),
+            rooted: true,
+        }
+    }
+
+    /// The entries of `tree` under `prefix` as a directory of a bigger file system (a step's
+    /// work directory): no sandbox directories at its root, and a lookup that leaves it ends
+    /// as [`Resolved::Outside`].
+    pub fn plain(tree: &'a Tree, prefix: &str) -> TreeView<'a> {
+        TreeView {
+            rooted: false,
+            ..TreeView::new(tree, prefix)
         }
     }
 
@@ -75,13 +92,24 @@ impl<'a> TreeView<'a> {
         let mut todo: Vec<String> = components(path).rev().map(str::to_string).collect();
         let mut at: Vec<String> = Vec::new();
         let mut links = 0;
+        let outside = |h: &mut blake3::Hasher, at: &[String], todo: Vec<String>| {
+            let mut rest: Vec<String> = at.to_vec();
+            rest.extend(todo.into_iter().rev());
+            let p = rest.join("/");
+            h.update(b"outside\0");
+            h.update(p.as_bytes());
+            Resolved::Outside(p)
+        };
         while let Some(c) = todo.pop() {
             if c == ".." {
+                if at.is_empty() && !self.rooted {
+                    return outside(h, &["..".to_string()], todo);
+                }
                 at.pop();
                 h.update(b"..\0");
                 continue;
             }
-            if at.is_empty() && SANDBOX_DIRS.contains(&c.as_str()) {
+            if self.rooted && at.is_empty() && SANDBOX_DIRS.contains(&c.as_str()) {
                 let mut rest = vec![c];
                 rest.extend(todo.into_iter().rev());
                 let p = rest.join("/");
@@ -113,6 +141,11 @@ impl<'a> TreeView<'a> {
                         }
                         at.pop();
                         if target.starts_with('/') {
+                            if !self.rooted {
+                                let mut rest: Vec<String> = vec![String::new()];
+                                rest.extend(components(target).map(str::to_string));
+                                return outside(h, &rest, todo);
+                            }
                             at.clear();
                         }
                         todo.extend(components(target).rev().map(str::to_string));
@@ -182,7 +215,7 @@ impl<'a> TreeView<'a> {
                     (*n, kind)
                 })
                 .collect();
-            if dir.is_empty() {
+            if dir.is_empty() && self.rooted {
                 // The sandbox's own mount points are in every listing of `/`.
                 names.retain(|(n, _)| !SANDBOX_DIRS.contains(n));
             }

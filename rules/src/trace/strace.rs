@@ -87,6 +87,11 @@ struct Proc {
 
 /// Parses a trace file's text. `root_pid` lines come first in the file (bubblewrap itself).
 pub fn parse(text: &str) -> Reads {
+    parse_from(text, "/")
+}
+
+/// [`parse`] of a program that bubblewrap started in directory `cwd`.
+pub fn parse_from(text: &str, cwd: &str) -> Reads {
     let mut reads = Reads::default();
     // Pass 1: the process tree (children name their parent through clone's return value).
     let mut parent: HashMap<u32, u32> = HashMap::new();
@@ -120,7 +125,7 @@ pub fn parse(text: &str) -> Reads {
                 .cloned()
                 .unwrap_or(Proc {
                     inside: false,
-                    cwd: "/".into(),
+                    cwd: cwd.into(),
                 });
             procs.insert(pid, inherited);
         }

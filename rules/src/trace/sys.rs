@@ -1,6 +1,6 @@
-//! The two system calls the tracer needs that std does not wrap: reading an extended
-//! attribute of the overlay's upper directory, and mounting the overlay in a private mount
-//! namespace of the child process just before it executes the tracer.
+//! The system calls the tracer needs that std does not wrap: reading an extended attribute of
+//! the overlay's upper directory, mounting the overlay in a private mount namespace of the
+//! child process just before it executes the tracer, and the parent-death signal.
 #![allow(unsafe_code)]
 
 use std::ffi::CString;
@@ -20,6 +20,21 @@ pub fn lgetxattr(path: &Path, name: &str) -> Option<Vec<u8>> {
     let len =
         unsafe { libc::lgetxattr(p.as_ptr(), n.as_ptr(), buf.as_mut_ptr().cast(), buf.len()) };
     (len >= 0).then(|| buf[..len as usize].to_vec())
+}
+
+/// Makes `cmd`'s child die when the thread that started it dies (a killed build leaves no
+/// tracer running).
+pub fn die_with_thread(cmd: &mut Command) {
+    // SAFETY: between fork and exec the closure makes one system call; it allocates nothing
+    // and takes no lock.
+    unsafe {
+        cmd.pre_exec(|| {
+            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL as libc::c_ulong) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
 }
 
 /// Makes `cmd`'s child enter a new mount namespace (private propagation, so nothing leaks to
