@@ -372,6 +372,27 @@ mod tests {
     }
 
     #[test]
+    fn a_plain_view_is_left_by_absolute_links_and_dotdot() {
+        let t = tree(&[
+            ("tmp", EntryKind::Dir, 0o755),
+            ("tmp/f", file("f"), 0o644),
+            ("abs", link("/etc/passwd"), 0o777),
+            ("rel", link("tmp/f"), 0o777),
+        ]);
+        let v = TreeView::plain(&t, "root/");
+        let r = |p: &str| v.resolve(p, &mut blake3::Hasher::new());
+        assert_eq!(r("/tmp/f"), Resolved::Entry("tmp/f".into()), "no sandbox dirs");
+        assert_eq!(r("/rel"), Resolved::Entry("tmp/f".into()));
+        assert_eq!(r("/abs"), Resolved::Outside("/etc/passwd".into()));
+        assert_eq!(r("/tmp/../../x"), Resolved::Outside("../x".into()));
+        let rooted = TreeView::new(&t, "root/");
+        assert_eq!(
+            rooted.resolve("/tmp/f", &mut blake3::Hasher::new()),
+            Resolved::Sandbox("tmp/f".into())
+        );
+    }
+
+    #[test]
     fn a_symlink_loop_is_invalid_not_endless() {
         let t = tree(&[("a", link("b"), 0o777), ("b", link("a"), 0o777)]);
         let v = TreeView::new(&t, "root/");
