@@ -13,7 +13,7 @@ const EXAMPLE: &[&str] = &[
     "kernel",
     "nestos-release",
     "nestos-base",
-    "dracut",
+    "nosa-mini-dracut",
     "fixture-app",
     "fixture-pre",
     "fixture-post",

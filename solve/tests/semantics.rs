@@ -188,7 +188,7 @@ fn versioned_requests() {
 fn arch_policy_noarch_and_foreign_arch() {
     let s = setup(&[], |_| {});
     // noarch packages install on x86_64 (checked against dnf).
-    s.check(&request(&["setup", "dracut", "busybox"]), &[]);
+    s.check(&request(&["setup", "nosa-mini-dracut", "busybox"]), &[]);
     // On aarch64 only the noarch packages are candidates.
     let mut req = request(&["setup"]);
     req.arch = "aarch64".into();

@@ -117,7 +117,7 @@ struct ResolveCache {
 
 /// Identifies the apt package lists and pinning: a resolution stays valid
 /// until `apt-get update` or the apt configuration changes them.
-fn apt_state() -> Result<String> {
+pub fn apt_state() -> Result<String> {
     let mut h = blake3::Hasher::new();
     for dir in ["/var/lib/apt/lists", "/etc/apt"] {
         for entry in walkdir::WalkDir::new(dir).sort_by_file_name() {
@@ -235,6 +235,40 @@ pub fn ensure_downloaded(deb: &Deb) -> Result<bool> {
     }
     fs_err::rename(&downloaded, &deb.path)?;
     Ok(true)
+}
+
+/// [`ensure_downloaded`] for many packages with one `apt-get download` (one call per package
+/// costs about a second each). Returns how many were downloaded.
+pub fn ensure_downloaded_all(debs: &[Deb], cache: &Path) -> Result<usize> {
+    let missing: Vec<&Deb> = debs.iter().filter(|d| !d.path.is_file()).collect();
+    if missing.is_empty() {
+        return Ok(0);
+    }
+    fs_err::create_dir_all(cache)?;
+    let tmp = tempfile::Builder::new()
+        .prefix(".download-")
+        .tempdir_in(cache)?;
+    eprintln!(
+        "fixture-distro: downloading {} Debian packages",
+        missing.len()
+    );
+    let specs: Vec<String> = missing
+        .iter()
+        .map(|d| format!("{}:{}={}", d.name, d.arch, d.version))
+        .collect();
+    run(Command::new("apt-get")
+        .args(["download", "-q"])
+        .args(&specs)
+        .current_dir(tmp.path()))
+    .map_err(|e| format!("apt-get download of {} packages failed: {e}", specs.len()))?;
+    for d in &missing {
+        let got = tmp.path().join(d.path.file_name().ok_or("no file name")?);
+        if !got.is_file() {
+            return Err(format!("apt-get download did not produce {}", got.display()).into());
+        }
+        fs_err::rename(&got, &d.path)?;
+    }
+    Ok(missing.len())
 }
 
 /// Unpacks the .deb's data into `dest` (which must not exist yet).

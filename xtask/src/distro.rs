@@ -13,7 +13,7 @@ use crate::payload::{self, Payload};
 use crate::rpmbuild::{BuiltRpm, RpmMeta, build_rpm};
 use crate::spec::{DebKind, Dep, DistroSettings, DistroSpec, PackageSpec};
 use crate::tools::{self, run};
-use crate::{busybox, kernel, stamp};
+use crate::{busybox, closure, kernel, stamp};
 
 /// What to generate and where.
 #[derive(Debug, Clone)]
@@ -122,7 +122,14 @@ pub fn generate(opts: &Options) -> Result<Report> {
         }
         debs.push(Some(d));
     }
-    let all_debs: Vec<Deb> = debs.iter().flatten().cloned().collect();
+    // The Debian closure: resolved by apt, downloaded in one go, control data read.
+    let closure_debs = match (&spec.closure, opts.small_only) {
+        (Some(c), false) => closure::resolve(c, deb_arch, &opts.debs)?,
+        _ => Vec::new(),
+    };
+    downloaded += deb::ensure_downloaded_all(&closure_debs, &opts.debs)?;
+    let mut all_debs: Vec<Deb> = debs.iter().flatten().cloned().collect();
+    all_debs.extend(closure_debs.iter().cloned());
     let selection = if opts.small_only { "small" } else { "all" };
     let digest = stamp::inputs_digest(&opts.spec_dir, &opts.arch, selection, &all_debs)?;
 
@@ -151,19 +158,38 @@ pub fn generate(opts: &Options) -> Result<Report> {
     fs_err::create_dir_all(&packages_dir)?;
     let work = staging.path().join("work");
 
-    let mut jobs: Vec<(usize, &PackageSpec, Option<&Deb>)> = packages
+    let controls: Vec<closure::Control> = closure_debs
+        .iter()
+        .map(|d| closure::Control::read(d, &work))
+        .collect::<Result<_>>()?;
+    // What the repository provides, to pick among a dependency's alternatives.
+    let mut available = closure::Available::new();
+    for c in &controls {
+        available.extend(c.provided());
+    }
+    for p in &packages {
+        available.insert(p.name.clone());
+        available.extend(p.provides.iter().map(|d| d.name.clone()));
+    }
+    let alternatives = closure::choose_alternatives(&controls);
+    let mut jobs: Vec<(usize, Job<'_>)> = packages
         .iter()
         .zip(&debs)
+        .map(|(p, d)| Job::Spec(p, d.as_ref()))
+        .chain(controls.iter().map(Job::Closure))
         .enumerate()
-        .map(|(i, (p, d))| (i, p, d.as_ref()))
         .collect();
+    let n_jobs = jobs.len();
     // Biggest first (popped from the end): the kernel and grub dominate the run time.
-    let weight = |p: &PackageSpec| match &p.deb {
-        Some(d) if d.kind == DebKind::Kernel => 2,
-        Some(_) => 1,
-        None => 0,
+    let weight = |j: &Job<'_>| match j {
+        Job::Spec(p, _) => match &p.deb {
+            Some(d) if d.kind == DebKind::Kernel => 3,
+            Some(_) => 2,
+            None => 0,
+        },
+        Job::Closure(c) => u64::from(c.deb.size().unwrap_or(0) > 1 << 20) + 1,
     };
-    jobs.sort_by_key(|(i, p, _)| (weight(p), std::cmp::Reverse(*i)));
+    jobs.sort_by_key(|(i, j)| (weight(j), std::cmp::Reverse(*i)));
     let queue = Mutex::new(jobs);
     let results = Mutex::new(Vec::new());
     let threads = std::thread::available_parallelism()
@@ -174,14 +200,22 @@ pub fn generate(opts: &Options) -> Result<Report> {
             s.spawn(|| {
                 loop {
                     let next = queue.lock().expect("queue lock").pop();
-                    let Some((i, p, d)) = next else { break };
-                    let r = build_one(
-                        &spec.settings,
-                        p,
-                        d,
-                        &work.join(i.to_string()),
-                        &packages_dir,
-                    );
+                    let Some((i, job)) = next else { break };
+                    let dir = work.join(i.to_string());
+                    let r = match job {
+                        Job::Spec(p, d) => build_one(&spec.settings, p, d, &dir, &packages_dir),
+                        Job::Closure(c) => build_closure_one(
+                            &spec.settings,
+                            spec.closure
+                                .as_ref()
+                                .expect("closure jobs come from [closure]"),
+                            c,
+                            &available,
+                            &alternatives,
+                            &dir,
+                            &packages_dir,
+                        ),
+                    };
                     results.lock().expect("results lock").push((i, r));
                 }
             });
@@ -189,11 +223,16 @@ pub fn generate(opts: &Options) -> Result<Report> {
     });
     let mut results = results.into_inner().expect("results lock");
     results.sort_by_key(|(i, _)| *i);
+    assert_eq!(results.len(), n_jobs, "every job ran");
+    let names = packages
+        .iter()
+        .map(|p| p.name.clone())
+        .chain(controls.iter().map(|c| c.deb.name.clone()));
     let mut manifest_packages = Vec::new();
-    for ((_, r), p) in results.into_iter().zip(&packages) {
-        let (built, from_deb) = r.map_err(|e| format!("package {}: {e}", p.name))?;
+    for ((_, r), name) in results.into_iter().zip(names) {
+        let (built, from_deb) = r.map_err(|e| format!("package {name}: {e}"))?;
         manifest_packages.push(ManifestPackage {
-            name: p.name.clone(),
+            name,
             file: format!("Packages/{}.rpm", built.nvra),
             nvra: built.nvra,
             size: built.size,
@@ -230,6 +269,45 @@ pub fn generate(opts: &Options) -> Result<Report> {
         up_to_date: false,
         downloaded,
     })
+}
+
+/// One RPM to build: a packages.toml package (with its .deb, if any), or a Debian closure
+/// package.
+enum Job<'a> {
+    Spec(&'a PackageSpec, Option<&'a Deb>),
+    Closure(&'a closure::Control),
+}
+
+/// Builds one closure package; returns the RPM and the `name=version` of its .deb.
+fn build_closure_one(
+    settings: &DistroSettings,
+    spec: &crate::spec::ClosureSpec,
+    c: &closure::Control,
+    available: &closure::Available,
+    alternatives: &std::collections::BTreeMap<String, (String, String)>,
+    work: &Path,
+    out_dir: &Path,
+) -> Result<(BuiltRpm, Option<String>)> {
+    let started = Instant::now();
+    let links = alternatives
+        .iter()
+        .filter(|(_, (_, pkg))| *pkg == c.deb.name)
+        .map(|(link, (path, _))| (link.clone(), path.clone()))
+        .collect();
+    let (meta, payload) = closure::package(spec, c, available, &links, work)?;
+    let built = build_rpm(settings, &meta, &payload, out_dir)?;
+    eprintln!(
+        "fixture-distro: built {} from Debian's {} ({} files, {} KiB) in {:.1}s",
+        built.nvra,
+        c.deb.name,
+        payload.len(),
+        payload::content_size(&payload) / 1024,
+        started.elapsed().as_secs_f64()
+    );
+    if work.exists() {
+        fs_err::remove_dir_all(work)?;
+    }
+    Ok((built, Some(format!("{}={}", c.deb.name, c.deb.version))))
 }
 
 /// Builds one package; returns the RPM and the `name=version` of its .deb.
@@ -286,6 +364,7 @@ fn build_one(
     payload.extend(p.files.iter().map(|(k, v)| (k.clone(), v.clone())));
     let meta = RpmMeta {
         name: p.name.clone(),
+        epoch: None,
         version: version.ok_or("no version")?,
         release: release.unwrap_or_else(|| settings.release.clone()),
         arch: p.arch.clone(),
@@ -299,6 +378,7 @@ fn build_one(
         obsoletes: p.obsoletes.clone(),
         pre: p.pre.clone(),
         post: p.post.clone(),
+        posttrans: None,
     };
     let built = build_rpm(settings, &meta, &payload, out_dir)?;
     eprintln!(

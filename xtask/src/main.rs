@@ -1,6 +1,7 @@
 //! `cargo xtask`: developer tasks for nosa; today `fixture-distro`, which builds the fixture distribution's RPMs and rpm-md repository.
 
 mod busybox;
+mod closure;
 mod deb;
 mod distro;
 mod kernel;

@@ -17,6 +17,7 @@ const ZSTD_LEVEL: i32 = 12;
 #[derive(Debug, Clone)]
 pub struct RpmMeta {
     pub name: String,
+    pub epoch: Option<u32>,
     pub version: String,
     pub release: String,
     pub arch: String,
@@ -30,6 +31,7 @@ pub struct RpmMeta {
     pub obsoletes: Vec<Dep>,
     pub pre: Option<String>,
     pub post: Option<String>,
+    pub posttrans: Option<String>,
 }
 
 impl RpmMeta {
@@ -79,6 +81,9 @@ pub fn build_rpm(
         &meta.arch,
         &meta.summary,
     );
+    if let Some(e) = meta.epoch {
+        b.epoch(e);
+    }
     b.using_config(config)
         .release(&meta.release)
         .description(&meta.description)
@@ -107,6 +112,9 @@ pub fn build_rpm(
     }
     if let Some(s) = &meta.post {
         b.post_install_script(Scriptlet::new(s.as_str()).prog(vec!["/bin/sh"]));
+    }
+    if let Some(s) = &meta.posttrans {
+        b.post_trans_script(Scriptlet::new(s.as_str()).prog(vec!["/bin/sh"]));
     }
     for (path, entry) in payload {
         match entry {

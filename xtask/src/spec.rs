@@ -1,6 +1,6 @@
 //! The fixture distro's package list (`fixtures/distro/packages.toml`): raw serde types, then validated specs.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 use std::path::{Path, PathBuf};
 
@@ -25,8 +25,38 @@ pub struct DistroSettings {
 #[serde(deny_unknown_fields)]
 struct RawDistro {
     distro: DistroSettings,
+    #[serde(default)]
+    closure: Option<ClosureSpec>,
     #[serde(rename = "package")]
     packages: Vec<RawPackage>,
+}
+
+/// `[closure]`: Debian packages repackaged with their whole dependency closure, one RPM per
+/// Debian package (xtask/src/closure.rs).
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClosureSpec {
+    /// The packages apt installs; their closure is what is repackaged.
+    pub roots: Vec<String>,
+    /// Closure packages left out: packages.toml packages stand in for them (and provide
+    /// their names).
+    #[serde(default)]
+    pub exclude: BTreeSet<String>,
+    /// Paths (and everything below them) no package ships.
+    #[serde(default)]
+    pub drop: Vec<String>,
+    /// Scriptlets that do what a package's maintainer scripts did, by Debian package name.
+    #[serde(default)]
+    pub scripts: BTreeMap<String, Scripts>,
+}
+
+/// Shell scriptlets of one repackaged package.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Scripts {
+    pub pre: Option<String>,
+    pub post: Option<String>,
+    pub posttrans: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -157,6 +187,8 @@ pub struct PackageSpec {
 #[derive(Debug, Clone)]
 pub struct DistroSpec {
     pub settings: DistroSettings,
+    /// The Debian closure, if any.
+    pub closure: Option<ClosureSpec>,
     pub packages: Vec<PackageSpec>,
 }
 
@@ -186,8 +218,23 @@ impl DistroSpec {
             }
             packages.push(spec);
         }
+        if let Some(c) = &raw.closure {
+            for name in c.scripts.keys() {
+                if c.exclude.contains(name) {
+                    return Err(format!("[closure.scripts.{name}]: {name} is excluded").into());
+                }
+            }
+            if let Some(p) = packages.iter().find(|p| c.roots.contains(&p.name)) {
+                return Err(format!(
+                    "package {} is both a packages.toml package and a closure root",
+                    p.name
+                )
+                .into());
+            }
+        }
         Ok(Self {
             settings: raw.distro,
+            closure: raw.closure,
             packages,
         })
     }
@@ -409,7 +456,7 @@ mod tests {
             "filesystem",
             "setup",
             "nestos-release",
-            "dracut",
+            "nosa-mini-dracut",
             "fixture-app",
         ] {
             assert!(

@@ -32,7 +32,7 @@ pub fn verify(out: &Path, manifest: &Manifest) -> Result<()> {
         manifest.packages.len()
     );
     check_dnf(&repo, manifest)?;
-    if ["kernel", "busybox", "dracut"]
+    if ["kernel", "busybox", "nosa-mini-dracut"]
         .iter()
         .all(|n| manifest.packages.iter().any(|p| p.name == *n))
     {
@@ -112,7 +112,7 @@ fn check_dnf(repo: &Path, manifest: &Manifest) -> Result<()> {
 /// /init, busybox and the root file system modules.
 fn check_dracut(repo: &Path, manifest: &Manifest) -> Result<()> {
     let tree = tempfile::tempdir()?;
-    for name in ["filesystem", "busybox", "kernel", "dracut"] {
+    for name in ["filesystem", "busybox", "kernel", "nosa-mini-dracut"] {
         let Some(p) = manifest.packages.iter().find(|p| p.name == name) else {
             continue;
         };

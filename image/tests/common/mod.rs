@@ -15,7 +15,7 @@ pub const PACKAGES: &[&str] = &[
     "nestos-base",
     "nestos-release",
     "kernel",
-    "dracut",
+    "nosa-mini-dracut",
     "grub2-pc-modules",
     "grub2-efi-x64-modules",
     "systemd-boot-unsigned",
