@@ -174,6 +174,56 @@ fn resolve(path: &str, not_after_ns: i64, h: &mut blake3::Hasher) -> HostEnd {
     HostEnd::Path(format!("/{}", at.join("/")))
 }
 
+/// The digest of a fact of the build host at `path` (under `/proc`, see
+/// [`super::strace::HostRead::Fact`]), by content: a directory by its entries' names, a file
+/// by its bytes (read whole: procfs files report no size), a link by its target; a path that
+/// cannot be read digests as the error. Files whose content changes with every read
+/// (`/proc/uptime`) give a digest that no later check matches.
+pub fn fact(path: &str) -> Digest {
+    use std::io::Read;
+    use std::os::unix::ffi::OsStrExt;
+    let mut h = blake3::Hasher::new();
+    h.update(b"nosa-host-fact-v1\0");
+    h.update(path.as_bytes());
+    h.update(b"\0");
+    match std::fs::symlink_metadata(path) {
+        Err(e) => {
+            h.update(b"error\0");
+            h.update(e.kind().to_string().as_bytes());
+        }
+        Ok(m) if m.is_dir() => {
+            h.update(b"d");
+            let mut names: Vec<Vec<u8>> = fs_err::read_dir(path)
+                .map(|rd| {
+                    rd.filter_map(Result::ok)
+                        .map(|e| e.file_name().as_bytes().to_vec())
+                        .collect()
+                })
+                .unwrap_or_default();
+            names.sort();
+            for n in names {
+                h.update(&(n.len() as u64).to_le_bytes());
+                h.update(&n);
+            }
+        }
+        Ok(m) if m.file_type().is_symlink() => {
+            h.update(b"l");
+            if let Ok(t) = fs_err::read_link(path) {
+                h.update(t.as_os_str().as_bytes());
+            }
+        }
+        Ok(_) => {
+            h.update(b"f");
+            let mut bytes = Vec::new();
+            match fs_err::File::open(path).and_then(|f| f.take(16 << 20).read_to_end(&mut bytes)) {
+                Ok(_) => h.update(&bytes),
+                Err(e) => h.update(e.to_string().as_bytes()),
+            };
+        }
+    }
+    h.finalize().into()
+}
+
 /// The interpreter of the host file at `path` (a `#!` line or an ELF loader), if any. A file
 /// that cannot be opened has none: the program's own lookup of it, which the trace holds,
 /// failed too (a `PATH` search tries several).
@@ -228,6 +278,28 @@ mod tests {
             HostEnd::Sandbox(_)
         ));
         assert_eq!(lookup(&format!("{}/x", p("a")), late).1, HostEnd::Invalid);
+    }
+
+    #[test]
+    fn host_facts_digest_content() {
+        assert_eq!(
+            fact("/proc/sys/kernel/ostype"),
+            fact("/proc/sys/kernel/ostype")
+        );
+        assert_ne!(
+            fact("/proc/sys/kernel/ostype"),
+            fact("/proc/sys/kernel/osrelease")
+        );
+        assert_eq!(
+            fact("/proc/sys"),
+            fact("/proc/sys"),
+            "a directory by its names"
+        );
+        // A fact that changes with every read never matches.
+        assert_ne!(
+            fact("/proc/sys/kernel/random/uuid"),
+            fact("/proc/sys/kernel/random/uuid")
+        );
     }
 
     #[test]

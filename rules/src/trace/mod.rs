@@ -41,12 +41,19 @@ use strace::Reads;
 pub const SCRIPT_IN_SANDBOX: &str = "/tmp/.nosa-script";
 
 /// The environment a traced program sees, and the only one.
-const SANDBOX_ENV: [(&str, &str); 5] = [
+/// Interpreters that seed their hash tables from `/dev/urandom` (perl, for every Debian
+/// maintainer-script helper such as pam-auth-update; python) get a fixed seed instead: their
+/// output no longer depends on it, and the trace does not see a read of randomness.
+const SANDBOX_ENV: [(&str, &str); 9] = [
     ("PATH", "/usr/sbin:/usr/bin:/sbin:/bin"),
     ("LC_ALL", "C"),
     ("HOME", "/root"),
     ("TZ", "UTC"),
     ("SOURCE_DATE_EPOCH", "0"),
+    ("PERL_HASH_SEED", "0"),
+    ("PERL_PERTURB_KEYS", "0"),
+    ("PERL_INTERNAL_RAND_SEED", "0"),
+    ("PYTHONHASHSEED", "0"),
 ];
 
 /// The PID namespace every sandboxed run gets, made by util-linux's `unshare` around the tracer
@@ -75,6 +82,11 @@ const BWRAP_FLAGS: [&str; 13] = [
     "--die-with-parent",
     "--clearenv",
 ];
+
+/// What a sandboxed program reads as the kernel command line (`/proc/cmdline` is bound to a
+/// file with this content): the build host's is host state (dracut-install reads it), and
+/// none of it concerns the tree being built.
+pub const SANDBOX_CMDLINE: &str = "nosa.sandbox\n";
 
 /// The environment variable that turns the tracer off (`NOSA_TRACE=off`): the programs run in
 /// the same sandbox on the same overlay, without strace, and are never reused by trace. For
@@ -105,11 +117,12 @@ pub fn params(p: &mut Params) {
         .collect();
     p.add("tracer", &strace)
         .add("sandbox", &bwrap)
-        .add("sandbox-env", &env);
+        .add("sandbox-env", &env)
+        .add("sandbox-cmdline", SANDBOX_CMDLINE);
 }
 
 /// Bump when the memo's meaning changes: every memo of an older format is ignored.
-const MEMO_FORMAT: u32 = 1;
+const MEMO_FORMAT: u32 = 4;
 
 /// Prefix of a compose tree's filesystem in its node output.
 const ROOT: &str = "root/";
@@ -137,6 +150,9 @@ struct Memo {
     lookups: Vec<(String, Digest, Digest)>,
     /// Directory listed -> digest on the input tree, digest on the output tree.
     listings: Vec<(String, Digest, Digest)>,
+    /// Facts of the build host read (`/proc/cpuinfo`, `/proc/sys/...`) -> content digest.
+    #[serde(default)]
+    facts: Vec<(String, Digest)>,
     /// The effect, in order.
     changes: Vec<Change>,
 }
@@ -196,7 +212,7 @@ pub fn run_traced(
         Some(w) => format!("ran traced ({why_run}); not reusable by trace: {w}"),
         None => format!(
             "ran traced ({why_run}); {} paths read",
-            memo.lookups.len() + memo.listings.len()
+            memo.lookups.len() + memo.listings.len() + memo.facts.len()
         ),
     };
     ctx.set_memo(make_memo_tree(ctx, &memo)?);
@@ -233,7 +249,12 @@ fn check(input: &Tree, m: &Memo) -> Result<(Tree, usize), String> {
             return Err(format!("the listing of {p} changed since the last trace"));
         }
     }
-    let n = m.lookups.len() + m.listings.len();
+    for (p, d) in &m.facts {
+        if host::fact(p) != *d {
+            return Err(format!("the build host's {p} changed since the last trace"));
+        }
+    }
+    let n = m.lookups.len() + m.listings.len() + m.facts.len();
     Ok((out, n))
 }
 
@@ -308,15 +329,25 @@ fn record(
     }
     // Lookups, judged where they really ended: a tree symlink into /dev or /proc counts.
     let mut lookups = Vec::with_capacity(reads.lookups.len());
+    let mut facts = std::collections::BTreeMap::new();
     for p in &reads.lookups {
         let (din, rin) = vin.lookup_resolved(p);
         let (dout, rout) = vout.lookup_resolved(p);
         for r in [rin, rout] {
-            if let Resolved::Sandbox(at) = r
-                && let Some(why) = strace::host_state(&at)
-                && reads.untraceable.is_none()
-            {
-                reads.untraceable = Some(why);
+            let Resolved::Sandbox(at) = r else { continue };
+            match strace::host_read(&at) {
+                strace::HostRead::Quiet => {}
+                strace::HostRead::Fact(f) => {
+                    facts.entry(f.clone()).or_insert_with(|| host::fact(&f));
+                }
+                strace::HostRead::Refused(why) => {
+                    if reads.untraceable.is_none() {
+                        reads.untraceable = Some(match reads.who.get(p) {
+                            Some(exe) => format!("{why} ({exe})"),
+                            None => why,
+                        });
+                    }
+                }
             }
         }
         lookups.push((p.clone(), din, dout));
@@ -332,6 +363,7 @@ fn record(
         untraceable: reads.untraceable.clone(),
         lookups,
         listings,
+        facts: facts.into_iter().collect(),
         changes,
     })
 }
@@ -416,11 +448,16 @@ fn run_one(
             .arg(trace)
             .arg("--");
     }
+    let cmdline = script.with_extension("cmdline");
+    fs_err::write(&cmdline, SANDBOX_CMDLINE)?;
     cmd.arg("bwrap")
         .arg("--bind")
         .arg(merged)
         .arg("/")
         .args(BWRAP_FLAGS)
+        .arg("--ro-bind")
+        .arg(&cmdline)
+        .arg("/proc/cmdline")
         .arg("--ro-bind")
         .arg(script)
         .arg(SCRIPT_IN_SANDBOX);

@@ -381,7 +381,11 @@ mod tests {
         ]);
         let v = TreeView::plain(&t, "root/");
         let r = |p: &str| v.resolve(p, &mut blake3::Hasher::new());
-        assert_eq!(r("/tmp/f"), Resolved::Entry("tmp/f".into()), "no sandbox dirs");
+        assert_eq!(
+            r("/tmp/f"),
+            Resolved::Entry("tmp/f".into()),
+            "no sandbox dirs"
+        );
         assert_eq!(r("/rel"), Resolved::Entry("tmp/f".into()));
         assert_eq!(r("/abs"), Resolved::Outside("/etc/passwd".into()));
         assert_eq!(r("/tmp/../../x"), Resolved::Outside("../x".into()));

@@ -7,7 +7,7 @@
 //! Only processes inside the sandbox count: those that executed a program after bubblewrap
 //! set the sandbox up, and their descendants. bubblewrap's own setup is host work.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 /// What a traced run read.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
@@ -20,6 +20,9 @@ pub struct Reads {
     pub execs: BTreeSet<String>,
     /// Why the run cannot be reused, if it cannot (the first reason seen).
     pub untraceable: Option<String>,
+    /// For lookups under `/dev` and `/proc`: the program that made the first of them, to
+    /// name it when that makes the run not reusable.
+    pub who: BTreeMap<String, String>,
     /// Lines read from the sandboxed processes.
     pub lines: usize,
 }
@@ -36,6 +39,9 @@ impl Reads {
         self.lookups.extend(other.lookups);
         self.listings.extend(other.listings);
         self.execs.extend(other.execs);
+        for (k, v) in other.who {
+            self.who.entry(k).or_insert(v);
+        }
         self.lines += other.lines;
         if let Some(w) = other.untraceable {
             self.refuse(w);
@@ -64,13 +70,34 @@ pub const STRACE_ARGS: &[&str] = &[
 const VIEW_CHANGES: &[&str] = &[
     "mount",
     "umount2",
-    "chroot",
     "pivot_root",
     "unshare",
     "setns",
     "move_mount",
     "fsmount",
     "open_tree",
+];
+
+/// strace's `%network` class but `socket` (judged on its own): their string arguments are
+/// addresses, not paths, except a unix socket's `sun_path`.
+const NETWORK_CALLS: &[&str] = &[
+    "accept",
+    "accept4",
+    "bind",
+    "connect",
+    "getpeername",
+    "getsockname",
+    "getsockopt",
+    "listen",
+    "recvfrom",
+    "recvmmsg",
+    "recvmsg",
+    "sendmmsg",
+    "sendmsg",
+    "sendto",
+    "setsockopt",
+    "shutdown",
+    "socketpair",
 ];
 
 /// `/dev` entries whose content is no input: sinks, sources of zeros, the terminal, and the
@@ -83,15 +110,22 @@ const QUIET_DEVICES: &[&str] = &[
 struct Proc {
     inside: bool,
     cwd: String,
+    /// Where `chroot` put the process's `/` (a sandbox path; empty: the sandbox's own).
+    root: String,
+    /// The program it executed last.
+    exe: String,
 }
 
 /// Parses a trace file's text. `root_pid` lines come first in the file (bubblewrap itself).
+/// The sandbox has a network namespace of its own (nothing but a loopback interface that is
+/// down), so a socket reaches nothing outside it.
 pub fn parse(text: &str) -> Reads {
-    parse_from(text, "/")
+    parse_with(text, "/", false)
 }
 
-/// [`parse`] of a program that bubblewrap started in directory `cwd`.
-pub fn parse_from(text: &str, cwd: &str) -> Reads {
+/// [`parse`] of a program that bubblewrap started in directory `cwd`, with the host's network
+/// when `host_network` (then a network socket is an input nobody can trace).
+pub fn parse_with(text: &str, cwd: &str, host_network: bool) -> Reads {
     let mut reads = Reads::default();
     // Pass 1: the process tree (children name their parent through clone's return value).
     let mut parent: HashMap<u32, u32> = HashMap::new();
@@ -126,6 +160,8 @@ pub fn parse_from(text: &str, cwd: &str) -> Reads {
                 .unwrap_or(Proc {
                     inside: false,
                     cwd: cwd.into(),
+                    root: String::new(),
+                    exe: String::new(),
                 });
             procs.insert(pid, inherited);
         }
@@ -133,7 +169,7 @@ pub fn parse_from(text: &str, cwd: &str) -> Reads {
             // getrandom prints its arguments when it returns.
             if procs.get(&pid).is_some_and(|p| p.inside) {
                 let proc = procs.get_mut(&pid).expect("present");
-                syscall("getrandom", after, proc, &mut reads);
+                syscall("getrandom", after, proc, host_network, &mut reads);
             }
             continue;
         }
@@ -156,7 +192,7 @@ pub fn parse_from(text: &str, cwd: &str) -> Reads {
             }
         }
         reads.lines += 1;
-        syscall(name, args, proc, &mut reads);
+        syscall(name, args, proc, host_network, &mut reads);
     }
     reads
 }
@@ -189,7 +225,29 @@ enum Tok {
     Str(String),
 }
 
-fn syscall(name: &str, args: &str, proc: &mut Proc, reads: &mut Reads) {
+/// System calls that look at a path without opening what it names: a lookup of
+/// `/proc/<pid>/root` by one of these (systemctl's chroot test compares its inode with `/`'s)
+/// reads nothing through it.
+const STAT_FAMILY: &[&str] = &[
+    "stat",
+    "lstat",
+    "newfstatat",
+    "fstatat64",
+    "statx",
+    "access",
+    "faccessat",
+    "faccessat2",
+    "readlink",
+    "readlinkat",
+];
+
+/// Whether `p` is a process's `/proc/<pid>/root` or `cwd` link itself.
+fn is_proc_root_link(p: &str) -> bool {
+    let parts: Vec<&str> = p.split('/').filter(|c| !c.is_empty()).collect();
+    matches!(parts.as_slice(), ["proc", _, "root" | "cwd"])
+}
+
+fn syscall(name: &str, args: &str, proc: &mut Proc, host_network: bool, reads: &mut Reads) {
     if VIEW_CHANGES.contains(&name) {
         reads.refuse(format!("it called {name}, which changes what paths mean"));
         return;
@@ -198,20 +256,40 @@ fn syscall(name: &str, args: &str, proc: &mut Proc, reads: &mut Reads) {
         if args.contains("<unfinished ...>") {
             return; // decided when it resumes
         }
-        // glibc (2.34 and later) reads 8 bytes this way in every process that allocates, for
-        // its malloc's tcache key: that is no input. Any other read of randomness is.
-        if !is_malloc_key(args) {
+        // Bytes a program asks for without wanting entropy are no input: glibc's malloc key
+        // and probes (a few bytes, GRND_NONBLOCK), and systemd's hash table seeds (16 bytes,
+        // GRND_INSECURE, in every systemctl and udevadm that dracut and presets run). Any
+        // other read of randomness is.
+        if !is_not_entropy(args) {
             let call: String = args.chars().take(60).collect();
             reads.refuse(format!("it read random bytes (getrandom({call}))"));
         }
         return;
     }
     if name == "socket" {
-        if !(args.starts_with("AF_UNIX") || args.starts_with("AF_NETLINK")) {
+        if host_network && !(args.starts_with("AF_UNIX") || args.starts_with("AF_NETLINK")) {
             reads.refuse(format!(
                 "it opened a network socket ({})",
                 args.split(',').next().unwrap_or(args)
             ));
+        }
+        return;
+    }
+    if NETWORK_CALLS.contains(&name) {
+        // Addresses are no paths, but a unix socket's is: a lookup in the tree.
+        if let Some(at) = args.find("sun_path=\"") {
+            match string(args.as_bytes(), at + "sun_path=\"".len()) {
+                Ok((p, _)) if !p.is_empty() && !p.starts_with('@') => {
+                    let abs = if p.starts_with('/') {
+                        p
+                    } else {
+                        format!("{}/{p}", proc.cwd.trim_end_matches('/'))
+                    };
+                    reads.lookups.insert(abs);
+                }
+                Ok(_) => {}
+                Err(e) => reads.refuse(format!("{name}: {e}")),
+            }
         }
         return;
     }
@@ -265,7 +343,9 @@ fn syscall(name: &str, args: &str, proc: &mut Proc, reads: &mut Reads) {
                     Some(d) => d.clone(),
                 };
                 let abs = if s.starts_with('/') {
-                    s
+                    // Absolute names start at the process's root (after a chroot, a directory
+                    // of the sandbox); descriptors name sandbox paths already.
+                    format!("{}{s}", proc.root)
                 } else {
                     match base {
                         Some(b) => format!("{}/{s}", b.trim_end_matches('/')),
@@ -277,6 +357,17 @@ fn syscall(name: &str, args: &str, proc: &mut Proc, reads: &mut Reads) {
                         }
                     }
                 };
+                if is_proc_root_link(&abs) && !STAT_FAMILY.contains(&name) {
+                    reads.refuse(format!(
+                        "it opened {abs}, another name for a root nosa cannot follow"
+                    ));
+                }
+                if (abs.starts_with("/dev/") || abs.starts_with("/proc/")) && !proc.exe.is_empty() {
+                    reads
+                        .who
+                        .entry(abs.clone())
+                        .or_insert_with(|| proc.exe.clone());
+                }
                 first_path.get_or_insert(abs.clone());
                 reads.lookups.insert(abs);
             }
@@ -285,35 +376,69 @@ fn syscall(name: &str, args: &str, proc: &mut Proc, reads: &mut Reads) {
     if let Some(p) = first_path {
         match name {
             "execve" | "execveat" => {
+                proc.exe = p.clone();
                 reads.execs.insert(p);
             }
             "chdir" => proc.cwd = normalize(&p),
+            // `ldconfig -r DIR` (dracut runs it on the image it is making): from now on the
+            // process's absolute names start at DIR, which the trace follows.
+            "chroot" if args.trim_end().ends_with("= 0") => proc.root = normalize(&p),
             _ => {}
         }
     }
 }
 
-/// Whether a `getrandom` call is glibc's malloc key: 8 bytes, `GRND_NONBLOCK`.
-fn is_malloc_key(args: &str) -> bool {
+/// Whether a `getrandom` call asks for bytes that are not entropy: at most 8 with
+/// `GRND_NONBLOCK` (glibc's malloc tcache key in every process that allocates, and "does
+/// getrandom work" probes), or at most 32 with `GRND_INSECURE` (the flag says the bytes need
+/// not be fit for cryptography: systemd seeds its hash tables so). A read that may become
+/// key material, an identifier or a nonce in the output (flags 0 or `GRND_RANDOM`, or more
+/// bytes) is not one of these.
+fn is_not_entropy(args: &str) -> bool {
     let tail = args.rsplit_once('"').map_or(args, |(_, t)| t);
     let fields: Vec<&str> = tail
         .split([',', ')'])
         .map(str::trim)
         .filter(|f| !f.is_empty())
         .collect();
-    fields.first() == Some(&"8") && fields.get(1) == Some(&"GRND_NONBLOCK")
+    let Some(n) = fields.first().and_then(|n| n.parse::<u64>().ok()) else {
+        return false;
+    };
+    match fields.get(1).copied() {
+        Some("GRND_NONBLOCK") => n <= 8,
+        Some("GRND_INSECURE") => n <= 32,
+        _ => false,
+    }
 }
 
-/// Why looking up `path` (where a lookup ended under the sandbox's own `/dev` or `/proc`,
-/// symlinks resolved, no leading `/`) makes a run unrepeatable, if it does: host devices and
-/// host state, and the process's own view of the tree through `/proc/<pid>/root` or `cwd`,
-/// which the tracer cannot follow back to tree paths.
-pub fn host_state(path: &str) -> Option<String> {
+/// What a lookup that ended under the sandbox's own `/dev` or `/proc` read.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum HostRead {
+    /// Nothing that is an input: a sink or a source of zeros, the terminal, the sandbox's own
+    /// processes, its mount table, the fixed `/proc/cmdline`.
+    Quiet,
+    /// A fact of the build host the kernel shows everyone (`/proc/cpuinfo`, `/proc/sys/...`):
+    /// an input, digested by its content ([`super::host::fact`]) and checked again before a
+    /// reuse. A file whose content changes from read to read never matches again.
+    Fact(String),
+    /// Something no digest can stand for: why.
+    Refused(String),
+}
+
+/// What looking up `path` (where a lookup ended under the sandbox's own `/dev` or `/proc`,
+/// symlinks resolved, no leading `/`) reads: host devices are refused (randomness, disks), as
+/// is the process's own view of the tree through `/proc/<pid>/root` or `cwd`, which the tracer
+/// cannot follow back to tree paths.
+pub fn host_read(path: &str) -> HostRead {
     let mut parts = path.split('/').filter(|c| !c.is_empty());
     match parts.next() {
         Some("dev") => {
             let dev = parts.next().unwrap_or("dev");
-            (!QUIET_DEVICES.contains(&dev)).then(|| format!("it read the host's /dev/{dev}"))
+            if QUIET_DEVICES.contains(&dev) {
+                HostRead::Quiet
+            } else {
+                HostRead::Refused(format!("it read the host's /dev/{dev}"))
+            }
         }
         Some("proc") => {
             let what = parts.next().unwrap_or("");
@@ -322,17 +447,24 @@ pub fn host_state(path: &str) -> Option<String> {
                 || what == "thread-self"
                 || what.bytes().all(|b| b.is_ascii_digit());
             if !own {
-                return (!["filesystems", "mounts"].contains(&what))
-                    .then(|| format!("it read the host's /proc/{what}"));
+                // The sandbox's `/proc/cmdline` is a fixed file nosa binds there
+                // (`trace::SANDBOX_CMDLINE`), not the host's.
+                return if ["filesystems", "mounts", "cmdline"].contains(&what) {
+                    HostRead::Quiet
+                } else {
+                    HostRead::Fact(format!("/{}", path.trim_start_matches('/')))
+                };
             }
-            match parts.next() {
-                Some(via @ ("root" | "cwd")) => {
-                    Some(format!("it reached the tree through /proc/{what}/{via}"))
+            match (parts.next(), parts.next()) {
+                // Below the link: a file reached by a name the trace cannot map to the tree.
+                // The link itself (stat'ed to test for a chroot) is judged by the parser.
+                (Some(via @ ("root" | "cwd")), Some(_)) => {
+                    HostRead::Refused(format!("it reached the tree through /proc/{what}/{via}"))
                 }
-                _ => None,
+                _ => HostRead::Quiet,
             }
         }
-        _ => None,
+        _ => HostRead::Quiet,
     }
 }
 
@@ -525,8 +657,14 @@ mod tests {
         for (line, why) in [
             ("2 getrandom(\"\\x01\", 16, GRND_NONBLOCK) = 16", "random"),
             ("2 getrandom(\"\\x01\", 8, 0) = 8", "random"),
-            ("2 socket(AF_INET, SOCK_STREAM, IPPROTO_IP) = 3", "network"),
+            ("2 getrandom(\"\\x01\", 16, GRND_RANDOM) = 16", "random"),
+            ("2 getrandom(\"\\x01\", 64, GRND_INSECURE) = 64", "random"),
+            (
+                "2 openat(AT_FDCWD</>, \"/proc/1/root\", O_RDONLY|O_DIRECTORY) = 3",
+                "/proc/1/root",
+            ),
             ("2 mount(\"a\", \"b\", NULL, MS_BIND, NULL) = 0", "mount"),
+            ("2 pivot_root(\"a\", \"b\") = 0", "pivot_root"),
             ("2 unshare(CLONE_NEWNS) = 0", "unshare"),
             (
                 "2 setns(3</proc/1/ns/mnt>, CLONE_NEWNS) = -1 EPERM",
@@ -541,22 +679,75 @@ mod tests {
         // Host state is judged where a lookup ends (`record`, symlinks resolved).
         for (path, why) in [
             ("dev/urandom", "/dev/urandom"),
-            ("proc/cpuinfo", "/proc/cpuinfo"),
             ("proc/self/root/etc/foo", "/proc/self/root"),
+            ("proc/1/cwd/x", "/proc/1/cwd"),
         ] {
-            let got = host_state(path).unwrap_or_default();
-            assert!(got.contains(why), "{path}: {got}");
+            match host_read(path) {
+                HostRead::Refused(got) => assert!(got.contains(why), "{path}: {got}"),
+                other => panic!("{path}: {other:?}"),
+            }
         }
-        for quiet in ["dev/null", "dev/fd/1", "proc/self/exe", "proc/mounts"] {
-            assert_eq!(host_state(quiet), None, "{quiet}");
+        for fact in ["proc/cpuinfo", "proc/sys/kernel/osrelease", "proc/sys"] {
+            assert_eq!(
+                host_read(fact),
+                HostRead::Fact(format!("/{fact}")),
+                "{fact}"
+            );
+        }
+        for quiet in [
+            "dev/null",
+            "dev/fd/1",
+            "proc/self/exe",
+            "proc/mounts",
+            "proc/1/root",
+            "proc/cmdline",
+        ] {
+            assert_eq!(host_read(quiet), HostRead::Quiet, "{quiet}");
         }
         let ok = parse(&format!(
             "{head}2 openat(AT_FDCWD</>, \"/dev/null\", O_RDONLY) = 3</dev/null>\n\
              2 getrandom( <unfinished ...>\n\
              2 <... getrandom resumed>\"\\x01\\x02\", 8, GRND_NONBLOCK) = 8\n\
              2 socket(AF_UNIX, SOCK_STREAM, 0) = 3\n\
-             2 getrandom(\"\\x10\\x0c\", 8, GRND_NONBLOCK) = 8\n"
+             2 getrandom(\"\\x10\\x0c\", 8, GRND_NONBLOCK) = 8\n\
+             2 getrandom(\"\\x9c\", 1, GRND_NONBLOCK) = 1\n\
+             2 getrandom(\"\\x87\\x4b\", 16, GRND_INSECURE) = 16\n"
         ));
         assert_eq!(ok.untraceable, None);
+        // systemctl's chroot test; a socket in the sandbox's own network namespace.
+        let ok = parse(&format!(
+            "{head}2 newfstatat(AT_FDCWD</>, \"/proc/1/root\", {{st_mode=S_IFDIR|0755}}, 0) = 0\n\
+             2 socket(AF_INET, SOCK_DGRAM|SOCK_CLOEXEC, IPPROTO_IP) = 3\n\
+             2 connect(3, {{sa_family=AF_INET, sin_port=htons(53), sin_addr=inet_addr(\"127.0.0.1\")}}, 16) = -1 ECONNREFUSED\n\
+             2 connect(4, {{sa_family=AF_UNIX, sun_path=\"/run/nscd/socket\"}}, 110) = -1 ENOENT\n"
+        ));
+        assert_eq!(ok.untraceable, None);
+        assert!(ok.lookups.contains("/run/nscd/socket"), "{:?}", ok.lookups);
+        // chroot: the process's absolute names start there afterwards (its children's too).
+        let ch = parse(&format!(
+            "{head}2 chroot(\"/tmp/d/img\") = 0\n\
+             2 openat(AT_FDCWD</tmp/d/img>, \"/etc/ld.so.conf\", O_RDONLY) = 3</tmp/d/img/etc/ld.so.conf>\n\
+             2 clone(child_stack=NULL, flags=SIGCHLD) = 3\n\
+             3 stat(\"/lib\", 0x7ffd) = 0\n\
+             2 chroot(\"/nonexistent\") = -1 ENOENT (No such file or directory)\n\
+             2 access(\"/x\", R_OK) = -1 ENOENT\n"
+        ));
+        assert_eq!(ch.untraceable, None);
+        for p in [
+            "/tmp/d/img/etc/ld.so.conf",
+            "/tmp/d/img/lib",
+            "/tmp/d/img/x",
+        ] {
+            assert!(ch.lookups.contains(p), "{p}: {:?}", ch.lookups);
+        }
+        assert!(!ch.lookups.contains("/etc/ld.so.conf"));
+        assert!(!ok.lookups.iter().any(|l| l.contains("127.0.0.1")));
+        // With the host's network (a traced step), the socket is an input.
+        let step = parse_with(
+            &format!("{head}2 socket(AF_INET, SOCK_STREAM, IPPROTO_IP) = 3\n"),
+            "/",
+            true,
+        );
+        assert!(step.untraceable.unwrap_or_default().contains("network"));
     }
 }

@@ -51,7 +51,7 @@ const STEP_SANDBOX: [&str; 15] = [
 ];
 
 /// Bump when the memo's meaning changes: every memo of an older format is ignored.
-const MEMO_FORMAT: u32 = 1;
+const MEMO_FORMAT: u32 = 2;
 
 /// The memo file in the node's memo tree.
 const MEMO_FILE: &str = "step-trace.json";
@@ -64,7 +64,9 @@ pub fn params(p: &mut Params) {
         .chain(&STEP_SANDBOX)
         .map(|a| a.to_string())
         .collect();
-    p.add("tracer", &strace).add("sandbox", &sandbox);
+    p.add("tracer", &strace)
+        .add("sandbox", &sandbox)
+        .add("sandbox-cmdline", super::SANDBOX_CMDLINE);
 }
 
 /// What a traced step remembers of its last run.
@@ -83,6 +85,9 @@ struct Memo {
     host: Vec<(String, Digest)>,
     /// Host directory listed -> digest.
     host_listings: Vec<(String, Digest)>,
+    /// Facts of the build host read (`/proc/cpuinfo`, `/proc/sys/...`) -> content digest.
+    #[serde(default)]
+    facts: Vec<(String, Digest)>,
 }
 
 /// The tree the work directory is staged from: the declared inputs at their paths (sizes left
@@ -193,7 +198,15 @@ pub fn try_reuse(ctx: &mut RunContext<'_>, input: &Tree, base: Digest) -> Result
             )));
         }
     }
-    let n = m.work.len() + m.work_listings.len() + m.host.len() + m.host_listings.len();
+    for (p, d) in &m.facts {
+        if host::fact(p) != *d {
+            return Ok(Reuse::Run(format!(
+                "the build host's {p} changed since the last trace"
+            )));
+        }
+    }
+    let n =
+        m.work.len() + m.work_listings.len() + m.host.len() + m.host_listings.len() + m.facts.len();
     writeln!(ctx.log, "# nosa: reusing the last output")?;
     ctx.set_output_tree(previous);
     ctx.set_memo(memo_tree);
@@ -213,6 +226,8 @@ pub fn run(
     let work_s = work
         .to_str()
         .ok_or_else(|| RunError::msg(format!("{}: not UTF-8", work.display())))?;
+    let cmdline = ctx.scratch.join("step.cmdline");
+    fs_err::write(&cmdline, super::SANDBOX_CMDLINE)?;
     let mut cmd = Command::new("unshare");
     cmd.args(PID_NAMESPACE)
         .arg("strace")
@@ -221,6 +236,9 @@ pub fn run(
         .arg(&trace)
         .args(["--", "bwrap"])
         .args(STEP_SANDBOX)
+        .arg("--ro-bind")
+        .arg(&cmdline)
+        .arg("/proc/cmdline")
         .args(["--bind", work_s, work_s]);
     for (k, v) in env {
         cmd.args(["--setenv", k, v]);
@@ -266,7 +284,7 @@ pub fn record(
     started_ns: i64,
 ) -> Result<(), RunError> {
     let text = fs_err::read_to_string(trace)?;
-    let mut reads = strace::parse_from(&text, &work.to_string_lossy());
+    let mut reads = strace::parse_with(&text, &work.to_string_lossy(), true);
     if reads.lines == 0 {
         return Err(RunError::msg(
             "the tracer saw the step do nothing; is strace working?".to_string(),
@@ -320,11 +338,21 @@ pub fn record(
         work_listings: Vec::new(),
         host: Vec::new(),
         host_listings: Vec::new(),
+        facts: Vec::new(),
     };
-    let host_end = |end: HostEnd, p: &str, refuse: &mut dyn FnMut(String)| match end {
+    let who = reads.who.clone();
+    let mut facts = BTreeMap::new();
+    let mut host_end = |end: HostEnd, p: &str, refuse: &mut dyn FnMut(String)| match end {
         HostEnd::Sandbox(s) => {
-            if let Some(why) = strace::host_state(&s) {
-                refuse(format!("{why} (through {p})"));
+            match strace::host_read(&s) {
+                strace::HostRead::Quiet => {}
+                strace::HostRead::Fact(f) => {
+                    facts.entry(f.clone()).or_insert_with(|| host::fact(&f));
+                }
+                strace::HostRead::Refused(why) => match who.get(p) {
+                    Some(exe) => refuse(format!("{why} ({exe}, through {p})")),
+                    None => refuse(format!("{why} (through {p})")),
+                },
             }
             false
         }
@@ -372,6 +400,7 @@ pub fn record(
             }
         }
     }
+    memo.facts = facts.into_iter().collect();
     memo.untraceable = untraceable;
     for v in [
         &mut memo.work,
@@ -382,7 +411,11 @@ pub fn record(
         v.sort();
         v.dedup();
     }
-    let n = memo.work.len() + memo.work_listings.len() + memo.host.len() + memo.host_listings.len();
+    let n = memo.work.len()
+        + memo.work_listings.len()
+        + memo.host.len()
+        + memo.host_listings.len()
+        + memo.facts.len();
     let note = match &memo.untraceable {
         Some(w) => format!("ran traced ({why_run}); not reusable by trace: {w}"),
         None => format!("ran traced ({why_run}); {n} paths read"),
