@@ -500,7 +500,12 @@ fn compose_chain(
     let tree = ids::ostree_tree(arch);
     x.nodes.push(NodeDecl {
         id: tree.clone(),
-        rule: Arc::new(OstreeTreeRule::new(arch, tf.default_target.clone())),
+        rule: Arc::new(
+            OstreeTreeRule::new(arch, tf.default_target.clone()).with_layout(
+                tf.tmp_is_dir.unwrap_or(false),
+                tf.machineid_compat.unwrap_or(true),
+            ),
+        ),
         deps: vec![initramfs],
     });
     x.target("tree", &tree);

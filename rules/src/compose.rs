@@ -2,7 +2,8 @@
 //! plus `meta.json`): `postprocess` (one script, run inside the tree under bubblewrap),
 //! `initramfs` (the tree's own dracut, inside the tree), both traced (`crate::trace`), and
 //! `ostree-tree` (the layout ostree deploys: `/etc` moved to `/usr/etc`, `/var` emptied into
-//! tmpfiles.d entries, the default target), computed on the tree's listing.
+//! tmpfiles.d entries, rpm-ostree's top level, the default target), computed on the tree's
+//! listing.
 
 use std::collections::BTreeMap;
 
@@ -150,7 +151,7 @@ impl Rule for InitramfsRule {
     }
 
     fn version(&self) -> u32 {
-        2
+        3
     }
 
     fn params(&self, p: &mut Params) {
@@ -161,13 +162,23 @@ impl Rule for InitramfsRule {
     fn run(&self, ctx: &mut RunContext<'_>) -> Result<(), RunError> {
         let dep = single(ctx, "initramfs")?;
         let kver = kernel_version(&ctx.dep_tree(&dep)?)?;
+        // rpm-ostree's command line: `--reproducible -v --add ostree --tmpdir=... -f OUT`, then
+        // the treefile's `initramfs-args` (`--no-hostonly` when there are none), then the kernel.
         let mut cmd = format!(
-            "SOURCE_DATE_EPOCH=0 exec dracut --no-hostonly --reproducible -f --kver '{kver}'"
+            "SOURCE_DATE_EPOCH=0; export SOURCE_DATE_EPOCH; mkdir -p /tmp/dracut; \
+             exec dracut --reproducible -v --add ostree --tmpdir=/tmp/dracut \
+             -f '/usr/lib/modules/{kver}/initramfs.img'"
         );
-        for a in &self.args {
+        let default = ["--no-hostonly".to_string()];
+        let args = if self.args.is_empty() {
+            &default[..]
+        } else {
+            &self.args[..]
+        };
+        for a in args {
             cmd.push_str(&format!(" '{}'", a.replace('\'', "'\\''")));
         }
-        cmd.push_str(&format!(" '/usr/lib/modules/{kver}/initramfs.img'"));
+        cmd.push_str(&format!(" --kver '{kver}'"));
         let program = Program {
             argv: vec!["/bin/sh".into()],
             script: cmd,
@@ -188,20 +199,83 @@ impl Rule for InitramfsRule {
     }
 }
 
-/// `ostree-tree:<arch>`: the layout ostree deploys.
+/// `ostree-tree:<arch>`: the layout ostree deploys, as rpm-ostree makes it after the
+/// initramfs (its `compose_prepare_rootfs` in strict mode, `rootfs_prepare_links` and
+/// `process_kernel_and_initramfs`):
+///
+/// - `/etc` moves to `/usr/etc`; `/etc/machine-id` is removed (`machineid-compat: false`) or
+///   made empty (`true`, rpm-ostree's default), so that the first boot makes one;
+/// - `/var` is emptied into tmpfiles.d lines (ostree keeps `/var` per deployment);
+/// - the top level is rebuilt: `usr`, `var`, `boot` and the usrmerge links (`bin`, `sbin`,
+///   `lib`, `lib64`, `lib32`) stay, `dev`, `proc`, `run`, `sys` and `sysroot` are empty
+///   directories, `tmp` a directory (`tmp-is-dir: true`) or a link to `sysroot/tmp`, and the
+///   writable places are links into `/var`: `home` -> `var/home`, `root` -> `var/roothome`,
+///   `srv`, `mnt`, `opt` -> `var/...`, `media` -> `run/media`, `ostree` -> `sysroot/ostree`;
+///   anything else at the top is dropped;
+/// - `/usr/local` is a link to `../var/usrlocal`, and `nosa-0-integration.conf` makes the
+///   targets of those links at boot (rpm-ostree's `rpm-ostree-0-integration.conf`);
+/// - `HOME=` in `/usr/etc/default/useradd` becomes `/var/home`;
+/// - the default target, if the treefile sets one.
 #[derive(Debug, Clone)]
 pub struct OstreeTreeRule {
     arch: String,
     default_target: Option<String>,
+    tmp_is_dir: bool,
+    machineid_compat: bool,
 }
 
+/// The top-level entries rpm-ostree keeps from the composed tree.
+const KEPT_TOPLEVEL: &[&str] = &["usr", "var", "boot", "bin", "sbin", "lib", "lib64", "lib32"];
+
+/// Top-level links into `/var`, `/run` and `/sysroot` (rpm-ostree's strict layout).
+const TOPLEVEL_LINKS: &[(&str, &str)] = &[
+    ("home", "var/home"),
+    ("root", "var/roothome"),
+    ("srv", "var/srv"),
+    ("mnt", "var/mnt"),
+    ("opt", "var/opt"),
+    ("media", "run/media"),
+    ("ostree", "sysroot/ostree"),
+];
+
+/// The targets of the links, made at boot (rpm-ostree's integration tmpfiles.d file).
+const INTEGRATION_TMPFILES: &str =
+    "# The targets of the top-level links into /var (nosa, as rpm-ostree).
+d /var/home 0755 root root -
+d /var/srv 0755 root root -
+d /var/roothome 0700 root root -
+d /var/mnt 0755 root root -
+d /var/opt 0755 root root -
+d /var/usrlocal 0755 root root -
+d /run/media 0755 root root -
+d /usr/local/bin 0755 root root -
+d /usr/local/etc 0755 root root -
+d /usr/local/games 0755 root root -
+d /usr/local/include 0755 root root -
+d /usr/local/lib 0755 root root -
+d /usr/local/sbin 0755 root root -
+d /usr/local/share 0755 root root -
+d /usr/local/src 0755 root root -
+L /var/lib/rpm - - - - ../../usr/share/rpm
+";
+
 impl OstreeTreeRule {
-    /// The rule for `arch`.
+    /// The rule for `arch` with rpm-ostree's defaults (`tmp-is-dir: false`,
+    /// `machineid-compat: true`).
     pub fn new(arch: &str, default_target: Option<String>) -> Self {
         OstreeTreeRule {
             arch: arch.to_string(),
             default_target,
+            tmp_is_dir: false,
+            machineid_compat: true,
         }
+    }
+
+    /// The treefile's `tmp-is-dir` and `machineid-compat`.
+    pub fn with_layout(mut self, tmp_is_dir: bool, machineid_compat: bool) -> Self {
+        self.tmp_is_dir = tmp_is_dir;
+        self.machineid_compat = machineid_compat;
+        self
     }
 }
 
@@ -211,12 +285,14 @@ impl Rule for OstreeTreeRule {
     }
 
     fn version(&self) -> u32 {
-        2
+        3
     }
 
     fn params(&self, p: &mut Params) {
         p.add("arch", &self.arch)
-            .add("default-target", &self.default_target);
+            .add("default-target", &self.default_target)
+            .add("tmp-is-dir", &self.tmp_is_dir)
+            .add("machineid-compat", &self.machineid_compat);
     }
 
     fn run(&self, ctx: &mut RunContext<'_>) -> Result<(), RunError> {
@@ -282,9 +358,131 @@ impl Rule for OstreeTreeRule {
                 EntryKind::Symlink { target: t.clone() },
             )?;
         }
+        // machine-id: absent (first boot makes it) or empty (compat).
+        map.remove("root/usr/etc/machine-id");
+        if self.machineid_compat {
+            let empty = ctx.store().put_bytes(b"")?;
+            put(
+                &mut map,
+                "root/usr/etc/machine-id",
+                0o444,
+                EntryKind::File {
+                    digest: empty,
+                    size: 0,
+                },
+            )?;
+        }
+        self.toplevel(ctx, &mut map)?;
+        self.useradd_home(ctx, &mut map)?;
         ctx.set_output_tree(Tree {
             entries: map.into_values().collect(),
         });
         Ok(())
+    }
+}
+
+impl OstreeTreeRule {
+    /// Rebuilds the top level as rpm-ostree's strict layout (see the type's documentation).
+    fn toplevel(
+        &self,
+        ctx: &mut RunContext<'_>,
+        map: &mut BTreeMap<String, TreeEntry>,
+    ) -> Result<(), RunError> {
+        let tops: Vec<String> = map
+            .keys()
+            .filter_map(|k| k.strip_prefix("root/"))
+            .filter(|k| !k.contains('/'))
+            .map(str::to_string)
+            .collect();
+        let mut dropped = Vec::new();
+        for t in tops {
+            let keep = KEPT_TOPLEVEL.contains(&t.as_str());
+            let link = map.get(&format!("root/{t}")).map(|e| &e.kind);
+            let merged_link = ["bin", "sbin", "lib", "lib64", "lib32"].contains(&t.as_str());
+            if keep && (!merged_link || matches!(link, Some(EntryKind::Symlink { .. }))) {
+                continue;
+            }
+            take_subtree(map, &format!("root/{t}"), true);
+            dropped.push(t);
+        }
+        if !dropped.is_empty() {
+            writeln!(ctx.log, "top-level entries replaced: {}", dropped.join(" "))?;
+        }
+        for d in ["dev", "proc", "run", "sys", "sysroot", "boot"] {
+            ensure_dir(map, &format!("root/{d}"))?;
+        }
+        if self.tmp_is_dir {
+            map.insert(
+                "root/tmp".into(),
+                TreeEntry {
+                    path: "root/tmp".into(),
+                    mode: 0o1777,
+                    kind: EntryKind::Dir,
+                },
+            );
+        } else {
+            put(map, "root/tmp", 0o777, link("sysroot/tmp"))?;
+        }
+        for (name, target) in TOPLEVEL_LINKS {
+            put(map, &format!("root/{name}"), 0o777, link(target))?;
+        }
+        take_subtree(map, "root/usr/local", true);
+        put(map, "root/usr/local", 0o777, link("../var/usrlocal"))?;
+        let blob = ctx.store().put_bytes(INTEGRATION_TMPFILES.as_bytes())?;
+        put(
+            map,
+            "root/usr/lib/tmpfiles.d/nosa-0-integration.conf",
+            0o644,
+            EntryKind::File {
+                digest: blob,
+                size: INTEGRATION_TMPFILES.len() as u64,
+            },
+        )
+    }
+
+    /// `HOME=` of `/usr/etc/default/useradd` points at `/var/home` (rpm-ostree's
+    /// `postprocess_useradd`): `~` then shows as the real path.
+    fn useradd_home(
+        &self,
+        ctx: &mut RunContext<'_>,
+        map: &mut BTreeMap<String, TreeEntry>,
+    ) -> Result<(), RunError> {
+        let path = "root/usr/etc/default/useradd";
+        let Some(TreeEntry {
+            kind: EntryKind::File { digest, .. },
+            ..
+        }) = map.get(path)
+        else {
+            return Ok(());
+        };
+        let text = fs_err::read_to_string(ctx.store().blob_path(digest))?;
+        if !text.lines().any(|l| l.starts_with("HOME=")) {
+            return Ok(());
+        }
+        let mut out = String::new();
+        for l in text.lines() {
+            out.push_str(if l.starts_with("HOME=") {
+                "HOME=/var/home"
+            } else {
+                l
+            });
+            out.push('\n');
+        }
+        let blob = ctx.store().put_bytes(out.as_bytes())?;
+        put(
+            map,
+            path,
+            0o644,
+            EntryKind::File {
+                digest: blob,
+                size: out.len() as u64,
+            },
+        )
+    }
+}
+
+fn link(target: &str) -> EntryKind {
+    EntryKind::Symlink {
+        target: target.to_string(),
     }
 }
