@@ -9,10 +9,11 @@ fixture_pkgs=(rpm createrepo-c kmod cpio dnf git bubblewrap strace)
 # Composing, committing and making disk images (nosa build): needed by the demo too.
 image_pkgs=(bubblewrap strace ostree qemu-utils mtools dosfstools e2fsprogs xfsprogs mount gdisk fdisk grub-common grub-pc-bin)
 # Booting images (the demo runs kola too).
-boot_pkgs=(qemu-system-x86 ovmf)
+boot_pkgs=(qemu-system-x86 ovmf openssh-client)
 # Inspecting archives in the tests; libzstd-dev: tools/ostree-ext-check (ostree-ext links the
 # system zstd).
-test_pkgs=(skopeo libzstd-dev)
+# ignition: ignition-validate checks every Ignition config nosa writes.
+test_pkgs=(skopeo libzstd-dev ignition)
 bench_pkgs=(ninja-build b3sum rpm2cpio)
 
 want=("${build_pkgs[@]}" "${fixture_pkgs[@]}" "${image_pkgs[@]}" "${boot_pkgs[@]}")

@@ -145,19 +145,31 @@ pub struct RunArgs {
     /// Guest memory in MiB.
     #[arg(long, short = 'm', value_name = "MIB", default_value_t = 2048)]
     pub memory: u64,
-    /// Ignition config passed with `-fw_cfg name=opt/com.coreos/config`.
+    /// Ignition config passed with `-fw_cfg name=opt/com.coreos/config` (with --ssh or
+    /// --authorize-key, merged into the config that authorizes the key).
     #[arg(long, short = 'i', value_name = "FILE")]
     pub ignition: Option<PathBuf>,
+    /// Boot with a config that authorizes a key for the `nest` user: PUBKEY (a .pub file), or
+    /// without a value your ~/.ssh/id_ed25519.pub, id_ecdsa.pub or id_rsa.pub, or else a key
+    /// generated under tmp/run/.
+    #[arg(long, value_name = "PUBKEY", num_args = 0..=1, default_missing_value = "")]
+    pub authorize_key: Option<String>,
+    /// Log in over ssh as `nest` with a generated key once the machine answers, as `cosa run`
+    /// does (the console goes to tmp/run/console.txt); the machine powers off when ssh ends.
+    #[arg(long)]
+    pub ssh: bool,
     /// Boot with UEFI (OVMF) instead of BIOS.
     #[arg(long)]
     pub uefi: bool,
-    /// An interactive shell on the guest: the serial console's root shell (the fixture distro
-    /// has no sshd).
+    /// Same as --ssh (cosa's name).
     #[arg(long)]
     pub devshell: bool,
     /// Print the QEMU command line and exit.
     #[arg(long)]
     pub dry_run: bool,
+    /// With --ssh: the command to run instead of a login shell (after `--`).
+    #[arg(last = true, value_name = "COMMAND")]
+    pub command: Vec<String>,
 }
 
 /// `nosa virt-install`.

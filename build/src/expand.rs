@@ -674,9 +674,15 @@ fn kola_tests(x: &mut Expansion, st: &Stage<'_>) {
         let image_id = ids::image(arch, t.image.name());
         let id = ids::kola(arch, t.image.name(), &t.name);
         let kind = match t.kind {
-            KolaKind::External { dir, exe } => map
-                .rel(Path::new(&dir))
-                .map(|dir| KolaKind::External { dir, exe }),
+            KolaKind::External {
+                dir,
+                exe,
+                exclusive,
+            } => map.rel(Path::new(&dir)).map(|dir| KolaKind::External {
+                dir,
+                exe,
+                exclusive,
+            }),
             k => Some(k),
         };
         let blocked = match (&t.unsupported, &kind, known.versions.get(arch)) {
@@ -700,6 +706,7 @@ fn kola_tests(x: &mut Expansion, st: &Stage<'_>) {
                     memory_mib: t.memory_mib,
                     timeout: t.timeout,
                     accel_cache: workdir.join("cache/qemu"),
+                    machines_dir: workdir.join("tmp/kola-machines"),
                 }),
                 deps: vec![image_id],
             }),

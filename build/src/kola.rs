@@ -235,7 +235,10 @@ pub fn run(s: &mut Session, req: &KolaRequest, obs: &mut dyn Observer) -> Result
         keep_going: true,
         ..BuildOptions::default()
     };
-    let report = staged_build(s, &selected, &opts, req.force, obs)?;
+    let report = staged_build(s, &selected, &opts, req.force, obs);
+    // Machines the tests shared stay up until every test ran.
+    nosa_kola::machine::shutdown_pool();
+    let report = report?;
 
     let state = s.engine.state();
     let out_dir = workdir.join("tmp/kola");
@@ -264,7 +267,11 @@ pub fn run(s: &mut Session, req: &KolaRequest, obs: &mut dyn Observer) -> Result
                 match r {
                     Some(r) => {
                         row.status = if r.status == "PASS" { "PASS" } else { "FAIL" };
-                        row.detail = format!("{} {} s, {how}", r.firmware, r.secs);
+                        let boot = if r.shared { "shared boot" } else { "boot" };
+                        row.detail = format!(
+                            "{}, {boot} {} s, test {} s, {how}",
+                            r.firmware, r.boot_secs, r.secs
+                        );
                         row.result = Some(r);
                     }
                     None => {

@@ -33,9 +33,8 @@ pub struct PlannedTest {
     pub unsupported: Option<String>,
 }
 
-/// kola.json keys that change nothing here (every test is exclusive, the platform is QEMU).
+/// kola.json keys that change nothing here (the platform is QEMU).
 const IGNORED_KEYS: &[&str] = &[
-    "exclusive",
     "tags",
     "description",
     "distros",
@@ -106,6 +105,8 @@ pub fn planned_tests(c: &Config, arch: &str) -> Vec<PlannedTest> {
             kind: KolaKind::External {
                 dir: dir.to_string_lossy().into_owned(),
                 exe,
+                // kola's default for external tests.
+                exclusive: true,
             },
             memory_mib: DEFAULT_MEMORY_MIB,
             timeout: DEFAULT_TIMEOUT,
@@ -123,11 +124,17 @@ pub fn planned_tests(c: &Config, arch: &str) -> Vec<PlannedTest> {
                 if let Some(m) = meta.get("timeoutMin").and_then(J::as_u64) {
                     p.timeout = Duration::from_secs(m * 60);
                 }
+                if let (Some(e), KolaKind::External { exclusive, .. }) =
+                    (meta.get("exclusive").and_then(J::as_bool), &mut p.kind)
+                {
+                    *exclusive = e;
+                }
                 let unknown: Vec<&str> = meta
                     .keys()
                     .map(String::as_str)
                     .filter(|k| {
-                        !IGNORED_KEYS.contains(k) && !["minMemory", "timeoutMin"].contains(k)
+                        !IGNORED_KEYS.contains(k)
+                            && !["minMemory", "timeoutMin", "exclusive"].contains(k)
                     })
                     .collect();
                 if !unknown.is_empty() {

@@ -1,17 +1,17 @@
-//! `KolaRule`: the engine node `kola:<arch>:<image>:<test>`, one test run in one boot of one
-//! image, like kola's exclusive tests. Its key is the image's output digest, the test's files
-//! (external tests) or checks (the built-in `nestos.basic`) and the machine's settings, so a
-//! rerun on an unchanged image reports the cached result.
+//! `KolaRule`: the engine node `kola:<arch>:<image>:<test>`, one test on one image, as kola
+//! runs it: the image boots with an Ignition config that authorizes a key generated for the
+//! machine, the test is copied in over ssh and runs as root (sudo), its exit status and
+//! output are the result. Its key is the image's output digest, the test's files (external
+//! tests) or checks (the built-in `nestos.basic`) and the machine's settings, so a rerun on an
+//! unchanged image reports the cached result.
 //!
-//! The channel into the guest is two extra virtio disks, found by their serial: `nosa-kola-in`
-//! holds a tar archive with the test, `nosa-kola-out` is blank and receives a tar archive with
-//! the exit status and output. The fixture distro's `nosa-kola-agent` boot hook runs the test
-//! and powers the machine off. A test that fails is a result (cached); a machine that never
-//! reports (timeout, no agent) is a node failure (not cached).
+//! Tests that may share a boot (`nestos.basic`, external tests whose kola.json says
+//! `"exclusive": false`) run one after the other on one machine per image
+//! ([`crate::machine::shared`]); the others boot their own. A test that fails is a result
+//! (cached); a machine that never answers ssh or dies is a node failure (not cached).
 
-use std::io::Read;
 use std::path::{Path, PathBuf};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use nosa_cache::EntryKind;
 use nosa_engine::{Params, Rule, RunContext, RunError};
@@ -19,19 +19,17 @@ use serde::{Deserialize, Serialize};
 
 use nosa_image::{ImageError, ImageFormat, ImageRecord, read_image_record};
 
-use crate::qemu::{ProbeKernel, Vm, VmDisk, boot_until, detect_accel};
+use crate::machine::{self, ConfigChannel, Machine, MachineSpec};
+use crate::qemu::{ProbeKernel, detect_accel};
 
 /// The guest script of `nestos.basic`; its digest is in the key of every `nestos.basic` node.
 const BASIC_SH: &str = include_str!("basic.sh");
 
-/// The serial of the disk carrying the test into the guest.
-pub const IN_SERIAL: &str = "nosa-kola-in";
-/// The serial of the disk the guest writes the result to.
-pub const OUT_SERIAL: &str = "nosa-kola-out";
-/// Size of the result disk.
-const OUT_DISK_SIZE: u64 = 64 << 20;
 /// The name of the built-in test.
 pub const BASIC_TEST: &str = "nestos.basic";
+
+/// Where a test is unpacked in the guest.
+const GUEST_DIR: &str = "/var/tmp/nosa-kola";
 
 /// What a test is.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -45,12 +43,16 @@ pub enum KolaKind {
         files: Vec<String>,
     },
     /// An external test (`tests/kola/...`): the directory, workdir-relative (every file below
-    /// it is an input), and the executable's name in it.
+    /// it is an input), and the executable's name in it. A `config.ign` in the directory is
+    /// merged into the machine's Ignition config (the test then boots its own machine).
     External {
         /// The test's directory, relative to the workdir.
         dir: String,
         /// The executable, relative to `dir`.
         exe: String,
+        /// kola.json's `exclusive` (kola's default for external tests: true): whether the
+        /// test needs a machine of its own.
+        exclusive: bool,
     },
 }
 
@@ -74,6 +76,9 @@ pub struct KolaRule {
     /// Where the KVM probe's answer is cached (not in the key: the accelerator does not change
     /// a result).
     pub accel_cache: PathBuf,
+    /// Where machines keep their files while they run (the workdir's `tmp/kola-machines`; not
+    /// in the key).
+    pub machines_dir: PathBuf,
 }
 
 /// What `result.json` records.
@@ -87,8 +92,14 @@ pub struct KolaResult {
     pub status: String,
     /// The test's exit status.
     pub rc: i32,
-    /// Seconds from QEMU's start to the guest's power-off.
+    /// Seconds the test ran.
     pub secs: u64,
+    /// Seconds from QEMU's start until ssh answered (of the boot the test ran in).
+    #[serde(default)]
+    pub boot_secs: u64,
+    /// Whether the test shared its boot with other tests.
+    #[serde(default)]
+    pub shared: bool,
     /// `kvm` or `tcg`.
     pub accel: String,
     /// The firmware: `bios` or `uefi`.
@@ -110,12 +121,20 @@ impl KolaRule {
             rec.osname, rec.commit
         );
         let firmware = if self.uefi { "uefi" } else { "bios" };
+        let version = os_release_value(&rec.os_release, "OSTREE_VERSION").unwrap_or_default();
         let env = [
             ("DEPLOY", deploy.as_str()),
             ("COMMIT", rec.commit.as_str()),
+            ("BUILD_VERSION", version.as_str()),
             ("FIRMWARE", firmware),
             ("SECTOR_SIZE", &self.image.sector_size().to_string()),
             ("ROOTFS", rec.rootfs.as_str()),
+            ("IGNITION_FILE", crate::ignition::KOLA_FILE.0),
+            (
+                "IGNITION_FILE_CONTENT",
+                crate::ignition::KOLA_FILE.1.trim_end(),
+            ),
+            ("IGNITION_UNIT", crate::ignition::KOLA_UNIT),
         ]
         .iter()
         .map(|(k, v)| format!("{k}={}\n", sh_quote(v)))
@@ -148,12 +167,8 @@ impl KolaRule {
             }))
     }
 
-    fn write_test_archive(
-        &self,
-        ctx: &RunContext<'_>,
-        rec: &ImageRecord,
-        path: &Path,
-    ) -> Result<(), RunError> {
+    /// The test as a tar archive (`kola.env` and `test/`), and the executable's name.
+    fn test_archive(&self, ctx: &RunContext<'_>, rec: &ImageRecord) -> Result<Vec<u8>, RunError> {
         let test_dir = ctx.scratch.join("test");
         fs_err::create_dir_all(&test_dir)?;
         let exe = match &self.kind {
@@ -164,7 +179,7 @@ impl KolaRule {
                 self.basic_expectations(files, rec, &test_dir)?;
                 "test.sh".to_string()
             }
-            KolaKind::External { dir, exe } => {
+            KolaKind::External { dir, exe, .. } => {
                 let prefix = format!("{dir}/");
                 for f in ctx.inputs {
                     let Some(rel) = f.rel.strip_prefix(&prefix) else {
@@ -190,12 +205,12 @@ impl KolaRule {
             }
         };
         let env = format!(
-            "KOLA_TEST={}\nKOLA_EXE={}\n",
+            "KOLA_TEST={}\nKOLA_EXE={}\nKOLA_EXT_DATA={}\n",
             sh_quote(&self.test),
-            sh_quote(&exe)
+            sh_quote(&exe),
+            sh_quote(&format!("{GUEST_DIR}/{}/test/data", self.test)),
         );
-        let file = fs_err::File::create(path)?;
-        let mut b = tar::Builder::new(file);
+        let mut b = tar::Builder::new(Vec::new());
         b.mode(tar::HeaderMode::Deterministic);
         let mut h = tar::Header::new_gnu();
         h.set_size(env.len() as u64);
@@ -203,8 +218,27 @@ impl KolaRule {
         h.set_cksum();
         b.append_data(&mut h, "kola.env", env.as_bytes())?;
         b.append_dir_all("test", &test_dir)?;
-        b.into_inner()?.sync_all()?;
-        Ok(())
+        Ok(b.into_inner()?)
+    }
+
+    /// Whether the test may share its boot with others.
+    fn shares_boot(&self) -> bool {
+        match &self.kind {
+            KolaKind::Basic { .. } => true,
+            KolaKind::External { exclusive, .. } => !exclusive,
+        }
+    }
+
+    /// The Ignition config an external test brings (`config.ign` beside it).
+    fn test_config(&self, ctx: &RunContext<'_>) -> Result<Option<Vec<u8>>, RunError> {
+        let KolaKind::External { dir, .. } = &self.kind else {
+            return Ok(None);
+        };
+        let want = format!("{dir}/config.ign");
+        match ctx.inputs.iter().find(|f| f.rel == want) {
+            Some(f) => Ok(Some(fs_err::read(&f.abs)?)),
+            None => Ok(None),
+        }
     }
 
     fn build(&self, ctx: &mut RunContext<'_>) -> Result<(), RunError> {
@@ -213,11 +247,7 @@ impl KolaRule {
         let rec = read_image_record(&image_dir).map_err(|e| RunError::msg(e.to_string()))?;
         let disk = image_dir.join(&rec.file);
         let kernel = image_dir.join("vmlinuz");
-        let archive = ctx.scratch.join("in.tar");
-        self.write_test_archive(ctx, &rec, &archive)?;
-        let out_disk = ctx.scratch.join("out.img");
-        fs_err::File::create(&out_disk)?.set_len(OUT_DISK_SIZE)?;
-
+        let archive = self.test_archive(ctx, &rec)?;
         let probe = kernel_digest.as_deref().map(|digest| ProbeKernel {
             path: &kernel,
             digest,
@@ -229,76 +259,137 @@ impl KolaRule {
             accel.accel.name(),
             accel.reason
         )?;
-        let mut vm = Vm::new(
-            accel.accel,
-            self.memory_mib,
-            self.uefi,
-            VmDisk::image(&disk, self.image.sector_size()),
-        );
-        vm.disks.push(VmDisk {
-            path: archive.clone(),
-            format: "raw".into(),
-            sector_size: 512,
-            serial: Some(IN_SERIAL.into()),
-            snapshot: false,
-            readonly: true,
-        });
-        vm.disks.push(VmDisk {
-            path: out_disk.clone(),
-            format: "raw".into(),
-            sector_size: 512,
-            serial: Some(OUT_SERIAL.into()),
-            snapshot: false,
-            readonly: false,
-        });
-        vm.extra.extend(["-nic".into(), "none".into()]);
-        writeln!(ctx.log, "qemu-system-x86_64 {}", vm.args().join(" "))?;
-        let console = ctx.scratch.join("console.txt");
-        let boot = boot_until(&vm, &console, None, self.timeout).map_err(|e| {
-            RunError::msg(format!(
-                "qemu-system-x86_64 (Debian package qemu-system-x86): {e}"
-            ))
-        })?;
-        fs_err::copy(&console, ctx.out.join("console.txt"))?;
-        let tail = || {
-            let lines: Vec<&str> = boot.serial.lines().rev().take(25).collect();
-            lines.into_iter().rev().collect::<Vec<_>>().join("\n")
+        let channel = match rec.format.platform() {
+            "qemu" => ConfigChannel::FwCfg,
+            _ => {
+                let boot = rec
+                    .disk
+                    .partitions
+                    .iter()
+                    .find(|p| p.name == "boot")
+                    .ok_or_else(|| RunError::msg("the image has no boot partition".to_string()))?;
+                ConfigChannel::BootPartition {
+                    offset: boot.offset,
+                }
+            }
         };
-        if !boot.exited {
-            return Err(RunError::msg(format!(
-                "{}: the guest did not power off within {} s; console:\n{}",
-                self.test,
-                self.timeout.as_secs(),
-                tail()
-            )));
-        }
-        let (rc, output) = read_result(&out_disk).map_err(|e| {
-            RunError::msg(format!(
-                "{}: the guest wrote no result ({e}); is the nosa-kola-agent package in the image? console:\n{}",
-                self.test,
-                tail()
-            ))
-        })?;
+        let test_config = self.test_config(ctx)?;
+        // A test with an Ignition config of its own needs a machine booted with it.
+        let shared = self.shares_boot() && test_config.is_none();
+        let spec = MachineSpec {
+            accel: accel.accel,
+            disk: disk.clone(),
+            sector_size: self.image.sector_size(),
+            uefi: self.uefi,
+            memory_mib: self.memory_mib,
+            channel,
+            test_config,
+            kola: true,
+            scratch_base: self.machines_dir.clone(),
+            timeout: self.timeout,
+            extra: Vec::new(),
+        };
+        let dep_tree = ctx
+            .deps
+            .first()
+            .map(|d| d.tree.to_hex())
+            .unwrap_or_default();
+        let (rc, output, boot_secs, secs, console) = if shared {
+            let key = format!("{dep_tree}:{}:{}", self.uefi, self.memory_mib);
+            let slot = machine::shared(&key, &spec);
+            let guard = slot.lock().expect("machine slot");
+            let m = match guard.as_ref() {
+                Some(Ok(m)) => m,
+                Some(Err(e)) => return Err(RunError::msg(format!("{}: {e}", self.test))),
+                None => return Err(RunError::msg("the machine was shut down".to_string())),
+            };
+            writeln!(ctx.log, "shared machine, ssh on 127.0.0.1:{}", m.port())?;
+            let (rc, output, secs) = self.run_on(m, &archive)?;
+            (rc, output, m.boot_secs, secs, m.console())
+        } else {
+            let m =
+                Machine::boot(&spec).map_err(|e| RunError::msg(format!("{}: {e}", self.test)))?;
+            writeln!(ctx.log, "own machine, ssh on 127.0.0.1:{}", m.port())?;
+            let (rc, output, secs) = self.run_on(&m, &archive)?;
+            (rc, output, m.boot_secs, secs, m.console())
+        };
+        fs_err::write(ctx.out.join("console.txt"), console)?;
         fs_err::write(ctx.out.join("output.txt"), &output)?;
         let result = KolaResult {
             test: self.test.clone(),
             image: self.image.name().into(),
             status: if rc == 0 { "PASS" } else { "FAIL" }.into(),
             rc,
-            secs: boot.secs.round() as u64,
+            secs: secs.round() as u64,
+            boot_secs: boot_secs.round() as u64,
+            shared,
             accel: accel.accel.name().into(),
             firmware: if self.uefi { "uefi" } else { "bios" }.into(),
             commit: rec.commit.clone(),
         };
         writeln!(
             ctx.log,
-            "{} on {}: {} (exit status {rc}) in {} s",
-            result.test, result.image, result.status, result.secs
+            "{} on {}: {} (exit status {rc}) in {} s (boot {} s{})",
+            result.test,
+            result.image,
+            result.status,
+            result.secs,
+            result.boot_secs,
+            if shared { ", shared" } else { "" }
         )?;
         let json = serde_json::to_vec_pretty(&result).map_err(|e| RunError::msg(e.to_string()))?;
         fs_err::write(ctx.out.join("result.json"), json)?;
         Ok(())
     }
+
+    /// Copies the test into `m` and runs it as root; its exit status, output and seconds. A
+    /// machine that stops answering is a node failure, not a result.
+    fn run_on(&self, m: &Machine, archive: &[u8]) -> Result<(i32, Vec<u8>, f64), RunError> {
+        let dir = format!("{GUEST_DIR}/{}", self.test);
+        let q = sh_quote(&dir);
+        let (rc, out) = m
+            .ssh(
+                &format!("sudo rm -rf {q} && sudo mkdir -p {q} && sudo tar -x -C {q}"),
+                Some(archive),
+            )
+            .map_err(|e| RunError::msg(e.to_string()))?;
+        if rc != 0 {
+            return Err(RunError::msg(format!(
+                "{}: copying the test into the machine failed ({rc}): {}\nconsole:\n{}",
+                self.test,
+                String::from_utf8_lossy(&out).trim(),
+                m.console_tail(25)
+            )));
+        }
+        let t0 = Instant::now();
+        let secs = self.timeout.as_secs().max(1);
+        let (rc, output) = m
+            .ssh(
+                &format!(
+                    "cd {q}/test && sudo sh -c '. ../kola.env; export KOLA_TEST KOLA_EXE KOLA_EXT_DATA; \
+                     exec timeout --kill-after=10 {secs} ./\"$KOLA_EXE\"'"
+                ),
+                None,
+            )
+            .map_err(|e| RunError::msg(e.to_string()))?;
+        if rc == 255 {
+            return Err(RunError::msg(format!(
+                "{}: the ssh connection failed while the test ran: {}\nconsole:\n{}",
+                self.test,
+                String::from_utf8_lossy(&output).trim(),
+                m.console_tail(25)
+            )));
+        }
+        Ok((rc, output, t0.elapsed().as_secs_f64()))
+    }
+}
+
+/// The value of `key` in os-release text (quotes removed).
+fn os_release_value(text: &str, key: &str) -> Option<String> {
+    text.lines().find_map(|l| {
+        let v = l.strip_prefix(key)?.strip_prefix('=')?;
+        Some(v.trim_matches(|c| c == '"' || c == '\'').to_string())
+    })
 }
 
 fn sh_quote(s: &str) -> String {
@@ -310,37 +401,13 @@ fn set_mode(p: &Path, mode: u32) -> std::io::Result<()> {
     fs_err::set_permissions(p, std::fs::Permissions::from_mode(mode))
 }
 
-/// Reads the tar archive the agent wrote to the result disk: the exit status and the output.
-fn read_result(disk: &Path) -> Result<(i32, Vec<u8>), String> {
-    let f = fs_err::File::open(disk).map_err(|e| e.to_string())?;
-    let mut a = tar::Archive::new(f);
-    let mut rc = None;
-    let mut output = Vec::new();
-    for e in a.entries().map_err(|e| e.to_string())? {
-        let mut e = e.map_err(|e| e.to_string())?;
-        let path = e.path().map_err(|e| e.to_string())?.into_owned();
-        let name = path.to_string_lossy().trim_start_matches("./").to_string();
-        let mut buf = Vec::new();
-        e.read_to_end(&mut buf).map_err(|e| e.to_string())?;
-        match name.as_str() {
-            "rc" => {
-                rc = String::from_utf8_lossy(&buf).trim().parse::<i32>().ok();
-            }
-            "output.txt" => output = buf,
-            _ => {}
-        }
-    }
-    rc.map(|rc| (rc, output))
-        .ok_or_else(|| "no exit status on the result disk".to_string())
-}
-
 impl Rule for KolaRule {
     fn kind(&self) -> &str {
         "kola"
     }
 
     fn version(&self) -> u32 {
-        2
+        3
     }
 
     fn params(&self, p: &mut Params) {
@@ -354,7 +421,18 @@ impl Rule for KolaRule {
         p.add("uefi", &self.uefi);
         p.add("memory-mib", &self.memory_mib);
         p.add("timeout-secs", &self.timeout.as_secs());
-        p.add("agent-protocol", "nosa-kola-in/out tar v1");
+        // How the test reaches the machine and what config it boots with (the key is made
+        // for each machine: not in the key).
+        p.add(
+            "transport",
+            "ssh as nest, root through sudo, tar into /var/tmp/nosa-kola",
+        );
+        p.add(
+            "ignition-config",
+            &blake3::hash(&crate::ignition::kola_config("KEY", None))
+                .to_hex()
+                .to_string(),
+        );
         if let KolaKind::Basic { .. } = self.kind {
             p.add(
                 "basic-script",
@@ -412,35 +490,13 @@ mod tests {
     }
 
     #[test]
-    fn a_blank_result_disk_is_no_result() {
-        let d = tempfile::tempdir().unwrap();
-        let disk = d.path().join("out.img");
-        fs_err::File::create(&disk)
-            .unwrap()
-            .set_len(OUT_DISK_SIZE)
-            .unwrap();
-        let e = read_result(&disk).unwrap_err();
-        assert!(e.contains("no exit status"), "{e}");
-    }
-
-    #[test]
-    fn the_agents_archive_is_read_back() {
-        let d = tempfile::tempdir().unwrap();
-        let disk = d.path().join("out.img");
-        // As the agent writes it: `tar -cf DISK -C OUT .` onto a zeroed disk.
-        let mut b = tar::Builder::new(Vec::new());
-        for (name, body) in [("./rc", &b"3\n"[..]), ("./output.txt", &b"FAIL: x\n"[..])] {
-            let mut h = tar::Header::new_gnu();
-            h.set_size(body.len() as u64);
-            h.set_mode(0o644);
-            h.set_cksum();
-            b.append_data(&mut h, name, body).unwrap();
-        }
-        let mut bytes = b.into_inner().unwrap();
-        bytes.resize(OUT_DISK_SIZE as usize, 0);
-        fs_err::write(&disk, bytes).unwrap();
-        let (rc, out) = read_result(&disk).unwrap();
-        assert_eq!(rc, 3);
-        assert_eq!(out, b"FAIL: x\n");
+    fn os_release_values() {
+        let t = "NAME=\"NestOS\"\nOSTREE_VERSION='24.03-LTS.1'\nVERSION=\"x y\"\n";
+        assert_eq!(
+            os_release_value(t, "OSTREE_VERSION").unwrap(),
+            "24.03-LTS.1"
+        );
+        assert_eq!(os_release_value(t, "VERSION").unwrap(), "x y");
+        assert_eq!(os_release_value(t, "ID"), None);
     }
 }

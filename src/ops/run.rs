@@ -1,5 +1,5 @@
-//! `nosa run` (boot the latest qemu image with its serial console on the terminal) and
-//! `nosa virt-install` (the libvirt import command for it).
+//! `nosa run` (boot the latest qemu image with its serial console on the terminal, or log in
+//! over ssh with `--ssh`) and `nosa virt-install` (the libvirt import command for it).
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -35,11 +35,28 @@ fn open(cli: &Cli) -> Result<(Session, PathBuf, String), Failure> {
     Ok((s, workdir, arch))
 }
 
-/// A free TCP port on 127.0.0.1 (for the ssh forward).
-fn free_port() -> std::io::Result<u16> {
-    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
-        .local_addr()?
-        .port())
+/// The public key `--authorize-key` names: the file given, or the user's usual one, or
+/// `None` (generate one).
+fn user_public_key(arg: &str) -> Result<Option<(PathBuf, String)>, Failure> {
+    if !arg.is_empty() {
+        let p = PathBuf::from(arg);
+        let key = fs_err::read_to_string(&p).map_err(|e| {
+            Failure::Config(miette::miette!(
+                help = "pass the public half (a .pub file) of the key you log in with",
+                "--authorize-key: {e}"
+            ))
+        })?;
+        return Ok(Some((p, key.trim().to_string())));
+    }
+    let home = std::env::var_os("HOME").map(PathBuf::from);
+    for name in ["id_ed25519.pub", "id_ecdsa.pub", "id_rsa.pub"] {
+        if let Some(p) = home.as_ref().map(|h| h.join(".ssh").join(name))
+            && let Ok(key) = fs_err::read_to_string(&p)
+        {
+            return Ok(Some((p, key.trim().to_string())));
+        }
+    }
+    Ok(None)
 }
 
 /// `nosa run`.
@@ -55,12 +72,17 @@ pub fn run(cli: &Cli, a: &RunArgs) -> OpResult {
             image.display()
         )));
     }
-    if let Some(ign) = &a.ignition
-        && !ign.is_file()
-    {
+    let user_config =
+        match &a.ignition {
+            Some(ign) => Some(fs_err::read(ign).map_err(|e| {
+                Failure::Config(miette::miette!("--ignition {}: {e}", ign.display()))
+            })?),
+            None => None,
+        };
+    if !(a.command.is_empty() || a.ssh || a.devshell) {
         return Err(Failure::Config(miette::miette!(
-            "--ignition {}: no such file",
-            ign.display()
+            help = "add --ssh: the command runs over ssh once the machine answers",
+            "a command after `--` needs --ssh"
         )));
     }
     // The KVM probe boots the image's own kernel, kept in the image node's output.
@@ -72,8 +94,49 @@ pub fn run(cli: &Cli, a: &RunArgs) -> OpResult {
         .zip(digest.as_deref())
         .map(|((path, _), digest)| ProbeKernel { path, digest });
     let accel = detect_accel(probe, &workdir.join("cache/qemu"));
+    let run_dir = workdir.join("tmp/run");
+    if a.ssh || a.devshell {
+        // Release the workdir: the machine may run for as long as the user likes.
+        drop(s);
+        return run_ssh(a, &image, accel, user_config, &run_dir, &workdir);
+    }
+    // The console on this terminal; a key authorized for `nest` if asked for.
+    let mut login: Option<(String, Option<PathBuf>)> = None;
+    let config_file = match &a.authorize_key {
+        Some(arg) => {
+            fs_err::create_dir_all(&run_dir).map_err(runtime)?;
+            let (public, private) = match user_public_key(arg)? {
+                Some((path, key)) => (
+                    key,
+                    path.with_extension("")
+                        .is_file()
+                        .then(|| path.with_extension("")),
+                ),
+                None => {
+                    let dir = run_dir.join("ssh");
+                    let _ = fs_err::remove_dir_all(&dir);
+                    fs_err::create_dir_all(&dir).map_err(runtime)?;
+                    let (private, public) = nosa_kola::machine::generate_key(&dir)
+                        .map_err(|e| Failure::Build(Some(miette::miette!("{e}"))))?;
+                    (public, Some(private))
+                }
+            };
+            let file = run_dir.join("config.ign");
+            fs_err::write(
+                &file,
+                nosa_kola::ignition::login_config(&public, user_config.as_deref()),
+            )
+            .map_err(runtime)?;
+            login = Some((public, private));
+            Some(file)
+        }
+        None => match &a.ignition {
+            Some(ign) => Some(fs_err::canonicalize(ign).map_err(runtime)?),
+            None => None,
+        },
+    };
     let mut vm = Vm::new(accel.accel, a.memory, a.uefi, VmDisk::image(&image, 512));
-    let port = free_port().map_err(runtime)?;
+    let port = nosa_kola::machine::free_port().map_err(runtime)?;
     vm.extra.extend([
         "-nic".to_string(),
         format!("user,model=virtio-net-pci,hostfwd=tcp:127.0.0.1:{port}-:22"),
@@ -82,41 +145,42 @@ pub fn run(cli: &Cli, a: &RunArgs) -> OpResult {
         "-serial".into(),
         "mon:stdio".into(),
     ]);
-    if let Some(ign) = &a.ignition {
-        let abs = fs_err::canonicalize(ign).map_err(runtime)?;
+    if let Some(f) = &config_file {
         vm.extra.extend([
             "-fw_cfg".to_string(),
-            format!("name=opt/com.coreos/config,file={}", abs.display()),
+            format!("name=opt/com.coreos/config,file={}", f.display()),
         ]);
     }
-    // The workdir, read-only, as 9p tag `workdir` (the fixture distro mounts it at
-    // /var/mnt/workdir).
-    vm.extra.extend([
-        "-virtfs".to_string(),
-        format!(
-            "local,path={},mount_tag=workdir,security_model=none,readonly=on",
-            workdir.display()
-        ),
-    ]);
+    vm.extra.extend(workdir_share(&workdir));
     if a.dry_run {
         println!("{} {}", nosa_kola::qemu::QEMU, vm.args().join(" "));
         return Ok(());
     }
     eprintln!(
-        "nosa run: booting {} with {} ({}); ssh is forwarded from 127.0.0.1:{port}; \
-         quit with Ctrl-A X",
+        "nosa run: booting {} with {} ({}); quit with Ctrl-A X",
         image.display(),
         accel.accel.name(),
         accel.reason
     );
-    eprintln!(
-        "nosa run: the workdir is shared read-only as 9p tag `workdir` (the fixture distro \
-         mounts it at /var/mnt/workdir)"
-    );
-    if a.devshell {
-        eprintln!("nosa run: devshell: the serial console below is a root shell once booted");
+    match &login {
+        Some((_, key)) => {
+            let identity = key
+                .as_ref()
+                .map(|k| format!(" -i {}", k.display()))
+                .unwrap_or_default();
+            eprintln!(
+                "nosa run: log in once it has booted: ssh -p {port}{identity} -o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null nest@127.0.0.1"
+            );
+        }
+        None => eprintln!(
+            "nosa run: ssh is forwarded from 127.0.0.1:{port}; images accept keys only: \
+             pass --authorize-key (or --ignition with one), or use --ssh"
+        ),
     }
-    // Release the workdir before handing the terminal to QEMU for as long as the user likes.
+    eprintln!(
+        "nosa run: the workdir is shared read-only as 9p tag `workdir` \
+         (`sudo mount -t 9p workdir /mnt` in the guest)"
+    );
     drop(s);
     let status = vm.command().status().map_err(|e| {
         Failure::Build(Some(miette::miette!(
@@ -131,6 +195,84 @@ pub fn run(cli: &Cli, a: &RunArgs) -> OpResult {
         Err(Failure::Build(Some(miette::miette!(
             "{} exited with {status}",
             nosa_kola::qemu::QEMU
+        ))))
+    }
+}
+
+/// The workdir, read-only, as 9p tag `workdir` (`sudo mount -t 9p -o trans=virtio workdir
+/// /mnt` in the guest).
+fn workdir_share(workdir: &Path) -> Vec<String> {
+    vec![
+        "-virtfs".to_string(),
+        format!(
+            "local,path={},mount_tag=workdir,security_model=none,readonly=on",
+            workdir.display()
+        ),
+    ]
+}
+
+/// `nosa run --ssh`: boots with a generated key, waits for ssh, logs in (or runs the command
+/// after `--`), then powers the machine off; the exit status is ssh's.
+fn run_ssh(
+    a: &RunArgs,
+    image: &Path,
+    accel: nosa_kola::qemu::AccelChoice,
+    user_config: Option<Vec<u8>>,
+    run_dir: &Path,
+    workdir: &Path,
+) -> OpResult {
+    use nosa_kola::machine::{ConfigChannel, Machine, MachineSpec};
+    let spec = MachineSpec {
+        accel: accel.accel,
+        disk: image.to_path_buf(),
+        sector_size: 512,
+        uefi: a.uefi,
+        memory_mib: a.memory,
+        channel: ConfigChannel::FwCfg,
+        test_config: user_config,
+        kola: false,
+        scratch_base: run_dir.to_path_buf(),
+        timeout: std::time::Duration::from_secs(600),
+        extra: workdir_share(workdir),
+    };
+    if a.dry_run {
+        return Err(Failure::Config(miette::miette!(
+            "--dry-run prints the QEMU command of a console boot; leave out --ssh"
+        )));
+    }
+    eprintln!(
+        "nosa run: booting {} with {} ({}); waiting for ssh (the console is in {}/machine-*/console.txt)",
+        image.display(),
+        accel.accel.name(),
+        accel.reason,
+        run_dir.display()
+    );
+    let m = Machine::boot(&spec).map_err(|e| Failure::Build(Some(miette::miette!("{e}"))))?;
+    eprintln!(
+        "nosa run: ssh answered after {:.0} s; logging in as nest (sudo works)",
+        m.boot_secs
+    );
+    let mut cmd = Command::new("ssh");
+    cmd.args(nosa_kola::machine::ssh_options(m.port(), m.key()));
+    if a.command.is_empty() {
+        cmd.arg("-t");
+    }
+    cmd.arg(format!("{}@127.0.0.1", nosa_kola::ignition::USER));
+    if !a.command.is_empty() {
+        cmd.arg("--").args(&a.command);
+    }
+    let status = cmd.status().map_err(|e| {
+        Failure::Build(Some(miette::miette!(
+            help = "install the Debian package openssh-client",
+            "cannot run ssh: {e}"
+        )))
+    })?;
+    m.poweroff(std::time::Duration::from_secs(30));
+    if status.success() {
+        Ok(())
+    } else {
+        Err(Failure::Build(Some(miette::miette!(
+            "ssh exited with {status}"
         ))))
     }
 }

@@ -13,4 +13,4 @@ pub use fs::{TreeBuilder, copy_dir, cp_a};
 pub use os_tree::{commit_request, sample_os_tree};
 pub use ostree::{Entry, ostree, ostree_ext_check, ostree_ls};
 pub use paths::{fixture_packages, fixture_repo, workspace_root};
-pub use tools::{need, run};
+pub use tools::{ignition_validate, need, run};

@@ -27,3 +27,21 @@ pub fn run(cmd: &str, args: &[&str], package: &str) -> String {
     );
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
+
+/// Asserts that Ignition's own validator (`ignition-validate`, Debian package `ignition`)
+/// accepts the config at `path`.
+pub fn ignition_validate(path: &std::path::Path) {
+    let p = path.to_str().expect("a UTF-8 path");
+    let out = Command::new("ignition-validate")
+        .arg(p)
+        .output()
+        .unwrap_or_else(|e| {
+            panic!("cannot run `ignition-validate` ({e}): install the Debian package `ignition`")
+        });
+    assert!(
+        out.status.success(),
+        "ignition-validate rejects {p}: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
