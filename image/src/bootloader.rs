@@ -1,8 +1,9 @@
-//! Bootloaders, from the OS tree's own payloads: BIOS grub (an i386-pc core image made with
-//! the host's `grub-mkimage` from the tree's `/usr/lib/grub/i386-pc`, embedded in the
-//! BIOS-BOOT partition, and `boot.img` in the MBR, patched the way `grub-bios-setup` does),
-//! and UEFI systemd-boot (`/usr/lib/systemd/boot/efi/systemd-bootx64.efi` as the ESP's
-//! removable-media loader, reading BLS entries copied to the ESP).
+//! Bootloaders, from the OS tree's own payloads, both grub reading one grub.cfg on the boot
+//! partition (generated from the BLS entries, with the first-boot flag test): for BIOS an
+//! i386-pc core image made with the host's `grub-mkimage` from the tree's
+//! `/usr/lib/grub/i386-pc`, embedded in the BIOS-BOOT partition, and `boot.img` in the MBR,
+//! patched the way `grub-bios-setup` does; for UEFI an x86_64-efi image from the tree's
+//! `/usr/lib/grub/x86_64-efi` as the ESP's removable-media loader `EFI/BOOT/BOOTX64.EFI`.
 
 use std::io::{Seek, SeekFrom, Write};
 use std::path::Path;
@@ -31,6 +32,29 @@ pub const GRUB_BIOS_MODULES: &[&str] = &[
     "boot",
 ];
 
+/// The grub modules built into the UEFI image.
+pub const GRUB_EFI_MODULES: &[&str] = &[
+    "part_gpt",
+    "part_msdos",
+    "ext2",
+    "fat",
+    "search",
+    "search_label",
+    "search_fs_uuid",
+    "normal",
+    "linux",
+    "configfile",
+    "echo",
+    "test",
+    "serial",
+    "terminal",
+    "boot",
+];
+
+/// Where the UEFI image goes on the ESP: the removable-media path, which firmware boots
+/// without a boot entry.
+pub const GRUB_EFI_PATH: &str = "EFI/BOOT/BOOTX64.EFI";
+
 /// Where the generated grub.cfg lives on the boot partition.
 pub const GRUB_CFG_PATH: &str = "grub2/grub.cfg";
 
@@ -50,15 +74,16 @@ const GRUB_EMBEDDED_CFG: &str =
 /// The prefix given to grub-mkimage.
 const GRUB_PREFIX: &str = "/grub2";
 
-/// A digest of everything [`grub_bios_core`] reads: the `grub-mkimage` executable it runs
+/// A digest of everything [`grub_images`] reads: the `grub-mkimage` executable it runs
 /// (found on `PATH` as the command is), its arguments and embedded config, and every file
-/// of the tree's `usr/lib/grub/i386-pc` (path, type, mode, content). grub-mkimage is a
-/// deterministic function of these (checked: two runs give the same bytes), so a core image
-/// made from equal inputs may be used again; `image-fs` keeps the last one in its memo.
-pub fn grub_bios_core_inputs(sysroot: &Sysroot) -> Result<[u8; 32], ImageError> {
+/// of the tree's `usr/lib/grub/i386-pc` and `usr/lib/grub/x86_64-efi` (path, type, mode,
+/// content). grub-mkimage is a deterministic function of these (checked: two runs give the
+/// same bytes), so images made from equal inputs may be used again; `image-fs` keeps the last
+/// ones in its memo.
+pub fn grub_inputs(sysroot: &Sysroot) -> Result<[u8; 32], ImageError> {
     use std::os::unix::fs::PermissionsExt;
     let mut h = blake3::Hasher::new();
-    h.update(b"nosa grub-mkimage i386-pc v1\0");
+    h.update(b"nosa grub-mkimage i386-pc x86_64-efi v2\0");
     let exe = std::env::var_os("PATH")
         .into_iter()
         .flat_map(|p| std::env::split_paths(&p).collect::<Vec<_>>())
@@ -71,28 +96,87 @@ pub fn grub_bios_core_inputs(sysroot: &Sysroot) -> Result<[u8; 32], ImageError> 
         nosa_cache::hash_file(p).map_err(|e| ImageError::msg(format!("{}: {e}", p.display())))
     };
     h.update(&hash(&exe)?.0);
-    for a in [GRUB_PREFIX, GRUB_EMBEDDED_CFG]
+    for a in [GRUB_PREFIX, GRUB_EMBEDDED_CFG, GRUB_EFI_PATH]
         .iter()
         .chain(GRUB_BIOS_MODULES)
+        .chain([&"efi"])
+        .chain(GRUB_EFI_MODULES)
     {
         h.update(a.as_bytes());
         h.update(b"\0");
     }
-    let dir = sysroot.tree_path("usr/lib/grub/i386-pc");
-    for e in walkdir::WalkDir::new(&dir).sort_by_file_name() {
-        let e = e.map_err(|e| ImageError::msg(format!("{}: {e}", dir.display())))?;
-        let rel = e.path().strip_prefix(&dir).expect("walked under dir");
-        let meta = e.path().symlink_metadata()?;
-        h.update(rel.as_os_str().as_encoded_bytes());
-        h.update(&meta.permissions().mode().to_le_bytes());
-        if meta.is_file() {
-            h.update(&hash(e.path())?.0);
-        } else if meta.file_type().is_symlink() {
-            h.update(fs_err::read_link(e.path())?.as_os_str().as_encoded_bytes());
-        }
+    for platform in ["i386-pc", "x86_64-efi"] {
+        let dir = sysroot.tree_path(&format!("usr/lib/grub/{platform}"));
+        h.update(platform.as_bytes());
         h.update(b"\0");
+        if !dir.exists() {
+            h.update(b"absent\0");
+            continue;
+        }
+        for e in walkdir::WalkDir::new(&dir).sort_by_file_name() {
+            let e = e.map_err(|e| ImageError::msg(format!("{}: {e}", dir.display())))?;
+            let rel = e.path().strip_prefix(&dir).expect("walked under dir");
+            let meta = e.path().symlink_metadata()?;
+            h.update(rel.as_os_str().as_encoded_bytes());
+            h.update(&meta.permissions().mode().to_le_bytes());
+            if meta.is_file() {
+                h.update(&hash(e.path())?.0);
+            } else if meta.file_type().is_symlink() {
+                h.update(fs_err::read_link(e.path())?.as_os_str().as_encoded_bytes());
+            }
+            h.update(b"\0");
+        }
     }
     Ok(*h.finalize().as_bytes())
+}
+
+/// grub for both firmwares, made from the tree's modules: the BIOS core image and the UEFI
+/// image.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct GrubImages {
+    /// The i386-pc core image (BIOS-BOOT partition).
+    pub bios_core: Vec<u8>,
+    /// The x86_64-efi image (the ESP's `EFI/BOOT/BOOTX64.EFI`).
+    pub efi: Vec<u8>,
+}
+
+/// Makes both of grub's images ([`grub_bios_core`], [`grub_efi_image`]).
+pub fn grub_images(sysroot: &Sysroot, work: &Path) -> Result<GrubImages, ImageError> {
+    Ok(GrubImages {
+        bios_core: grub_bios_core(sysroot, work)?,
+        efi: grub_efi_image(sysroot, work)?,
+    })
+}
+
+/// Makes the x86_64-efi image from the tree's grub modules, with the same embedded config as
+/// the BIOS core image: it finds the partition labelled `boot` and reads `grub2/grub.cfg`
+/// there, so UEFI and BIOS boots see the same menu and the same first-boot flag.
+pub fn grub_efi_image(sysroot: &Sysroot, work: &Path) -> Result<Vec<u8>, ImageError> {
+    let dir = sysroot.tree_path("usr/lib/grub/x86_64-efi");
+    if !dir.join("moddep.lst").is_file() {
+        return Err(ImageError::missing(
+            "grub x86_64-efi modules in the tree (package grub2-efi-x64-modules)",
+            dir,
+        ));
+    }
+    fs_err::create_dir_all(work)?;
+    let cfg = work.join("grub-efi-embedded.cfg");
+    fs_err::write(&cfg, GRUB_EMBEDDED_CFG)?;
+    let out = work.join("grubx64.efi");
+    Tool::new("grub-mkimage")
+        .args(["-O", "x86_64-efi", "-p", GRUB_PREFIX])
+        .arg("-d")
+        .arg(&dir)
+        .arg("-c")
+        .arg(&cfg)
+        .arg("-o")
+        .arg(&out)
+        .args(GRUB_EFI_MODULES)
+        .run()?;
+    let bytes = fs_err::read(&out)?;
+    fs_err::remove_file(&out)?;
+    fs_err::remove_file(&cfg)?;
+    Ok(bytes)
 }
 
 /// Makes the i386-pc core image from the tree's grub modules. Its embedded config finds the
@@ -106,6 +190,7 @@ pub fn grub_bios_core(sysroot: &Sysroot, work: &Path) -> Result<Vec<u8>, ImageEr
             dir,
         ));
     }
+    fs_err::create_dir_all(work)?;
     let cfg = work.join("grub-embedded.cfg");
     fs_err::write(&cfg, GRUB_EMBEDDED_CFG)?;
     let core = work.join("core.img");
@@ -188,73 +273,15 @@ pub fn install_grub_bios(
     Ok(())
 }
 
-/// Stages the ESP's contents in the directory `dir`: systemd-boot as `EFI/BOOT/BOOTX64.EFI`
-/// (and `EFI/systemd/`), a `loader/loader.conf` that boots the default entry without a menu,
-/// and the BLS entries with the kernels and initramfs images they name, at the same paths as
-/// on the boot partition. [`fill_esp`] puts them into a FAT image of either sector size.
-pub fn stage_esp(sysroot: &Sysroot, dir: &Path) -> Result<(), ImageError> {
-    let sdboot = sysroot.tree_path("usr/lib/systemd/boot/efi/systemd-bootx64.efi");
-    if !sdboot.is_file() {
-        return Err(ImageError::missing(
-            "systemd-boot in the tree (package systemd-boot-unsigned)",
-            sdboot,
-        ));
-    }
-    let mut w = DirWriter { root: dir };
-    w.put(&sdboot, "EFI/BOOT/BOOTX64.EFI")?;
-    w.put(&sdboot, "EFI/systemd/systemd-bootx64.efi")?;
-    let default = &sysroot.entries[0];
-    let conf = dir.join("loader.conf.tmp");
-    fs_err::write(
-        &conf,
-        format!("timeout 0\ndefault {}\nconsole-mode keep\n", default.file),
-    )?;
-    w.put(&conf, "loader/loader.conf")?;
-    fs_err::remove_file(&conf)?;
-    let work = dir;
-    for e in &sysroot.entries {
-        // systemd-boot has no conditionals: the ESP copy of each entry carries the first-boot
-        // flag (the entries on the boot partition, which ostree manages, do not).
-        let text = fs_err::read_to_string(sysroot.boot.join("loader/entries").join(&e.file))?;
-        let flagged: String = text
-            .lines()
-            .map(|l| match l.strip_prefix("options ") {
-                Some(o) => format!("options {o} ignition.firstboot\n"),
-                None => format!("{l}\n"),
-            })
-            .collect();
-        let copy = work.join("entry.conf.tmp");
-        fs_err::write(&copy, flagged)?;
-        w.put(&copy, &format!("loader/entries/{}", e.file))?;
-        fs_err::remove_file(&copy)?;
-        for f in e.files() {
-            let src = sysroot.boot.join(f);
-            if !src.is_file() {
-                return Err(ImageError::missing(
-                    format!("file named by BLS entry {}", e.file),
-                    src,
-                ));
-            }
-            w.put(&src, f)?;
-        }
-    }
+/// Stages the ESP's contents in the directory `dir`: grub's UEFI image `efi` (see
+/// [`grub_efi_image`]) at the removable-media path. The kernels stay on the boot partition,
+/// where grub.cfg names them. [`fill_esp`] puts the files into a FAT image of either sector
+/// size.
+pub fn stage_esp(efi: &[u8], dir: &Path) -> Result<(), ImageError> {
+    let to = dir.join(GRUB_EFI_PATH);
+    fs_err::create_dir_all(to.parent().expect("has a parent"))?;
+    fs_err::write(&to, efi)?;
     Ok(())
-}
-
-/// Copies files into a staging directory, like [`VfatWriter`] into a FAT image.
-struct DirWriter<'a> {
-    root: &'a Path,
-}
-
-impl DirWriter<'_> {
-    fn put(&mut self, src: &Path, dest: &str) -> Result<(), ImageError> {
-        let to = self.root.join(dest);
-        if let Some(p) = to.parent() {
-            fs_err::create_dir_all(p)?;
-        }
-        fs_err::copy(src, &to)?;
-        Ok(())
-    }
 }
 
 /// Puts every file of the staged ESP directory `dir` (see [`stage_esp`]) into the formatted
@@ -310,11 +337,11 @@ mod tests {
         fs_err::write(dir.join("moddep.lst"), "ext2: fshelp\n").unwrap();
         fs_err::write(dir.join("ext2.mod"), "module").unwrap();
         let s = sysroot(tmp.path());
-        let first = grub_bios_core_inputs(&s).unwrap();
-        assert_eq!(grub_bios_core_inputs(&s).unwrap(), first, "stable");
+        let first = grub_inputs(&s).unwrap();
+        assert_eq!(grub_inputs(&s).unwrap(), first, "stable");
         let mut seen = vec![first];
         let mut changed = |what: &str| {
-            let d = grub_bios_core_inputs(&s).unwrap();
+            let d = grub_inputs(&s).unwrap();
             assert!(!seen.contains(&d), "{what} did not change the digest");
             seen.push(d);
         };
@@ -327,5 +354,10 @@ mod tests {
         changed("a new module");
         std::os::unix::fs::symlink("ext2.mod", dir.join("alias.mod")).unwrap();
         changed("a symlink");
+        let efi = tmp.path().join("usr/lib/grub/x86_64-efi");
+        fs_err::create_dir_all(&efi).unwrap();
+        changed("the UEFI modules appearing");
+        fs_err::write(efi.join("linux.mod"), "module").unwrap();
+        changed("a UEFI module");
     }
 }

@@ -136,15 +136,15 @@ pub mod prepared {
 /// first-boot flag file), the `root` filesystem (ext4 from the directory, or xfs through a
 /// loop mount, label `root`, 4096-byte sectors so it mounts on any disk), the ESP's files,
 /// and grub's BIOS core and boot images; then `filesystems.json`. The filesystems are made
-/// in `work` (any directory; a memory one is fastest) and packed into `dir`. `grub_core`, if
-/// given, is the BIOS core image `grub_bios_core` would make for this sysroot (the caller
-/// checked [`crate::grub_bios_core_inputs`]); otherwise it is made.
+/// in `work` (any directory; a memory one is fastest) and packed into `dir`. `grub`, if given,
+/// are the images `grub_images` would make for this sysroot (the caller checked
+/// [`crate::grub_inputs`]); otherwise they are made.
 pub fn prepare_filesystems(
     sysroot: &Sysroot,
     layout: &FsLayout,
     dir: &Path,
     work: &Path,
-    grub_core: Option<Vec<u8>>,
+    grub: Option<bootloader::GrubImages>,
 ) -> Result<FsInfo, ImageError> {
     if layout.root_size == 0 || !layout.root_size.is_multiple_of(MIB) {
         return Err(ImageError::msg(format!(
@@ -165,7 +165,16 @@ pub fn prepare_filesystems(
     )?;
     let boot_uuid = uuid_text(&derived_uuid_bytes(seed, "fs-boot"));
     let root_uuid = uuid_text(&derived_uuid_bytes(seed, "fs-root"));
-    bootloader::stage_esp(sysroot, &dir.join(prepared::ESP_DIR))?;
+    let grub = match grub {
+        Some(g) => g,
+        None => {
+            let work = dir.join("grub.tmp");
+            let g = bootloader::grub_images(sysroot, &work)?;
+            fs_err::remove_dir_all(&work)?;
+            g
+        }
+    };
+    bootloader::stage_esp(&grub.efi, &dir.join(prepared::ESP_DIR))?;
     fs_err::create_dir_all(work)?;
     let boot_img = work.join("boot.img.tmp");
     fsimg::make_ext4(
@@ -210,17 +219,7 @@ pub fn prepare_filesystems(
     }
     sparse::pack(&root_img, &dir.join(prepared::ROOT_IMG))?;
     fs_err::remove_file(&root_img)?;
-    let core = match grub_core {
-        Some(core) => core,
-        None => {
-            let work = dir.join("grub.tmp");
-            fs_err::create_dir_all(&work)?;
-            let core = bootloader::grub_bios_core(sysroot, &work)?;
-            fs_err::remove_dir_all(&work)?;
-            core
-        }
-    };
-    fs_err::write(dir.join(prepared::GRUB_CORE), core)?;
+    fs_err::write(dir.join(prepared::GRUB_CORE), &grub.bios_core)?;
     fs_err::write(
         dir.join(prepared::GRUB_BOOT),
         bootloader::grub_bios_boot_img(sysroot)?,

@@ -7,8 +7,8 @@
 //!   and boot partitions' contents.
 //! - [`build_disk`] writes a GPT (by hand: 512- or 4096-byte blocks, GUIDs derived from a
 //!   seed) with BIOS-BOOT, EFI-SYSTEM (FAT via mkfs.vfat + mtools), boot and root (ext4 via
-//!   `mke2fs -d`); grub i386-pc from the tree's modules for BIOS, systemd-boot from the tree
-//!   for UEFI.
+//!   `mke2fs -d`); grub from the tree's modules for both firmwares (i386-pc in BIOS-BOOT,
+//!   x86_64-efi as the ESP's `EFI/BOOT/BOOTX64.EFI`), reading one generated grub.cfg.
 //! - [`raw_to_qcow2`] writes qcow2 from a sparse raw disk, then runs `qemu-img check`.
 //! - [`ImageRule`] is the engine rule `image:<arch>:<format>`.
 //!
@@ -29,7 +29,9 @@ mod rule;
 pub mod sparse;
 
 pub use bls::{BlsEntry, grub_cfg, read_entries};
-pub use bootloader::{GRUB_BIOS_MODULES, GRUB_CFG_PATH, grub_bios_core_inputs};
+pub use bootloader::{
+    GRUB_BIOS_MODULES, GRUB_CFG_PATH, GRUB_EFI_MODULES, GRUB_EFI_PATH, GrubImages, grub_inputs,
+};
 pub use deploy::{BASE_KARGS, Sysroot, deploy_sysroot};
 pub use disk::{
     BIOS_BOOT_SIZE, BOOT_SIZE, DiskInfo, DiskLayout, ESP_SIZE, FsInfo, FsLayout, PartitionInfo,

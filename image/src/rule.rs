@@ -196,23 +196,32 @@ impl ImageFsRule {
             timestamp: self.timestamp,
             root_fs: self.rootfs.clone(),
         };
-        // grub's core image depends on the tree's grub modules and the host's grub-mkimage
-        // only: the last one is used again when they are unchanged (speed only).
-        let grub_inputs = crate::grub_bios_core_inputs(&sysroot).map_err(err)?;
-        let grub_core = previous_grub_core(ctx, &grub_inputs);
+        // grub's images depend on the tree's grub modules and the host's grub-mkimage only:
+        // the last ones are used again when those are unchanged (speed only).
+        let grub_inputs = crate::grub_inputs(&sysroot).map_err(err)?;
+        let grub = previous_grub(ctx, &grub_inputs);
         writeln!(
             ctx.log,
-            "grub core image: {}",
-            if grub_core.is_some() {
-                "the last run's (its inputs are unchanged)"
+            "grub images: {}",
+            if grub.is_some() {
+                "the last run's (their inputs are unchanged)"
             } else {
                 "made"
             }
         )?;
         let (work, _) = ctx.memory_scratch("filesystems", expect)?;
-        crate::prepare_filesystems(&sysroot, &layout, &ctx.out, &work, grub_core).map_err(err)?;
+        crate::prepare_filesystems(&sysroot, &layout, &ctx.out, &work, grub).map_err(err)?;
         let core = fs_err::read(ctx.out.join(crate::disk::prepared::GRUB_CORE))?;
-        ctx.set_memo_files(&[(GRUB_MEMO_INPUTS, &grub_inputs), (GRUB_MEMO_CORE, &core)])?;
+        let efi = fs_err::read(
+            ctx.out
+                .join(crate::disk::prepared::ESP_DIR)
+                .join(crate::GRUB_EFI_PATH),
+        )?;
+        ctx.set_memo_files(&[
+            (GRUB_MEMO_INPUTS, &grub_inputs),
+            (GRUB_MEMO_CORE, &core),
+            (GRUB_MEMO_EFI, &efi),
+        ])?;
         let rec = SysrootRecord {
             commit: record.checksum,
             kargs,
@@ -233,8 +242,8 @@ impl Rule for ImageFsRule {
     }
 
     fn version(&self) -> u32 {
-        // 2: partition images packed (crate::sparse).
-        2
+        // 2: partition images packed (crate::sparse). 3: UEFI boots grub (x86_64-efi).
+        3
     }
 
     fn params(&self, p: &mut Params) {
@@ -396,18 +405,23 @@ impl Rule for ImageRule {
     }
 }
 
-/// The memo's files: the digest of grub's inputs and the core image made from them.
-const GRUB_MEMO_INPUTS: &str = "grub-core.inputs";
+/// The memo's files: the digest of grub's inputs and the images made from them.
+const GRUB_MEMO_INPUTS: &str = "grub.inputs";
 const GRUB_MEMO_CORE: &str = "grub-core.img";
+const GRUB_MEMO_EFI: &str = "grubx64.efi";
 
-/// The core image the node's last run made, if its memo is still in the store and was made
+/// The images the node's last run made, if its memo is still in the store and they were made
 /// from inputs with digest `inputs`.
-fn previous_grub_core(ctx: &RunContext<'_>, inputs: &[u8; 32]) -> Option<Vec<u8>> {
+fn previous_grub(ctx: &RunContext<'_>, inputs: &[u8; 32]) -> Option<crate::GrubImages> {
     let (tree, recorded) = ctx.previous_memo_file(GRUB_MEMO_INPUTS)?;
     if recorded != inputs {
         return None;
     }
-    fs_err::read(ctx.store().blob_path(&tree.file(GRUB_MEMO_CORE)?)).ok()
+    let read = |name: &str| fs_err::read(ctx.store().blob_path(&tree.file(name)?)).ok();
+    Some(crate::GrubImages {
+        bios_core: read(GRUB_MEMO_CORE)?,
+        efi: read(GRUB_MEMO_EFI)?,
+    })
 }
 
 /// Copies the deployment's kernel (`usr/lib/modules/<kver>/vmlinuz`, the only one) to `to`;

@@ -12,7 +12,7 @@ pub const PACKAGES: &[&str] = &[
     "filesystem",
     "setup",
     "busybox",
-    "nestos-base",
+    "nosa-busybox-init",
     "nestos-release",
     "kernel",
     "nosa-mini-dracut",
