@@ -4,18 +4,18 @@
 //! external test on qemu. Then, on the same workdir (one test: every boot is expensive):
 //! results are cached by image and test; a new failing test runs alone and fails; the
 //! denylist skips it; an extra-kargs change rebuilds the image and reruns its tests and no
-//! compose node; `nosa run` gives the serial console; `nosa virt-install` prints the import;
+//! compose node; `nosa run --ssh` logs in and runs a command; `nosa virt-install` prints the
+//! import;
 //! `rootfs: xfs` rebuilds only the image, which boots with an xfs root; buildextend-openstack
 //! adds the openstack image to the same build.
 
 mod common;
 
-use std::io::{BufRead, BufReader, Write};
 use std::path::Path;
-use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::Command;
+use std::time::Instant;
 
-use common::{fixture_workdir, nosa, nosa_bin, summary};
+use common::{fixture_workdir, nosa, summary};
 
 fn json(p: &Path) -> serde_json::Value {
     serde_json::from_slice(&fs_err::read(p).unwrap_or_else(|e| panic!("{e}")))
@@ -287,12 +287,14 @@ fn built_images_boot_and_pass_kola() {
         fs_err::read_to_string(w.join("tmp/kola/x86_64/qemu/nestos.basic/output.txt")).unwrap();
     assert!(basic.contains("PASS: karg 'nosa.kargtest=1'"), "{basic}");
 
-    // 6. `nosa run`: the serial console is on stdin/stdout, the workdir is shared over 9p.
+    // 6. `nosa run`: a config passed with --ignition; --authorize-key writes one that
+    // authorizes a key (merging the user's), which ignition-validate accepts; --ssh boots,
+    // logs in as `nest` with a generated key and runs a command; the workdir is shared over 9p.
     let out = nosa(&w, &["run", "--dry-run", "--ignition", "image.yaml"]);
     assert!(!out.status.success(), "a missing ignition file is an error");
     fs_err::write(
         w.join("config.ign"),
-        "{\"ignition\": {\"version\": \"3.4.0\"}}",
+        "{\"ignition\": {\"version\": \"3.3.0\"}}",
     )
     .unwrap();
     let out = nosa(&w, &["run", "--dry-run", "--ignition", "config.ign"]);
@@ -303,76 +305,57 @@ fn built_images_boot_and_pass_kola() {
             && line.contains("hostfwd=tcp:127.0.0.1:"),
         "{line}"
     );
-    let mut child = Command::new(nosa_bin())
-        .arg("run")
-        .current_dir(&w)
-        .env("NO_COLOR", "1")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .unwrap();
-    let mut stdin = child.stdin.take().unwrap();
-    let stdout = child.stdout.take().unwrap();
-    let (tx, rx) = std::sync::mpsc::channel::<String>();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines() {
-            let Ok(line) = line else { break };
-            if tx.send(line).is_err() {
-                break;
-            }
-        }
-    });
-    let deadline = Instant::now() + Duration::from_secs(300);
-    let mut seen = String::new();
-    let mut sent = false;
-    let mut answered = false;
-    let mut shared = false;
-    while Instant::now() < deadline {
-        match rx.recv_timeout(Duration::from_secs(1)) {
-            Ok(line) => {
-                seen.push_str(&line);
-                seen.push('\n');
-                if !sent && line.contains("nestos booted") {
-                    // The autologin shell on ttyS0 starts right after.
-                    std::thread::sleep(Duration::from_secs(3));
-                    stdin
-                        .write_all(
-                            b"\necho run-$((6 * 7))\ncat /var/mnt/workdir/config.ign\n\
-                              poweroff -f\n",
-                        )
-                        .unwrap();
-                    stdin.flush().unwrap();
-                    sent = true;
-                }
-                if line.contains("run-42") {
-                    answered = true;
-                }
-                if line.contains("\"ignition\": {\"version\": \"3.4.0\"}") {
-                    shared = true;
-                }
-            }
-            Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {}
-            Err(_) => break,
-        }
-    }
-    if !answered {
-        let _ = child.kill();
-    }
-    let status = child.wait().unwrap();
-    assert!(
-        answered,
-        "the guest shell answered on the console:\n{}",
-        seen.lines().rev().take(30).collect::<Vec<_>>().join("\n")
+    let keys = w.join("tmp/test-key");
+    fs_err::create_dir_all(&keys).unwrap();
+    let (_, public) = nosa_kola::machine::generate_key(&keys).unwrap();
+    let pubfile = keys.join("id_ed25519.pub");
+    let out = nosa(
+        &w,
+        &[
+            "run",
+            "--dry-run",
+            "--ignition",
+            "config.ign",
+            "--authorize-key",
+            pubfile.to_str().unwrap(),
+        ],
     );
+    assert!(out.status.success(), "{}", text(&out));
+    let written = w.join("tmp/run/config.ign");
     assert!(
-        status.success(),
-        "nosa run exits 0 when the guest powers off"
+        String::from_utf8_lossy(&out.stdout).contains(&format!("file={}", written.display())),
+        "{}",
+        text(&out)
     );
+    let cfg = json(&written);
+    assert_eq!(cfg["passwd"]["users"][0]["name"], "nest");
+    assert_eq!(cfg["passwd"]["users"][0]["sshAuthorizedKeys"][0], public);
     assert!(
-        shared,
-        "the guest read the workdir's config.ign over 9p:\n{}",
-        seen.lines().rev().take(30).collect::<Vec<_>>().join("\n")
+        cfg["ignition"]["config"]["merge"][0]["source"]
+            .as_str()
+            .unwrap()
+            .starts_with("data:;base64,"),
+        "{cfg}"
+    );
+    nosa_testkit::ignition_validate(&written);
+    let out = nosa(
+        &w,
+        &[
+            "run",
+            "--ssh",
+            "--",
+            "systemctl is-system-running --wait; echo run-$((6 * 7)); \
+             sudo modprobe 9pnet_virtio && sudo mount -t 9p -o trans=virtio,ro workdir /mnt \
+             && cat /mnt/config.ign",
+        ],
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "nosa run --ssh: {}", text(&out));
+    assert!(stdout.lines().next() == Some("running"), "{stdout}");
+    assert!(stdout.contains("run-42"), "the command ran: {stdout}");
+    assert!(
+        stdout.contains("{\"ignition\": {\"version\": \"3.3.0\"}}"),
+        "the guest read the workdir's config.ign over 9p: {stdout}"
     );
 
     // 7. virt-install: the import command for the latest qemu image.

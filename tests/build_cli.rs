@@ -194,11 +194,15 @@ fn build_commits_and_records_the_build() {
         "no /etc in the commit: it lives at /usr/etc"
     );
 
-    // mutate-os-release "24.03-LTS": the fixture's VERSION ("1 (nosa fixture)") does not hold
-    // it, so as with rpm-ostree only OSTREE_VERSION is added (the replacement is checked
-    // below with a base that occurs).
+    // mutate-os-release "24.03-LTS": the fixture's VERSION ("24.03-LTS (nosa fixture)") holds
+    // it, so as with rpm-ostree it becomes the version there and in PRETTY_NAME, and
+    // OSTREE_VERSION is added (a base that does not occur is checked below).
     let os = ostree(&repo, &["cat", r, "/usr/lib/os-release"]);
-    assert!(os.contains("VERSION=\"1 (nosa fixture)\"\n"), "{os}");
+    assert!(
+        os.contains(&format!("\nVERSION=\"{id} (nosa fixture)\"\n"))
+            && os.contains(&format!("\nPRETTY_NAME=\"NestOS {id} (nosa fixture)\"\n")),
+        "{os}"
+    );
     assert!(
         os.ends_with(&format!("\nOSTREE_VERSION='{id}'\n")),
         "os-release carries the version: {os}"
@@ -220,7 +224,7 @@ fn build_commits_and_records_the_build() {
     );
     let pkglist = key(&repo, "rpmostree.rpmdb.pkglist");
     assert!(
-        pkglist.starts_with("[('") && pkglist.contains("('busybox', '0', '"),
+        pkglist.starts_with("[('") && pkglist.contains("('systemd', '0', '"),
         "{pkglist}"
     );
     let commitmeta = json(&dir.join("commitmeta.json"));
@@ -280,7 +284,7 @@ fn build_commits_and_records_the_build() {
         .collect();
     names.sort();
     assert_eq!(names, locked, "the pkglist names the resolved set");
-    assert!(installed.contains(&"busybox".to_string()));
+    assert!(installed.contains(&"systemd".to_string()));
 
     // Unchanged: no new build id, nothing runs.
     let s = build(&w);
@@ -358,7 +362,7 @@ fn build_commits_and_records_the_build() {
     let text = fs_err::read_to_string(&nestos_yaml).unwrap();
     let changed = text.replace(
         "mutate-os-release: \"${releasever}\"",
-        "mutate-os-release: \"1\"",
+        "mutate-os-release: \"9.9\"",
     );
     assert_ne!(text, changed);
     fs_err::write(&nestos_yaml, changed).unwrap();
@@ -373,12 +377,10 @@ fn build_commits_and_records_the_build() {
     let repo3 = dir3.join("ostree-commit/repo");
     let os = ostree(&repo3, &["cat", r, "/usr/lib/os-release"]);
     assert!(
-        os.contains(&format!("\nVERSION=\"{third} (nosa fixture)\"\n"))
-            && os.contains(&format!(
-                "\nPRETTY_NAME=\"NestOS {third} (nosa fixture)\"\n"
-            ))
+        os.contains("\nVERSION=\"24.03-LTS (nosa fixture)\"\n")
+            && os.contains("\nPRETTY_NAME=\"NestOS 24.03-LTS (nosa fixture)\"\n")
             && os.ends_with(&format!("\nOSTREE_VERSION='{third}'\n")),
-        "{os}"
+        "a base that does not occur changes only OSTREE_VERSION: {os}"
     );
     assert_eq!(
         ostree(&repo3, &["rev-parse", &format!("{r}^")]).trim(),

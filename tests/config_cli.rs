@@ -52,7 +52,7 @@ fn config_show_of_the_example() {
             .map(|p| p.as_str().unwrap())
             .collect();
         assert!(
-            pkgs.contains(&"busybox") && pkgs.contains(&"kernel"),
+            pkgs.contains(&"systemd") && pkgs.contains(&"kernel"),
             "{pkgs:?}"
         );
         assert_eq!(

@@ -61,7 +61,7 @@ fn oci_layers_follow_packages_and_overlays_and_ostree_ext_imports_them() {
     let (_, first) = build(&w);
     for want in [
         "",
-        "busybox",
+        "systemd",
         "fixture-app",
         "rpmdb",
         "overlay.d/15nestos",

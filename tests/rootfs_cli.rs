@@ -20,7 +20,7 @@ fn rootfs_union_and_overlay_change() {
     assert_eq!(s["rootfs:x86_64"], "ran");
     assert_eq!(s["scriptlets:x86_64"], "ran");
     assert!(
-        s.keys().any(|k| k.starts_with("unpack:x86_64:busybox-")),
+        s.keys().any(|k| k.starts_with("unpack:x86_64:systemd-")),
         "{s:?}"
     );
 
@@ -34,7 +34,7 @@ fn rootfs_union_and_overlay_change() {
         .map(|e| e["path"].as_str().unwrap())
         .collect();
     for want in [
-        "root/usr/bin/busybox",
+        "root/usr/bin/systemctl",
         "root/usr/lib/os-release",
         "root/etc/test/test.txt",
         "root/usr/lib/systemd/system-preset/40-nestos.preset",

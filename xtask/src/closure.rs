@@ -15,6 +15,8 @@
 //!   one the repository has (what apt chose, unless the fixture's own packages stand in for
 //!   it). Conflicts, Breaks and Replaces are left out: they describe Debian upgrade paths, and
 //!   an unversioned Provides of a stand-in package would match every versioned Conflicts.
+//! - **Essential packages** (`Essential: yes`) are required by every package: Debian packages
+//!   rely on them without naming them (debconf's scripts need perl-base's perl).
 //! - **Provides** from Provides; conffiles become `%config(noreplace)`.
 //! - **maintainer scripts** are not run (no dpkg). Their effects that matter are scriptlets
 //!   named in `[closure.scripts]` (ldconfig, sysusers, PAM's common files) or postprocess
@@ -183,6 +185,12 @@ impl Control {
 
     fn field(&self, name: &str) -> &str {
         self.fields.get(name).map_or("", String::as_str)
+    }
+
+    /// Whether Debian marks it Essential (`Essential: yes`): other packages rely on it
+    /// without naming it.
+    pub fn essential(&self) -> bool {
+        self.field("Essential") == "yes"
     }
 
     /// The names and virtual names it provides.
@@ -398,12 +406,14 @@ pub fn choose_alternatives(controls: &[Control]) -> BTreeMap<String, (String, St
 pub type Available = BTreeSet<String>;
 
 /// The RPM metadata and payload of closure package `c`, unpacked in `work`. `links`: the
-/// alternatives links this package ships (link -> path).
+/// alternatives links this package ships (link -> path); `essential`: the closure's Essential
+/// packages, which every package requires (Debian packages rely on them without saying so).
 pub fn package(
     spec: &ClosureSpec,
     c: &Control,
     available: &Available,
     links: &BTreeMap<String, String>,
+    essential: &[String],
     work: &Path,
 ) -> Result<(RpmMeta, Payload)> {
     let unpacked = work.join("unpacked");
@@ -486,6 +496,14 @@ pub fn package(
             if chosen.name != c.deb.name && !requires.contains(chosen) {
                 requires.push(chosen.clone());
             }
+        }
+    }
+    for e in essential {
+        if *e != c.deb.name && !requires.iter().any(|d| d.name == *e) {
+            requires.push(Dep {
+                name: e.clone(),
+                constraint: None,
+            });
         }
     }
     let mut provides: Vec<Dep> = parse_relations(c.field("Provides"))

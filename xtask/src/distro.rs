@@ -171,7 +171,16 @@ pub fn generate(opts: &Options) -> Result<Report> {
         available.insert(p.name.clone());
         available.extend(p.provides.iter().map(|d| d.name.clone()));
     }
-    let alternatives = closure::choose_alternatives(&controls);
+    let closure_ctx = ClosureContext {
+        spec: spec.closure.clone().unwrap_or_default(),
+        alternatives: closure::choose_alternatives(&controls),
+        essential: controls
+            .iter()
+            .filter(|c| c.essential())
+            .map(|c| c.deb.name.clone())
+            .collect(),
+        available,
+    };
     let mut jobs: Vec<(usize, Job<'_>)> = packages
         .iter()
         .zip(&debs)
@@ -204,17 +213,9 @@ pub fn generate(opts: &Options) -> Result<Report> {
                     let dir = work.join(i.to_string());
                     let r = match job {
                         Job::Spec(p, d) => build_one(&spec.settings, p, d, &dir, &packages_dir),
-                        Job::Closure(c) => build_closure_one(
-                            &spec.settings,
-                            spec.closure
-                                .as_ref()
-                                .expect("closure jobs come from [closure]"),
-                            c,
-                            &available,
-                            &alternatives,
-                            &dir,
-                            &packages_dir,
-                        ),
+                        Job::Closure(c) => {
+                            build_closure_one(&spec.settings, &closure_ctx, c, &dir, &packages_dir)
+                        }
                     };
                     results.lock().expect("results lock").push((i, r));
                 }
@@ -278,23 +279,34 @@ enum Job<'a> {
     Closure(&'a closure::Control),
 }
 
+/// What every closure package's translation needs to know about the others.
+struct ClosureContext {
+    spec: crate::spec::ClosureSpec,
+    /// What the repository provides (to pick a dependency's alternative).
+    available: closure::Available,
+    /// Alternatives link -> (path, the package that ships it).
+    alternatives: std::collections::BTreeMap<String, (String, String)>,
+    /// The closure's Essential packages.
+    essential: Vec<String>,
+}
+
 /// Builds one closure package; returns the RPM and the `name=version` of its .deb.
 fn build_closure_one(
     settings: &DistroSettings,
-    spec: &crate::spec::ClosureSpec,
+    cx: &ClosureContext,
     c: &closure::Control,
-    available: &closure::Available,
-    alternatives: &std::collections::BTreeMap<String, (String, String)>,
     work: &Path,
     out_dir: &Path,
 ) -> Result<(BuiltRpm, Option<String>)> {
     let started = Instant::now();
-    let links = alternatives
+    let links = cx
+        .alternatives
         .iter()
         .filter(|(_, (_, pkg))| *pkg == c.deb.name)
         .map(|(link, (path, _))| (link.clone(), path.clone()))
         .collect();
-    let (meta, payload) = closure::package(spec, c, available, &links, work)?;
+    let (meta, payload) =
+        closure::package(&cx.spec, c, &cx.available, &links, &cx.essential, work)?;
     let built = build_rpm(settings, &meta, &payload, out_dir)?;
     eprintln!(
         "fixture-distro: built {} from Debian's {} ({} files, {} KiB) in {:.1}s",
