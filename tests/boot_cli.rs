@@ -297,6 +297,7 @@ fn built_images_boot_and_pass_kola() {
         "{\"ignition\": {\"version\": \"3.3.0\"}}",
     )
     .unwrap();
+    nosa_testkit::ignition_validate(&w.join("config.ign"));
     let out = nosa(&w, &["run", "--dry-run", "--ignition", "config.ign"]);
     assert!(out.status.success(), "{}", text(&out));
     let line = String::from_utf8_lossy(&out.stdout);

@@ -285,6 +285,56 @@ fn build_commits_and_records_the_build() {
     names.sort();
     assert_eq!(names, locked, "the pkglist names the resolved set");
     assert!(installed.contains(&"systemd".to_string()));
+    assert!(
+        installed.len() >= 100,
+        "the example OS is the Debian closure: {} packages",
+        installed.len()
+    );
+
+    // The initramfs is Debian's dracut's, with its ostree and Ignition modules and NestOS's
+    // glue between them: dracut lists the modules it included in the image itself.
+    let kver = fs_err::read_dir(co.join("usr/lib/modules"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .next()
+        .expect("a kernel");
+    let img = co.join(format!("usr/lib/modules/{kver}/initramfs.img"));
+    let listing = Command::new("sh")
+        .arg("-c")
+        .arg("zcat \"$1\" | cpio -it --quiet")
+        .arg("sh")
+        .arg(&img)
+        .output()
+        .expect("sh, zcat (gzip) and cpio");
+    let listing = String::from_utf8_lossy(&listing.stdout);
+    for path in [
+        "usr/lib/dracut/modules.txt",
+        "usr/lib/ostree/ostree-prepare-root",
+        "usr/lib/systemd/system/ostree-prepare-root.service",
+        "usr/bin/ignition",
+        "usr/lib/systemd/system/ignition-fetch-offline.service",
+        "usr/lib/systemd/system/nestos-ignition-ostree-var.service",
+    ] {
+        assert!(
+            listing.lines().any(|l| l == path),
+            "{path} in the initramfs: {} entries",
+            listing.lines().count()
+        );
+    }
+    let modules = Command::new("sh")
+        .arg("-c")
+        .arg("zcat \"$1\" | cpio -i --quiet --to-stdout usr/lib/dracut/modules.txt")
+        .arg("sh")
+        .arg(&img)
+        .output()
+        .expect("cpio");
+    let modules = String::from_utf8_lossy(&modules.stdout);
+    for m in ["ostree", "ignition", "nestos-ignition", "systemd"] {
+        assert!(
+            modules.lines().any(|l| l == m),
+            "dracut module {m}: {modules}"
+        );
+    }
 
     // Unchanged: no new build id, nothing runs.
     let s = build(&w);

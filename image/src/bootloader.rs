@@ -152,60 +152,60 @@ pub fn grub_images(sysroot: &Sysroot, work: &Path) -> Result<GrubImages, ImageEr
 /// the BIOS core image: it finds the partition labelled `boot` and reads `grub2/grub.cfg`
 /// there, so UEFI and BIOS boots see the same menu and the same first-boot flag.
 pub fn grub_efi_image(sysroot: &Sysroot, work: &Path) -> Result<Vec<u8>, ImageError> {
-    let dir = sysroot.tree_path("usr/lib/grub/x86_64-efi");
-    if !dir.join("moddep.lst").is_file() {
-        return Err(ImageError::missing(
-            "grub x86_64-efi modules in the tree (package grub2-efi-x64-modules)",
-            dir,
-        ));
-    }
-    fs_err::create_dir_all(work)?;
-    let cfg = work.join("grub-efi-embedded.cfg");
-    fs_err::write(&cfg, GRUB_EMBEDDED_CFG)?;
-    let out = work.join("grubx64.efi");
-    Tool::new("grub-mkimage")
-        .args(["-O", "x86_64-efi", "-p", GRUB_PREFIX])
-        .arg("-d")
-        .arg(&dir)
-        .arg("-c")
-        .arg(&cfg)
-        .arg("-o")
-        .arg(&out)
-        .args(GRUB_EFI_MODULES)
-        .run()?;
-    let bytes = fs_err::read(&out)?;
-    fs_err::remove_file(&out)?;
-    fs_err::remove_file(&cfg)?;
-    Ok(bytes)
+    grub_mkimage(
+        sysroot,
+        "x86_64-efi",
+        "grub2-efi-x64-modules",
+        GRUB_EFI_MODULES,
+        work,
+    )
 }
 
 /// Makes the i386-pc core image from the tree's grub modules. Its embedded config finds the
 /// partition labelled `boot` and sets the prefix to `($root)/grub2`, where `normal` reads
 /// grub.cfg.
 pub fn grub_bios_core(sysroot: &Sysroot, work: &Path) -> Result<Vec<u8>, ImageError> {
-    let dir = sysroot.tree_path("usr/lib/grub/i386-pc");
+    grub_mkimage(
+        sysroot,
+        "i386-pc",
+        "grub2-pc-modules",
+        GRUB_BIOS_MODULES,
+        work,
+    )
+}
+
+/// The host's `grub-mkimage -O <platform>` on the tree's `usr/lib/grub/<platform>` (from
+/// `package`), with [`GRUB_EMBEDDED_CFG`] and `modules`; the image's bytes.
+fn grub_mkimage(
+    sysroot: &Sysroot,
+    platform: &str,
+    package: &str,
+    modules: &[&str],
+    work: &Path,
+) -> Result<Vec<u8>, ImageError> {
+    let dir = sysroot.tree_path(&format!("usr/lib/grub/{platform}"));
     if !dir.join("moddep.lst").is_file() {
         return Err(ImageError::missing(
-            "grub i386-pc modules in the tree (package grub2-pc-modules)",
+            format!("grub {platform} modules in the tree (package {package})"),
             dir,
         ));
     }
     fs_err::create_dir_all(work)?;
-    let cfg = work.join("grub-embedded.cfg");
+    let cfg = work.join(format!("grub-embedded-{platform}.cfg"));
     fs_err::write(&cfg, GRUB_EMBEDDED_CFG)?;
-    let core = work.join("core.img");
+    let out = work.join(format!("grub-{platform}.img"));
     Tool::new("grub-mkimage")
-        .args(["-O", "i386-pc", "-p", GRUB_PREFIX])
+        .args(["-O", platform, "-p", GRUB_PREFIX])
         .arg("-d")
         .arg(&dir)
         .arg("-c")
         .arg(&cfg)
         .arg("-o")
-        .arg(&core)
-        .args(GRUB_BIOS_MODULES)
+        .arg(&out)
+        .args(modules)
         .run()?;
-    let bytes = fs_err::read(&core)?;
-    fs_err::remove_file(&core)?;
+    let bytes = fs_err::read(&out)?;
+    fs_err::remove_file(&out)?;
     fs_err::remove_file(&cfg)?;
     Ok(bytes)
 }

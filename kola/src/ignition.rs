@@ -61,6 +61,10 @@ fn base64(bytes: &[u8]) -> String {
 /// without a password on NestOS images), with `merge` (a user's own config) merged in: what
 /// `nosa run --ssh` and `--authorize-key` boot with.
 pub fn login_config(pubkey: &str, merge: Option<&[u8]>) -> Vec<u8> {
+    serde_json::to_vec_pretty(&login(pubkey, merge)).expect("a JSON value serializes")
+}
+
+fn login(pubkey: &str, merge: Option<&[u8]>) -> serde_json::Value {
     let mut c = json!({
         "ignition": { "version": SPEC_VERSION },
         "passwd": { "users": [ {
@@ -72,34 +76,24 @@ pub fn login_config(pubkey: &str, merge: Option<&[u8]>) -> Vec<u8> {
     if let Some(m) = merge {
         c["ignition"]["config"] = json!({ "merge": [ { "source": data_url(m) } ] });
     }
-    serde_json::to_vec_pretty(&c).expect("a JSON value serializes")
+    c
 }
 
 /// The config a kola machine boots with: [`login_config`], the file [`KOLA_FILE`] and the
 /// enabled unit [`KOLA_UNIT`] (what `nestos.basic` checks Ignition did), and the test's own
 /// config merged in (Ignition's `ignition.config.merge`, as kola adds its key to a test's).
 pub fn kola_config(pubkey: &str, test_config: Option<&[u8]>) -> Vec<u8> {
-    let mut c = json!({
-        "ignition": { "version": SPEC_VERSION },
-        "passwd": { "users": [ {
-            "name": USER,
-            "groups": ["wheel"],
-            "sshAuthorizedKeys": [pubkey.trim()],
-        } ] },
-        "storage": { "files": [ {
-            "path": KOLA_FILE.0,
-            "mode": 0o644,
-            "contents": { "source": data_url(KOLA_FILE.1.as_bytes()) },
-        } ] },
-        "systemd": { "units": [ {
-            "name": KOLA_UNIT,
-            "enabled": true,
-            "contents": KOLA_UNIT_CONTENTS,
-        } ] },
-    });
-    if let Some(t) = test_config {
-        c["ignition"]["config"] = json!({ "merge": [ { "source": data_url(t) } ] });
-    }
+    let mut c = login(pubkey, test_config);
+    c["storage"] = json!({ "files": [ {
+        "path": KOLA_FILE.0,
+        "mode": 0o644,
+        "contents": { "source": data_url(KOLA_FILE.1.as_bytes()) },
+    } ] });
+    c["systemd"] = json!({ "units": [ {
+        "name": KOLA_UNIT,
+        "enabled": true,
+        "contents": KOLA_UNIT_CONTENTS,
+    } ] });
     serde_json::to_vec_pretty(&c).expect("a JSON value serializes")
 }
 

@@ -110,14 +110,20 @@ pub fn params(p: &mut Params) {
     } else {
         vec!["off".to_string()]
     };
+    p.add("tracer", &strace);
+    sandbox_params(p, &BWRAP_FLAGS);
+    p.add("sandbox-env", &env);
+}
+
+/// The sandbox's parameters: the PID namespace, bubblewrap's `flags`, the fixed kernel
+/// command line.
+pub(crate) fn sandbox_params(p: &mut Params, flags: &[&str]) {
     let bwrap: Vec<String> = PID_NAMESPACE
         .iter()
-        .chain(&BWRAP_FLAGS)
+        .chain(flags)
         .map(|a| a.to_string())
         .collect();
-    p.add("tracer", &strace)
-        .add("sandbox", &bwrap)
-        .add("sandbox-env", &env)
+    p.add("sandbox", &bwrap)
         .add("sandbox-cmdline", SANDBOX_CMDLINE);
 }
 

@@ -59,14 +59,8 @@ const MEMO_FILE: &str = "step-trace.json";
 /// Declares the tracer and the sandbox of a traced step as parameters of its node.
 pub fn params(p: &mut Params) {
     let strace: Vec<String> = strace::STRACE_ARGS.iter().map(|a| a.to_string()).collect();
-    let sandbox: Vec<String> = PID_NAMESPACE
-        .iter()
-        .chain(&STEP_SANDBOX)
-        .map(|a| a.to_string())
-        .collect();
-    p.add("tracer", &strace)
-        .add("sandbox", &sandbox)
-        .add("sandbox-cmdline", super::SANDBOX_CMDLINE);
+    p.add("tracer", &strace);
+    super::sandbox_params(p, &STEP_SANDBOX);
 }
 
 /// What a traced step remembers of its last run.
