@@ -112,7 +112,8 @@ pub fn params(p: &mut Params) {
     };
     p.add("tracer", &strace);
     sandbox_params(p, &BWRAP_FLAGS);
-    p.add("sandbox-env", &env);
+    p.add("sandbox-env", &env)
+        .add("tree-times", "every mtime and atime 0");
 }
 
 /// The sandbox's parameters: the PID namespace, bubblewrap's `flags`, the fixed kernel
@@ -128,7 +129,7 @@ pub(crate) fn sandbox_params(p: &mut Params, flags: &[&str]) {
 }
 
 /// Bump when the memo's meaning changes: every memo of an older format is ignored.
-const MEMO_FORMAT: u32 = 4;
+const MEMO_FORMAT: u32 = 5;
 
 /// Prefix of a compose tree's filesystem in its node output.
 const ROOT: &str = "root/";
@@ -387,6 +388,15 @@ fn run_programs(
     ctx.store().materialize(tree, &input, Materialize::Copy)?;
     let lower = input.join("root");
     fs_err::create_dir_all(&lower)?;
+    // Every time in the tree is the epoch, as in an ostree checkout (what rpm-ostree's
+    // scripts see): the tree model has no times, and a program that copies or compares them
+    // (dracut --reproducible stamps its image with dracut-functions.sh's mtime) would
+    // otherwise see when the store happened to write each file.
+    for e in walkdir::WalkDir::new(&lower).contents_first(true) {
+        let e = e.map_err(|e| RunError::msg(e.to_string()))?;
+        sys::zero_times(e.path())
+            .map_err(|err| RunError::msg(format!("{}: {err}", e.path().display())))?;
+    }
     let (upper, work, merged) = (
         scratch.join("upper"),
         scratch.join("work"),

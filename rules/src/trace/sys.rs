@@ -1,6 +1,7 @@
 //! The system calls the tracer needs that std does not wrap: reading an extended attribute of
 //! the overlay's upper directory, mounting the overlay in a private mount namespace of the
-//! child process just before it executes the tracer, and the parent-death signal.
+//! child process just before it executes the tracer, the parent-death signal, and setting a
+//! symlink's times.
 #![allow(unsafe_code)]
 
 use std::ffi::CString;
@@ -20,6 +21,36 @@ pub fn lgetxattr(path: &Path, name: &str) -> Option<Vec<u8>> {
     let len =
         unsafe { libc::lgetxattr(p.as_ptr(), n.as_ptr(), buf.as_mut_ptr().cast(), buf.len()) };
     (len >= 0).then(|| buf[..len as usize].to_vec())
+}
+
+/// Sets the modification and access times of `path` (not following a symlink) to the epoch.
+pub fn zero_times(path: &Path) -> std::io::Result<()> {
+    let p = CString::new(path.as_os_str().as_bytes())
+        .map_err(|_| std::io::Error::other("a path with a NUL byte"))?;
+    let times = [
+        libc::timespec {
+            tv_sec: 0,
+            tv_nsec: 0,
+        },
+        libc::timespec {
+            tv_sec: 0,
+            tv_nsec: 0,
+        },
+    ];
+    // SAFETY: a NUL-terminated path and a two-element array, both alive for the call.
+    let r = unsafe {
+        libc::utimensat(
+            libc::AT_FDCWD,
+            p.as_ptr(),
+            times.as_ptr(),
+            libc::AT_SYMLINK_NOFOLLOW,
+        )
+    };
+    if r == 0 {
+        Ok(())
+    } else {
+        Err(std::io::Error::last_os_error())
+    }
 }
 
 /// Makes `cmd`'s child die when the thread that started it dies (a killed build leaves no
