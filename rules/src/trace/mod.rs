@@ -463,6 +463,7 @@ fn run_one(
             .arg("-o")
             .arg(trace)
             .arg("--");
+        sys::keep_on_one_cpu(&mut cmd);
     }
     let cmdline = script.with_extension("cmdline");
     fs_err::write(&cmdline, SANDBOX_CMDLINE)?;

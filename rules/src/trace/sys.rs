@@ -1,7 +1,7 @@
 //! The system calls the tracer needs that std does not wrap: reading an extended attribute of
 //! the overlay's upper directory, mounting the overlay in a private mount namespace of the
-//! child process just before it executes the tracer, the parent-death signal, and setting a
-//! symlink's times.
+//! child process just before it executes the tracer, the parent-death signal, keeping a traced
+//! run on one CPU, and setting a symlink's times.
 #![allow(unsafe_code)]
 
 use std::ffi::CString;
@@ -9,6 +9,7 @@ use std::os::unix::ffi::OsStrExt;
 use std::os::unix::process::CommandExt;
 use std::path::Path;
 use std::process::Command;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 /// The value of extended attribute `name` of `path` (not following a symlink), if it has one
 /// of at most 64 bytes.
@@ -97,6 +98,46 @@ pub fn mount_overlay_before_exec(cmd: &mut Command, opts: CString, merged: CStri
             {
                 return Err(std::io::Error::last_os_error());
             }
+            Ok(())
+        });
+    }
+}
+
+/// Keeps `cmd`'s child, and so the tracer and every process it traces, on one CPU of those this
+/// process may use, taken in turn so that traced runs side by side get different CPUs.
+///
+/// Every traced system call stops the program until strace has looked at it. On these virtual
+/// machines a stop whose tracer sleeps on another CPU costs ~90 µs (an inter-processor wakeup
+/// each way); with both on one CPU it costs ~10 µs (docs/tracing.md, "Overhead"). A traced
+/// program loses its parallelism, which the scripts nosa traces barely have.
+pub fn keep_on_one_cpu(cmd: &mut Command) {
+    static NEXT: AtomicUsize = AtomicUsize::new(0);
+    // SAFETY: cpu_set_t is plain data; sched_getaffinity writes at most its size into it.
+    let mut allowed: libc::cpu_set_t = unsafe { std::mem::zeroed() };
+    // SAFETY: the set is a valid, writable cpu_set_t of the size passed.
+    let ok = unsafe {
+        libc::sched_getaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &mut allowed) == 0
+    };
+    if !ok {
+        return;
+    }
+    // SAFETY: CPU_ISSET reads the set within its bounds (i < CPU_SETSIZE).
+    let cpus: Vec<usize> = (0..libc::CPU_SETSIZE as usize)
+        .filter(|&i| unsafe { libc::CPU_ISSET(i, &allowed) })
+        .collect();
+    if cpus.len() < 2 {
+        return;
+    }
+    let cpu = cpus[NEXT.fetch_add(1, Ordering::Relaxed) % cpus.len()];
+    // SAFETY: as above; CPU_SET writes within the set's bounds.
+    let mut one: libc::cpu_set_t = unsafe { std::mem::zeroed() };
+    unsafe { libc::CPU_SET(cpu, &mut one) };
+    // SAFETY: between fork and exec the closure makes one system call on a set copied into it
+    // before the fork; it allocates nothing and takes no lock. A failure leaves the child
+    // where it was, which is only slower.
+    unsafe {
+        cmd.pre_exec(move || {
+            libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &one);
             Ok(())
         });
     }

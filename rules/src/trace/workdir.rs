@@ -240,6 +240,7 @@ pub fn run(
     cmd.args(["--chdir", work_s, "--", "sh", "-c", script])
         .stdin(Stdio::null());
     super::sys::die_with_thread(&mut cmd);
+    super::sys::keep_on_one_cpu(&mut cmd);
     let out = cmd.output().map_err(|e| {
         RunError::msg(match e.kind() {
             std::io::ErrorKind::NotFound => {
