@@ -137,7 +137,9 @@ impl Observer for Progress {
                             r.error.as_deref().unwrap_or("failed")
                         ));
                     }
-                    Status::Cached | Status::Cutoff | Status::Skipped => {}
+                    // Counted in the closing line, like cached nodes: a warm remote gives
+                    // hundreds at once.
+                    Status::Remote | Status::Cached | Status::Cutoff | Status::Skipped => {}
                 }
             }
         }
@@ -195,6 +197,12 @@ impl Progress {
             format!("{} cached", report.count(Status::Cached)),
             format!("{} cut off", report.count(Status::Cutoff)),
         ];
+        if report.count(Status::Remote) > 0 {
+            parts.insert(
+                1,
+                format!("{} from the remote cache", report.count(Status::Remote)),
+            );
+        }
         for (s, label) in [(Status::Failed, "failed"), (Status::Skipped, "skipped")] {
             let n = report.count(s);
             if n > 0 {
@@ -237,6 +245,7 @@ impl Progress {
                 "ran": report.count(Status::Ran),
                 "cached": report.count(Status::Cached),
                 "cutoff": report.count(Status::Cutoff),
+                "remote": report.count(Status::Remote),
                 "failed": report.count(Status::Failed),
                 "skipped": report.count(Status::Skipped),
                 "ms": report.ms,

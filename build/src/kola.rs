@@ -248,7 +248,7 @@ pub fn run(s: &mut Session, req: &KolaRequest, obs: &mut dyn Observer) -> Result
     for row in rows.iter_mut().filter(|r| r.status.is_empty()) {
         let node = report.nodes.iter().find(|n| n.id == row.node);
         match node.map(|n| n.status) {
-            Some(Status::Ran | Status::Cached | Status::Cutoff) => {
+            Some(Status::Ran | Status::Cached | Status::Cutoff | Status::Remote) => {
                 let r: Option<KolaResult> = s
                     .output_file(&state, &row.node, "result.json")
                     .and_then(|b| serde_json::from_slice(&b).ok());

@@ -165,6 +165,8 @@ pub struct Engine {
     removals: Arc<Mutex<Option<Remover>>>,
     /// This store's directory for `RunContext::memory_scratch` (see `memtmp.rs`), if any.
     pub(crate) memory: Option<PathBuf>,
+    /// The remote cache asked before a node runs and given its result after, if any.
+    pub(crate) remote: Option<Arc<dyn crate::remote::RemoteCache>>,
 }
 
 /// The background thread that removes finished run directories, and its queue.
@@ -207,7 +209,13 @@ impl Engine {
             prefetched: Arc::default(),
             removals: Arc::default(),
             memory,
+            remote: None,
         }
+    }
+
+    /// Asks `remote` before running a node, and hands it each node that ran.
+    pub fn set_remote(&mut self, remote: Option<Arc<dyn crate::remote::RemoteCache>>) {
+        self.remote = remote;
     }
 
     /// Puts memory scratch directories under `base` (a tmpfs, normally), or on disk under

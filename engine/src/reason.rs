@@ -61,6 +61,14 @@ pub enum Reason {
     },
     /// The key is unchanged but its cached output is gone (pruned or damaged).
     CacheEntryMissing,
+    /// The remote cache was asked and could not give the result.
+    RemoteMiss {
+        /// The remote, as configured.
+        remote: String,
+        /// Why its entry could not be used, when it had one.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        unusable: Option<String>,
+    },
 }
 
 impl Reason {
@@ -127,6 +135,14 @@ impl fmt::Display for Reason {
             },
             Reason::DependencyWillRun { node } => write!(f, "dependency {node} will run"),
             Reason::CacheEntryMissing => write!(f, "cached output missing from the store"),
+            Reason::RemoteMiss {
+                remote,
+                unusable: None,
+            } => write!(f, "not in the remote cache {remote}"),
+            Reason::RemoteMiss {
+                remote,
+                unusable: Some(why),
+            } => write!(f, "the remote cache {remote} had an unusable entry: {why}"),
         }
     }
 }

@@ -97,7 +97,12 @@ impl Engine {
             .nodes
             .par_iter()
             .zip(&order)
-            .filter(|(r, _)| matches!(r.status, Status::Ran | Status::Cached | Status::Cutoff))
+            .filter(|(r, _)| {
+                matches!(
+                    r.status,
+                    Status::Ran | Status::Cached | Status::Cutoff | Status::Remote
+                )
+            })
             .filter_map(|(r, &l)| {
                 let to = graph.node(sel.nodes[l]).rule.materialize()?;
                 let good = goods[l].expect("succeeded");

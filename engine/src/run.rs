@@ -12,6 +12,7 @@ use nosa_cache::Digest;
 use crate::exec::{Engine, EngineError};
 use crate::key::{ActionRecord, Component, ComponentKind, key_of_parts};
 use crate::node::{DepOutput, InputFile, Produced, Rule, RunContext, RunError};
+use crate::remote::RemoteLookup;
 
 /// A node the scheduler sent to a worker.
 pub(crate) struct Job {
@@ -26,6 +27,8 @@ pub(crate) struct Job {
     pub previous: Option<Digest>,
     /// The key of that output's record (its memo is handed to the rule).
     pub previous_key: Option<Digest>,
+    /// Whether the remote cache may answer for it (not when the run was forced).
+    pub remote_ok: bool,
 }
 
 /// A worker's answer for a [`Job`].
@@ -33,6 +36,10 @@ pub(crate) struct JobDone {
     pub local: usize,
     pub result: Result<ActionRecord, String>,
     pub log: PathBuf,
+    /// The milliseconds the remote cache took to give the result, when it did.
+    pub remote_ms: Option<u64>,
+    /// Why the remote cache could not give it, when it was asked.
+    pub remote_miss: Option<crate::reason::Reason>,
 }
 
 /// File name for a node id (`:` and `/` replaced).
@@ -55,11 +62,60 @@ impl Engine {
             .store
             .logs_dir()
             .join(format!("{}.log", file_name_for(&job.id)));
+        let mut remote_miss = None;
+        if let Some(remote) = self.remote.as_ref().filter(|_| job.remote_ok) {
+            let t = Instant::now();
+            let unusable = match remote.fetch(&self.store, &job.key) {
+                // The engine checks what any implementation must have made true: the record
+                // is for this key and its output tree is whole in the local store.
+                RemoteLookup::Hit(rec)
+                    if rec.key != job.key || !self.store.tree_complete(&rec.tree) =>
+                {
+                    Some(Some(format!(
+                        "its record for key {} is not whole in the local store",
+                        job.key.short()
+                    )))
+                }
+                RemoteLookup::Hit(rec) => {
+                    // The log of the run that made it, where this node's log would be.
+                    let copied = rec
+                        .log
+                        .filter(|l| self.store.has_blob(l))
+                        .and_then(|l| fs_err::read(self.store.blob_path(&l)).ok())
+                        .is_some_and(|bytes| fs_err::write(&log, bytes).is_ok());
+                    if !copied {
+                        let _ = fs_err::write(
+                            &log,
+                            format!("# nosa: {} from the remote cache (no log)\n", job.id),
+                        );
+                    }
+                    return JobDone {
+                        local: job.local,
+                        result: Ok(*rec),
+                        log,
+                        remote_ms: Some(t.elapsed().as_millis() as u64),
+                        remote_miss: None,
+                    };
+                }
+                RemoteLookup::Off => None,
+                RemoteLookup::Missing => Some(None),
+                RemoteLookup::Unusable(why) => Some(Some(why)),
+            };
+            remote_miss = unusable.map(|unusable| crate::reason::Reason::RemoteMiss {
+                remote: remote.describe(),
+                unusable,
+            });
+        }
         let result = self.run_job_inner(&job, &log);
+        if let (Ok(rec), Some(remote)) = (&result, &self.remote) {
+            remote.upload(&self.store, rec);
+        }
         JobDone {
             local: job.local,
             result: result.map_err(|e| e.to_string()),
             log,
+            remote_ms: None,
+            remote_miss,
         }
     }
 

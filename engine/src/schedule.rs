@@ -223,6 +223,7 @@ impl<'a> Scheduler<'a> {
                     previous: prev.and_then(|p| p.good).map(|g| g.tree),
                     // A forced run really runs: no memo to replay.
                     previous_key: prev.and_then(|p| p.good).map(|g| g.key).filter(|_| !force),
+                    remote_ok: !force,
                 })
             }
         }
@@ -230,7 +231,23 @@ impl<'a> Scheduler<'a> {
 
     /// A worker's result for a job.
     fn done(&mut self, done: JobDone) {
+        if let Some(r) = done.remote_miss {
+            self.reasons[done.local].push(r);
+        }
         let o = match done.result {
+            Ok(rec) if done.remote_ms.is_some() => Outcome {
+                status: Status::Remote,
+                good: Some(Good {
+                    key: rec.key,
+                    output: rec.output,
+                    tree: rec.tree,
+                }),
+                ms: done.remote_ms.unwrap_or_default(),
+                error: None,
+                log: Some(done.log),
+                note: Some("from the remote cache".into()),
+                reused: false,
+            },
             Ok(rec) => Outcome {
                 status: Status::Ran,
                 good: Some(Good {

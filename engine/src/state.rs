@@ -25,6 +25,8 @@ pub enum Status {
     Failed,
     /// It was not run because a dependency failed or the build stopped.
     Skipped,
+    /// Its key was missing locally and its result came from the remote cache.
+    Remote,
 }
 
 impl Status {
@@ -36,6 +38,7 @@ impl Status {
             Status::Cutoff => "cutoff",
             Status::Failed => "failed",
             Status::Skipped => "skipped",
+            Status::Remote => "remote",
         }
     }
 }
@@ -142,6 +145,7 @@ impl BuildState {
                 Status::Cutoff => 2,
                 Status::Failed => 3,
                 Status::Skipped => 4,
+                Status::Remote => 5,
             });
             if reasons.is_empty() {
                 w.bytes(&[]);
@@ -189,6 +193,7 @@ impl BuildState {
                 2 => Status::Cutoff,
                 3 => Status::Failed,
                 4 => Status::Skipped,
+                5 => Status::Remote,
                 _ => return None,
             };
             let reasons = match r.bytes()? {
