@@ -13,7 +13,8 @@ boot_pkgs=(qemu-system-x86 ovmf openssh-client)
 # Inspecting archives in the tests; libzstd-dev: tools/ostree-ext-check (ostree-ext links the
 # system zstd).
 # ignition: ignition-validate checks every Ignition config nosa writes.
-test_pkgs=(skopeo libzstd-dev ignition)
+# nginx: the remote cache tests serve an HTTP cache with WebDAV PUT.
+test_pkgs=(skopeo libzstd-dev ignition nginx)
 bench_pkgs=(ninja-build b3sum rpm2cpio)
 
 want=("${build_pkgs[@]}" "${fixture_pkgs[@]}" "${image_pkgs[@]}" "${boot_pkgs[@]}")

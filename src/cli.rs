@@ -81,6 +81,21 @@ pub struct BuildCommon {
     /// JSON lines on stdout, as `graph build --json`.
     #[arg(long)]
     pub json: bool,
+    /// The remote cache.
+    #[command(flatten)]
+    pub remote: RemoteArgs,
+}
+
+/// Remote cache flags (docs/remote-cache.md).
+#[derive(Debug, Args, Clone, Default)]
+pub struct RemoteArgs {
+    /// Read and write this remote cache (an HTTP cache in Bazel's layout), instead of the
+    /// build file's `[cache] remote`.
+    #[arg(long, value_name = "URL", conflicts_with = "no_remote")]
+    pub remote_cache: Option<String>,
+    /// Use no remote cache, whatever the build file says.
+    #[arg(long)]
+    pub no_remote: bool,
 }
 
 /// `nosa buildextend-*`.
@@ -311,6 +326,9 @@ pub struct BuildArgs {
     /// JSON lines on stdout; the last line is the summary.
     #[arg(long)]
     pub json: bool,
+    /// The remote cache.
+    #[command(flatten)]
+    pub remote: RemoteArgs,
 }
 
 /// `nosa graph plan`.

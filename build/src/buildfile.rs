@@ -37,6 +37,23 @@ pub struct RawBuildFile {
     /// User-defined steps.
     #[serde(default)]
     pub step: Vec<RawStep>,
+    /// The remote cache.
+    #[serde(default)]
+    pub cache: Option<RawCache>,
+}
+
+/// `[cache]`: a cache shared with other machines (docs/remote-cache.md).
+#[derive(Debug, Deserialize, Clone, PartialEq, Eq)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct RawCache {
+    /// `http(s)://host:port/prefix`: an HTTP cache in Bazel's layout.
+    pub remote: Spanned<String>,
+    /// Only read from it.
+    #[serde(default)]
+    pub read_only: bool,
+    /// Environment variable holding the `Authorization` header's value.
+    #[serde(default)]
+    pub auth_env: Option<String>,
 }
 
 /// `[nestos]`: where the config is and what to build from it.
@@ -124,6 +141,8 @@ pub struct BuildFile {
     pub steps: Vec<Step>,
     /// Span of each step's name, for later diagnostics.
     pub step_spans: HashMap<String, SourceSpan>,
+    /// `[cache]`, if present.
+    pub cache: Option<RawCache>,
 }
 
 /// An error in the build file, pointing at the offending span.
@@ -184,6 +203,7 @@ impl BuildFile {
                 default: c.default,
                 steps: c.steps,
                 step_spans: c.step_spans,
+                cache: c.cache,
             });
         }
         let bf = Self::parse(path, text)?;
@@ -229,8 +249,9 @@ impl BuildFile {
             let msg = e.message().trim().to_string();
             let help = if msg.contains("unknown field") {
                 Some(
-                    "a [[step]] has name, inputs, run, outputs and deps; [nestos] has config, \
-                     arches, targets, keep-last-n and variant; [graph] has default"
+                    "a [[step]] has name, inputs, run, outputs, deps and trace; [nestos] has \
+                     config, arches, targets, keep-last-n and variant; [graph] has default; \
+                     [cache] has remote, read-only and auth-env"
                         .to_string(),
                 )
             } else {
@@ -239,6 +260,20 @@ impl BuildFile {
             err(format!("invalid {name}: {msg}"), e.span(), "here", help)
         })?;
 
+        if let Some(c) = &raw.cache
+            && let Err(m) = crate::remote::check_url(c.remote.get_ref())
+        {
+            return Err(err(
+                m,
+                Some(c.remote.span()),
+                "this remote",
+                Some(
+                    "remote = \"http://host:port/prefix\" names an HTTP cache in Bazel's \
+                     layout (nginx with WebDAV PUT, bazel-remote)"
+                        .into(),
+                ),
+            ));
+        }
         let mut steps = Vec::new();
         let mut step_spans: HashMap<String, SourceSpan> = HashMap::new();
         let mut outputs_of: HashMap<String, String> = HashMap::new();
@@ -359,6 +394,7 @@ impl BuildFile {
             default: raw.graph.map(|g| g.default).unwrap_or_default(),
             steps,
             step_spans,
+            cache: raw.cache,
         })
     }
 

@@ -10,7 +10,8 @@
 //! optionally locked workdir), [`staged`] (resolve first, then expand the packages, then the
 //! targets), [`os`] (versioning and recording an OS build), [`builds`] (the builds/ records),
 //! [`kola`] (selecting and reporting kola tests of the latest build), [`noop`] (what a
-//! no-op witness of a `[nestos]` workdir watches besides the engine's own observations).
+//! no-op witness of a `[nestos]` workdir watches besides the engine's own observations),
+//! [`remote`] (the remote cache over HTTP).
 
 pub mod buildfile;
 pub mod builds;
@@ -21,6 +22,7 @@ pub mod kola;
 pub mod noop;
 pub mod os;
 pub mod pins;
+pub mod remote;
 pub mod session;
 pub mod staged;
 pub mod step;

@@ -404,7 +404,7 @@ fn record(
 /// The SHA-256 (hex) of store blob `d`, which meta.json records for each artifact: computed
 /// once per blob and kept beside the store's blobs (`Store::derived_path`), since a blob never
 /// changes. A 75 MB qcow2 costs ~0.2 s to hash, on every build that records it.
-fn sha256_of(store: &nosa_cache::Store, d: &Digest) -> Result<String, Error> {
+pub(crate) fn sha256_of(store: &nosa_cache::Store, d: &Digest) -> Result<String, Error> {
     use sha2::Digest as _;
     let memo = store.derived_path("sha256", d);
     if let Ok(hex) = fs_err::read_to_string(&memo)

@@ -60,6 +60,7 @@ fn build_inner(cli: &Cli, a: &BuildCmdArgs, fast: bool) -> OpResult {
         opts.jobs = j.max(1);
     }
     opts.witness = noop.draft();
+    let remote = crate::ops::attach_remote(&mut s, &a.common.remote)?;
     let req = OsRequest {
         targets: a.targets.clone(),
         force: a.force,
@@ -70,5 +71,6 @@ fn build_inner(cli: &Cli, a: &BuildCmdArgs, fast: bool) -> OpResult {
     let mut progress = Progress::new(a.common.json, s.workdir());
     let out = build_os(&mut s, &req, &opts, &mut progress)?;
     noop.recorded(&s, &out);
+    crate::ops::report_remote(remote.as_deref());
     finish_build(*s, out.report, progress)
 }

@@ -37,6 +37,7 @@ pub fn build(cli: &Cli, a: &BuildArgs) -> OpResult {
     }
     opts.keep_going = a.keep_going;
     opts.witness = noop.draft();
+    let remote = crate::ops::attach_remote(&mut s, &a.remote)?;
     let mut progress = Progress::new(a.json, s.engine.workdir());
     // Targets that need a versioned commit build the OS, exactly as `nosa build` does.
     let names = s.ws.target_names(&a.select.targets);
@@ -49,10 +50,12 @@ pub fn build(cli: &Cli, a: &BuildArgs) -> OpResult {
         };
         let out = build_os(&mut s, &req, &opts, &mut progress)?;
         noop.recorded(&s, &out);
+        crate::ops::report_remote(remote.as_deref());
         return finish_build(*s, out.report, progress);
     }
     let report = staged_build(&mut s, &a.select.targets, &opts, a.force, &mut progress)?;
     noop.seal(&s, &report, None);
+    crate::ops::report_remote(remote.as_deref());
     finish_build(*s, report, progress)
 }
 

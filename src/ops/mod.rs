@@ -92,3 +92,41 @@ pub fn warn(s: &Session) {
         eprint!("{}", crate::render::diagnostic(w));
     }
 }
+
+/// Gives `s`'s engine the remote cache that `--remote-cache` or the build file's `[cache]`
+/// names (none with `--no-remote`), returned so the caller can report what it moved.
+pub fn attach_remote(
+    s: &mut Session,
+    a: &crate::cli::RemoteArgs,
+) -> Result<Option<std::sync::Arc<nosa_build::remote::HttpCache>>, Failure> {
+    use nosa_build::remote::{HttpCache, RemoteConfig};
+    if a.no_remote {
+        return Ok(None);
+    }
+    let file = s.ws.file.cache.as_ref();
+    let cfg = match (&a.remote_cache, file) {
+        (Some(url), _) => RemoteConfig {
+            url: url.clone(),
+            read_only: false,
+            auth_env: file.and_then(|c| c.auth_env.clone()),
+        },
+        (None, Some(c)) => RemoteConfig {
+            url: c.remote.get_ref().clone(),
+            read_only: c.read_only,
+            auth_env: c.auth_env.clone(),
+        },
+        (None, None) => return Ok(None),
+    };
+    let cache = HttpCache::new(&cfg)
+        .map_err(|m| Failure::Config(miette::miette!(help = "see docs/remote-cache.md", "{m}")))?;
+    let cache = std::sync::Arc::new(cache);
+    s.engine.set_remote(Some(cache.clone()));
+    Ok(Some(cache))
+}
+
+/// Prints what the remote cache moved in this build, if it did anything.
+pub fn report_remote(remote: Option<&nosa_build::remote::HttpCache>) {
+    if let Some(r) = remote.filter(|r| r.active()) {
+        eprintln!("{}", r.summary());
+    }
+}

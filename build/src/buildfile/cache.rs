@@ -17,10 +17,10 @@ use nosa_cache::codec::{Reader, Writer};
 use nosa_engine::KeyHasher;
 use toml::Spanned;
 
-use super::{BuildFile, RawNestos, Step};
+use super::{BuildFile, RawCache, RawNestos, Step};
 
 /// Names the encoding; bump the digit when it changes.
-const MAGIC: &[u8; 8] = b"nosabf02";
+const MAGIC: &[u8; 8] = b"nosabf03";
 
 /// The parts of a [`BuildFile`] that come from checking its text.
 pub(super) struct Checked {
@@ -28,6 +28,7 @@ pub(super) struct Checked {
     pub default: Vec<Spanned<String>>,
     pub steps: Vec<Step>,
     pub step_spans: HashMap<String, SourceSpan>,
+    pub cache: Option<RawCache>,
 }
 
 /// The cache key for build file text `text`, or `None` when the executable cannot be
@@ -90,6 +91,7 @@ fn encode(w: &mut Writer, bf: &BuildFile) {
         default,
         steps,
         step_spans,
+        cache,
     } = bf;
     w.bool(nestos.is_some());
     if let Some(RawNestos {
@@ -135,6 +137,20 @@ fn encode(w: &mut Writer, bf: &BuildFile) {
         w.str(name);
         w.u64(span.offset() as u64);
         w.u64(span.len() as u64);
+    }
+    w.bool(cache.is_some());
+    if let Some(RawCache {
+        remote,
+        read_only,
+        auth_env,
+    }) = cache
+    {
+        spanned(w, remote);
+        w.bool(*read_only);
+        w.bool(auth_env.is_some());
+        if let Some(v) = auth_env {
+            w.str(v);
+        }
     }
 }
 
@@ -194,10 +210,24 @@ fn decode(r: &mut Reader<'_>) -> Option<Checked> {
         let (offset, len) = (r.count()?, r.count()?);
         step_spans.insert(name, SourceSpan::from((offset, len)));
     }
+    let cache = if r.bool()? {
+        Some(RawCache {
+            remote: read_spanned(r)?,
+            read_only: r.bool()?,
+            auth_env: if r.bool()? {
+                Some(r.str()?.to_string())
+            } else {
+                None
+            },
+        })
+    } else {
+        None
+    };
     Some(Checked {
         nestos,
         default,
         steps,
         step_spans,
+        cache,
     })
 }

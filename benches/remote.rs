@@ -1,0 +1,81 @@
+//! The remote cache on the example, each figure measured in the same round:
+//! 1. a fresh workdir B building from a warm remote (nginx on 127.0.0.1, filled by workdir A)
+//!    vs a cold local build with no remote, as a ratio;
+//! 2. what filling the remote costs: A's cold build with uploads vs the same cold local build;
+//! 3. the bytes A uploaded and B downloaded, from nosa's own closing report.
+//!
+//! Needs the fixture distro (`cargo xtask fixture-distro`) and Debian's nginx.
+//! Run: `cargo bench --bench remote` (`NOSA_BENCH_ROUNDS`, default 3).
+
+mod common;
+
+use std::path::Path;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+/// One `nosa build ARGS` in `w` at a fixed version and build time (so that every workdir makes
+/// the same keys): wall time and nosa's stderr.
+fn timed(w: &Path, args: &[&str]) -> (Duration, String) {
+    let mut cmd = Command::new(common::nosa());
+    cmd.args(["build", "--version", "42.0"])
+        .args(args)
+        .current_dir(w)
+        .env("SOURCE_DATE_EPOCH", "1700000000");
+    let t = Instant::now();
+    let out = cmd.output().expect("nosa");
+    let took = t.elapsed();
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(out.status.success(), "nosa build {args:?}: {stderr}");
+    (took, stderr)
+}
+
+/// The `remote cache URL: ...` line of a build's stderr.
+fn remote_line(stderr: &str) -> String {
+    stderr
+        .lines()
+        .find(|l| l.starts_with("remote cache "))
+        .unwrap_or("no remote cache report")
+        .to_string()
+}
+
+fn main() {
+    common::require_tool("nginx", "nginx");
+    let root = common::work_dir("remote");
+    let rounds = common::env_num("NOSA_BENCH_ROUNDS", 3);
+    let (mut local, mut fill, mut warm) = (vec![], vec![], vec![]);
+    let mut lines = vec![];
+    for i in 0..rounds {
+        let server = nosa_testkit::Nginx::start();
+        let remote = ["--remote-cache", server.url.as_str()];
+        let (w, _) = common::example_workdir(&root, &format!("local-{i}"));
+        local.push(timed(&w, &["--no-remote"]).0);
+        let (a, _) = common::example_workdir(&root, &format!("a-{i}"));
+        let (t, a_err) = timed(&a, &remote);
+        fill.push(t);
+        let (b, _) = common::example_workdir(&root, &format!("b-{i}"));
+        let (t, b_err) = timed(&b, &remote);
+        warm.push(t);
+        lines.push((remote_line(&a_err), remote_line(&b_err)));
+    }
+    let (l, f, w) = (
+        common::median(&mut local),
+        common::median(&mut fill),
+        common::median(&mut warm),
+    );
+    println!("median of {rounds} rounds, each figure measured in the same round:");
+    println!(
+        "  fresh workdir from a warm remote / cold local build: {} / {} = {:.3}",
+        common::ms(w),
+        common::ms(l),
+        w.as_secs_f64() / l.as_secs_f64()
+    );
+    println!(
+        "  cold build filling the remote / cold local build: {} / {} = {:.3}",
+        common::ms(f),
+        common::ms(l),
+        f.as_secs_f64() / l.as_secs_f64()
+    );
+    for (i, (a, b)) in lines.iter().enumerate() {
+        println!("  round {i}: filling: {a}\n           warm: {b}");
+    }
+}
