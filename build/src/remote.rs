@@ -58,9 +58,10 @@ struct Manifest {
 enum Failure {
     /// 404: not there.
     NotFound,
-    /// The server is unreachable, too slow or broken (5xx): stop asking it.
+    /// The server is unreachable, too slow, refuses or fails (any HTTP error but 404): stop
+    /// asking it.
     Outage(String),
-    /// Anything else about this one request.
+    /// This entry's content is wrong, or the local store could not take it.
     Other(String),
 }
 
@@ -158,8 +159,12 @@ impl HttpCache {
     fn classify(e: ureq::Error) -> Failure {
         match e {
             ureq::Error::StatusCode(404) => Failure::NotFound,
-            ureq::Error::StatusCode(c) if c >= 500 => Failure::Outage(format!("HTTP status {c}")),
-            ureq::Error::StatusCode(c) => Failure::Other(format!("HTTP status {c}")),
+            // Refused access, a method the server does not allow, a server error: the same
+            // for every request that follows, so stop asking.
+            ureq::Error::StatusCode(c @ (401 | 403)) => Failure::Outage(format!(
+                "HTTP status {c}: access refused (is the auth-env variable right?)"
+            )),
+            ureq::Error::StatusCode(c) => Failure::Outage(format!("HTTP status {c}")),
             ureq::Error::Io(e) => Failure::Outage(e.to_string()),
             e @ (ureq::Error::Timeout(_)
             | ureq::Error::HostNotFound

@@ -23,7 +23,7 @@
 //! # Known limits
 //!
 //! Blobs are not re-verified on every read (a user editing a hardlinked materialized file would
-//! corrupt its blob: materialization into the workdir therefore copies). No remote backend yet.
+//! corrupt its blob: materialization into the workdir therefore copies).
 
 mod action;
 pub mod atomic;
