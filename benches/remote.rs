@@ -56,6 +56,10 @@ fn main() {
         let (t, b_err) = timed(&b, &remote);
         warm.push(t);
         lines.push((remote_line(&a_err), remote_line(&b_err)));
+        // Three stores of ~1.5 GB each, and the server's copy: not kept between rounds.
+        for d in [&w, &a, &b] {
+            let _ = fs_err::remove_dir_all(d.parent().expect("the round's directory"));
+        }
     }
     let (l, f, w) = (
         common::median(&mut local),

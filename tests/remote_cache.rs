@@ -127,6 +127,7 @@ fn a_fresh_workdir_gets_the_example_from_nginx_and_survives_damage_and_outage() 
     // What came from the remote is in B's store now: the next build is all cached.
     let (s, _) = build(&b, &remote);
     assert_eq!(count(&s, "cached"), s.len(), "{s:?}");
+    drop(_tb); // each workdir's store is ~1.5 GB
 
     // C: one byte of the largest blob flipped on the server.
     let largest = walkdir::WalkDir::new(server.cas())
@@ -153,6 +154,7 @@ fn a_fresh_workdir_gets_the_example_from_nginx_and_survives_damage_and_outage() 
         "the damaged blob is reported and its nodes ran: {s:?}\n{stderr}"
     );
     assert_eq!(artifacts(&c), want, "C's artifacts equal A's");
+    drop(_tc);
 
     // D: the server killed once the first node came from it.
     let (_td, d) = fixture_workdir();

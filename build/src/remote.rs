@@ -307,11 +307,12 @@ impl HttpCache {
                 "the manifest cas/{sha} is for another key or format"
             )));
         }
-        for p in &manifest.blobs {
-            if !store.has_blob(&p.blake3) {
-                self.get_blob(store, p)?;
-            }
-        }
+        let missing: Vec<&Part> = manifest
+            .blobs
+            .iter()
+            .filter(|p| !store.has_blob(&p.blake3))
+            .collect();
+        in_lanes(&missing, |p| self.get_blob(store, p))?;
         for t in &manifest.trees {
             if store.tree_path(&t.blake3).is_file() {
                 continue;
@@ -370,17 +371,21 @@ impl HttpCache {
             trees: vec![],
             blobs: vec![],
         };
-        for (d, size) in blobs {
+        let parts = std::sync::Mutex::new(Vec::with_capacity(blobs.len()));
+        in_lanes(&blobs, |&(d, size)| {
             let sha = crate::os::sha256_of(store, &d).map_err(|e| Failure::Other(e.to_string()))?;
             if !self.exists(&sha)? {
                 self.put("cas", &sha, PutBody::File(&store.blob_path(&d)))?;
             }
-            manifest.blobs.push(Part {
+            parts.lock().expect("parts").push(Part {
                 blake3: d,
                 sha256: sha,
                 size,
             });
-        }
+            Ok(())
+        })?;
+        manifest.blobs = parts.into_inner().expect("parts");
+        manifest.blobs.sort_by_key(|p| p.blake3);
         for (d, tree) in trees {
             let bytes = serde_json::to_vec(&tree).map_err(|e| Failure::Other(e.to_string()))?;
             let sha = hex_sha256(&bytes);
@@ -398,6 +403,44 @@ impl HttpCache {
         self.put("cas", &sha, PutBody::Bytes(&bytes))?;
         let ac = encode_action_result(&sha, bytes.len() as u64);
         self.put("ac", &ac_key(&rec.key), PutBody::Bytes(&ac))
+    }
+}
+
+/// Requests one entry's blobs make at once: they are mostly small files, so a transfer is
+/// mostly waiting for the server.
+const LANES: usize = 8;
+
+/// `f` on every item, [`LANES`] at a time; stops at the first failure and returns it.
+fn in_lanes<T: Sync>(
+    items: &[T],
+    f: impl Fn(&T) -> Result<(), Failure> + Sync,
+) -> Result<(), Failure> {
+    if items.len() < 2 {
+        return items.iter().try_for_each(f);
+    }
+    let next = std::sync::atomic::AtomicUsize::new(0);
+    let failed: std::sync::Mutex<Option<Failure>> = std::sync::Mutex::new(None);
+    std::thread::scope(|scope| {
+        for _ in 0..LANES.min(items.len()) {
+            scope.spawn(|| {
+                loop {
+                    if failed.lock().expect("failure").is_some() {
+                        return;
+                    }
+                    let Some(item) = items.get(next.fetch_add(1, Ordering::Relaxed)) else {
+                        return;
+                    };
+                    if let Err(e) = f(item) {
+                        failed.lock().expect("failure").get_or_insert(e);
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    match failed.into_inner().expect("failure") {
+        Some(e) => Err(e),
+        None => Ok(()),
     }
 }
 
