@@ -229,6 +229,12 @@ fn steps_come_from_the_build_files_remote_and_read_only_writes_nothing() {
     assert_eq!(r.ids("remote"), ["step:gen", "step:use"], "{}", r.stderr);
     assert_eq!(b.read("final/wc.txt"), a.read("final/wc.txt"));
     assert_eq!(b.read("out/up.txt"), "HELLO\n");
+    let why = b.output(&["graph", "why", "step:use"]);
+    let why = String::from_utf8_lossy(&why.stdout);
+    assert!(
+        why.starts_with("step:use came from the remote cache in the last build"),
+        "{why}"
+    );
 
     // --no-remote: a third workdir runs everything.
     let c = Workdir::new(&toml, &[("in.txt", "hello\n")]);

@@ -157,6 +157,7 @@ pub fn why(cli: &Cli, a: &WhyArgs) -> OpResult {
         "cached" => "was cached in the last build: nothing it reads changed",
         "cutoff" => "was cut off in the last build: a dependency reran with the same output",
         "skipped" => "was skipped in the last build (a dependency failed)",
+        "remote" => "came from the remote cache in the last build (not in the local store)",
         "would-fail" => "would fail now",
         _ => "is up to date",
     };
