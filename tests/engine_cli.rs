@@ -317,6 +317,75 @@ fn prune_drops_unreachable_outputs_and_keeps_current_ones() {
     expect_log(&r, &[("step:b", "ran"), ("step:d", "ran")], "cached");
 }
 
+/// `prune --keep-last-n` on a builds/ directory in coreos-assembler's form: of 5 builds, one
+/// tagged, `--keep-last-n 2` keeps 3 (the 2 newest and the tagged one); `--dry-run` removes
+/// nothing; without the flag the newest 3 stay.
+#[test]
+fn prune_keeps_the_newest_builds_and_the_tagged_ones() {
+    let w = workdir();
+    let ids = ["v.4", "v.3", "v.2", "v.1", "v.0"];
+    for id in ids {
+        w.write(&format!("builds/{id}/x86_64/meta.json"), "{}\n");
+    }
+    let entries: Vec<String> = ids
+        .iter()
+        .map(|id| format!(r#"{{"id":"{id}","arches":["x86_64"]}}"#))
+        .collect();
+    w.write(
+        "builds/builds.json",
+        &format!(
+            r#"{{"schema-version":"1.0.0","builds":[{}],"timestamp":"t","tags":[{{"name":"stable","created":"t","target":"v.1"}}]}}"#,
+            entries.join(",")
+        ),
+    );
+    let listed = |w: &Workdir| -> Vec<String> {
+        let v: serde_json::Value = serde_json::from_str(&w.read("builds/builds.json")).unwrap();
+        v["builds"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|b| b["id"].as_str().unwrap().to_string())
+            .collect()
+    };
+
+    let out = w.output(&["prune", "--keep-last-n", "2", "--dry-run"]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("would remove 2 builds (v.2, v.0), keeping the newest 2 and 1 tagged"),
+        "{text}"
+    );
+    assert_eq!(listed(&w), ids, "a dry run removes nothing");
+
+    // Without the flag (and no keep-last-n in the build file): the newest 3.
+    let out = w.output(&["prune"]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("removed 1 build (v.0), keeping the newest 3 and 1 tagged"),
+        "{text}"
+    );
+
+    let out = w.output(&["prune", "--keep-last-n", "2", "--json"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["builds"]["remove"], serde_json::json!(["v.2"]), "{v}");
+    assert_eq!(listed(&w), ["v.4", "v.3", "v.1"]);
+    for (id, kept) in [
+        ("v.4", true),
+        ("v.3", true),
+        ("v.2", false),
+        ("v.1", true),
+        ("v.0", false),
+    ] {
+        assert_eq!(w.path().join("builds").join(id).exists(), kept, "{id}");
+    }
+    let v: serde_json::Value = serde_json::from_str(&w.read("builds/builds.json")).unwrap();
+    assert_eq!(v["tags"][0]["target"], "v.1", "tags are kept: {v}");
+}
+
 #[test]
 fn show_lists_nodes_and_dot_is_graphviz() {
     let w = workdir();

@@ -243,9 +243,118 @@ impl BuildsDir {
     }
 }
 
+/// Which builds `nosa prune` removes, and which it keeps.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct PrunePlan {
+    /// Builds removed, newest first.
+    pub remove: Vec<String>,
+    /// Builds kept because a tag names them.
+    pub tagged: Vec<String>,
+    /// Untagged builds kept (the newest `keep`).
+    pub kept: Vec<String>,
+}
+
+impl BuildsDir {
+    /// The build ids that coreos-assembler-style tags (`tags: [{name, target, ...}]` in
+    /// builds.json) point at.
+    pub fn tagged(&self) -> Vec<String> {
+        let Some(index) = self.index() else {
+            return Vec::new();
+        };
+        let mut ids: Vec<String> = index
+            .extra
+            .get("tags")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+            .filter_map(|t| t.get("target").and_then(Value::as_str))
+            .map(str::to_string)
+            .collect();
+        ids.sort();
+        ids.dedup();
+        ids
+    }
+
+    /// Keeping the newest `keep` untagged builds (at least 1: the latest stays) and every
+    /// tagged one, what goes.
+    pub fn prune_plan(&self, keep: usize) -> PrunePlan {
+        let tagged = self.tagged();
+        let mut plan = PrunePlan::default();
+        for b in self.index().unwrap_or_default().builds {
+            if tagged.contains(&b.id) {
+                plan.tagged.push(b.id);
+            } else if plan.kept.len() < keep.max(1) {
+                plan.kept.push(b.id);
+            } else {
+                plan.remove.push(b.id);
+            }
+        }
+        plan
+    }
+
+    /// Removes builds `ids`: first from builds.json (so that a kill leaves at worst a
+    /// directory no record names, never a record without its directory), then their
+    /// directories. `latest` keeps pointing at the newest build, which a plan never removes.
+    pub fn remove_builds(&self, ids: &[String]) -> std::io::Result<()> {
+        if ids.is_empty() {
+            return Ok(());
+        }
+        let mut index = self.index().unwrap_or_default();
+        index.builds.retain(|b| !ids.contains(&b.id));
+        write_pretty(&self.root.join("builds.json"), &index)?;
+        for id in ids {
+            // An id is one path component under builds/, whatever the index says.
+            if id.is_empty() || id.contains('/') || id.starts_with('.') {
+                continue;
+            }
+            let dir = self.root.join(id);
+            if dir.exists() {
+                fs_err::remove_dir_all(&dir)?;
+            }
+        }
+        Ok(())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn prune_keeps_the_newest_and_the_tagged() {
+        let dir = tempfile::tempdir().unwrap();
+        let b = BuildsDir::of(dir.path());
+        fs_err::create_dir_all(b.root()).unwrap();
+        for i in 0..5 {
+            fs_err::create_dir_all(b.arch_dir(&format!("v.{i}"), "x86_64")).unwrap();
+            b.record_new(&format!("v.{i}"), &["x86_64".into()], "t")
+                .unwrap();
+        }
+        let mut index = b.index().unwrap();
+        index.extra.insert(
+            "tags".into(),
+            serde_json::json!([{"name": "stable", "target": "v.1", "created": "t"}]),
+        );
+        write_pretty(&b.root().join("builds.json"), &index).unwrap();
+        let plan = b.prune_plan(2);
+        assert_eq!(plan.kept, ["v.4", "v.3"]);
+        assert_eq!(plan.tagged, ["v.1"]);
+        assert_eq!(plan.remove, ["v.2", "v.0"]);
+        assert_eq!(b.prune_plan(0).kept, ["v.4"], "the latest always stays");
+        b.remove_builds(&plan.remove).unwrap();
+        let ids: Vec<String> = b
+            .index()
+            .unwrap()
+            .builds
+            .into_iter()
+            .map(|e| e.id)
+            .collect();
+        assert_eq!(ids, ["v.4", "v.3", "v.1"]);
+        assert!(!b.root().join("v.2").exists() && !b.root().join("v.0").exists());
+        assert!(b.root().join("v.1").exists());
+        assert_eq!(b.latest().as_deref(), Some("v.4"));
+        assert_eq!(b.tagged(), ["v.1"], "tags are kept");
+    }
 
     #[test]
     fn index_round_trip_keeps_unknown_fields() {

@@ -10,6 +10,15 @@ use crate::ops::{find_workdir, lock, store_dir};
 /// exist, the kept builds); everything else in the store goes.
 pub fn prune(cli: &Cli, a: &PruneArgs) -> OpResult {
     let s = crate::ops::open(cli, Some("nosa prune"), None)?;
+    let keep = a
+        .keep_last_n
+        .or_else(|| s.ws.file.nestos.as_ref().and_then(|n| n.keep_last_n))
+        .unwrap_or(3);
+    let builds = s.builds();
+    let plan = builds.prune_plan(keep as usize);
+    if !a.dry_run {
+        builds.remove_builds(&plan.remove).map_err(runtime)?;
+    }
     let mut state = s.engine.state();
     let current: HashSet<&str> = s.ws.graph.nodes().iter().map(|n| n.id.as_str()).collect();
     let roots: HashSet<_> = state
@@ -34,12 +43,26 @@ pub fn prune(cli: &Cli, a: &PruneArgs) -> OpResult {
             s.engine.save_state(&state).map_err(runtime)?;
         }
     }
-    let _ = a.keep_last_n;
     if a.json {
         let mut v = serde_json::to_value(&report).map_err(runtime)?;
         v["dry_run"] = a.dry_run.into();
+        v["builds"] = serde_json::to_value(&plan).map_err(runtime)?;
         println!("{v}");
     } else {
+        if !plan.remove.is_empty() {
+            println!(
+                "{} {} build{} ({}), keeping the newest {}{}",
+                if a.dry_run { "would remove" } else { "removed" },
+                plan.remove.len(),
+                if plan.remove.len() == 1 { "" } else { "s" },
+                plan.remove.join(", "),
+                plan.kept.len(),
+                match plan.tagged.len() {
+                    0 => String::new(),
+                    n => format!(" and {n} tagged"),
+                }
+            );
+        }
         let verb = if a.dry_run { "would free" } else { "freed" };
         println!(
             "{verb} {} in {} blobs, {} trees, {} action records; kept {} action records",
