@@ -25,8 +25,11 @@ pub enum Command {
     /// Build graph commands: build, plan, why, show.
     #[command(subcommand)]
     Graph(GraphCommand),
-    /// Delete cached outputs not reachable from kept builds and the current graph.
+    /// Remove builds beyond the newest N (tagged builds stay), then delete cached outputs the
+    /// current graph no longer reaches.
     Prune(PruneArgs),
+    /// List the builds: id, arches, when, age, tags and artifacts with their sizes.
+    List(ListArgs),
     /// Delete build artifacts (builds/, tmp/); with --all also the cache.
     Clean(CleanArgs),
     /// Make a workdir from a nestos-config (git URL, local git repo or directory).
@@ -374,6 +377,14 @@ pub struct PruneArgs {
     /// Report what would be deleted, delete nothing.
     #[arg(long)]
     pub dry_run: bool,
+    /// JSON on stdout.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `nosa list`.
+#[derive(Debug, Args)]
+pub struct ListArgs {
     /// JSON on stdout.
     #[arg(long)]
     pub json: bool,

@@ -49,6 +49,7 @@ fn main() -> ExitCode {
         Command::Graph(GraphCommand::Output(a)) => ops::graph::output(&cli, a),
         Command::Prune(a) => ops::store::prune(&cli, a),
         Command::Clean(a) => ops::store::clean(&cli, a),
+        Command::List(a) => ops::store::list(&cli, a),
         Command::Init(a) => ops::config::init(&cli, a),
         Command::Config(ConfigCommand::Show(a)) => ops::config::show(&cli, a),
         Command::Basearch => ops::config::basearch(),

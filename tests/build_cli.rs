@@ -155,6 +155,13 @@ fn build_commits_and_records_the_build() {
     }
     assert_eq!(meta["ostree-version"], id.as_str());
     assert_meta_v1(&meta);
+    let list = nosa(&w, &["list", "--json"]);
+    let list: serde_json::Value = serde_json::from_slice(&list.stdout).unwrap();
+    assert_eq!(list["builds"][0]["id"], id.as_str(), "{list}");
+    assert_eq!(
+        list["builds"][0]["artifacts"]["x86_64"], meta["images"],
+        "nosa list shows meta.json's artifacts: {list}"
+    );
     assert!(dir.join("commitmeta.json").is_file());
     assert!(dir.join("manifest-lock.generated.x86_64.json").is_file());
 

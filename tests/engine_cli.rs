@@ -386,6 +386,59 @@ fn prune_keeps_the_newest_builds_and_the_tagged_ones() {
     assert_eq!(v["tags"][0]["target"], "v.1", "tags are kept: {v}");
 }
 
+/// `nosa list` reads builds/ as coreos-assembler writes it: id, arches, time and age, tags,
+/// and each arch's artifacts with sizes.
+#[test]
+fn list_shows_builds_with_time_tags_and_artifacts() {
+    let w = workdir();
+    let meta = |id: &str, ts: &str| {
+        format!(
+            r#"{{"buildid":"{id}","coreos-assembler.build-timestamp":"{ts}","images":{{"qemu":{{"path":"x-qemu.qcow2","sha256":"00","size":3145728}},"ostree":{{"path":"x.ociarchive","sha256":"11","size":2048}}}}}}"#
+        )
+    };
+    w.write(
+        "builds/2.0/x86_64/meta.json",
+        &meta("2.0", "2026-01-02T03:04:05Z"),
+    );
+    w.write(
+        "builds/1.0/x86_64/meta.json",
+        &meta("1.0", "2025-01-02T03:04:05Z"),
+    );
+    w.write(
+        "builds/builds.json",
+        r#"{"schema-version":"1.0.0","builds":[{"id":"2.0","arches":["x86_64"]},{"id":"1.0","arches":["x86_64"]}],"timestamp":"t","tags":[{"name":"stable","created":"t","target":"1.0"}]}"#,
+    );
+    let out = w.output(&["list"]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let lines: Vec<&str> = text.lines().collect();
+    assert!(
+        lines[0].starts_with("2.0 (x86_64) 2026-01-02T03:04:05Z, ")
+            && lines[0].ends_with(" days ago"),
+        "{text}"
+    );
+    assert_eq!(lines[1], "  x86_64: ostree 2.0 KiB, qemu 3.0 MiB", "{text}");
+    assert!(
+        lines[2].starts_with("1.0 (x86_64) 2025-01-02T03:04:05Z"),
+        "{text}"
+    );
+    assert!(lines[2].ends_with("days ago [tags: stable]"), "{text}");
+
+    let out = w.output(&["list", "--json"]);
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let b = &v["builds"];
+    assert_eq!(b[0]["id"], "2.0", "{v}");
+    assert_eq!(b[0]["artifacts"]["x86_64"]["qemu"]["size"], 3145728, "{v}");
+    assert_eq!(b[1]["tags"], serde_json::json!(["stable"]), "{v}");
+    let age = b[1]["age_seconds"].as_i64().unwrap();
+    let newer = b[0]["age_seconds"].as_i64().unwrap();
+    assert_eq!(age - newer, 365 * 86_400, "a year apart: {v}");
+}
+
 #[test]
 fn show_lists_nodes_and_dot_is_graphviz() {
     let w = workdir();

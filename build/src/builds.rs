@@ -243,6 +243,68 @@ impl BuildsDir {
     }
 }
 
+/// One build as `nosa list` shows it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct BuildSummary {
+    /// The build id.
+    pub id: String,
+    /// Its arches, as the index has them.
+    pub arches: Vec<String>,
+    /// When it was made (meta.json's build timestamp of its first arch that has one).
+    pub timestamp: Option<String>,
+    /// The tags that name it.
+    pub tags: Vec<String>,
+    /// Artifacts per arch, from each arch's meta.json (an arch without one is left out).
+    pub artifacts: BTreeMap<String, BTreeMap<String, ImageFile>>,
+}
+
+impl BuildsDir {
+    /// Every build of the index, newest first.
+    pub fn list(&self) -> Vec<BuildSummary> {
+        let Some(index) = self.index() else {
+            return Vec::new();
+        };
+        let tags: Vec<(String, String)> = index
+            .extra
+            .get("tags")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+            .filter_map(|t| {
+                Some((
+                    t.get("target")?.as_str()?.to_string(),
+                    t.get("name")?.as_str()?.to_string(),
+                ))
+            })
+            .collect();
+        index
+            .builds
+            .iter()
+            .map(|b| {
+                let metas: Vec<(String, Meta)> = b
+                    .arches
+                    .iter()
+                    .filter_map(|a| Some((a.clone(), self.meta(&b.id, a)?)))
+                    .collect();
+                BuildSummary {
+                    id: b.id.clone(),
+                    arches: b.arches.clone(),
+                    timestamp: metas
+                        .iter()
+                        .map(|(_, m)| m.build_timestamp.clone())
+                        .find(|t| !t.is_empty()),
+                    tags: tags
+                        .iter()
+                        .filter(|(target, _)| *target == b.id)
+                        .map(|(_, name)| name.clone())
+                        .collect(),
+                    artifacts: metas.into_iter().map(|(a, m)| (a, m.images)).collect(),
+                }
+            })
+            .collect()
+    }
+}
+
 /// Which builds `nosa prune` removes, and which it keeps.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
 pub struct PrunePlan {

@@ -78,6 +78,47 @@ impl BuildDate {
         }
     }
 
+    /// Seconds after the Unix epoch (the inverse of [`BuildDate::from_unix`]).
+    pub fn to_unix(&self) -> i64 {
+        // Howard Hinnant's days_from_civil.
+        let y = i64::from(self.year) - i64::from(self.month <= 2);
+        let era = y.div_euclid(400);
+        let yoe = y.rem_euclid(400);
+        let m = i64::from(self.month);
+        let doy = (153 * (if m > 2 { m - 3 } else { m + 9 }) + 2) / 5 + i64::from(self.day) - 1;
+        let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+        let days = era * 146_097 + doe - 719_468;
+        days * 86_400
+            + i64::from(self.hour) * 3600
+            + i64::from(self.minute) * 60
+            + i64::from(self.second)
+    }
+
+    /// `YYYY-MM-DDTHH:MM:SSZ` (what meta.json's timestamps hold), if `s` is that.
+    pub fn parse_rfc3339(s: &str) -> Option<BuildDate> {
+        let b = s.as_bytes();
+        if b.len() != 20 || b[4] != b'-' || b[7] != b'-' || b[10] != b'T' || b[19] != b'Z' {
+            return None;
+        }
+        let num = |r: std::ops::Range<usize>| s.get(r)?.parse::<u32>().ok();
+        let d = BuildDate {
+            year: i32::try_from(num(0..4)?).ok()?,
+            month: num(5..7)?,
+            day: num(8..10)?,
+            hour: num(11..13)?,
+            minute: num(14..16)?,
+            second: num(17..19)?,
+        };
+        let ok = (1..=12).contains(&d.month)
+            && (1..=31).contains(&d.day)
+            && d.hour < 24
+            && d.minute < 60
+            && d.second <= 60
+            && b[13] == b':'
+            && b[16] == b':';
+        ok.then_some(d)
+    }
+
     /// Now, or `SOURCE_DATE_EPOCH` when set (reproducible builds).
     pub fn now() -> BuildDate {
         let secs = std::env::var("SOURCE_DATE_EPOCH")
@@ -148,6 +189,19 @@ pub fn expand_date_tags(s: &str, date: &BuildDate) -> Result<String, String> {
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn unix_seconds_and_rfc3339_round_trip() {
+        for secs in [0i64, 951_782_400, 1_700_000_000, 4_102_444_800 + 3599] {
+            let d = BuildDate::from_unix(secs);
+            assert_eq!(d.to_unix(), secs);
+            let text = d.format("%FT%H:%M:%SZ").unwrap();
+            assert_eq!(BuildDate::parse_rfc3339(&text), Some(d), "{text}");
+        }
+        assert_eq!(BuildDate::parse_rfc3339("2026-13-01T00:00:00Z"), None);
+        assert_eq!(BuildDate::parse_rfc3339("2026-12-07 00:00:00Z"), None);
+    }
+
     use super::*;
 
     #[test]

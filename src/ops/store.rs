@@ -1,8 +1,9 @@
-//! `nosa prune` and `nosa clean`: what the store keeps and what it may drop.
+//! `nosa prune`, `nosa clean` and `nosa list`: what the store and builds/ keep, what may go,
+//! and what is there.
 
 use std::collections::HashSet;
 
-use crate::cli::{CleanArgs, Cli, PruneArgs};
+use crate::cli::{CleanArgs, Cli, ListArgs, PruneArgs};
 use crate::exit::{OpResult, runtime};
 use crate::ops::{find_workdir, lock, store_dir};
 
@@ -108,5 +109,62 @@ fn human_bytes(n: u64) -> String {
         format!("{n} B")
     } else {
         format!("{v:.1} {}", UNITS[u])
+    }
+}
+
+/// `nosa list`: the builds of builds/builds.json, newest first (read-only: no lock).
+pub fn list(cli: &Cli, a: &ListArgs) -> OpResult {
+    let (workdir, _) = find_workdir(cli)?;
+    let builds = nosa_build::BuildsDir::of(&workdir).list();
+    let now = nosa_build::os::now() as i64;
+    let age = |t: &Option<String>| {
+        t.as_deref()
+            .and_then(nosa_config::BuildDate::parse_rfc3339)
+            .map(|d| (now - d.to_unix()).max(0))
+    };
+    if a.json {
+        let v: Vec<serde_json::Value> = builds
+            .iter()
+            .map(|b| {
+                let mut v = serde_json::to_value(b).expect("a build summary is JSON");
+                v["age_seconds"] = age(&b.timestamp).into();
+                v
+            })
+            .collect();
+        println!("{}", serde_json::json!({ "builds": v }));
+        return Ok(());
+    }
+    if builds.is_empty() {
+        eprintln!("no builds (builds/builds.json is missing or empty)");
+    }
+    for b in &builds {
+        let when = match (&b.timestamp, age(&b.timestamp)) {
+            (Some(t), Some(s)) => format!("{t}, {} ago", human_age(s)),
+            (Some(t), None) => t.clone(),
+            _ => "time unknown".into(),
+        };
+        let tags = if b.tags.is_empty() {
+            String::new()
+        } else {
+            format!(" [tags: {}]", b.tags.join(", "))
+        };
+        println!("{} ({}) {when}{tags}", b.id, b.arches.join(", "));
+        for (arch, images) in &b.artifacts {
+            let list: Vec<String> = images
+                .iter()
+                .map(|(name, f)| format!("{name} {}", human_bytes(f.size)))
+                .collect();
+            println!("  {arch}: {}", list.join(", "));
+        }
+    }
+    Ok(())
+}
+
+fn human_age(secs: i64) -> String {
+    match secs {
+        s if s < 120 => format!("{s} s"),
+        s if s < 2 * 3600 => format!("{} min", s / 60),
+        s if s < 2 * 86_400 => format!("{} h", s / 3600),
+        s => format!("{} days", s / 86_400),
     }
 }
