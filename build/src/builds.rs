@@ -243,6 +243,23 @@ impl BuildsDir {
     }
 }
 
+/// The index's coreos-assembler tags (`tags: [{name, target, ...}]`) as (target, name).
+fn tags(index: &BuildIndex) -> Vec<(String, String)> {
+    index
+        .extra
+        .get("tags")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .filter_map(|t| {
+            Some((
+                t.get("target")?.as_str()?.to_string(),
+                t.get("name")?.as_str()?.to_string(),
+            ))
+        })
+        .collect()
+}
+
 /// One build as `nosa list` shows it.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct BuildSummary {
@@ -264,19 +281,7 @@ impl BuildsDir {
         let Some(index) = self.index() else {
             return Vec::new();
         };
-        let tags: Vec<(String, String)> = index
-            .extra
-            .get("tags")
-            .and_then(Value::as_array)
-            .into_iter()
-            .flatten()
-            .filter_map(|t| {
-                Some((
-                    t.get("target")?.as_str()?.to_string(),
-                    t.get("name")?.as_str()?.to_string(),
-                ))
-            })
-            .collect();
+        let tags = tags(&index);
         index
             .builds
             .iter()
@@ -320,17 +325,12 @@ impl BuildsDir {
     /// The build ids that coreos-assembler-style tags (`tags: [{name, target, ...}]` in
     /// builds.json) point at.
     pub fn tagged(&self) -> Vec<String> {
-        let Some(index) = self.index() else {
-            return Vec::new();
-        };
-        let mut ids: Vec<String> = index
-            .extra
-            .get("tags")
-            .and_then(Value::as_array)
+        let mut ids: Vec<String> = self
+            .index()
+            .map(|i| tags(&i))
+            .unwrap_or_default()
             .into_iter()
-            .flatten()
-            .filter_map(|t| t.get("target").and_then(Value::as_str))
-            .map(str::to_string)
+            .map(|(target, _)| target)
             .collect();
         ids.sort();
         ids.dedup();

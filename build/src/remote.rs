@@ -14,8 +14,8 @@ use std::time::Duration;
 
 use nosa_cache::{Digest, EntryKind, Store, Tree};
 use nosa_engine::{ActionRecord, RemoteCache, RemoteLookup};
+use nosa_repo::{ChecksumKind, HashingWriter, is_too_long};
 use serde::{Deserialize, Serialize};
-use sha2::Digest as _;
 
 /// The path of the manifest in an entry's `ActionResult`.
 const MANIFEST_PATH: &str = "nosa-manifest.json";
@@ -180,71 +180,53 @@ impl HttpCache {
         }
     }
 
-    /// The body of `kind/sha256`, at most `limit` bytes, checked against `sha256` (and `size`
-    /// when known).
-    fn get_small(&self, kind: &str, sha256: &str, size: Option<u64>) -> Result<Vec<u8>, Failure> {
-        let url = self.url(kind, sha256);
-        let resp = self
-            .with_auth(self.agent.get(&url))
+    /// The body of `GET kind/name`.
+    fn get(&self, kind: &str, name: &str) -> Result<ureq::Body, Failure> {
+        Ok(self
+            .with_auth(self.agent.get(self.url(kind, name)))
             .call()
-            .map_err(Self::classify)?;
-        let mut buf = Vec::new();
-        resp.into_body()
-            .into_reader()
-            .take(SMALL_LIMIT + 1)
-            .read_to_end(&mut buf)
-            .map_err(|e| Failure::Outage(e.to_string()))?;
-        self.down.fetch_add(buf.len() as u64, Ordering::Relaxed);
-        if kind == "cas" && hex_sha256(&buf) != sha256 {
+            .map_err(Self::classify)?
+            .into_body())
+    }
+
+    /// `cas/sha256` streamed into `w` through the repository downloads' [`HashingWriter`]: at
+    /// most `size` bytes taken, and the content must be exactly `size` bytes of that SHA-256.
+    fn get_cas<W: Write>(&self, sha256: &str, size: u64, w: W) -> Result<W, Failure> {
+        let body = self.get("cas", sha256)?;
+        let mut hw = HashingWriter::new(w, ChecksumKind::Sha256, size);
+        let copied = std::io::copy(&mut body.into_reader(), &mut hw);
+        let (w, hex, n) = hw.finish();
+        self.down.fetch_add(n, Ordering::Relaxed);
+        match copied {
+            Err(e) if !is_too_long(&e) => Err(Failure::Outage(e.to_string())),
+            Ok(_) if n == size && hex == sha256 => Ok(w),
+            _ => Err(Failure::Other(format!(
+                "cas/{sha256} does not match its digest ({n} bytes received, {size} expected)"
+            ))),
+        }
+    }
+
+    /// A manifest or a tree from CAS, whole in memory (at most [`SMALL_LIMIT`] bytes).
+    fn get_cas_small(&self, sha256: &str, size: u64) -> Result<Vec<u8>, Failure> {
+        if size > SMALL_LIMIT {
             return Err(Failure::Other(format!(
-                "cas/{sha256} does not match its digest ({} bytes received)",
-                buf.len()
+                "cas/{sha256} is said to have {size} bytes, more than nosa reads into memory"
             )));
         }
-        if let Some(n) = size.filter(|&n| n != buf.len() as u64) {
-            return Err(Failure::Other(format!(
-                "cas/{sha256} has {} bytes, not {n}",
-                buf.len()
-            )));
-        }
-        Ok(buf)
+        self.get_cas(sha256, size, Vec::new())
     }
 
     /// Streams blob `p` into the store, checking its SHA-256, size and BLAKE3.
     fn get_blob(&self, store: &Store, p: &Part) -> Result<(), Failure> {
-        let url = self.url("cas", &p.sha256);
-        let resp = self
-            .with_auth(self.agent.get(&url))
-            .call()
-            .map_err(Self::classify)?;
         let tmp = nosa_cache::atomic::temp_name(&store.tmp_dir(), "remote");
         let result = (|| {
-            let mut f = fs_err::File::create(&tmp).map_err(|e| Failure::Other(e.to_string()))?;
-            let mut h = sha2::Sha256::new();
-            let mut r = resp.into_body().into_reader().take(p.size + 1);
-            let mut buf = vec![0u8; 1 << 20];
-            let mut n = 0u64;
-            loop {
-                let k = r
-                    .read(&mut buf)
-                    .map_err(|e| Failure::Outage(e.to_string()))?;
-                if k == 0 {
-                    break;
-                }
-                h.update(&buf[..k]);
-                f.write_all(&buf[..k])
-                    .map_err(|e| Failure::Other(e.to_string()))?;
-                n += k as u64;
-            }
-            self.down.fetch_add(n, Ordering::Relaxed);
-            let got: String = h.finalize().iter().map(|b| format!("{b:02x}")).collect();
-            if n != p.size || got != p.sha256 {
-                return Err(Failure::Other(format!(
-                    "cas/{} does not match its digest ({n} bytes received, {} expected)",
-                    p.sha256, p.size
-                )));
-            }
-            drop(f);
+            let f = fs_err::File::create(&tmp).map_err(|e| Failure::Other(e.to_string()))?;
+            let f = self.get_cas(
+                &p.sha256,
+                p.size,
+                std::io::BufWriter::with_capacity(1 << 20, f),
+            )?;
+            f.into_inner().map_err(|e| Failure::Other(e.to_string()))?;
             let d = store
                 .put_file(&tmp, true)
                 .map_err(|e| Failure::Other(e.to_string()))?;
@@ -296,12 +278,17 @@ impl HttpCache {
     }
 
     fn fetch_inner(&self, store: &Store, key: &Digest) -> Result<ActionRecord, Failure> {
-        let ac = self.get_small("ac", &ac_key(key), None)?;
+        let mut ac = Vec::new();
+        self.get("ac", &ac_key(key))?
+            .into_reader()
+            .take(SMALL_LIMIT)
+            .read_to_end(&mut ac)
+            .map_err(|e| Failure::Outage(e.to_string()))?;
+        self.down.fetch_add(ac.len() as u64, Ordering::Relaxed);
         let (sha, size) = parse_action_result(&ac)
             .ok_or_else(|| Failure::Other(format!("ac/{} is not a nosa entry", ac_key(key))))?;
-        let manifest: Manifest =
-            serde_json::from_slice(&self.get_small("cas", &sha, Some(size))?)
-                .map_err(|e| Failure::Other(format!("the manifest cas/{sha}: {e}")))?;
+        let manifest: Manifest = serde_json::from_slice(&self.get_cas_small(&sha, size)?)
+            .map_err(|e| Failure::Other(format!("the manifest cas/{sha}: {e}")))?;
         if manifest.format != 1 || manifest.record.key != *key {
             return Err(Failure::Other(format!(
                 "the manifest cas/{sha} is for another key or format"
@@ -317,7 +304,7 @@ impl HttpCache {
             if store.tree_path(&t.blake3).is_file() {
                 continue;
             }
-            let bytes = self.get_small("cas", &t.sha256, Some(t.size))?;
+            let bytes = self.get_cas_small(&t.sha256, t.size)?;
             let tree: Tree = serde_json::from_slice(&bytes)
                 .map_err(|e| Failure::Other(format!("tree cas/{}: {e}", t.sha256)))?;
             let d = store
@@ -514,17 +501,16 @@ pub fn check_url(url: &str) -> Result<(), String> {
 
 /// The `/ac/` name of nosa key `key`.
 fn ac_key(key: &Digest) -> String {
-    let mut h = sha2::Sha256::new();
+    let mut h = ChecksumKind::Sha256.hasher();
     h.update(AC_DOMAIN);
-    h.update(key.0);
-    h.finalize().iter().map(|b| format!("{b:02x}")).collect()
+    h.update(&key.0);
+    h.finish_hex()
 }
 
 fn hex_sha256(bytes: &[u8]) -> String {
-    sha2::Sha256::digest(bytes)
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
+    let mut h = ChecksumKind::Sha256.hasher();
+    h.update(bytes);
+    h.finish_hex()
 }
 
 fn human(n: u64) -> String {

@@ -27,7 +27,8 @@ pub enum RemoteLookup {
 /// [`RemoteLookup::Off`] for the rest of the process, with one warning.
 pub trait RemoteCache: Send + Sync + std::fmt::Debug {
     /// Looks `key` up; on a hit, installs everything the record names into `store` first
-    /// (blobs, then trees, then the record: the store's commit order).
+    /// (blobs, then trees, then the record: the store's commit order), and writes the record
+    /// only once its output tree is whole in the store (`Store::tree_complete`).
     fn fetch(&self, store: &Store, key: &Digest) -> RemoteLookup;
 
     /// Uploads `rec` and what it names from `store` (the blobs and trees first, the entry

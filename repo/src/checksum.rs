@@ -142,7 +142,7 @@ impl Hasher {
 
 /// A writer that hashes and counts what it passes on to `inner`, and refuses to pass more than
 /// `limit` bytes (so a hostile or broken server cannot fill the disk).
-pub(crate) struct HashingWriter<W> {
+pub struct HashingWriter<W> {
     pub(crate) inner: W,
     hasher: Hasher,
     pub(crate) len: u64,
@@ -150,7 +150,8 @@ pub(crate) struct HashingWriter<W> {
 }
 
 impl<W: Write> HashingWriter<W> {
-    pub(crate) fn new(inner: W, kind: ChecksumKind, limit: u64) -> Self {
+    /// Hashes with `kind` what it passes on to `inner`, refusing past `limit` bytes.
+    pub fn new(inner: W, kind: ChecksumKind, limit: u64) -> Self {
         HashingWriter {
             inner,
             hasher: kind.hasher(),
@@ -160,7 +161,7 @@ impl<W: Write> HashingWriter<W> {
     }
 
     /// The hex digest of what was written, and the byte count.
-    pub(crate) fn finish(self) -> (W, String, u64) {
+    pub fn finish(self) -> (W, String, u64) {
         (self.inner, self.hasher.finish_hex(), self.len)
     }
 }
@@ -169,7 +170,7 @@ impl<W: Write> HashingWriter<W> {
 const TOO_LONG: &str = "longer than expected";
 
 /// Whether `e` is [`HashingWriter`]'s "past the limit" error.
-pub(crate) fn is_too_long(e: &io::Error) -> bool {
+pub fn is_too_long(e: &io::Error) -> bool {
     e.kind() == io::ErrorKind::FileTooLarge && e.to_string() == TOO_LONG
 }
 

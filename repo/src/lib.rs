@@ -19,7 +19,7 @@ mod repomd;
 mod rpm;
 mod sync;
 
-pub use checksum::{Checksum, ChecksumKind};
+pub use checksum::{Checksum, ChecksumKind, HashingWriter, is_too_long};
 pub use decompress::decoder;
 pub use error::{ChecksumMismatch, RepoError};
 pub use primary::{Package, SyncedRepo, parse_primary, parse_primary_xml};

@@ -22,7 +22,8 @@ pub fn run(cmd: &str, args: &[&str], package: &str) -> String {
     });
     assert!(
         out.status.success(),
-        "{cmd} {args:?} failed: {}",
+        "{cmd} {args:?} failed: {}{}",
+        String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
     );
     String::from_utf8_lossy(&out.stdout).into_owned()
@@ -31,17 +32,9 @@ pub fn run(cmd: &str, args: &[&str], package: &str) -> String {
 /// Asserts that Ignition's own validator (`ignition-validate`, Debian package `ignition`)
 /// accepts the config at `path`.
 pub fn ignition_validate(path: &std::path::Path) {
-    let p = path.to_str().expect("a UTF-8 path");
-    let out = Command::new("ignition-validate")
-        .arg(p)
-        .output()
-        .unwrap_or_else(|e| {
-            panic!("cannot run `ignition-validate` ({e}): install the Debian package `ignition`")
-        });
-    assert!(
-        out.status.success(),
-        "ignition-validate rejects {p}: {}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
+    run(
+        "ignition-validate",
+        &[path.to_str().expect("a UTF-8 path")],
+        "ignition",
     );
 }
