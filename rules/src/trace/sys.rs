@@ -107,8 +107,9 @@ pub fn mount_overlay_before_exec(cmd: &mut Command, opts: CString, merged: CStri
 /// process may use, taken in turn so that traced runs side by side get different CPUs.
 ///
 /// Every traced system call stops the program until strace has looked at it. On these virtual
-/// machines a stop whose tracer sleeps on another CPU costs ~90 µs (an inter-processor wakeup
-/// each way); with both on one CPU it costs ~10 µs (docs/tracing.md, "Overhead"). A traced
+/// machines a stop whose tracer sleeps on another CPU cost ~105 µs (measured; an
+/// inter-processor wakeup each way is the likely reason); with both on one CPU ~11 µs
+/// (docs/tracing.md, "Why strace"). A traced
 /// program loses its parallelism, which the scripts nosa traces barely have.
 pub fn keep_on_one_cpu(cmd: &mut Command) {
     static NEXT: AtomicUsize = AtomicUsize::new(0);
