@@ -124,6 +124,17 @@ fn a_fresh_workdir_gets_the_example_from_nginx_and_survives_damage_and_outage() 
         "the build reports what the remote moved: {stderr}"
     );
     assert_eq!(artifacts(&b), want, "B's artifacts equal A's");
+    // A node of the build's first stage, found again in later stages, is still explained.
+    let why = Command::new(nosa_bin())
+        .args(["graph", "why", "resolve:x86_64"])
+        .current_dir(&b)
+        .output()
+        .unwrap();
+    let why = String::from_utf8_lossy(&why.stdout);
+    assert!(
+        why.starts_with("resolve:x86_64 came from the remote cache in the last build"),
+        "{why}"
+    );
     // What came from the remote is in B's store now: the next build is all cached.
     let (s, _) = build(&b, &remote);
     assert_eq!(count(&s, "cached"), s.len(), "{s:?}");

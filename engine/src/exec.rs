@@ -29,8 +29,9 @@ pub struct BuildOptions {
     /// Node ids to run even if cached.
     pub force: HashSet<String>,
     /// This build continues the previous one in the same invocation (a staged build): it
-    /// keeps its build number, and a node it finds cached that already ran in that build keeps
-    /// the status and reasons recorded then, so `why` still explains the run.
+    /// keeps its build number, and a node it finds cached that already ran (or came from the
+    /// remote cache) in that build keeps the status and reasons recorded then, so `why` still
+    /// explains the run.
     pub continue_build: bool,
     /// Add this build's observations to a no-op witness draft if every node turns out cached,
     /// and spoil it otherwise (see [`WitnessDraft`]).

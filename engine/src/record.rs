@@ -78,7 +78,7 @@ impl Engine {
             }
             let ran_earlier_in_this_build = opts.continue_build
                 && entry.build == build_no
-                && matches!(entry.status, Status::Ran | Status::Failed);
+                && matches!(entry.status, Status::Ran | Status::Remote | Status::Failed);
             if ran_earlier_in_this_build && matches!(r.status, Status::Cached | Status::Cutoff) {
                 continue;
             }
