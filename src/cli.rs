@@ -92,10 +92,13 @@ pub struct BuildCommon {
 /// Remote cache flags (docs/remote-cache.md).
 #[derive(Debug, Args, Clone, Default)]
 pub struct RemoteArgs {
-    /// Read and write this remote cache (an HTTP cache in Bazel's layout), instead of the
-    /// build file's `[cache] remote`.
+    /// Read and write this remote cache instead of the build file's `[cache] remote`:
+    /// `grpc://host:port` (REAPI) or `http://host:port/prefix` (Bazel's HTTP cache layout).
     #[arg(long, value_name = "URL", conflicts_with = "no_remote")]
     pub remote_cache: Option<String>,
+    /// The REAPI instance name, instead of the build file's `[cache] instance`.
+    #[arg(long, value_name = "NAME", conflicts_with = "no_remote")]
+    pub remote_instance: Option<String>,
     /// Use no remote cache, whatever the build file says.
     #[arg(long)]
     pub no_remote: bool,

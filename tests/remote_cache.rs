@@ -295,18 +295,35 @@ fn an_unreachable_remote_costs_one_warning() {
     );
 }
 
-/// A gRPC URL is refused where it is written, with the fix.
+/// `[cache]` mistakes are refused where they are written, with the fix: a scheme nosa does
+/// not speak, and gRPC settings on an HTTP cache.
 #[test]
-fn a_grpc_remote_is_refused_at_its_line() {
-    let toml = format!("[cache]\nremote = \"grpc://127.0.0.1:1\"\n{STEPS}");
-    let w = Workdir::new(&toml, &[("in.txt", "hello\n")]);
-    let out = w.output(&["graph", "plan"]);
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(2), "{stderr}");
-    assert!(
-        stderr.contains("REAPI over gRPC is not supported yet")
-            && stderr.contains("nestos.build.toml:2")
-            && stderr.contains("http://host:port/prefix"),
-        "{stderr}"
-    );
+fn cache_table_mistakes_are_refused_at_their_line() {
+    for (table, line, want) in [
+        (
+            "remote = \"ftp://127.0.0.1:1\"",
+            2,
+            "a remote cache URL starts with",
+        ),
+        (
+            "remote = \"http://127.0.0.1:1/x\"\ninstance = \"main\"",
+            3,
+            "instance and tls-roots are for grpc:// and grpcs:// remotes",
+        ),
+        (
+            "remote = \"grpc://127.0.0.1:1\"\ntls-roots = \"ca.pem\"",
+            3,
+            "tls-roots is for grpcs:// remotes",
+        ),
+    ] {
+        let toml = format!("[cache]\n{table}\n{STEPS}");
+        let w = Workdir::new(&toml, &[("in.txt", "hello\n")]);
+        let out = w.output(&["graph", "plan"]);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{stderr}");
+        assert!(
+            stderr.contains(want) && stderr.contains(&format!("nestos.build.toml:{line}")),
+            "{table}: {stderr}"
+        );
+    }
 }

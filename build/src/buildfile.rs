@@ -46,7 +46,8 @@ pub struct RawBuildFile {
 #[derive(Debug, Deserialize, Clone, PartialEq, Eq)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
 pub struct RawCache {
-    /// `http(s)://host:port/prefix`: an HTTP cache in Bazel's layout.
+    /// `grpc(s)://host:port` (REAPI v2) or `http(s)://host:port/prefix` (an HTTP cache in
+    /// Bazel's layout).
     pub remote: Spanned<String>,
     /// Only read from it.
     #[serde(default)]
@@ -54,6 +55,12 @@ pub struct RawCache {
     /// Environment variable holding the `Authorization` header's value.
     #[serde(default)]
     pub auth_env: Option<String>,
+    /// REAPI instance name (gRPC only).
+    #[serde(default)]
+    pub instance: Option<Spanned<String>>,
+    /// PEM file of CA certificates for a `grpcs://` server, relative to the workdir.
+    #[serde(default)]
+    pub tls_roots: Option<Spanned<String>>,
 }
 
 /// `[nestos]`: where the config is and what to build from it.
@@ -251,7 +258,7 @@ impl BuildFile {
                 Some(
                     "a [[step]] has name, inputs, run, outputs, deps and trace; [nestos] has \
                      config, arches, targets, keep-last-n and variant; [graph] has default; \
-                     [cache] has remote, read-only and auth-env"
+                     [cache] has remote, read-only, auth-env, instance and tls-roots"
                         .to_string(),
                 )
             } else {
@@ -260,19 +267,48 @@ impl BuildFile {
             err(format!("invalid {name}: {msg}"), e.span(), "here", help)
         })?;
 
-        if let Some(c) = &raw.cache
-            && let Err(m) = crate::remote::check_url(c.remote.get_ref())
-        {
-            return Err(err(
-                m,
-                Some(c.remote.span()),
-                "this remote",
-                Some(
-                    "remote = \"http://host:port/prefix\" names an HTTP cache in Bazel's \
-                     layout (nginx with WebDAV PUT, bazel-remote)"
-                        .into(),
-                ),
-            ));
+        if let Some(c) = &raw.cache {
+            match nosa_remote::check_url(c.remote.get_ref()) {
+                Err(m) => {
+                    return Err(err(
+                        m,
+                        Some(c.remote.span()),
+                        "this remote",
+                        Some(
+                            "remote = \"grpc://host:port\" names an REAPI server (BuildGrid, \
+                             buildbox-casd, bazel-remote); remote = \"http://host:port/prefix\" \
+                             an HTTP cache in Bazel's layout (nginx with WebDAV PUT)"
+                                .into(),
+                        ),
+                    ));
+                }
+                Ok(nosa_remote::Protocol::Http) => {
+                    if let Some(f) = c.instance.as_ref().or(c.tls_roots.as_ref()) {
+                        return Err(err(
+                            "instance and tls-roots are for grpc:// and grpcs:// remotes".into(),
+                            Some(f.span()),
+                            "not for an HTTP cache",
+                            Some(
+                                "over HTTP, the URL's prefix plays the instance name: \
+                                 remote = \"http://host:port/<instance>\""
+                                    .into(),
+                            ),
+                        ));
+                    }
+                }
+                Ok(nosa_remote::Protocol::Grpc) => {
+                    if let Some(t) = &c.tls_roots
+                        && !c.remote.get_ref().starts_with("grpcs://")
+                    {
+                        return Err(err(
+                            "tls-roots is for grpcs:// remotes".into(),
+                            Some(t.span()),
+                            "here",
+                            Some("use remote = \"grpcs://host:port\", or drop tls-roots".into()),
+                        ));
+                    }
+                }
+            }
         }
         let mut steps = Vec::new();
         let mut step_spans: HashMap<String, SourceSpan> = HashMap::new();

@@ -10,8 +10,8 @@
 //! optionally locked workdir), [`staged`] (resolve first, then expand the packages, then the
 //! targets), [`os`] (versioning and recording an OS build), [`builds`] (the builds/ records),
 //! [`kola`] (selecting and reporting kola tests of the latest build), [`noop`] (what a
-//! no-op witness of a `[nestos]` workdir watches besides the engine's own observations),
-//! [`remote`] (the remote cache over HTTP).
+//! no-op witness of a `[nestos]` workdir watches besides the engine's own observations). The
+//! remote cache's protocols live in the `nosa-remote` crate; [`buildfile`] checks its URL.
 
 pub mod buildfile;
 pub mod builds;
@@ -22,7 +22,6 @@ pub mod kola;
 pub mod noop;
 pub mod os;
 pub mod pins;
-pub mod remote;
 pub mod session;
 pub mod staged;
 pub mod step;

@@ -359,7 +359,7 @@ fn record(
             let linked = sc.spawn(|| store.materialize(&tree, &commit_dir, Materialize::Hardlink));
             let sums: Vec<_> = placed
                 .iter()
-                .map(|(_, _, digest, _)| sc.spawn(move || sha256_of(store, digest)))
+                .map(|(_, _, digest, _)| sc.spawn(move || store.sha256_of(digest)))
                 .collect();
             let sums: Vec<_> = sums
                 .into_iter()
@@ -399,25 +399,4 @@ fn record(
         builds.write_meta(&meta, &commit.metadata)?;
     }
     Ok(())
-}
-
-/// The SHA-256 (hex) of store blob `d`, which meta.json records for each artifact: computed
-/// once per blob and kept beside the store's blobs (`Store::derived_path`), since a blob never
-/// changes. A 75 MB qcow2 costs ~0.2 s to hash, on every build that records it.
-pub(crate) fn sha256_of(store: &nosa_cache::Store, d: &Digest) -> Result<String, Error> {
-    use sha2::Digest as _;
-    let memo = store.derived_path("sha256", d);
-    if let Ok(hex) = fs_err::read_to_string(&memo)
-        && hex.len() == 64
-        && hex.bytes().all(|b| b.is_ascii_hexdigit())
-    {
-        return Ok(hex);
-    }
-    let f = fs_err::File::open(store.blob_path(d))?;
-    let mut h = sha2::Sha256::new();
-    std::io::copy(&mut std::io::BufReader::with_capacity(1 << 20, f), &mut h)?;
-    let hex: String = h.finalize().iter().map(|b| format!("{b:02x}")).collect();
-    fs_err::create_dir_all(memo.parent().expect("sharded path"))?;
-    nosa_cache::atomic::write_atomic(&store.tmp_dir(), &memo, hex.as_bytes())?;
-    Ok(hex)
 }

@@ -98,26 +98,41 @@ pub fn warn(s: &Session) {
 pub fn attach_remote(
     s: &mut Session,
     a: &crate::cli::RemoteArgs,
-) -> Result<Option<std::sync::Arc<nosa_build::remote::HttpCache>>, Failure> {
-    use nosa_build::remote::{HttpCache, RemoteConfig};
+) -> Result<Option<std::sync::Arc<nosa_remote::Remote>>, Failure> {
+    use nosa_remote::RemoteConfig;
     if a.no_remote {
         return Ok(None);
     }
     let file = s.ws.file.cache.as_ref();
-    let cfg = match (&a.remote_cache, file) {
+    let tls_roots = |c: &nosa_build::buildfile::RawCache| {
+        c.tls_roots.as_ref().map(|p| s.workdir().join(p.get_ref()))
+    };
+    let mut cfg = match (&a.remote_cache, file) {
         (Some(url), _) => RemoteConfig {
             url: url.clone(),
             read_only: false,
             auth_env: file.and_then(|c| c.auth_env.clone()),
+            // The file's gRPC settings go with a gRPC URL given on the command line.
+            instance: file
+                .filter(|_| url.starts_with("grpc"))
+                .and_then(|c| c.instance.as_ref().map(|i| i.get_ref().clone())),
+            tls_roots: file
+                .filter(|_| url.starts_with("grpcs://"))
+                .and_then(tls_roots),
         },
         (None, Some(c)) => RemoteConfig {
             url: c.remote.get_ref().clone(),
             read_only: c.read_only,
             auth_env: c.auth_env.clone(),
+            instance: c.instance.as_ref().map(|i| i.get_ref().clone()),
+            tls_roots: tls_roots(c),
         },
         (None, None) => return Ok(None),
     };
-    let cache = HttpCache::new(&cfg)
+    if let Some(i) = &a.remote_instance {
+        cfg.instance = Some(i.clone());
+    }
+    let cache = nosa_remote::open(&cfg)
         .map_err(|m| Failure::Config(miette::miette!(help = "see docs/remote-cache.md", "{m}")))?;
     let cache = std::sync::Arc::new(cache);
     s.engine.set_remote(Some(cache.clone()));
@@ -125,7 +140,7 @@ pub fn attach_remote(
 }
 
 /// Prints what the remote cache moved in this build, if it did anything.
-pub fn report_remote(remote: Option<&nosa_build::remote::HttpCache>) {
+pub fn report_remote(remote: Option<&nosa_remote::Remote>) {
     if let Some(r) = remote.filter(|r| r.active()) {
         eprintln!("{}", r.summary());
     }

@@ -20,7 +20,7 @@ use toml::Spanned;
 use super::{BuildFile, RawCache, RawNestos, Step};
 
 /// Names the encoding; bump the digit when it changes.
-const MAGIC: &[u8; 8] = b"nosabf03";
+const MAGIC: &[u8; 8] = b"nosabf04";
 
 /// The parts of a [`BuildFile`] that come from checking its text.
 pub(super) struct Checked {
@@ -143,6 +143,8 @@ fn encode(w: &mut Writer, bf: &BuildFile) {
         remote,
         read_only,
         auth_env,
+        instance,
+        tls_roots,
     }) = cache
     {
         spanned(w, remote);
@@ -150,6 +152,12 @@ fn encode(w: &mut Writer, bf: &BuildFile) {
         w.bool(auth_env.is_some());
         if let Some(v) = auth_env {
             w.str(v);
+        }
+        for v in [instance, tls_roots] {
+            w.bool(v.is_some());
+            if let Some(v) = v {
+                spanned(w, v);
+            }
         }
     }
 }
@@ -216,6 +224,16 @@ fn decode(r: &mut Reader<'_>) -> Option<Checked> {
             read_only: r.bool()?,
             auth_env: if r.bool()? {
                 Some(r.str()?.to_string())
+            } else {
+                None
+            },
+            instance: if r.bool()? {
+                Some(read_spanned(r)?)
+            } else {
+                None
+            },
+            tls_roots: if r.bool()? {
+                Some(read_spanned(r)?)
             } else {
                 None
             },
