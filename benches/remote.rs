@@ -1,10 +1,12 @@
 //! The remote cache on the example, each figure measured in the same round:
-//! 1. a fresh workdir B building from a warm remote (nginx on 127.0.0.1, filled by workdir A)
-//!    vs a cold local build with no remote, as a ratio;
+//! 1. a fresh workdir B building from a warm remote (filled by workdir A) vs a cold local build
+//!    with no remote, as a ratio, for each server on 127.0.0.1: nginx (Bazel's HTTP layout)
+//!    and BuildGrid (REAPI over gRPC);
 //! 2. what filling the remote costs: A's cold build with uploads vs the same cold local build;
 //! 3. the bytes A uploaded and B downloaded, from nosa's own closing report.
 //!
-//! Needs the fixture distro (`cargo xtask fixture-distro`) and Debian's nginx.
+//! Needs the fixture distro (`cargo xtask fixture-distro`), Debian's nginx and BuildGrid
+//! (`scripts/install-deps.sh test`).
 //! Run: `cargo bench --bench remote` (`NOSA_BENCH_ROUNDS`, default 3).
 
 mod common;
@@ -38,48 +40,76 @@ fn remote_line(stderr: &str) -> String {
         .to_string()
 }
 
-fn main() {
-    common::require_tool("nginx", "nginx");
-    let root = common::work_dir("remote");
-    let rounds = common::env_num("NOSA_BENCH_ROUNDS", 3);
-    let (mut local, mut fill, mut warm) = (vec![], vec![], vec![]);
-    let mut lines = vec![];
-    for i in 0..rounds {
-        let server = nosa_testkit::Nginx::start();
-        let remote = ["--remote-cache", server.url.as_str()];
-        let (w, _) = common::example_workdir(&root, &format!("local-{i}"));
-        local.push(timed(&w, &["--no-remote"]).0);
-        let (a, _) = common::example_workdir(&root, &format!("a-{i}"));
-        let (t, a_err) = timed(&a, &remote);
-        fill.push(t);
-        let (b, _) = common::example_workdir(&root, &format!("b-{i}"));
-        let (t, b_err) = timed(&b, &remote);
-        warm.push(t);
-        lines.push((remote_line(&a_err), remote_line(&b_err)));
-        // Three stores of ~1.5 GB each, and the server's copy: not kept between rounds.
-        for d in [&w, &a, &b] {
-            let _ = fs_err::remove_dir_all(d.parent().expect("the round's directory"));
+/// A server of one round, kept alive while its builds run.
+enum Server {
+    Nginx(nosa_testkit::Nginx),
+    BuildGrid(nosa_testkit::BuildGrid),
+}
+
+impl Server {
+    fn start(kind: &str) -> Server {
+        match kind {
+            "nginx" => Server::Nginx(nosa_testkit::Nginx::start()),
+            _ => Server::BuildGrid(nosa_testkit::BuildGrid::start()),
         }
     }
-    let (l, f, w) = (
-        common::median(&mut local),
-        common::median(&mut fill),
-        common::median(&mut warm),
-    );
+
+    fn url(&self) -> &str {
+        match self {
+            Server::Nginx(n) => &n.url,
+            Server::BuildGrid(b) => &b.url,
+        }
+    }
+}
+
+const SERVERS: [&str; 2] = ["nginx", "buildgrid"];
+
+fn main() {
+    common::require_tool("nginx", "nginx");
+    nosa_testkit::bgd();
+    let root = common::work_dir("remote");
+    let rounds = common::env_num("NOSA_BENCH_ROUNDS", 3);
+    let mut local = vec![];
+    let (mut fill, mut warm) = ([vec![], vec![]], [vec![], vec![]]);
+    let mut lines = vec![];
+    for i in 0..rounds {
+        let (w, _) = common::example_workdir(&root, &format!("local-{i}"));
+        local.push(timed(&w, &["--no-remote"]).0);
+        let _ = fs_err::remove_dir_all(w.parent().expect("the round's directory"));
+        for (k, kind) in SERVERS.iter().enumerate() {
+            let server = Server::start(kind);
+            let remote = ["--remote-cache", server.url()];
+            let (a, _) = common::example_workdir(&root, &format!("a-{kind}-{i}"));
+            let (t, a_err) = timed(&a, &remote);
+            fill[k].push(t);
+            let (b, _) = common::example_workdir(&root, &format!("b-{kind}-{i}"));
+            let (t, b_err) = timed(&b, &remote);
+            warm[k].push(t);
+            lines.push((i, kind, remote_line(&a_err), remote_line(&b_err)));
+            // Stores of ~1.5 GB each, and the server's copy: not kept between rounds.
+            for d in [&a, &b] {
+                let _ = fs_err::remove_dir_all(d.parent().expect("the round's directory"));
+            }
+        }
+    }
+    let l = common::median(&mut local);
     println!("median of {rounds} rounds, each figure measured in the same round:");
-    println!(
-        "  fresh workdir from a warm remote / cold local build: {} / {} = {:.3}",
-        common::ms(w),
-        common::ms(l),
-        w.as_secs_f64() / l.as_secs_f64()
-    );
-    println!(
-        "  cold build filling the remote / cold local build: {} / {} = {:.3}",
-        common::ms(f),
-        common::ms(l),
-        f.as_secs_f64() / l.as_secs_f64()
-    );
-    for (i, (a, b)) in lines.iter().enumerate() {
-        println!("  round {i}: filling: {a}\n           warm: {b}");
+    for (k, kind) in SERVERS.iter().enumerate() {
+        let (f, w) = (common::median(&mut fill[k]), common::median(&mut warm[k]));
+        println!(
+            "  {kind}: fresh workdir from a warm remote / cold local build: {} / {} = {:.3}",
+            common::ms(w),
+            common::ms(l),
+            w.as_secs_f64() / l.as_secs_f64()
+        );
+        println!(
+            "  {kind}: cold build filling the remote / cold local build: {} / {} = {:.3}",
+            common::ms(f),
+            common::ms(l),
+            f.as_secs_f64() / l.as_secs_f64()
+        );
+    }
+    for (i, kind, a, b) in &lines {
+        println!("  round {i} {kind}: filling: {a}\n           warm: {b}");
     }
 }

@@ -13,8 +13,9 @@ boot_pkgs=(qemu-system-x86 ovmf openssh-client)
 # Inspecting archives in the tests; libzstd-dev: tools/ostree-ext-check (ostree-ext links the
 # system zstd).
 # ignition: ignition-validate checks every Ignition config nosa writes.
-# nginx: the remote cache tests serve an HTTP cache with WebDAV PUT.
-test_pkgs=(skopeo libzstd-dev ignition nginx)
+# nginx: the remote cache tests serve an HTTP cache with WebDAV PUT; openssl: they make a CA
+# and a certificate for BuildGrid over TLS.
+test_pkgs=(skopeo libzstd-dev ignition nginx openssl)
 bench_pkgs=(ninja-build b3sum rpm2cpio)
 
 want=("${build_pkgs[@]}" "${fixture_pkgs[@]}" "${image_pkgs[@]}" "${boot_pkgs[@]}")
@@ -38,14 +39,46 @@ if [ -z "$(find /var/lib/apt/lists -maxdepth 1 -name '*Packages*' -mtime -1 2>/d
   stale_lists=1
 fi
 
-if [ ${#missing[@]} -eq 0 ] && [ $stale_lists -eq 0 ]; then
-  echo "install-deps: all ${#want[@]} packages present"
-  exit 0
-fi
-
 SUDO=""
 if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
 export DEBIAN_FRONTEND=noninteractive
+
+# BuildGrid 0.9.1 (PyPI), the REAPI server of the remote cache tests, in a virtualenv of its
+# own: it needs Python >= 3.13, which Debian 12 lacks; pyenv provides it on these machines.
+install_buildgrid() {
+  local venv="${NOSA_BUILDGRID:-/var/cache/nosa-tools/buildgrid-0.9.1}"
+  # The stamp is written last: an interrupted install is redone, not trusted.
+  if [ -f "$venv/.nosa-complete" ] && [ -x "$venv/bin/bgd" ]; then
+    echo "install-deps: BuildGrid present in $venv"
+    return
+  fi
+  local py=""
+  if command -v pyenv >/dev/null && pyenv prefix 3.13.0 >/dev/null 2>&1; then
+    py="$(pyenv prefix 3.13.0)/bin/python3"
+  elif command -v python3.13 >/dev/null; then
+    py="$(command -v python3.13)"
+  fi
+  if [ -z "$py" ]; then
+    echo "install-deps: BuildGrid needs Python 3.13, found neither pyenv's 3.13.0 nor" \
+      "python3.13 on PATH; install one (pyenv install 3.13.0), or set NOSA_BUILDGRID to a" \
+      "virtualenv with buildgrid==0.9.1" >&2
+    exit 1
+  fi
+  echo "install-deps: installing buildgrid==0.9.1 into $venv with $py"
+  # A virtualenv names its interpreter by path, so it is made where it stays.
+  $SUDO rm -rf "$venv"
+  $SUDO mkdir -p "$(dirname "$venv")"
+  $SUDO "$py" -m venv "$venv"
+  $SUDO "$venv/bin/pip" install -q --disable-pip-version-check buildgrid==0.9.1
+  $SUDO touch "$venv/.nosa-complete"
+}
+
+if [ ${#missing[@]} -eq 0 ] && [ $stale_lists -eq 0 ]; then
+  echo "install-deps: all ${#want[@]} packages present"
+  if [ "${1:-test}" = test ]; then install_buildgrid; fi
+  exit 0
+fi
+
 if [ $stale_lists -eq 1 ]; then
   $SUDO apt-get update -q
 fi
@@ -67,3 +100,5 @@ if [ ${#missing[@]} -gt 0 ]; then
   fi
   $SUDO apt-get install -y -q --no-install-recommends --allow-downgrades "${args[@]}"
 fi
+
+if [ "${1:-test}" = test ]; then install_buildgrid; fi

@@ -1,18 +1,68 @@
-//! The remote cache against a real server: Debian's nginx with WebDAV PUT serving Bazel's HTTP
-//! cache layout on 127.0.0.1. A fresh workdir elsewhere gets the example's nodes from it with
-//! byte-identical artifacts; a damaged blob is detected and not used; a server that dies
-//! mid-build or was never there costs one warning, never the build.
+//! The remote cache against real servers on 127.0.0.1: Debian's nginx with WebDAV PUT serving
+//! Bazel's HTTP cache layout, and BuildGrid serving REAPI over gRPC. A fresh workdir elsewhere
+//! gets the example's nodes from either with byte-identical artifacts; a damaged blob is
+//! detected and not used; a server that dies mid-build or was never there costs one warning,
+//! never the build.
 
 mod common;
 
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader};
 use std::net::TcpListener;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
 use common::{Workdir, fixture_workdir, nosa_bin};
-use nosa_testkit::Nginx;
+use nosa_testkit::{BuildGrid, Nginx};
+
+/// A remote cache server the tests start.
+trait Server {
+    fn url(&self) -> &str;
+    /// Where its CAS blobs are on disk.
+    fn cas(&self) -> PathBuf;
+    /// How nosa names the blob stored at `path` when it does not match its digest.
+    fn blob_name(&self, path: &Path) -> String;
+    fn kill(&mut self);
+}
+
+impl Server for Nginx {
+    fn url(&self) -> &str {
+        &self.url
+    }
+    fn cas(&self) -> PathBuf {
+        Nginx::cas(self)
+    }
+    fn blob_name(&self, path: &Path) -> String {
+        format!("cas/{}", path.file_name().unwrap().to_string_lossy())
+    }
+    fn kill(&mut self) {
+        Nginx::kill(self);
+    }
+}
+
+impl Server for BuildGrid {
+    fn url(&self) -> &str {
+        &self.url
+    }
+    fn cas(&self) -> PathBuf {
+        BuildGrid::cas(self)
+    }
+    fn blob_name(&self, path: &Path) -> String {
+        // objects/<aa>/<the rest of the SHA-256>
+        let dir = path
+            .parent()
+            .unwrap()
+            .file_name()
+            .unwrap()
+            .to_string_lossy();
+        let rest = path.file_name().unwrap().to_string_lossy();
+        let size = fs_err::metadata(path).unwrap().len();
+        format!("blobs/{dir}{rest}/{size}")
+    }
+    fn kill(&mut self) {
+        BuildGrid::kill(self);
+    }
+}
 
 /// Node id -> (status, reasons) from a `--json` run's summary and node lines.
 fn statuses(stdout: &str) -> BTreeMap<String, (String, Vec<String>)> {
@@ -90,14 +140,25 @@ fn count(s: &BTreeMap<String, (String, Vec<String>)>, status: &str) -> usize {
     s.values().filter(|(st, _)| st == status).count()
 }
 
-/// The issue's acceptance on the example, against nginx: workdir A builds cold and fills the
-/// cache; a fresh workdir B in another directory gets at least 95 % of its nodes from it and
-/// its artifacts are byte-identical; a damaged blob on the server is reported and not used
-/// (C); killing the server mid-build leaves one warning and a build that finishes locally (D).
+/// The issue's acceptance on the example, against nginx (HTTP) and BuildGrid (REAPI over
+/// gRPC): workdir A builds cold and fills the cache; a fresh workdir B in another directory
+/// gets at least 95 % of its nodes from it and its artifacts are byte-identical; a damaged
+/// blob on the server is reported and not used (C); killing the server mid-build leaves one
+/// warning and a build that finishes locally (D).
 #[test]
 fn a_fresh_workdir_gets_the_example_from_nginx_and_survives_damage_and_outage() {
-    let mut server = Nginx::start();
-    let remote = ["--remote-cache", server.url.as_str()];
+    the_example_through(Nginx::start());
+}
+
+/// The same against BuildGrid, over gRPC.
+#[test]
+fn a_fresh_workdir_gets_the_example_from_buildgrid_and_survives_damage_and_outage() {
+    the_example_through(BuildGrid::start());
+}
+
+fn the_example_through(mut server: impl Server) {
+    let url = server.url().to_string();
+    let remote = ["--remote-cache", url.as_str()];
 
     let (_ta, a) = fixture_workdir();
     let (s, _) = build(&a, &remote);
@@ -120,7 +181,7 @@ fn a_fresh_workdir_gets_the_example_from_nginx_and_survives_damage_and_outage() 
         s.len()
     );
     assert!(
-        stderr.contains("remote cache http://127.0.0.1"),
+        stderr.contains(&format!("remote cache {url}")),
         "the build reports what the remote moved: {stderr}"
     );
     assert_eq!(artifacts(&b), want, "B's artifacts equal A's");
@@ -152,7 +213,7 @@ fn a_fresh_workdir_gets_the_example_from_nginx_and_survives_damage_and_outage() 
     let mid = bytes.len() / 2;
     bytes[mid] ^= 0x55;
     fs_err::write(&largest, &bytes).unwrap();
-    let sha = largest.file_name().unwrap().to_string_lossy().into_owned();
+    let name = server.blob_name(&largest);
     let (_tc, c) = fixture_workdir();
     let (s, stderr) = build(&c, &remote);
     let damaged: Vec<&String> = s
@@ -161,7 +222,7 @@ fn a_fresh_workdir_gets_the_example_from_nginx_and_survives_damage_and_outage() 
         .map(|(id, _)| id)
         .collect();
     assert!(
-        !damaged.is_empty() && stderr.contains(&format!("cas/{sha} does not match its digest")),
+        !damaged.is_empty() && stderr.contains(&format!("{name} does not match its digest")),
         "the damaged blob is reported and its nodes ran: {s:?}\n{stderr}"
     );
     assert_eq!(artifacts(&c), want, "C's artifacts equal A's");
@@ -212,7 +273,7 @@ const STEPS: &str = r#"
 [[step]]
 name = "gen"
 inputs = ["in.txt"]
-run = "mkdir -p out && tr a-z A-Z < in.txt > out/up.txt && head -c 300000 /dev/zero > out/zeros"
+run = "mkdir -p out && tr a-z A-Z < in.txt > out/up.txt && head -c 300000 /dev/zero > out/zeros && seq 1000000 > out/seq"
 outputs = ["out"]
 
 [[step]]
@@ -223,12 +284,23 @@ outputs = ["final"]
 "#;
 
 /// Steps through the remote: `[cache]` in the build file (read-write), then a second workdir
-/// with the same file gets both steps from it with the same outputs; `--no-remote` leaves it
-/// alone; a `read-only` remote is not written to.
+/// with the same file gets both steps from it with the same outputs (`out/seq`, 6.9 MB, goes
+/// through ByteStream over gRPC); `--no-remote` leaves it alone; a `read-only` remote is not
+/// written to.
 #[test]
 fn steps_come_from_the_build_files_remote_and_read_only_writes_nothing() {
-    let server = Nginx::start();
-    let toml = format!("[cache]\nremote = \"{}\"\n{STEPS}", server.url);
+    steps_through(&Nginx::start());
+}
+
+/// The same against BuildGrid, over gRPC.
+#[test]
+fn steps_come_from_buildgrid_and_read_only_writes_nothing() {
+    steps_through(&BuildGrid::start());
+}
+
+fn steps_through(server: &impl Server) {
+    let url = server.url();
+    let toml = format!("[cache]\nremote = \"{url}\"\n{STEPS}");
     let a = Workdir::new(&toml, &[("in.txt", "hello\n")]);
     let r = a.build(&[]);
     assert_eq!(r.code, 0, "{}", r.stderr);
@@ -240,6 +312,7 @@ fn steps_come_from_the_build_files_remote_and_read_only_writes_nothing() {
     assert_eq!(r.ids("remote"), ["step:gen", "step:use"], "{}", r.stderr);
     assert_eq!(b.read("final/wc.txt"), a.read("final/wc.txt"));
     assert_eq!(b.read("out/up.txt"), "HELLO\n");
+    assert_eq!(b.read("out/seq"), a.read("out/seq"));
     let why = b.output(&["graph", "why", "step:use"]);
     let why = String::from_utf8_lossy(&why.stdout);
     assert!(
@@ -253,10 +326,7 @@ fn steps_come_from_the_build_files_remote_and_read_only_writes_nothing() {
     assert_eq!(r.ids("ran"), ["step:gen", "step:use"], "{}", r.stderr);
 
     // read-only: a changed input runs, `why` names the remote miss, and nothing is written.
-    let ro = format!(
-        "[cache]\nremote = \"{}\"\nread-only = true\n{STEPS}",
-        server.url
-    );
+    let ro = format!("[cache]\nremote = \"{url}\"\nread-only = true\n{STEPS}");
     let before = walkdir::WalkDir::new(server.cas()).into_iter().count();
     let d = Workdir::new(&ro, &[("in.txt", "other\n")]);
     let r = d.build(&[]);
@@ -269,12 +339,12 @@ fn steps_come_from_the_build_files_remote_and_read_only_writes_nothing() {
     let why = d.output(&["graph", "why", "step:gen"]);
     let why = String::from_utf8_lossy(&why.stdout);
     assert!(
-        why.contains(&format!("not in the remote cache {}", server.url)),
+        why.contains(&format!("not in the remote cache {url}")),
         "{why}"
     );
 }
 
-/// A remote that is not there: one warning, a local build.
+/// A remote that is not there, over either protocol: one warning, a local build.
 #[test]
 fn an_unreachable_remote_costs_one_warning() {
     let port = TcpListener::bind("127.0.0.1:0")
@@ -282,17 +352,22 @@ fn an_unreachable_remote_costs_one_warning() {
         .local_addr()
         .unwrap()
         .port();
-    let toml = format!("[cache]\nremote = \"http://127.0.0.1:{port}/x\"\n{STEPS}");
-    let w = Workdir::new(&toml, &[("in.txt", "hello\n")]);
-    let r = w.build(&[]);
-    assert_eq!(r.code, 0, "{}", r.stderr);
-    assert_eq!(r.ids("ran"), ["step:gen", "step:use"]);
-    assert_eq!(
-        r.stderr.matches("building locally from here on").count(),
-        1,
-        "{}",
-        r.stderr
-    );
+    for url in [
+        format!("http://127.0.0.1:{port}/x"),
+        format!("grpc://127.0.0.1:{port}"),
+    ] {
+        let toml = format!("[cache]\nremote = \"{url}\"\n{STEPS}");
+        let w = Workdir::new(&toml, &[("in.txt", "hello\n")]);
+        let r = w.build(&[]);
+        assert_eq!(r.code, 0, "{}", r.stderr);
+        assert_eq!(r.ids("ran"), ["step:gen", "step:use"]);
+        assert_eq!(
+            r.stderr.matches("building locally from here on").count(),
+            1,
+            "{url}: {}",
+            r.stderr
+        );
+    }
 }
 
 /// `[cache]` mistakes are refused where they are written, with the fix: a scheme nosa does
@@ -324,6 +399,53 @@ fn cache_table_mistakes_are_refused_at_their_line() {
         assert!(
             stderr.contains(want) && stderr.contains(&format!("nestos.build.toml:{line}")),
             "{table}: {stderr}"
+        );
+    }
+}
+
+/// REAPI over TLS with an instance name: `grpcs://`, `tls-roots` naming the server's CA and
+/// `instance` in the build file carry a step from one workdir to another; the system's roots
+/// (which do not have that CA) and an instance the server lacks each cost one warning and a
+/// local build.
+#[test]
+fn a_grpcs_remote_with_its_ca_and_instance_carries_steps_and_mistakes_warn_once() {
+    let server = BuildGrid::start_with("main", true);
+    let ca = server.ca_pem();
+    let toml = |extra: &str| format!("[cache]\nremote = \"{}\"\n{extra}\n{STEPS}", server.url);
+    let good = toml(&format!(
+        "instance = \"main\"\ntls-roots = \"{}\"",
+        ca.display()
+    ));
+    let a = Workdir::new(&good, &[("in.txt", "hello\n")]);
+    let r = a.build(&[]);
+    assert_eq!(r.ids("ran"), ["step:gen", "step:use"], "{}", r.stderr);
+    assert!(!r.stderr.contains("warning"), "{}", r.stderr);
+    let b = Workdir::new(&good, &[("in.txt", "hello\n")]);
+    let r = b.build(&[]);
+    assert_eq!(r.ids("remote"), ["step:gen", "step:use"], "{}", r.stderr);
+    assert_eq!(b.read("out/seq"), a.read("out/seq"));
+
+    for (w, flags, want) in [
+        (
+            toml("instance = \"main\""),
+            vec![],
+            "invalid peer certificate",
+        ),
+        (good.clone(), vec!["--remote-instance", "other"], "other"),
+    ] {
+        let c = Workdir::new(&w, &[("in.txt", "hello\n")]);
+        let r = c.build(&flags);
+        assert_eq!(r.code, 0, "{}", r.stderr);
+        assert_eq!(r.ids("ran"), ["step:gen", "step:use"], "{}", r.stderr);
+        let warnings: Vec<&str> = r
+            .stderr
+            .lines()
+            .filter(|l| l.contains("building locally from here on"))
+            .collect();
+        assert!(
+            warnings.len() == 1 && warnings[0].contains(want),
+            "{flags:?}: {}",
+            r.stderr
         );
     }
 }

@@ -123,7 +123,11 @@ impl GrpcTransport {
         deadline: Duration,
         fut: impl Future<Output = Result<T, Failure>>,
     ) -> Result<T, Failure> {
-        match self.rt.block_on(tokio::time::timeout(deadline, fut)) {
+        // The timer is made inside the runtime, which owns the clock.
+        match self
+            .rt
+            .block_on(async move { tokio::time::timeout(deadline, fut).await })
+        {
             Ok(r) => r,
             Err(_) => Err(Failure::Outage(format!(
                 "no answer within {} s",

@@ -1,15 +1,18 @@
 //! Helpers shared by the workspace's tests, so that each exists once: where the checkout and
 //! the fixture distro are, running a tool that fails naming its Debian package, writing OS
-//! trees, the `ostree` CLI, the ostree-ext import tool, and an nginx HTTP cache server. A dev-dependency only: no library
-//! crate depends on it.
+//! trees, the `ostree` CLI, the ostree-ext import tool, and the remote cache servers (nginx,
+//! BuildGrid). A dev-dependency only: no library crate depends on it.
 
+mod buildgrid;
 mod fs;
+mod net;
 mod nginx;
 mod os_tree;
 mod ostree;
 mod paths;
 mod tools;
 
+pub use buildgrid::{BuildGrid, bgd};
 pub use fs::{TreeBuilder, copy_dir, cp_a};
 pub use nginx::Nginx;
 pub use os_tree::{commit_request, sample_os_tree};

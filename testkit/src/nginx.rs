@@ -1,9 +1,8 @@
 //! An HTTP cache server for the remote cache's tests and benchmark: Debian's nginx.
 
-use std::net::{TcpListener, TcpStream};
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 /// Debian's nginx serving an HTTP cache in Bazel's layout (WebDAV PUT) from a temporary
 /// directory, on a free port of 127.0.0.1; killed when dropped.
@@ -19,11 +18,7 @@ impl Nginx {
     pub fn start() -> Nginx {
         crate::need("nginx", "nginx");
         let dir = tempfile::tempdir().unwrap();
-        let port = TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
+        let port = crate::net::free_port();
         let d = dir.path().display();
         fs_err::create_dir_all(dir.path().join("cache")).unwrap();
         let conf = format!(
@@ -63,15 +58,9 @@ impl Nginx {
             .stdin(Stdio::null())
             .spawn()
             .expect("start nginx (Debian's nginx package)");
-        let t = Instant::now();
-        while TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(
-                t.elapsed() < Duration::from_secs(20),
-                "nginx did not listen on port {port}: {}",
-                fs_err::read_to_string(dir.path().join("error.log")).unwrap_or_default()
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
+        crate::net::wait_listening(port, "nginx", Duration::from_secs(20), || {
+            fs_err::read_to_string(dir.path().join("error.log")).unwrap_or_default()
+        });
         Nginx {
             child,
             url: format!("http://127.0.0.1:{port}/nosa"),
