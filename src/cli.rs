@@ -102,6 +102,10 @@ pub struct RemoteArgs {
     /// Use no remote cache, whatever the build file says.
     #[arg(long)]
     pub no_remote: bool,
+    /// Run the commands of steps on the remote's Execution service (an REAPI build farm),
+    /// as `[cache] execute = true` does.
+    #[arg(long, conflicts_with = "no_remote")]
+    pub remote_execute: bool,
 }
 
 /// `nosa buildextend-*`.

@@ -386,6 +386,11 @@ fn cache_table_mistakes_are_refused_at_their_line() {
             "instance and tls-roots are for grpc:// and grpcs:// remotes",
         ),
         (
+            "remote = \"http://127.0.0.1:1/x\"\nexecute = true",
+            3,
+            "remote execution needs an REAPI server",
+        ),
+        (
             "remote = \"grpc://127.0.0.1:1\"\ntls-roots = \"ca.pem\"",
             3,
             "tls-roots is for grpcs:// remotes",

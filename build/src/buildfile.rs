@@ -61,6 +61,9 @@ pub struct RawCache {
     /// PEM file of CA certificates for a `grpcs://` server, relative to the workdir.
     #[serde(default)]
     pub tls_roots: Option<Spanned<String>>,
+    /// Run the commands of steps on the server's Execution service (gRPC only).
+    #[serde(default)]
+    pub execute: Option<Spanned<bool>>,
 }
 
 /// `[nestos]`: where the config is and what to build from it.
@@ -258,7 +261,7 @@ impl BuildFile {
                 Some(
                     "a [[step]] has name, inputs, run, outputs, deps and trace; [nestos] has \
                      config, arches, targets, keep-last-n and variant; [graph] has default; \
-                     [cache] has remote, read-only, auth-env, instance and tls-roots"
+                     [cache] has remote, read-only, auth-env, instance, tls-roots and execute"
                         .to_string(),
                 )
             } else {
@@ -283,6 +286,18 @@ impl BuildFile {
                     ));
                 }
                 Ok(nosa_remote::Protocol::Http) => {
+                    if let Some(e) = c.execute.as_ref().filter(|e| *e.get_ref()) {
+                        return Err(err(
+                            "remote execution needs an REAPI server".into(),
+                            Some(e.span()),
+                            "not with an HTTP cache",
+                            Some(
+                                "use remote = \"grpc://host:port\" (BuildGrid, buildbox-casd \
+                                 with --buildbox-run), or drop execute"
+                                    .into(),
+                            ),
+                        ));
+                    }
                     if let Some(f) = c.instance.as_ref().or(c.tls_roots.as_ref()) {
                         return Err(err(
                             "instance and tls-roots are for grpc:// and grpcs:// remotes".into(),

@@ -80,6 +80,12 @@ impl Rule for StepRule {
         }
         writeln!(ctx.log, "$ {}", self.step.run)?;
         ctx.log.flush()?;
+        if !self.step.trace
+            && let Some(farm) = ctx.remote_executor()
+            && self.run_remotely(ctx, farm, &work)?
+        {
+            return Ok(());
+        }
         let log = fs_err::OpenOptions::new()
             .append(true)
             .open(ctx.log_path())?
@@ -118,6 +124,65 @@ impl Rule for StepRule {
 }
 
 impl StepRule {
+    /// Runs the step on the build farm: its work directory is the input root, its declared
+    /// outputs come back into the node's output. `false` when the farm could not run it (it
+    /// said why, once): the step then runs here.
+    fn run_remotely(
+        &self,
+        ctx: &mut RunContext<'_>,
+        farm: &dyn nosa_engine::RemoteExecutor,
+        work: &Path,
+    ) -> Result<bool, RunError> {
+        let argv = ["sh".to_string(), "-c".to_string(), self.step.run.clone()];
+        // As a local run's, but HOME: the work directory's path is the worker's business.
+        let env = [
+            ("PATH".to_string(), STEP_PATH.to_string()),
+            ("LC_ALL".to_string(), "C.UTF-8".to_string()),
+            ("TZ".to_string(), "UTC".to_string()),
+        ];
+        let cmd = nosa_engine::RemoteCommand {
+            root: work,
+            argv: &argv,
+            env: &env,
+            outputs: &self.step.outputs,
+            out: &ctx.out,
+        };
+        match farm.execute(&cmd) {
+            nosa_engine::RemoteRun::Unavailable(why) => {
+                writeln!(
+                    ctx.log,
+                    "# nosa: the build farm could not run it ({why}); running here"
+                )?;
+                // Whatever a half-finished download left goes.
+                fs_err::remove_dir_all(&ctx.out)?;
+                fs_err::create_dir_all(&ctx.out)?;
+                Ok(false)
+            }
+            nosa_engine::RemoteRun::Done {
+                exit_code,
+                output,
+                worker,
+            } => {
+                ctx.log.write_all(&output)?;
+                if exit_code != 0 {
+                    return Err(RunError::msg(format!(
+                        "`{}` exited with exit status: {exit_code} on the build farm {worker}",
+                        self.step.run.lines().next().unwrap_or_default(),
+                    )));
+                }
+                for o in &self.step.outputs {
+                    if ctx.out.join(o).symlink_metadata().is_err() {
+                        return Err(RunError::msg(format!(
+                            "the step did not produce its declared output {o}"
+                        )));
+                    }
+                }
+                ctx.note(format!("ran on the build farm {worker}"));
+                Ok(true)
+            }
+        }
+    }
+
     /// The work directory with the declared inputs and the dependencies' outputs in it.
     fn stage(&self, ctx: &RunContext<'_>) -> Result<std::path::PathBuf, RunError> {
         let work = ctx.scratch.join("work");

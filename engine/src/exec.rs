@@ -168,6 +168,7 @@ pub struct Engine {
     pub(crate) memory: Option<PathBuf>,
     /// The remote cache asked before a node runs and given its result after, if any.
     pub(crate) remote: Option<Arc<dyn crate::remote::RemoteCache>>,
+    pub(crate) executor: Option<Arc<dyn crate::remote::RemoteExecutor>>,
 }
 
 /// The background thread that removes finished run directories, and its queue.
@@ -211,12 +212,18 @@ impl Engine {
             removals: Arc::default(),
             memory,
             remote: None,
+            executor: None,
         }
     }
 
     /// Asks `remote` before running a node, and hands it each node that ran.
     pub fn set_remote(&mut self, remote: Option<Arc<dyn crate::remote::RemoteCache>>) {
         self.remote = remote;
+    }
+
+    /// Hands the commands of rules that can run remotely to `executor` (a build farm).
+    pub fn set_executor(&mut self, executor: Option<Arc<dyn crate::remote::RemoteExecutor>>) {
+        self.executor = executor;
     }
 
     /// Puts memory scratch directories under `base` (a tmpfs, normally), or on disk under

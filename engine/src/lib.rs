@@ -41,7 +41,7 @@ pub use key::{ActionRecord, Component, ComponentKind, KeyHash, KeyHasher, Params
 pub use memtmp::MEMORY_TMP_ENV;
 pub use node::{DepOutput, InputFile, InputSpec, MaterializeTo, Rule, RunContext, RunError};
 pub use reason::Reason;
-pub use remote::{RemoteCache, RemoteLookup};
+pub use remote::{RemoteCache, RemoteCommand, RemoteExecutor, RemoteLookup, RemoteRun};
 pub use run::file_name_for;
 pub use state::{BuildState, Good, NodeState, Status};
 pub use witness::{WitnessDraft, Witnessed};

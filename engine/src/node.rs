@@ -160,6 +160,8 @@ pub struct RunContext<'a> {
     pub(crate) memory: Option<PathBuf>,
     /// Locks held until the run ends (kept staging directories).
     pub(crate) held: Vec<std::fs::File>,
+    /// The build farm, when the build executes remotely.
+    pub(crate) executor: Option<&'a dyn crate::remote::RemoteExecutor>,
 }
 
 /// What a rule handed the engine besides files in `out`.
@@ -170,6 +172,14 @@ pub(crate) struct Produced {
     pub memo: Option<Tree>,
     pub note: Option<String>,
     pub reused: bool,
+}
+
+impl<'a> RunContext<'a> {
+    /// The build farm to run this node's command on, when the build executes remotely
+    /// (`--remote-execute`); `None` runs it here.
+    pub fn remote_executor(&self) -> Option<&'a dyn crate::remote::RemoteExecutor> {
+        self.executor
+    }
 }
 
 impl RunContext<'_> {

@@ -1,6 +1,10 @@
-//! The engine's side of a remote cache: a node about to run asks it first, and a node that
-//! ran hands it the result. The protocol (HTTP in Bazel's layout today) lives outside the
-//! engine, behind [`RemoteCache`]; the engine only knows records and its own store.
+//! The engine's side of a remote cache and a build farm: a node about to run asks the cache
+//! first, and a node that ran hands it the result; a rule that can run elsewhere hands its
+//! command to the [`RemoteExecutor`]. The protocols (REAPI over gRPC, Bazel's HTTP layout)
+//! live outside the engine (the `nosa-remote` crate); the engine only knows records, its own
+//! store and directories.
+
+use std::path::Path;
 
 use nosa_cache::{Digest, Store};
 
@@ -34,6 +38,51 @@ pub trait RemoteCache: Send + Sync + std::fmt::Debug {
     /// Uploads `rec` and what it names from `store` (the blobs and trees first, the entry
     /// last, so a reader never finds an entry whose content is not there yet).
     fn upload(&self, store: &Store, rec: &ActionRecord);
+
+    /// Where it is, for messages.
+    fn describe(&self) -> String;
+}
+
+/// A command to run on a build farm: what a rule that can run remotely hands it.
+#[derive(Debug)]
+pub struct RemoteCommand<'a> {
+    /// The directory whose copy the command runs in (its input root): everything it reads.
+    pub root: &'a Path,
+    /// Arguments; the first is the program, looked up in `PATH` on the worker.
+    pub argv: &'a [String],
+    /// The whole environment.
+    pub env: &'a [(String, String)],
+    /// Paths relative to `root` that the command produces: files or directories.
+    pub outputs: &'a [String],
+    /// Where the outputs go, each at its path under it.
+    pub out: &'a Path,
+}
+
+/// How a remote run went.
+#[derive(Debug)]
+pub enum RemoteRun {
+    /// It ran (or the farm had its result cached) and its outputs are under `out`, each
+    /// verified against its digest.
+    Done {
+        /// The command's exit code.
+        exit_code: i32,
+        /// What it wrote to stdout and stderr.
+        output: Vec<u8>,
+        /// Where it ran, for the node's note.
+        worker: String,
+    },
+    /// The farm could not run it (unreachable, refused, a broken result): the reason. The
+    /// rule runs it locally instead, and the farm is not asked again in this build.
+    Unavailable(String),
+}
+
+/// A build farm (REAPI `Execution`): runs commands in a copy of a directory elsewhere.
+///
+/// Implementations never fail a build: a farm that cannot run a command says
+/// [`RemoteRun::Unavailable`] (once with a warning) and the rule runs the command locally.
+pub trait RemoteExecutor: Send + Sync + std::fmt::Debug {
+    /// Runs `cmd` remotely.
+    fn execute(&self, cmd: &RemoteCommand<'_>) -> RemoteRun;
 
     /// Where it is, for messages.
     fn describe(&self) -> String;

@@ -160,6 +160,7 @@ impl Engine {
                 produced: Produced::default(),
                 memory: memory.clone(),
                 held: Vec::new(),
+                executor: self.executor.as_deref(),
             };
             let r =
                 std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| job.rule.run(&mut ctx)));

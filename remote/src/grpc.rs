@@ -46,8 +46,8 @@ struct Caps {
 /// A client of one REAPI server (one instance name).
 pub struct GrpcTransport {
     rt: tokio::runtime::Runtime,
-    channel: Channel,
-    instance: String,
+    pub(crate) channel: Channel,
+    pub(crate) instance: String,
     auth: Option<MetadataValue<Ascii>>,
     caps: OnceLock<Result<Caps, String>>,
     uploads: AtomicU64,
@@ -109,7 +109,7 @@ impl GrpcTransport {
         })
     }
 
-    fn request<T>(&self, m: T) -> tonic::Request<T> {
+    pub(crate) fn request<T>(&self, m: T) -> tonic::Request<T> {
         let mut r = tonic::Request::new(m);
         if let Some(a) = &self.auth {
             r.metadata_mut().insert("authorization", a.clone());
@@ -118,7 +118,7 @@ impl GrpcTransport {
     }
 
     /// `fut` to completion within `deadline`.
-    fn run<T>(
+    pub(crate) fn run<T>(
         &self,
         deadline: Duration,
         fut: impl Future<Output = Result<T, Failure>>,
@@ -229,7 +229,7 @@ fn caps_of(c: reapi::ServerCapabilities) -> Result<Caps, String> {
 }
 
 /// What a gRPC status means for nosa.
-fn status_failure(s: &tonic::Status) -> Failure {
+pub(crate) fn status_failure(s: &tonic::Status) -> Failure {
     use tonic::Code;
     match s.code() {
         Code::NotFound => Failure::NotFound,
@@ -249,7 +249,9 @@ fn status_failure(s: &tonic::Status) -> Failure {
 }
 
 /// A `google.rpc.Status` of one blob in a batch.
-fn blob_status(s: Option<&bazel_remote_apis::google::rpc::Status>) -> Result<(), Failure> {
+pub(crate) fn blob_status(
+    s: Option<&bazel_remote_apis::google::rpc::Status>,
+) -> Result<(), Failure> {
     match s {
         None => Ok(()),
         Some(s) if s.code == 0 => Ok(()),

@@ -6,6 +6,8 @@
 //! the digest of an `Action` derived from the nosa key, whose one output file is a manifest
 //! in CAS naming the record and every tree and blob it needs by BLAKE3 (nosa's store) and
 //! SHA-256 (CAS). A transport only moves bytes; every check is the entry layer's.
+//!
+//! [`exec`] runs commands on a build farm (REAPI `Execution`) for rules that can run remotely.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -14,10 +16,12 @@ use std::sync::atomic::Ordering;
 use bazel_remote_apis::build::bazel::remote::execution::v2 as reapi;
 
 pub mod entry;
+pub mod exec;
 pub mod grpc;
 pub mod http;
 
 pub use entry::Remote;
+pub use exec::Executor;
 
 /// `[cache]` in nestos.build.toml, or `--remote-cache`.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]

@@ -132,8 +132,16 @@ pub fn attach_remote(
     if let Some(i) = &a.remote_instance {
         cfg.instance = Some(i.clone());
     }
-    let cache = nosa_remote::open(&cfg)
-        .map_err(|m| Failure::Config(miette::miette!(help = "see docs/remote-cache.md", "{m}")))?;
+    let config =
+        |m: String| Failure::Config(miette::miette!(help = "see docs/remote-cache.md", "{m}"));
+    let execute = a.remote_execute
+        || (a.remote_cache.is_none()
+            && file.is_some_and(|c| c.execute.as_ref().is_some_and(|e| *e.get_ref())));
+    if execute {
+        let farm = nosa_remote::Executor::new(&cfg).map_err(config)?;
+        s.engine.set_executor(Some(std::sync::Arc::new(farm)));
+    }
+    let cache = nosa_remote::open(&cfg).map_err(config)?;
     let cache = std::sync::Arc::new(cache);
     s.engine.set_remote(Some(cache.clone()));
     Ok(Some(cache))

@@ -20,7 +20,7 @@ use toml::Spanned;
 use super::{BuildFile, RawCache, RawNestos, Step};
 
 /// Names the encoding; bump the digit when it changes.
-const MAGIC: &[u8; 8] = b"nosabf04";
+const MAGIC: &[u8; 8] = b"nosabf05";
 
 /// The parts of a [`BuildFile`] that come from checking its text.
 pub(super) struct Checked {
@@ -145,6 +145,7 @@ fn encode(w: &mut Writer, bf: &BuildFile) {
         auth_env,
         instance,
         tls_roots,
+        execute,
     }) = cache
     {
         spanned(w, remote);
@@ -158,6 +159,12 @@ fn encode(w: &mut Writer, bf: &BuildFile) {
             if let Some(v) = v {
                 spanned(w, v);
             }
+        }
+        w.bool(execute.is_some());
+        if let Some(e) = execute {
+            w.bool(*e.get_ref());
+            w.u64(e.span().start as u64);
+            w.u64(e.span().end as u64);
         }
     }
 }
@@ -234,6 +241,13 @@ fn decode(r: &mut Reader<'_>) -> Option<Checked> {
             },
             tls_roots: if r.bool()? {
                 Some(read_spanned(r)?)
+            } else {
+                None
+            },
+            execute: if r.bool()? {
+                let v = r.bool()?;
+                let (start, end) = (r.count()?, r.count()?);
+                Some(Spanned::new(start..end, v))
             } else {
                 None
             },
