@@ -165,6 +165,7 @@ pub fn witnessed(json: bool, workdir: &Path, w: Witnessed, since: std::time::Sys
             log: None,
             note: None,
             reused: false,
+            farm: None,
         };
         progress.event(&Event::Finished(&r));
         report.nodes.push(r);
@@ -185,12 +186,15 @@ impl Progress {
             b.finish_and_clear();
         }
         let reused = report.nodes.iter().filter(|n| n.reused).count();
-        let ran = match reused {
-            0 => format!("{} ran", report.count(Status::Ran)),
-            n => format!(
-                "{} ran ({n} of them reused by trace)",
-                report.count(Status::Ran)
-            ),
+        let farm = report.nodes.iter().filter(|n| n.farm.is_some()).count();
+        let of_them: Vec<String> = [(reused, "reused by trace"), (farm, "on the build farm")]
+            .iter()
+            .filter(|(n, _)| *n > 0)
+            .map(|(n, what)| format!("{n} of them {what}"))
+            .collect();
+        let ran = match of_them.is_empty() {
+            true => format!("{} ran", report.count(Status::Ran)),
+            false => format!("{} ran ({})", report.count(Status::Ran), of_them.join(", ")),
         };
         let mut parts = vec![
             ran,
@@ -226,6 +230,8 @@ impl Progress {
                 note: &'a Option<String>,
                 #[serde(skip_serializing_if = "std::ops::Not::not")]
                 reused: bool,
+                #[serde(skip_serializing_if = "Option::is_none")]
+                farm: &'a Option<String>,
                 status: &'static str,
             }
             let nodes: Vec<_> = report
@@ -237,6 +243,7 @@ impl Progress {
                     ms: n.ms,
                     note: &n.note,
                     reused: n.reused,
+                    farm: &n.farm,
                     status: n.status.as_str(),
                 })
                 .collect();
@@ -246,6 +253,7 @@ impl Progress {
                 "cached": report.count(Status::Cached),
                 "cutoff": report.count(Status::Cutoff),
                 "remote": report.count(Status::Remote),
+                "farm": farm,
                 "failed": report.count(Status::Failed),
                 "skipped": report.count(Status::Skipped),
                 "ms": report.ms,

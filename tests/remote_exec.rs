@@ -28,8 +28,8 @@ outputs = ["final"]
 
 const TOOL: &str = "tr a-z A-Z\n";
 
-/// Node id -> its note, from the summary line.
-fn notes(r: &Run) -> Vec<(String, String)> {
+/// Node id, note and build farm of each node, from the summary line.
+fn notes(r: &Run) -> Vec<(String, String, String)> {
     let last = r.stdout.lines().last().unwrap_or_default();
     let v: serde_json::Value = serde_json::from_str(last).unwrap();
     v["nodes"]
@@ -40,6 +40,7 @@ fn notes(r: &Run) -> Vec<(String, String)> {
             (
                 n["id"].as_str().unwrap().to_string(),
                 n["note"].as_str().unwrap_or_default().to_string(),
+                n["farm"].as_str().unwrap_or_default().to_string(),
             )
         })
         .collect()
@@ -80,14 +81,16 @@ fn steps_run_on_the_farm_with_a_local_builds_outputs() {
     let r = remote.build(&[]);
     assert_eq!(r.code, 0, "{}\n{}", r.stderr, farm.log());
     assert_eq!(r.ids("ran"), ["step:gen", "step:use"], "{}", r.stderr);
-    for (id, note) in notes(&r) {
-        assert_eq!(
-            note,
-            format!("ran on the build farm {}", farm.url),
-            "{id}: {}",
-            r.stderr
-        );
+    for (id, note, on) in notes(&r) {
+        assert_eq!(note, format!("ran on the build farm {}", farm.url), "{id}");
+        assert_eq!(on, farm.url, "{id}: --json names the farm");
     }
+    assert!(
+        r.stderr
+            .contains("2 nodes: 2 ran (2 of them on the build farm)"),
+        "{}",
+        r.stderr
+    );
     let log = fs_err::read_to_string(remote.path().join("cache/store/logs/step_gen.log")).unwrap();
     assert!(log.contains("printed-on-the-farm"), "{log}");
     let farm_log = farm.log();

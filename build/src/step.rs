@@ -177,7 +177,7 @@ impl StepRule {
                         )));
                     }
                 }
-                ctx.note(format!("ran on the build farm {worker}"));
+                ctx.ran_on_farm(&worker);
                 Ok(true)
             }
         }

@@ -42,6 +42,9 @@ pub struct ActionRecord<C> {
     /// on what grounds).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub reused: bool,
+    /// The build farm that ran the rule's command, when it ran remotely.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub farm: Option<String>,
     /// How long the run took.
     pub ms: u64,
     /// When it finished (seconds since the epoch).

@@ -151,6 +151,7 @@ mod tests {
                 memo: Some(memo),
                 note: None,
                 reused: false,
+                farm: None,
                 ms: 0,
                 finished: 0,
             };

@@ -105,6 +105,9 @@ pub struct NodeResult {
     /// Whether it replayed a recorded effect instead of running.
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub reused: bool,
+    /// The build farm its command ran on, when it ran remotely.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub farm: Option<String>,
 }
 
 /// The result of a build, nodes in completion order.

@@ -172,6 +172,7 @@ pub(crate) struct Produced {
     pub memo: Option<Tree>,
     pub note: Option<String>,
     pub reused: bool,
+    pub farm: Option<String>,
 }
 
 impl<'a> RunContext<'a> {
@@ -328,6 +329,12 @@ impl RunContext<'_> {
         }
         self.set_memo(Tree { entries });
         Ok(())
+    }
+
+    /// Says that the rule's command ran on the build farm `farm` (its outputs are in `out`).
+    pub fn ran_on_farm(&mut self, farm: &str) {
+        self.produced.note = Some(format!("ran on the build farm {farm}"));
+        self.produced.farm = Some(farm.to_string());
     }
 
     /// Says how the run went, for `why` (e.g. why a traced node could not be reused).

@@ -232,6 +232,7 @@ impl Engine {
             memo,
             note: produced.note,
             reused: produced.reused,
+            farm: produced.farm,
             ms,
             finished: std::time::SystemTime::now()
                 .duration_since(std::time::UNIX_EPOCH)

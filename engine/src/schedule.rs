@@ -23,6 +23,7 @@ struct Outcome {
     log: Option<PathBuf>,
     note: Option<String>,
     reused: bool,
+    farm: Option<String>,
 }
 
 impl Outcome {
@@ -35,6 +36,7 @@ impl Outcome {
             log: None,
             note: None,
             reused: false,
+            farm: None,
         }
     }
 
@@ -47,6 +49,7 @@ impl Outcome {
             log,
             note: None,
             reused: false,
+            farm: None,
         }
     }
 
@@ -58,6 +61,7 @@ impl Outcome {
         log: None,
         note: None,
         reused: false,
+        farm: None,
     };
 }
 
@@ -147,6 +151,7 @@ impl<'a> Scheduler<'a> {
             log: o.log,
             note: o.note,
             reused: o.reused,
+            farm: o.farm,
         };
         self.obs.event(&Event::Finished(&r));
         self.report.nodes.push(r);
@@ -247,6 +252,7 @@ impl<'a> Scheduler<'a> {
                 log: Some(done.log),
                 note: Some("from the remote cache".into()),
                 reused: false,
+                farm: None,
             },
             Ok(rec) => Outcome {
                 status: Status::Ran,
@@ -260,6 +266,7 @@ impl<'a> Scheduler<'a> {
                 log: Some(done.log),
                 note: rec.note,
                 reused: rec.reused,
+                farm: rec.farm,
             },
             Err(msg) => Outcome::failed(msg, Some(done.log)),
         };

@@ -131,6 +131,8 @@ impl BuildGrid {
              \x20 - !channel\n\
              \x20   address: \"127.0.0.1:{port}\"\n\
              {channel}\
+             grpc-server-options:\n\
+             \x20 grpc.so_reuseport: 0\n\
              storages:\n\
              \x20 - !disk-storage &store\n\
              \x20   path: {d}/cas\n\
@@ -159,6 +161,8 @@ impl BuildGrid {
             .stderr(log.into_file())
             .spawn()
             .unwrap_or_else(|e| panic!("start {}: {e}", bgd.display()));
+        // gRPC shares ports by default (SO_REUSEPORT): without grpc.so_reuseport 0 above, a
+        // second server on a port taken since `free_port` would start and split the requests.
         crate::net::wait_listening(port, "BuildGrid", Duration::from_secs(60), || {
             fs_err::read_to_string(dir.path().join("bgd.log")).unwrap_or_default()
         });
