@@ -30,9 +30,7 @@ const TOOL: &str = "tr a-z A-Z\n";
 
 /// Node id, note and build farm of each node, from the summary line.
 fn notes(r: &Run) -> Vec<(String, String, String)> {
-    let last = r.stdout.lines().last().unwrap_or_default();
-    let v: serde_json::Value = serde_json::from_str(last).unwrap();
-    v["nodes"]
+    r.summary()["nodes"]
         .as_array()
         .unwrap()
         .iter()

@@ -18,7 +18,6 @@ use std::sync::{Mutex, OnceLock};
 use bazel_remote_apis::build::bazel::remote::execution::v2 as reapi;
 use nosa_cache::{Digest, EntryKind, Store, Tree};
 use nosa_engine::{ActionRecord, RemoteCache, RemoteLookup};
-use nosa_repo::{ChecksumKind, HashingWriter};
 use prost::Message as _;
 use serde::{Deserialize, Serialize};
 
@@ -200,26 +199,11 @@ impl Remote {
         self.get_stream(b, Vec::new())
     }
 
-    /// Blob `b` streamed into `w` through the repository downloads' [`HashingWriter`]: at
-    /// most `b.size` bytes taken, and the content must be exactly `b.size` bytes of that
-    /// SHA-256.
+    /// Blob `b` streamed into `w`, checked against its digest ([`crate::read_verified`]).
     fn get_stream<W: Write>(&self, b: &CasId, w: W) -> Result<W, Failure> {
-        let mut hw = HashingWriter::new(w, ChecksumKind::Sha256, b.size);
-        let r = self.t.read_stream(b, &mut hw);
-        let (w, hex, n) = hw.finish();
+        let (r, n) = crate::read_verified(self.t.as_ref(), b, w);
         self.down.fetch_add(n, Ordering::Relaxed);
-        match r {
-            Err(Failure::Other(why)) if why.starts_with("writing it locally") => {
-                Err(Failure::Other(why))
-            }
-            Err(f @ (Failure::Outage(_) | Failure::NotFound)) => Err(f),
-            Ok(()) if n == b.size && hex == b.hash => Ok(w),
-            _ => Err(Failure::Other(format!(
-                "{} does not match its digest ({n} bytes received, {} expected)",
-                self.t.blob_name(b),
-                b.size
-            ))),
-        }
+        r
     }
 
     /// Streams a large blob into the store, checking its SHA-256, size and BLAKE3.

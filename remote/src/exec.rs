@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use bazel_remote_apis::build::bazel::remote::execution::v2 as reapi;
 use nosa_engine::{RemoteCommand, RemoteExecutor, RemoteRun};
-use nosa_repo::{ChecksumKind, HashingWriter};
+use nosa_repo::ChecksumKind;
 use prost::Message as _;
 use reapi::execution_client::ExecutionClient;
 
@@ -160,23 +160,7 @@ impl Executor {
             fs_err::create_dir_all(p).map_err(other)?;
         }
         let f = fs_err::File::create(to).map_err(other)?;
-        let mut hw = HashingWriter::new(f, ChecksumKind::Sha256, id.size);
-        let r = self.t.read_stream(id, &mut hw);
-        let (f, hex, n) = hw.finish();
-        match r {
-            Err(f @ (Failure::Outage(_) | Failure::NotFound)) => return Err(f),
-            Err(Failure::Other(why)) if why.starts_with("writing it locally") => {
-                return Err(Failure::Other(why));
-            }
-            Ok(()) if n == id.size && hex == id.hash => {}
-            _ => {
-                return Err(Failure::Other(format!(
-                    "{} does not match its digest ({n} bytes received, {} expected)",
-                    self.t.blob_name(id),
-                    id.size
-                )));
-            }
-        }
+        let f = crate::read_verified(&self.t, id, f).0?;
         let mode = if executable { 0o755 } else { 0o644 };
         f.set_permissions(std::fs::Permissions::from_mode(mode))
             .map_err(other)
@@ -184,18 +168,7 @@ impl Executor {
 
     /// A small message blob, checked against its digest.
     fn fetch_small(&self, id: &CasId) -> Result<Vec<u8>, Failure> {
-        let mut out = vec![];
-        let mut hw = HashingWriter::new(&mut out, ChecksumKind::Sha256, id.size);
-        let r = self.t.read_stream(id, &mut hw);
-        let (_, hex, n) = hw.finish();
-        r?;
-        if n != id.size || hex != id.hash {
-            return Err(Failure::Other(format!(
-                "{} does not match its digest",
-                self.t.blob_name(id)
-            )));
-        }
-        Ok(out)
+        crate::read_verified(&self.t, id, Vec::new()).0
     }
 
     /// Writes directory `d` of an output tree at `to`.

@@ -175,6 +175,34 @@ pub(crate) fn sink_failure(e: &std::io::Error) -> Failure {
     }
 }
 
+/// Blob `b` streamed from `t` into `w` through the repository downloads' [`HashingWriter`]:
+/// at most `b.size` bytes taken, and the content must be exactly `b.size` bytes of that
+/// SHA-256. Also the bytes received, whatever happened.
+///
+/// [`HashingWriter`]: nosa_repo::HashingWriter
+pub(crate) fn read_verified<W: Write>(
+    t: &dyn Transport,
+    b: &CasId,
+    w: W,
+) -> (Result<W, Failure>, u64) {
+    let mut hw = nosa_repo::HashingWriter::new(w, nosa_repo::ChecksumKind::Sha256, b.size);
+    let r = t.read_stream(b, &mut hw);
+    let (w, hex, n) = hw.finish();
+    let r = match r {
+        Err(Failure::Other(why)) if why.starts_with("writing it locally") => {
+            Err(Failure::Other(why))
+        }
+        Err(f @ (Failure::Outage(_) | Failure::NotFound)) => Err(f),
+        Ok(()) if n == b.size && hex == b.hash => Ok(w),
+        _ => Err(Failure::Other(format!(
+            "{} does not match its digest ({n} bytes received, {} expected)",
+            t.blob_name(b),
+            b.size
+        ))),
+    };
+    (r, n)
+}
+
 /// How a protocol moves bytes; [`entry`] decides what to move and checks everything.
 pub trait Transport: Send + Sync {
     /// How a blob is named in messages (`cas/<sha256>`, `blobs/<sha256>/<size>`).

@@ -23,6 +23,13 @@ pub struct Run {
 }
 
 impl Run {
+    /// The summary line (the last line of stdout), parsed.
+    pub fn summary(&self) -> serde_json::Value {
+        let last = self.stdout.lines().last().unwrap_or_default();
+        serde_json::from_str(last)
+            .unwrap_or_else(|e| panic!("summary line {last:?}: {e}; stderr: {}", self.stderr))
+    }
+
     /// Sorted ids with `status`.
     pub fn ids(&self, status: &str) -> Vec<String> {
         self.status
