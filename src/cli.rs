@@ -32,6 +32,9 @@ pub enum Command {
     List(ListArgs),
     /// Delete build artifacts (builds/, tmp/); with --all also the cache.
     Clean(CleanArgs),
+    /// Tags in builds/builds.json (coreos-assembler's form): tagged builds are never pruned.
+    #[command(subcommand)]
+    Tag(TagCommand),
     /// Make a workdir from a nestos-config (git URL, local git repo or directory).
     Init(InitArgs),
     /// Configuration commands.
@@ -392,6 +395,56 @@ pub struct PruneArgs {
 /// `nosa list`.
 #[derive(Debug, Args)]
 pub struct ListArgs {
+    /// JSON on stdout.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `nosa tag ...`.
+#[derive(Debug, Subcommand)]
+pub enum TagCommand {
+    /// Point a tag at a build, making the tag or moving it.
+    ///
+    /// Example: `nosa tag update --build 42.20261207.dev.0 --tag stable`
+    Update(TagUpdateArgs),
+    /// Delete a tag (the build stays).
+    ///
+    /// Example: `nosa tag delete --tag stable`
+    Delete(TagDeleteArgs),
+    /// List the tags: name, build, when it was made.
+    ///
+    /// Example: `nosa tag list --json`
+    List(TagListArgs),
+}
+
+/// `nosa tag update`.
+#[derive(Debug, Args)]
+pub struct TagUpdateArgs {
+    /// The build the tag names (default: the latest).
+    #[arg(long, value_name = "ID")]
+    pub build: Option<String>,
+    /// The tag's name.
+    #[arg(long, value_name = "NAME")]
+    pub tag: String,
+    /// What the tag is for.
+    #[arg(long, value_name = "TEXT")]
+    pub description: Option<String>,
+    /// Tag a build that builds.json does not list.
+    #[arg(long)]
+    pub force: bool,
+}
+
+/// `nosa tag delete`.
+#[derive(Debug, Args)]
+pub struct TagDeleteArgs {
+    /// The tag's name.
+    #[arg(long, value_name = "NAME")]
+    pub tag: String,
+}
+
+/// `nosa tag list`.
+#[derive(Debug, Args)]
+pub struct TagListArgs {
     /// JSON on stdout.
     #[arg(long)]
     pub json: bool,

@@ -9,7 +9,7 @@ use std::process::ExitCode;
 
 use clap::Parser;
 
-use cli::{Cli, Command, ConfigCommand, GraphCommand, KolaCommand};
+use cli::{Cli, Command, ConfigCommand, GraphCommand, KolaCommand, TagCommand};
 use exit::Failure;
 
 /// Restores the default SIGPIPE action, so `nosa ... | head` ends quietly like other Unix
@@ -50,6 +50,9 @@ fn main() -> ExitCode {
         Command::Prune(a) => ops::store::prune(&cli, a),
         Command::Clean(a) => ops::store::clean(&cli, a),
         Command::List(a) => ops::store::list(&cli, a),
+        Command::Tag(TagCommand::Update(a)) => ops::store::tag_update(&cli, a),
+        Command::Tag(TagCommand::Delete(a)) => ops::store::tag_delete(&cli, a),
+        Command::Tag(TagCommand::List(a)) => ops::store::tag_list(&cli, a),
         Command::Init(a) => ops::config::init(&cli, a),
         Command::Config(ConfigCommand::Show(a)) => ops::config::show(&cli, a),
         Command::Basearch => ops::config::basearch(),

@@ -386,6 +386,88 @@ fn prune_keeps_the_newest_builds_and_the_tagged_ones() {
     assert_eq!(v["tags"][0]["target"], "v.1", "tags are kept: {v}");
 }
 
+/// `nosa tag` edits builds.json's tags in coreos-assembler's form: update (the latest by
+/// default, a named build, moving a tag), refusing an unknown build without `--force`,
+/// list, delete; `prune` then keeps the tagged build and drops it once untagged.
+#[test]
+fn tags_are_updated_listed_deleted_and_protect_builds_from_prune() {
+    let w = workdir();
+    let ids = ["v.2", "v.1", "v.0"];
+    for id in ids {
+        w.write(&format!("builds/{id}/x86_64/meta.json"), "{}\n");
+    }
+    let entries: Vec<String> = ids
+        .iter()
+        .map(|id| format!(r#"{{"id":"{id}","arches":["x86_64"]}}"#))
+        .collect();
+    w.write(
+        "builds/builds.json",
+        &format!(
+            r#"{{"schema-version":"1.0.0","builds":[{}],"timestamp":"t"}}"#,
+            entries.join(",")
+        ),
+    );
+    std::os::unix::fs::symlink("v.2", w.path().join("builds/latest")).unwrap();
+    let run = |args: &[&str]| {
+        let out = w.output(args);
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let (code, _, err) = run(&["tag", "update", "--tag", "newest"]);
+    assert_eq!(code, Some(0), "{err}");
+    assert!(err.contains("tagged v.2 newest"), "{err}");
+    let (code, _, err) = run(&[
+        "tag",
+        "update",
+        "--tag",
+        "stable",
+        "--build",
+        "v.0",
+        "--description",
+        "for CI",
+    ]);
+    assert_eq!(code, Some(0), "{err}");
+    let (code, _, err) = run(&["tag", "update", "--tag", "newest", "--build", "v.1"]);
+    assert_eq!(code, Some(0), "{err}");
+    assert!(err.contains("moved tag newest from v.2 to v.1"), "{err}");
+    let (code, _, err) = run(&["tag", "update", "--tag", "x", "--build", "v.9"]);
+    assert_eq!(code, Some(2), "{err}");
+    assert!(
+        err.contains("build v.9 is not in builds/builds.json"),
+        "{err}"
+    );
+
+    let (_, out, _) = run(&["tag", "list", "--json"]);
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let tags = v["tags"].as_array().unwrap();
+    assert_eq!(tags.len(), 2, "{v}");
+    assert_eq!(
+        (tags[0]["name"].as_str(), tags[0]["target"].as_str()),
+        (Some("newest"), Some("v.1"))
+    );
+    assert_eq!(tags[1]["description"], "for CI", "{v}");
+    assert!(tags[1]["created"].as_str().unwrap().ends_with('Z'), "{v}");
+    let raw: serde_json::Value = serde_json::from_str(&w.read("builds/builds.json")).unwrap();
+    assert_eq!(raw["tags"], v["tags"], "builds.json holds them as listed");
+
+    // Tagged builds stay; once untagged, prune takes them.
+    let (code, _, err) = run(&["prune", "--keep-last-n", "1"]);
+    assert_eq!(code, Some(0), "{err}");
+    assert!(w.path().join("builds/v.0").exists() && w.path().join("builds/v.1").exists());
+    let (code, _, err) = run(&["tag", "delete", "--tag", "stable"]);
+    assert_eq!(code, Some(0), "{err}");
+    assert!(err.contains("deleted tag stable (it named v.0)"), "{err}");
+    let (code, _, err) = run(&["tag", "delete", "--tag", "stable"]);
+    assert_eq!(code, Some(2), "{err}");
+    assert!(err.contains("no tag is named stable"), "{err}");
+    run(&["prune", "--keep-last-n", "1"]);
+    assert!(!w.path().join("builds/v.0").exists(), "untagged, it goes");
+    assert!(w.path().join("builds/v.1").exists(), "still tagged newest");
+}
+
 /// `nosa list` reads builds/ as coreos-assembler writes it: id, arches, time and age, tags,
 /// and each arch's artifacts with sizes.
 #[test]

@@ -243,14 +243,56 @@ impl BuildsDir {
     }
 }
 
-/// The index's coreos-assembler tags (`tags: [{name, target, ...}]`) as (target, name).
-fn tags(index: &BuildIndex) -> Vec<(String, String)> {
+/// A coreos-assembler tag in builds.json: `{name, created, target}` (and nosa's optional
+/// `description`); other fields of a tag are kept when it is rewritten.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Tag {
+    /// The tag's name.
+    pub name: String,
+    /// When it was made or last moved (RFC 3339).
+    #[serde(default)]
+    pub created: String,
+    /// The build id it names.
+    pub target: String,
+    /// What it is for.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+}
+
+/// Why a tag edit was refused.
+#[derive(Debug, PartialEq, Eq, thiserror::Error)]
+pub enum TagError {
+    /// builds/builds.json is missing or unreadable.
+    #[error("there are no builds (builds/builds.json is missing or unreadable)")]
+    NoIndex,
+    /// The build is not in builds.json.
+    #[error("build {0} is not in builds/builds.json (--force tags it anyway)")]
+    NoSuchBuild(String),
+    /// No tag has that name.
+    #[error("no tag is named {0}")]
+    NoSuchTag(String),
+    /// A tag name must be a non-empty word.
+    #[error("{0:?} is not a tag name: use letters, digits, '.', '_' and '-'")]
+    BadName(String),
+    /// Writing builds.json failed.
+    #[error("writing builds/builds.json: {0}")]
+    Io(String),
+}
+
+/// The index's `tags` array as it is (every field of every tag).
+fn tag_values(index: &BuildIndex) -> Vec<Value> {
     index
         .extra
         .get("tags")
         .and_then(Value::as_array)
-        .into_iter()
-        .flatten()
+        .cloned()
+        .unwrap_or_default()
+}
+
+/// The index's coreos-assembler tags (`tags: [{name, target, ...}]`) as (target, name).
+fn tags(index: &BuildIndex) -> Vec<(String, String)> {
+    tag_values(index)
+        .iter()
         .filter_map(|t| {
             Some((
                 t.get("target")?.as_str()?.to_string(),
@@ -322,6 +364,84 @@ pub struct PrunePlan {
 }
 
 impl BuildsDir {
+    /// The tags in builds.json, in their order there.
+    pub fn tag_list(&self) -> Vec<Tag> {
+        self.index()
+            .and_then(|i| i.extra.get("tags").cloned())
+            .and_then(|t| serde_json::from_value::<Vec<Tag>>(t).ok())
+            .unwrap_or_default()
+    }
+
+    /// Points tag `name` at build `target` (made at `now`), creating it or moving it; the
+    /// build must be in builds.json unless `force`. Returns the tag's previous target.
+    pub fn tag_update(
+        &self,
+        name: &str,
+        target: &str,
+        description: Option<&str>,
+        force: bool,
+        now: &str,
+    ) -> Result<Option<String>, TagError> {
+        if name.is_empty()
+            || !name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || "._-".contains(c))
+        {
+            return Err(TagError::BadName(name.to_string()));
+        }
+        let mut index = self.index().ok_or(TagError::NoIndex)?;
+        if !force && !index.builds.iter().any(|b| b.id == target) {
+            return Err(TagError::NoSuchBuild(target.to_string()));
+        }
+        let mut tags = tag_values(&index);
+        let mut previous = None;
+        match tags
+            .iter_mut()
+            .find(|t| t.get("name").and_then(Value::as_str) == Some(name))
+        {
+            Some(Value::Object(t)) => {
+                previous = t.get("target").and_then(Value::as_str).map(str::to_string);
+                t.insert("target".into(), target.into());
+                t.insert("created".into(), now.into());
+                if let Some(d) = description {
+                    t.insert("description".into(), d.into());
+                }
+            }
+            _ => {
+                let tag = Tag {
+                    name: name.to_string(),
+                    created: now.to_string(),
+                    target: target.to_string(),
+                    description: description.map(str::to_string),
+                };
+                tags.push(serde_json::to_value(tag).expect("a tag is JSON"));
+            }
+        }
+        index.extra.insert("tags".into(), Value::Array(tags));
+        write_pretty(&self.root.join("builds.json"), &index)
+            .map_err(|e| TagError::Io(e.to_string()))?;
+        Ok(previous)
+    }
+
+    /// Deletes tag `name`; returns the build it named.
+    pub fn tag_delete(&self, name: &str) -> Result<String, TagError> {
+        let mut index = self.index().ok_or(TagError::NoIndex)?;
+        let mut tags = tag_values(&index);
+        let at = tags
+            .iter()
+            .position(|t| t.get("name").and_then(Value::as_str) == Some(name))
+            .ok_or_else(|| TagError::NoSuchTag(name.to_string()))?;
+        let gone = tags.remove(at);
+        index.extra.insert("tags".into(), Value::Array(tags));
+        write_pretty(&self.root.join("builds.json"), &index)
+            .map_err(|e| TagError::Io(e.to_string()))?;
+        Ok(gone
+            .get("target")
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_string())
+    }
+
     /// The build ids that coreos-assembler-style tags (`tags: [{name, target, ...}]` in
     /// builds.json) point at.
     pub fn tagged(&self) -> Vec<String> {
@@ -381,6 +501,66 @@ impl BuildsDir {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn tags_are_made_moved_and_deleted_in_coreos_assemblers_form() {
+        let dir = tempfile::tempdir().unwrap();
+        let b = BuildsDir::of(dir.path());
+        assert_eq!(
+            b.tag_update("stable", "v.0", None, false, "t0"),
+            Err(TagError::NoIndex)
+        );
+        fs_err::create_dir_all(b.root()).unwrap();
+        for i in 0..2 {
+            b.record_new(&format!("v.{i}"), &["x86_64".into()], "t")
+                .unwrap();
+        }
+        // A tag another tool wrote, with a field nosa does not know: kept as it is.
+        let mut index = b.index().unwrap();
+        index.extra.insert(
+            "tags".into(),
+            serde_json::json!([{"name": "old", "target": "v.0", "created": "t", "x": 1}]),
+        );
+        write_pretty(&b.root().join("builds.json"), &index).unwrap();
+
+        assert_eq!(
+            b.tag_update("stable", "v.0", Some("for CI"), false, "t1"),
+            Ok(None)
+        );
+        assert_eq!(
+            b.tag_update("stable", "v.1", None, false, "t2"),
+            Ok(Some("v.0".into())),
+            "an existing tag moves"
+        );
+        assert_eq!(
+            b.tag_update("x", "v.9", None, false, "t3"),
+            Err(TagError::NoSuchBuild("v.9".into()))
+        );
+        assert_eq!(b.tag_update("x", "v.9", None, true, "t3"), Ok(None));
+        assert!(matches!(
+            b.tag_update("a b", "v.1", None, false, "t"),
+            Err(TagError::BadName(_))
+        ));
+        let names: Vec<(String, String)> = b
+            .tag_list()
+            .into_iter()
+            .map(|t| (t.name, t.target))
+            .collect();
+        assert_eq!(
+            names,
+            [("old", "v.0"), ("stable", "v.1"), ("x", "v.9")]
+                .map(|(a, b)| (a.to_string(), b.to_string()))
+        );
+        let stable = &b.tag_list()[1];
+        assert_eq!(stable.created, "t2");
+        assert_eq!(stable.description.as_deref(), Some("for CI"));
+        assert_eq!(b.tagged(), ["v.0", "v.1", "v.9"]);
+
+        assert_eq!(b.tag_delete("x"), Ok("v.9".into()));
+        assert_eq!(b.tag_delete("x"), Err(TagError::NoSuchTag("x".into())));
+        let raw = fs_err::read_to_string(b.root().join("builds.json")).unwrap();
+        assert!(raw.contains("\"x\": 1"), "the unknown field stays: {raw}");
+    }
 
     #[test]
     fn prune_keeps_the_newest_and_the_tagged() {

@@ -28,7 +28,7 @@ pub mod step;
 pub mod workspace;
 
 pub use buildfile::{BUILD_FILE, BuildFile, BuildFileError};
-pub use builds::BuildsDir;
+pub use builds::{BuildsDir, Tag, TagError};
 pub use error::Error;
 pub use session::Session;
 pub use step::StepRule;

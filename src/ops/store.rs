@@ -3,7 +3,7 @@
 
 use std::collections::HashSet;
 
-use crate::cli::{CleanArgs, Cli, ListArgs, PruneArgs};
+use crate::cli::{CleanArgs, Cli, ListArgs, PruneArgs, TagDeleteArgs, TagListArgs, TagUpdateArgs};
 use crate::exit::{OpResult, runtime};
 use crate::ops::{find_workdir, lock, store_dir};
 
@@ -167,4 +167,71 @@ fn human_age(secs: i64) -> String {
         s if s < 2 * 86_400 => format!("{} h", s / 3600),
         s => format!("{} days", s / 86_400),
     }
+}
+
+/// A refused tag edit: exit 2 for a mistake in the arguments, 1 for a failed write.
+fn tag_failure(e: nosa_build::TagError) -> crate::exit::Failure {
+    match e {
+        nosa_build::TagError::Io(_) => runtime(e),
+        e => crate::exit::Failure::Config(miette::miette!(
+            help = "`nosa list` shows the builds, `nosa tag list` the tags",
+            "{e}"
+        )),
+    }
+}
+
+/// `nosa tag update`.
+pub fn tag_update(cli: &Cli, a: &TagUpdateArgs) -> OpResult {
+    let (workdir, _) = find_workdir(cli)?;
+    let _lock = lock(cli, &workdir, "nosa tag update")?;
+    let builds = nosa_build::BuildsDir::of(&workdir);
+    let build = match &a.build {
+        Some(b) => b.clone(),
+        None => builds
+            .latest()
+            .ok_or_else(|| tag_failure(nosa_build::TagError::NoIndex))?,
+    };
+    let now = nosa_cache::time::rfc3339(nosa_build::os::now());
+    match builds
+        .tag_update(&a.tag, &build, a.description.as_deref(), a.force, &now)
+        .map_err(tag_failure)?
+    {
+        Some(old) if old != build => eprintln!("moved tag {} from {old} to {build}", a.tag),
+        Some(_) => eprintln!("tag {} names {build}, as before", a.tag),
+        None => eprintln!("tagged {build} {}", a.tag),
+    }
+    Ok(())
+}
+
+/// `nosa tag delete`.
+pub fn tag_delete(cli: &Cli, a: &TagDeleteArgs) -> OpResult {
+    let (workdir, _) = find_workdir(cli)?;
+    let _lock = lock(cli, &workdir, "nosa tag delete")?;
+    let target = nosa_build::BuildsDir::of(&workdir)
+        .tag_delete(&a.tag)
+        .map_err(tag_failure)?;
+    eprintln!("deleted tag {} (it named {target})", a.tag);
+    Ok(())
+}
+
+/// `nosa tag list`.
+pub fn tag_list(cli: &Cli, a: &TagListArgs) -> OpResult {
+    let (workdir, _) = find_workdir(cli)?;
+    let tags = nosa_build::BuildsDir::of(&workdir).tag_list();
+    if a.json {
+        println!("{}", serde_json::json!({ "tags": tags }));
+        return Ok(());
+    }
+    if tags.is_empty() {
+        eprintln!("no tags");
+    }
+    for t in &tags {
+        let d = t
+            .description
+            .as_deref()
+            .map(|d| format!(": {d}"))
+            .unwrap_or_default();
+        println!("{}\t{}\t{}{d}", t.name, t.target, t.created);
+    }
+    Ok(())
 }
