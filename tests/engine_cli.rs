@@ -317,13 +317,9 @@ fn prune_drops_unreachable_outputs_and_keeps_current_ones() {
     expect_log(&r, &[("step:b", "ran"), ("step:d", "ran")], "cached");
 }
 
-/// `prune --keep-last-n` on a builds/ directory in coreos-assembler's form: of 5 builds, one
-/// tagged, `--keep-last-n 2` keeps 3 (the 2 newest and the tagged one); `--dry-run` removes
-/// nothing; without the flag the newest 3 stay.
-#[test]
-fn prune_keeps_the_newest_builds_and_the_tagged_ones() {
-    let w = workdir();
-    let ids = ["v.4", "v.3", "v.2", "v.1", "v.0"];
+/// A builds/ directory in coreos-assembler's form with builds `ids` (newest first), each
+/// with an x86_64 meta.json; `more` is appended to builds.json's top-level object.
+fn write_builds(w: &Workdir, ids: &[&str], more: &str) {
     for id in ids {
         w.write(&format!("builds/{id}/x86_64/meta.json"), "{}\n");
     }
@@ -334,9 +330,23 @@ fn prune_keeps_the_newest_builds_and_the_tagged_ones() {
     w.write(
         "builds/builds.json",
         &format!(
-            r#"{{"schema-version":"1.0.0","builds":[{}],"timestamp":"t","tags":[{{"name":"stable","created":"t","target":"v.1"}}]}}"#,
+            r#"{{"schema-version":"1.0.0","builds":[{}],"timestamp":"t"{more}}}"#,
             entries.join(",")
         ),
+    );
+}
+
+/// `prune --keep-last-n` on a builds/ directory in coreos-assembler's form: of 5 builds, one
+/// tagged, `--keep-last-n 2` keeps 3 (the 2 newest and the tagged one); `--dry-run` removes
+/// nothing; without the flag the newest 3 stay.
+#[test]
+fn prune_keeps_the_newest_builds_and_the_tagged_ones() {
+    let w = workdir();
+    let ids = ["v.4", "v.3", "v.2", "v.1", "v.0"];
+    write_builds(
+        &w,
+        &ids,
+        r#","tags":[{"name":"stable","created":"t","target":"v.1"}]"#,
     );
     let listed = |w: &Workdir| -> Vec<String> {
         let v: serde_json::Value = serde_json::from_str(&w.read("builds/builds.json")).unwrap();
@@ -392,21 +402,7 @@ fn prune_keeps_the_newest_builds_and_the_tagged_ones() {
 #[test]
 fn tags_are_updated_listed_deleted_and_protect_builds_from_prune() {
     let w = workdir();
-    let ids = ["v.2", "v.1", "v.0"];
-    for id in ids {
-        w.write(&format!("builds/{id}/x86_64/meta.json"), "{}\n");
-    }
-    let entries: Vec<String> = ids
-        .iter()
-        .map(|id| format!(r#"{{"id":"{id}","arches":["x86_64"]}}"#))
-        .collect();
-    w.write(
-        "builds/builds.json",
-        &format!(
-            r#"{{"schema-version":"1.0.0","builds":[{}],"timestamp":"t"}}"#,
-            entries.join(",")
-        ),
-    );
+    write_builds(&w, &["v.2", "v.1", "v.0"], "");
     std::os::unix::fs::symlink("v.2", w.path().join("builds/latest")).unwrap();
     let run = |args: &[&str]| {
         let out = w.output(args);
