@@ -55,13 +55,37 @@ pub fn file_name_for(id: &str) -> String {
         .collect()
 }
 
+/// The message of a caught panic.
+pub(crate) fn panic_text(p: &(dyn std::any::Any + Send)) -> String {
+    p.downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| p.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "(no message)".into())
+}
+
 impl Engine {
-    /// Runs one node in a fresh directory and commits its output to the store.
+    /// Runs one node in a fresh directory and commits its output to the store. A panic on
+    /// the way (in the remote cache, say; a rule's own is caught around its run) fails the
+    /// node: the worker lives on and the build gets its answer.
     pub(crate) fn run_job(&self, job: Job) -> JobDone {
         let log = self
             .store
             .logs_dir()
             .join(format!("{}.log", file_name_for(&job.id)));
+        let local = job.local;
+        std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            self.run_job_unguarded(job, log.clone())
+        }))
+        .unwrap_or_else(|p| JobDone {
+            local,
+            result: Err(format!("nosa bug: the run panicked: {}", panic_text(&*p))),
+            log,
+            remote_ms: None,
+            remote_miss: None,
+        })
+    }
+
+    fn run_job_unguarded(&self, job: Job, log: PathBuf) -> JobDone {
         let mut remote_miss = None;
         if let Some(remote) = self.remote.as_ref().filter(|_| job.remote_ok) {
             let t = Instant::now();
@@ -165,14 +189,7 @@ impl Engine {
             let r =
                 std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| job.rule.run(&mut ctx)));
             produced = std::mem::take(&mut ctx.produced);
-            r.unwrap_or_else(|p| {
-                let msg = p
-                    .downcast_ref::<String>()
-                    .cloned()
-                    .or_else(|| p.downcast_ref::<&str>().map(|s| s.to_string()))
-                    .unwrap_or_else(|| "panic".into());
-                Err(RunError::msg(format!("rule panicked: {msg}")))
-            })
+            r.unwrap_or_else(|p| Err(RunError::msg(format!("rule panicked: {}", panic_text(&*p)))))
         };
         let ms = t0.elapsed().as_millis() as u64;
         if let Some(m) = memory.filter(|m| m.exists()) {

@@ -299,25 +299,7 @@ impl<'a> Scheduler<'a> {
                             Ok(j) => j,
                             Err(_) => break,
                         };
-                        // A panic in a node's run (a rule's or the remote cache's bug) fails
-                        // that node; it must not take the worker down with the build
-                        // waiting for its answer.
-                        let local = job.local;
-                        let log = engine
-                            .store()
-                            .logs_dir()
-                            .join(format!("{}.log", crate::run::file_name_for(&job.id)));
-                        let done = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                            engine.run_job(job)
-                        }))
-                        .unwrap_or_else(|p| crate::run::JobDone {
-                            local,
-                            result: Err(format!("nosa bug: the run panicked: {}", panic_text(&*p))),
-                            log,
-                            remote_ms: None,
-                            remote_miss: None,
-                        });
-                        if tx.send(done).is_err() {
+                        if tx.send(engine.run_job(job)).is_err() {
                             break;
                         }
                     }
@@ -353,12 +335,4 @@ impl<'a> Scheduler<'a> {
             goods: self.goods,
         }
     }
-}
-
-/// The message of a caught panic.
-fn panic_text(p: &(dyn std::any::Any + Send)) -> String {
-    p.downcast_ref::<&str>()
-        .map(|s| s.to_string())
-        .or_else(|| p.downcast_ref::<String>().cloned())
-        .unwrap_or_else(|| "(no message)".into())
 }
