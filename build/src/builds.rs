@@ -289,16 +289,12 @@ fn tag_values(index: &BuildIndex) -> Vec<Value> {
         .unwrap_or_default()
 }
 
-/// The index's coreos-assembler tags (`tags: [{name, target, ...}]`) as (target, name).
-fn tags(index: &BuildIndex) -> Vec<(String, String)> {
+/// The index's coreos-assembler tags (`tags: [{name, target, ...}]`), in their order there;
+/// an entry without a name or target is skipped.
+fn tags(index: &BuildIndex) -> Vec<Tag> {
     tag_values(index)
-        .iter()
-        .filter_map(|t| {
-            Some((
-                t.get("target")?.as_str()?.to_string(),
-                t.get("name")?.as_str()?.to_string(),
-            ))
-        })
+        .into_iter()
+        .filter_map(|t| serde_json::from_value(t).ok())
         .collect()
 }
 
@@ -342,8 +338,8 @@ impl BuildsDir {
                         .find(|t| !t.is_empty()),
                     tags: tags
                         .iter()
-                        .filter(|(target, _)| *target == b.id)
-                        .map(|(_, name)| name.clone())
+                        .filter(|t| t.target == b.id)
+                        .map(|t| t.name.clone())
                         .collect(),
                     artifacts: metas.into_iter().map(|(a, m)| (a, m.images)).collect(),
                 }
@@ -366,10 +362,7 @@ pub struct PrunePlan {
 impl BuildsDir {
     /// The tags in builds.json, in their order there.
     pub fn tag_list(&self) -> Vec<Tag> {
-        self.index()
-            .and_then(|i| i.extra.get("tags").cloned())
-            .and_then(|t| serde_json::from_value::<Vec<Tag>>(t).ok())
-            .unwrap_or_default()
+        self.index().map(|i| tags(&i)).unwrap_or_default()
     }
 
     /// Points tag `name` at build `target` (made at `now`), creating it or moving it; the
@@ -445,13 +438,7 @@ impl BuildsDir {
     /// The build ids that coreos-assembler-style tags (`tags: [{name, target, ...}]` in
     /// builds.json) point at.
     pub fn tagged(&self) -> Vec<String> {
-        let mut ids: Vec<String> = self
-            .index()
-            .map(|i| tags(&i))
-            .unwrap_or_default()
-            .into_iter()
-            .map(|(target, _)| target)
-            .collect();
+        let mut ids: Vec<String> = self.tag_list().into_iter().map(|t| t.target).collect();
         ids.sort();
         ids.dedup();
         ids
