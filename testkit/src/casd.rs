@@ -10,7 +10,7 @@ use std::time::Duration;
 const DEFAULT_DIR: &str = "/var/cache/nosa-tools/buildbox-1.4.25";
 
 /// The directory of `buildbox-casd` and `buildbox-run`, or a failure saying how to get them.
-pub fn buildbox_dir() -> PathBuf {
+fn buildbox_dir() -> PathBuf {
     let dir = std::env::var_os("NOSA_BUILDBOX")
         .map(PathBuf::from)
         .unwrap_or_else(|| PathBuf::from(DEFAULT_DIR));
@@ -37,7 +37,7 @@ pub struct Casd {
 
 /// What buildbox-run binds into each job's sandbox: the host's tools (Debian's merged /usr,
 /// whose /bin, /lib and /lib64 are links into /usr).
-pub const CASD_RUNNER_ARGS: [&str; 4] = [
+const CASD_RUNNER_ARGS: [&str; 4] = [
     "--ro-bind-mount=/usr:/usr",
     "--ro-bind-mount=/usr/bin:/bin",
     "--ro-bind-mount=/usr/lib:/lib",

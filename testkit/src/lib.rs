@@ -14,7 +14,7 @@ mod paths;
 mod tools;
 
 pub use buildgrid::{BuildGrid, bgd};
-pub use casd::{CASD_RUNNER_ARGS, Casd, buildbox_dir};
+pub use casd::Casd;
 pub use fs::{TreeBuilder, copy_dir, cp_a};
 pub use nginx::Nginx;
 pub use os_tree::{commit_request, sample_os_tree};
