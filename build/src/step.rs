@@ -158,15 +158,12 @@ impl StepRule {
                 fs_err::create_dir_all(&ctx.out)?;
                 Ok(false)
             }
-            nosa_engine::RemoteRun::Done {
-                exit_code,
-                output,
-                worker,
-            } => {
+            nosa_engine::RemoteRun::Done { exit_code, output } => {
+                let farm = farm.describe();
                 ctx.log.write_all(&output)?;
                 if exit_code != 0 {
                     return Err(RunError::msg(format!(
-                        "`{}` exited with exit status: {exit_code} on the build farm {worker}",
+                        "`{}` exited with exit status: {exit_code} on the build farm {farm}",
                         self.step.run.lines().next().unwrap_or_default(),
                     )));
                 }
@@ -177,7 +174,7 @@ impl StepRule {
                         )));
                     }
                 }
-                ctx.ran_on_farm(&worker);
+                ctx.ran_on_farm(&farm);
                 Ok(true)
             }
         }

@@ -12,6 +12,17 @@ use crate::codec::{Reader, Writer};
 use crate::stamp::{Stamp, epoch_ns};
 use crate::{Digest, Result};
 
+/// SHA-256 (lowercase hex) and size of a file's content: the name REAPI and HTTP caches and
+/// builds/ give it.
+pub fn sha256_file(path: &Path) -> Result<(String, u64)> {
+    use sha2::Digest as _;
+    let f = fs_err::File::open(path)?;
+    let mut h = sha2::Sha256::new();
+    let n = std::io::copy(&mut std::io::BufReader::with_capacity(1 << 20, f), &mut h)?;
+    let hex: String = h.finalize().iter().map(|b| format!("{b:02x}")).collect();
+    Ok((hex, n))
+}
+
 /// Files at least this large are hashed with memory mapping on all cores.
 const PARALLEL_THRESHOLD: u64 = 4 << 20;
 

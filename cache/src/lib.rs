@@ -40,7 +40,7 @@ mod tree;
 pub use action::ActionRecord;
 pub use digest::{BadDigest, Digest};
 pub use gc::GcReport;
-pub use hash::{FxBuildHasher, FxHasher, StatCache, data_extents, hash_file};
+pub use hash::{FxBuildHasher, FxHasher, StatCache, data_extents, hash_file, sha256_file};
 pub use lock::WorkdirLock;
 pub use store::{Materialize, Store};
 pub use tree::{EntryKind, Tree, TreeEntry};

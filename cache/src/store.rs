@@ -112,7 +112,6 @@ impl Store {
     /// (`sha256`), since a blob never changes. builds/ records it for every artifact, and
     /// REAPI and HTTP remote caches name blobs by it; a 75 MB qcow2 costs ~0.2 s to hash.
     pub fn sha256_of(&self, d: &Digest) -> Result<String> {
-        use sha2::Digest as _;
         let memo = self.derived_path("sha256", d);
         if let Ok(hex) = fs_err::read_to_string(&memo)
             && hex.len() == 64
@@ -120,10 +119,7 @@ impl Store {
         {
             return Ok(hex);
         }
-        let f = fs_err::File::open(self.blob_path(d))?;
-        let mut h = sha2::Sha256::new();
-        std::io::copy(&mut std::io::BufReader::with_capacity(1 << 20, f), &mut h)?;
-        let hex: String = h.finalize().iter().map(|b| format!("{b:02x}")).collect();
+        let (hex, _) = crate::hash::sha256_file(&self.blob_path(d))?;
         fs_err::create_dir_all(memo.parent().expect("sharded path"))?;
         crate::atomic::write_atomic(&self.tmp_dir(), &memo, hex.as_bytes())?;
         Ok(hex)

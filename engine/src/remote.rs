@@ -68,8 +68,6 @@ pub enum RemoteRun {
         exit_code: i32,
         /// What it wrote to stdout and stderr.
         output: Vec<u8>,
-        /// Where it ran, for the node's note.
-        worker: String,
     },
     /// The farm could not run it (unreachable, refused, a broken result): the reason. The
     /// rule runs it locally instead, and the farm is not asked again in this build.

@@ -10,7 +10,6 @@
 //! then trees, manifest and action, and the entry last, so no reader finds an entry whose
 //! content is not there yet.
 
-use std::collections::HashSet;
 use std::io::Write;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Mutex, OnceLock};
@@ -21,7 +20,7 @@ use nosa_engine::{ActionRecord, RemoteCache, RemoteLookup};
 use prost::Message as _;
 use serde::{Deserialize, Serialize};
 
-use crate::{CasId, Failure, Transport, batches, in_lanes, sink_failure};
+use crate::{CasId, Failure, Transport, batches, in_lanes};
 
 /// The path of the manifest among an entry's output files.
 pub const MANIFEST_PATH: &str = "nosa-manifest.json";
@@ -99,7 +98,7 @@ fn manifest_of(r: &reapi::ActionResult) -> Option<CasId> {
 /// A remote cache over some [`Transport`]: nosa's implementation of [`RemoteCache`].
 pub struct Remote {
     url: String,
-    t: Box<dyn Transport>,
+    t: std::sync::Arc<dyn Transport>,
     read_only: bool,
     /// Whether the server takes uploads (asked on the first upload).
     writable: OnceLock<bool>,
@@ -120,7 +119,7 @@ impl std::fmt::Debug for Remote {
 }
 
 impl Remote {
-    pub(crate) fn new(url: String, t: Box<dyn Transport>, read_only: bool) -> Remote {
+    pub(crate) fn new(url: String, t: std::sync::Arc<dyn Transport>, read_only: bool) -> Remote {
         Remote {
             url,
             t,
@@ -212,7 +211,8 @@ impl Remote {
         let result = (|| {
             let f = fs_err::File::create(&tmp).map_err(|e| Failure::Other(e.to_string()))?;
             let f = self.get_stream(&p.cas(), std::io::BufWriter::with_capacity(1 << 20, f))?;
-            f.into_inner().map_err(|e| sink_failure(e.error()))?;
+            f.into_inner()
+                .map_err(|e| Failure::Other(e.error().to_string()))?;
             let d = store
                 .put_file(&tmp, true)
                 .map_err(|e| Failure::Other(e.to_string()))?;
@@ -366,33 +366,12 @@ impl Remote {
         }
 
         // What the server lacks goes up: small blobs in batches, large ones streamed.
-        let mut ids: Vec<CasId> = parts.iter().map(Part::cas).collect();
-        ids.extend(small.iter().map(|(id, _)| id.clone()));
-        ids.sort();
-        ids.dedup();
-        let missing: HashSet<CasId> = self.t.find_missing(&ids)?.into_iter().collect();
-        let limit = self.t.batch_limits().0;
-        let mut large = vec![];
-        for p in &parts {
-            let id = p.cas();
-            if !missing.contains(&id) || small.iter().any(|(s, _)| *s == id) {
-                continue;
-            }
-            if p.size <= limit {
-                let bytes = fs_err::read(store.blob_path(&p.blake3))
-                    .map_err(|e| Failure::Other(e.to_string()))?;
-                small.push((id, bytes));
-            } else {
-                large.push(p);
-            }
-        }
-        small.retain(|(id, _)| missing.contains(id));
-        in_lanes(&large, |p| {
-            self.t.write_file(&p.cas(), &store.blob_path(&p.blake3))?;
-            self.up.fetch_add(p.size, Ordering::Relaxed);
-            Ok(())
-        })?;
-        self.write_small(small)?;
+        let files: Vec<(CasId, std::path::PathBuf)> = parts
+            .iter()
+            .map(|p| (p.cas(), store.blob_path(&p.blake3)))
+            .collect();
+        let sent = crate::upload_missing(self.t.as_ref(), &files, small)?;
+        self.up.fetch_add(sent, Ordering::Relaxed);
 
         // Then the manifest with the action and command, then the entry.
         let manifest = Manifest {
@@ -405,7 +384,8 @@ impl Remote {
         let m = CasId::of(&bytes);
         let (action, mut messages) = action_for(&rec.key);
         messages.push((m.clone(), bytes));
-        self.write_small(messages)?;
+        let sent = crate::write_blobs(self.t.as_ref(), messages)?;
+        self.up.fetch_add(sent, Ordering::Relaxed);
         let result = reapi::ActionResult {
             output_files: vec![reapi::OutputFile {
                 path: MANIFEST_PATH.into(),
@@ -418,16 +398,6 @@ impl Remote {
         self.up
             .fetch_add(result.encoded_len() as u64, Ordering::Relaxed);
         Ok(())
-    }
-
-    fn write_small(&self, blobs: Vec<(CasId, Vec<u8>)>) -> Result<(), Failure> {
-        let runs = batches(blobs, |(id, _)| id.size, self.t.batch_limits());
-        in_lanes(&runs, |run| {
-            self.t.write_batch(run)?;
-            let n: u64 = run.iter().map(|(id, _)| id.size).sum();
-            self.up.fetch_add(n, Ordering::Relaxed);
-            Ok(())
-        })
     }
 }
 

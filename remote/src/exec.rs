@@ -4,20 +4,19 @@
 //! its digest before it is written. nosa's implementation of [`RemoteExecutor`].
 
 use std::collections::HashMap;
-use std::io::Read;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use bazel_remote_apis::build::bazel::remote::execution::v2 as reapi;
 use nosa_engine::{RemoteCommand, RemoteExecutor, RemoteRun};
-use nosa_repo::ChecksumKind;
 use prost::Message as _;
 use reapi::execution_client::ExecutionClient;
 
 use crate::grpc::{GrpcTransport, status_failure};
-use crate::{CasId, Failure, RemoteConfig, Transport, batches, in_lanes};
+use crate::{CasId, Failure, in_lanes};
 
 /// How long one remote run may take, queueing included.
 const RUN_DEADLINE: Duration = Duration::from_secs(2 * 3600);
@@ -25,7 +24,7 @@ const RUN_DEADLINE: Duration = Duration::from_secs(2 * 3600);
 /// A build farm speaking REAPI's Execution service.
 pub struct Executor {
     url: String,
-    t: GrpcTransport,
+    t: Arc<GrpcTransport>,
     platform: Vec<(String, String)>,
     off: AtomicBool,
 }
@@ -46,26 +45,14 @@ struct Root {
 }
 
 impl Executor {
-    /// A client of the farm `cfg` names (a `grpc://` or `grpcs://` URL).
-    pub fn new(cfg: &RemoteConfig) -> Result<Executor, String> {
-        if crate::check_url(&cfg.url)? != crate::Protocol::Grpc {
-            return Err(format!(
-                "{}: remote execution needs an REAPI server (grpc:// or grpcs://)",
-                cfg.url
-            ));
-        }
-        let auth = match &cfg.auth_env {
-            None => None,
-            Some(var) => Some(std::env::var(var).map_err(|_| {
-                format!("the remote cache's auth-env names {var}, which is not set")
-            })?),
-        };
-        Ok(Executor {
-            url: cfg.url.trim_end_matches('/').to_string(),
-            t: GrpcTransport::new(cfg, auth)?,
+    /// The farm at `url`, reached over the remote cache's connection `t` ([`crate::open`]).
+    pub(crate) fn new(url: String, t: Arc<GrpcTransport>) -> Executor {
+        Executor {
+            url,
+            t,
             platform: platform_of_this_machine(),
             off: AtomicBool::new(false),
-        })
+        }
     }
 
     /// Hashes `dir` into `root`: its `Directory` message's name.
@@ -98,7 +85,9 @@ impl Executor {
                     digest: Some(id.to_reapi()),
                 });
             } else if meta.is_file() {
-                let id = file_id(&path).map_err(io)?;
+                let (hash, size) = nosa_cache::sha256_file(&path)
+                    .map_err(|e| Failure::Other(format!("{}: {e}", path.display())))?;
+                let id = CasId { hash, size };
                 d.files.push(reapi::FileNode {
                     name,
                     digest: Some(id.to_reapi()),
@@ -119,40 +108,6 @@ impl Executor {
         Ok(id)
     }
 
-    /// Uploads what the server lacks of `root` and `extra` (small messages).
-    fn upload(&self, root: Root, extra: Vec<(CasId, Vec<u8>)>) -> Result<(), Failure> {
-        let mut ids: Vec<CasId> = root.files.iter().map(|(id, _)| id.clone()).collect();
-        ids.extend(root.messages.iter().map(|(id, _)| id.clone()));
-        ids.extend(extra.iter().map(|(id, _)| id.clone()));
-        ids.sort();
-        ids.dedup();
-        let missing: std::collections::HashSet<CasId> =
-            self.t.find_missing(&ids)?.into_iter().collect();
-        let limit = self.t.batch_limits().0;
-        let mut small: Vec<(CasId, Vec<u8>)> = vec![];
-        let mut large: Vec<(CasId, PathBuf)> = vec![];
-        let mut seen = std::collections::HashSet::new();
-        for (id, path) in root.files {
-            if !missing.contains(&id) || !seen.insert(id.clone()) {
-                continue;
-            }
-            if id.size <= limit {
-                let bytes = fs_err::read(&path).map_err(|e| Failure::Other(e.to_string()))?;
-                small.push((id, bytes));
-            } else {
-                large.push((id, path));
-            }
-        }
-        for (id, bytes) in root.messages.into_iter().chain(extra) {
-            if missing.contains(&id) && seen.insert(id.clone()) {
-                small.push((id, bytes));
-            }
-        }
-        in_lanes(&large, |(id, path)| self.t.write_file(id, path))?;
-        let runs = batches(small, |(id, _)| id.size, self.t.batch_limits());
-        in_lanes(&runs, |run| self.t.write_batch(run))
-    }
-
     /// Blob `id`, checked against its digest, written to `to`.
     fn fetch_to(&self, id: &CasId, to: &Path, executable: bool) -> Result<(), Failure> {
         let other = |e: std::io::Error| Failure::Other(format!("{}: {e}", to.display()));
@@ -160,7 +115,7 @@ impl Executor {
             fs_err::create_dir_all(p).map_err(other)?;
         }
         let f = fs_err::File::create(to).map_err(other)?;
-        let f = crate::read_verified(&self.t, id, f).0?;
+        let f = crate::read_verified(self.t.as_ref(), id, f).0?;
         let mode = if executable { 0o755 } else { 0o644 };
         f.set_permissions(std::fs::Permissions::from_mode(mode))
             .map_err(other)
@@ -168,7 +123,7 @@ impl Executor {
 
     /// A small message blob, checked against its digest.
     fn fetch_small(&self, id: &CasId) -> Result<Vec<u8>, Failure> {
-        crate::read_verified(&self.t, id, Vec::new()).0
+        crate::read_verified(self.t.as_ref(), id, Vec::new()).0
     }
 
     /// Writes directory `d` of an output tree at `to`.
@@ -210,8 +165,16 @@ impl Executor {
         Ok(())
     }
 
-    /// The action result's outputs under `out`, and what the command printed.
-    fn take_outputs(&self, r: &reapi::ActionResult, out: &Path) -> Result<Vec<u8>, Failure> {
+    /// The action result's outputs under `out`, and what the command printed. Only paths of
+    /// `declared` outputs (or under them) are taken, as a local run takes only those: a
+    /// result naming anything else is refused.
+    fn take_outputs(
+        &self,
+        r: &reapi::ActionResult,
+        declared: &[String],
+        out: &Path,
+    ) -> Result<Vec<u8>, Failure> {
+        let output_path = |p| declared_path(p, declared);
         let mut files: Vec<(CasId, PathBuf, bool)> = vec![];
         for f in &r.output_files {
             let id = f
@@ -221,10 +184,10 @@ impl Executor {
                 .ok_or_else(|| {
                     Failure::Other(format!("output {} has no SHA-256 digest", f.path))
                 })?;
-            files.push((id, out.join(safe_path(&f.path)?), f.is_executable));
+            files.push((id, out.join(output_path(&f.path)?), f.is_executable));
         }
         for s in &r.output_symlinks {
-            let to = out.join(safe_path(&s.path)?);
+            let to = out.join(output_path(&s.path)?);
             if let Some(p) = to.parent() {
                 fs_err::create_dir_all(p).map_err(|e| Failure::Other(e.to_string()))?;
             }
@@ -245,7 +208,12 @@ impl Executor {
                 .map(|c| (CasId::of(&c.encode_to_vec()), c))
                 .collect();
             let root = tree.root.unwrap_or_default();
-            self.write_dir(&root, &children, &out.join(safe_path(&d.path)?), &mut files)?;
+            self.write_dir(
+                &root,
+                &children,
+                &out.join(output_path(&d.path)?),
+                &mut files,
+            )?;
         }
         in_lanes(&files, |(id, to, x)| self.fetch_to(id, to, *x))?;
         let mut output = r.stdout_raw.clone();
@@ -305,10 +273,9 @@ impl Executor {
         }
         .encode_to_vec();
         let action_id = CasId::of(&action);
-        self.upload(
-            root,
-            vec![(command_id, command), (action_id.clone(), action)],
-        )?;
+        let mut blobs = root.messages;
+        blobs.extend([(command_id, command), (action_id.clone(), action)]);
+        crate::upload_missing(self.t.as_ref(), &root.files, blobs)?;
 
         let req = self.t.request(reapi::ExecuteRequest {
             instance_name: self.t.instance.clone(),
@@ -353,7 +320,7 @@ impl Executor {
         let result = response
             .result
             .ok_or_else(|| Failure::Other("the execution gave no action result".into()))?;
-        let output = self.take_outputs(&result, cmd.out)?;
+        let output = self.take_outputs(&result, cmd.outputs, cmd.out)?;
         Ok((result.exit_code, output))
     }
 }
@@ -366,35 +333,23 @@ fn safe_name(n: &str) -> Result<&str, Failure> {
     Ok(n)
 }
 
-/// An output path: relative, without `..`.
-fn safe_path(p: &str) -> Result<&str, Failure> {
-    if p.is_empty() || p.starts_with('/') || p.split('/').any(|c| c == "..") {
+/// Output path `p` of an action result, if it is one of `declared` or under one: relative,
+/// without `..`.
+fn declared_path<'p>(p: &'p str, declared: &[String]) -> Result<&'p str, Failure> {
+    let under = |d: &String| {
+        let d = d.trim_end_matches('/');
+        p == d || p.strip_prefix(d).is_some_and(|rest| rest.starts_with('/'))
+    };
+    if p.is_empty()
+        || p.starts_with('/')
+        || p.split('/').any(|c| c == "..")
+        || !declared.iter().any(under)
+    {
         return Err(Failure::Other(format!(
-            "the action result names output {p:?}"
+            "the action result names output {p:?}, which the command did not declare"
         )));
     }
     Ok(p)
-}
-
-/// The SHA-256 name of the file at `path`.
-fn file_id(path: &Path) -> std::io::Result<CasId> {
-    let mut f = fs_err::File::open(path)?;
-    let mut h = ChecksumKind::Sha256.hasher();
-    let mut buf = vec![0; 1 << 20];
-    let mut size = 0u64;
-    loop {
-        match f.read(&mut buf)? {
-            0 => break,
-            n => {
-                h.update(&buf[..n]);
-                size += n as u64;
-            }
-        }
-    }
-    Ok(CasId {
-        hash: h.finish_hex(),
-        size,
-    })
 }
 
 /// The platform properties of a command made here, so that the farm runs it on a worker like
@@ -417,11 +372,7 @@ impl RemoteExecutor for Executor {
             return RemoteRun::Unavailable("the build farm failed earlier in this build".into());
         }
         match self.execute_inner(cmd) {
-            Ok((exit_code, output)) => RemoteRun::Done {
-                exit_code,
-                output,
-                worker: self.url.clone(),
-            },
+            Ok((exit_code, output)) => RemoteRun::Done { exit_code, output },
             Err(Failure::NotFound) => self.unavailable("a blob it needs is gone (not found)"),
             Err(Failure::Outage(why) | Failure::Other(why)) => self.unavailable(&why),
         }
@@ -486,9 +437,18 @@ mod tests {
     }
 
     #[test]
-    fn output_paths_stay_under_the_output() {
-        assert!(safe_path("out/a").is_ok());
-        assert!(safe_path("../a").is_err() && safe_path("/etc").is_err());
+    fn output_paths_stay_under_the_declared_outputs() {
+        let declared = ["out".to_string(), "final/wc.txt".to_string()];
+        assert!(declared_path("out/a", &declared).is_ok());
+        assert!(declared_path("out", &declared).is_ok());
+        assert!(declared_path("final/wc.txt", &declared).is_ok());
+        assert!(
+            declared_path("outside", &declared).is_err(),
+            "a prefix is not a parent"
+        );
+        assert!(declared_path("final/other", &declared).is_err());
+        assert!(declared_path("out/../x", &declared).is_err());
+        assert!(declared_path("/etc", &declared).is_err());
         assert!(safe_name("a/b").is_err() && safe_name("..").is_err());
     }
 }

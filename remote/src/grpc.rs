@@ -21,7 +21,7 @@ use reapi::digest_function::Value as DigestFunction;
 use tonic::metadata::{Ascii, MetadataValue};
 use tonic::transport::{Channel, ClientTlsConfig, Endpoint};
 
-use crate::{CasId, Failure, RemoteConfig, Transport, sink_failure};
+use crate::{CasId, Failure, RemoteConfig, Transport};
 
 /// A unary call's deadline.
 const DEADLINE: Duration = Duration::from_secs(30);
@@ -136,6 +136,18 @@ impl GrpcTransport {
         }
     }
 
+    /// A unary call to completion within [`DEADLINE`], its status mapped.
+    pub(crate) fn unary<T>(
+        &self,
+        call: impl Future<Output = Result<tonic::Response<T>, tonic::Status>>,
+    ) -> Result<T, Failure> {
+        self.run(DEADLINE, async {
+            call.await
+                .map(tonic::Response::into_inner)
+                .map_err(|s| status_failure(&s))
+        })
+    }
+
     fn cas(&self) -> ContentAddressableStorageClient<Channel> {
         ContentAddressableStorageClient::new(self.channel.clone())
             .max_decoding_message_size(2 * MESSAGE_LIMIT as usize)
@@ -147,14 +159,10 @@ impl GrpcTransport {
             let req = self.request(reapi::GetCapabilitiesRequest {
                 instance_name: self.instance.clone(),
             });
-            let got = self.run(DEADLINE, async {
-                CapabilitiesClient::new(self.channel.clone())
-                    .get_capabilities(req)
-                    .await
-                    .map_err(|s| status_failure(&s))
-            });
+            let got =
+                self.unary(CapabilitiesClient::new(self.channel.clone()).get_capabilities(req));
             match got {
-                Ok(r) => caps_of(r.into_inner()),
+                Ok(r) => caps_of(r),
                 Err(Failure::Outage(why) | Failure::Other(why)) => Err(why),
                 Err(Failure::NotFound) => Err(format!(
                     "the server has no instance {:?} (set [cache] instance)",
@@ -291,13 +299,7 @@ impl Transport for GrpcTransport {
             action_digest: Some(action.to_reapi()),
             ..Default::default()
         });
-        self.run(DEADLINE, async {
-            ActionCacheClient::new(self.channel.clone())
-                .get_action_result(req)
-                .await
-                .map(tonic::Response::into_inner)
-                .map_err(|s| status_failure(&s))
-        })
+        self.unary(ActionCacheClient::new(self.channel.clone()).get_action_result(req))
     }
 
     fn put_action(&self, action: &CasId, result: &reapi::ActionResult) -> Result<(), Failure> {
@@ -307,13 +309,8 @@ impl Transport for GrpcTransport {
             action_result: Some(result.clone()),
             ..Default::default()
         });
-        self.run(DEADLINE, async {
-            ActionCacheClient::new(self.channel.clone())
-                .update_action_result(req)
-                .await
-                .map(drop)
-                .map_err(|s| status_failure(&s))
-        })
+        self.unary(ActionCacheClient::new(self.channel.clone()).update_action_result(req))
+            .map(drop)
     }
 
     fn find_missing(&self, blobs: &[CasId]) -> Result<Vec<CasId>, Failure> {
@@ -324,13 +321,7 @@ impl Transport for GrpcTransport {
                 blob_digests: chunk.iter().map(CasId::to_reapi).collect(),
                 ..Default::default()
             });
-            let got = self.run(DEADLINE, async {
-                self.cas()
-                    .find_missing_blobs(req)
-                    .await
-                    .map(tonic::Response::into_inner)
-                    .map_err(|s| status_failure(&s))
-            })?;
+            let got = self.unary(self.cas().find_missing_blobs(req))?;
             for d in &got.missing_blob_digests {
                 missing.push(CasId::from_reapi(d).ok_or_else(|| {
                     Failure::Other(format!("the server names a blob {:?}", d.hash))
@@ -346,13 +337,7 @@ impl Transport for GrpcTransport {
             digests: blobs.iter().map(CasId::to_reapi).collect(),
             ..Default::default()
         });
-        let got = self.run(DEADLINE, async {
-            self.cas()
-                .batch_read_blobs(req)
-                .await
-                .map(tonic::Response::into_inner)
-                .map_err(|s| status_failure(&s))
-        })?;
+        let got = self.unary(self.cas().batch_read_blobs(req))?;
         let mut by_hash: HashMap<String, Vec<u8>> = HashMap::new();
         for r in got.responses {
             blob_status(r.status.as_ref())?;
@@ -384,7 +369,8 @@ impl Transport for GrpcTransport {
                 .map_err(|s| status_failure(&s))?
                 .into_inner();
             while let Some(m) = stream.message().await.map_err(|s| status_failure(&s))? {
-                w.write_all(&m.data).map_err(|e| sink_failure(&e))?;
+                w.write_all(&m.data)
+                    .map_err(|e| Failure::Other(e.to_string()))?;
             }
             Ok(())
         })
@@ -403,13 +389,7 @@ impl Transport for GrpcTransport {
                 .collect(),
             ..Default::default()
         });
-        let got = self.run(DEADLINE, async {
-            self.cas()
-                .batch_update_blobs(req)
-                .await
-                .map(tonic::Response::into_inner)
-                .map_err(|s| status_failure(&s))
-        })?;
+        let got = self.unary(self.cas().batch_update_blobs(req))?;
         got.responses
             .iter()
             .try_for_each(|r| blob_status(r.status.as_ref()))

@@ -10,7 +10,7 @@ use std::time::Duration;
 use bazel_remote_apis::build::bazel::remote::execution::v2 as reapi;
 use prost::Message as _;
 
-use crate::{CasId, Failure, Transport, in_lanes, sink_failure};
+use crate::{CasId, Failure, Transport, in_lanes};
 
 /// The largest action result read.
 const AC_LIMIT: u64 = 16 << 20;
@@ -160,7 +160,8 @@ impl Transport for HttpTransport {
                 Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
                 Err(e) => return Err(Failure::Outage(e.to_string())),
             };
-            w.write_all(&buf[..n]).map_err(|e| sink_failure(&e))?;
+            w.write_all(&buf[..n])
+                .map_err(|e| Failure::Other(e.to_string()))?;
         }
     }
 

@@ -11,6 +11,7 @@
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
 use bazel_remote_apis::build::bazel::remote::execution::v2 as reapi;
@@ -81,18 +82,24 @@ pub fn check_url(url: &str) -> Result<Protocol, String> {
     Ok(proto)
 }
 
-/// The remote cache `cfg` names; a configuration it cannot serve is an error naming the fix.
+/// The `Authorization` value `cfg.auth_env` names, if any.
+fn auth_of(cfg: &RemoteConfig) -> Result<Option<String>, String> {
+    match &cfg.auth_env {
+        None => Ok(None),
+        Some(var) => std::env::var(var)
+            .map(Some)
+            .map_err(|_| format!("the remote cache's auth-env names {var}, which is not set")),
+    }
+}
+
+/// The remote cache `cfg` names and, with `execute`, its build farm (the same REAPI server,
+/// over the same connection); a configuration they cannot serve is an error naming the fix.
 /// Nothing is asked of the server yet: an unreachable one is found on first use, and costs a
 /// warning, not the build.
-pub fn open(cfg: &RemoteConfig) -> Result<Remote, String> {
-    let auth =
-        match &cfg.auth_env {
-            None => None,
-            Some(var) => Some(std::env::var(var).map_err(|_| {
-                format!("the remote cache's auth-env names {var}, which is not set")
-            })?),
-        };
-    let t: Box<dyn Transport> = match check_url(&cfg.url)? {
+pub fn open(cfg: &RemoteConfig, execute: bool) -> Result<(Remote, Option<Executor>), String> {
+    let auth = auth_of(cfg)?;
+    let url = cfg.url.trim_end_matches('/').to_string();
+    let (t, farm): (Arc<dyn Transport>, _) = match check_url(&cfg.url)? {
         Protocol::Http => {
             if cfg.instance.is_some() || cfg.tls_roots.is_some() {
                 return Err(format!(
@@ -101,15 +108,21 @@ pub fn open(cfg: &RemoteConfig) -> Result<Remote, String> {
                     cfg.url
                 ));
             }
-            Box::new(http::HttpTransport::new(&cfg.url, auth))
+            if execute {
+                return Err(format!(
+                    "{}: remote execution needs an REAPI server (grpc:// or grpcs://)",
+                    cfg.url
+                ));
+            }
+            (Arc::new(http::HttpTransport::new(&cfg.url, auth)), None)
         }
-        Protocol::Grpc => Box::new(grpc::GrpcTransport::new(cfg, auth)?),
+        Protocol::Grpc => {
+            let t = Arc::new(grpc::GrpcTransport::new(cfg, auth)?);
+            let farm = execute.then(|| Executor::new(url.clone(), Arc::clone(&t)));
+            (t, farm)
+        }
     };
-    Ok(Remote::new(
-        cfg.url.trim_end_matches('/').to_string(),
-        t,
-        cfg.read_only,
-    ))
+    Ok((Remote::new(url, t, cfg.read_only), farm))
 }
 
 /// A blob's name in CAS: SHA-256 (lowercase hex) and size.
@@ -165,13 +178,28 @@ pub enum Failure {
     Other(String),
 }
 
-/// What writing a downloaded blob locally failed with: too many bytes (the content is not
-/// the blob), or the local disk.
-pub(crate) fn sink_failure(e: &std::io::Error) -> Failure {
-    if nosa_repo::is_too_long(e) {
-        Failure::Other("more bytes than its digest says".into())
-    } else {
-        Failure::Other(format!("writing it locally: {e}"))
+/// A writer that remembers a failure of the writer under it (the local disk), as against
+/// the [`nosa_repo::HashingWriter`] above it refusing bytes beyond a blob's size.
+struct Watched<W> {
+    inner: W,
+    failed: Option<String>,
+}
+
+impl<W: Write> Write for Watched<W> {
+    fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+        let r = self.inner.write(b);
+        if let Err(e) = &r {
+            self.failed.get_or_insert_with(|| e.to_string());
+        }
+        r
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        let r = self.inner.flush();
+        if let Err(e) = &r {
+            self.failed.get_or_insert_with(|| e.to_string());
+        }
+        r
     }
 }
 
@@ -185,15 +213,25 @@ pub(crate) fn read_verified<W: Write>(
     b: &CasId,
     w: W,
 ) -> (Result<W, Failure>, u64) {
+    let w = Watched {
+        inner: w,
+        failed: None,
+    };
     let mut hw = nosa_repo::HashingWriter::new(w, nosa_repo::ChecksumKind::Sha256, b.size);
     let r = t.read_stream(b, &mut hw);
     let (w, hex, n) = hw.finish();
+    if let Some(e) = w.failed {
+        return (
+            Err(Failure::Other(format!(
+                "writing {} here: {e}",
+                t.blob_name(b)
+            ))),
+            n,
+        );
+    }
     let r = match r {
-        Err(Failure::Other(why)) if why.starts_with("writing it locally") => {
-            Err(Failure::Other(why))
-        }
         Err(f @ (Failure::Outage(_) | Failure::NotFound)) => Err(f),
-        Ok(()) if n == b.size && hex == b.hash => Ok(w),
+        Ok(()) if n == b.size && hex == b.hash => Ok(w.inner),
         _ => Err(Failure::Other(format!(
             "{} does not match its digest ({n} bytes received, {} expected)",
             t.blob_name(b),
@@ -220,12 +258,55 @@ pub trait Transport: Send + Sync {
     fn find_missing(&self, blobs: &[CasId]) -> Result<Vec<CasId>, Failure>;
     /// `blobs`' contents, in order, unverified; at most [`Transport::batch_limits`] at once.
     fn read_batch(&self, blobs: &[CasId]) -> Result<Vec<Vec<u8>>, Failure>;
-    /// Blob `b` streamed into `w`, unverified.
+    /// Blob `b` streamed into `w`, unverified; a failed write to `w` is [`Failure::Other`].
     fn read_stream(&self, b: &CasId, w: &mut dyn Write) -> Result<(), Failure>;
     /// Stores small blobs; at most [`Transport::batch_limits`] at once.
     fn write_batch(&self, blobs: &[(CasId, Vec<u8>)]) -> Result<(), Failure>;
     /// Stores the file at `path`, whose name is `b`.
     fn write_file(&self, b: &CasId, path: &Path) -> Result<(), Failure>;
+}
+
+/// Stores `blobs` (in memory) in batches, [`LANES`] batches at a time; returns the bytes sent.
+pub(crate) fn write_blobs(t: &dyn Transport, blobs: Vec<(CasId, Vec<u8>)>) -> Result<u64, Failure> {
+    let runs = batches(blobs, |(id, _)| id.size, t.batch_limits());
+    in_lanes(&runs, |run| t.write_batch(run))?;
+    Ok(runs.iter().flatten().map(|(id, _)| id.size).sum())
+}
+
+/// Uploads what the server lacks of `files` (on disk) and `blobs` (in memory), each name
+/// once: one FindMissingBlobs, then blobs under the batch limit in batches and larger files
+/// streamed. Returns the bytes sent.
+pub(crate) fn upload_missing(
+    t: &dyn Transport,
+    files: &[(CasId, PathBuf)],
+    blobs: Vec<(CasId, Vec<u8>)>,
+) -> Result<u64, Failure> {
+    let mut ids: Vec<CasId> = files.iter().map(|(id, _)| id.clone()).collect();
+    ids.extend(blobs.iter().map(|(id, _)| id.clone()));
+    ids.sort();
+    ids.dedup();
+    let missing: std::collections::HashSet<CasId> = t.find_missing(&ids)?.into_iter().collect();
+    let mut seen = std::collections::HashSet::new();
+    let mut small: Vec<(CasId, Vec<u8>)> = blobs
+        .into_iter()
+        .filter(|(id, _)| missing.contains(id) && seen.insert(id.clone()))
+        .collect();
+    let limit = t.batch_limits().0;
+    let mut large: Vec<&(CasId, PathBuf)> = vec![];
+    for f @ (id, path) in files {
+        if !missing.contains(id) || !seen.insert(id.clone()) {
+            continue;
+        }
+        if id.size <= limit {
+            let bytes = fs_err::read(path).map_err(|e| Failure::Other(e.to_string()))?;
+            small.push((id.clone(), bytes));
+        } else {
+            large.push(f);
+        }
+    }
+    in_lanes(&large, |(id, path)| t.write_file(id, path))?;
+    let streamed: u64 = large.iter().map(|(id, _)| id.size).sum();
+    Ok(streamed + write_blobs(t, small)?)
 }
 
 /// Requests in flight at once: one entry's blobs are mostly small files, so a transfer is

@@ -104,6 +104,7 @@ pub fn attach_remote(
         return Ok(None);
     }
     let file = s.ws.file.cache.as_ref();
+    let grpc = |url: &str| nosa_remote::check_url(url) == Ok(nosa_remote::Protocol::Grpc);
     let tls_roots = |c: &nosa_build::buildfile::RawCache| {
         c.tls_roots.as_ref().map(|p| s.workdir().join(p.get_ref()))
     };
@@ -114,7 +115,7 @@ pub fn attach_remote(
             auth_env: file.and_then(|c| c.auth_env.clone()),
             // The file's gRPC settings go with a gRPC URL given on the command line.
             instance: file
-                .filter(|_| url.starts_with("grpc"))
+                .filter(|_| grpc(url))
                 .and_then(|c| c.instance.as_ref().map(|i| i.get_ref().clone())),
             tls_roots: file
                 .filter(|_| url.starts_with("grpcs://"))
@@ -137,11 +138,10 @@ pub fn attach_remote(
     let execute = a.remote_execute
         || (a.remote_cache.is_none()
             && file.is_some_and(|c| c.execute.as_ref().is_some_and(|e| *e.get_ref())));
-    if execute {
-        let farm = nosa_remote::Executor::new(&cfg).map_err(config)?;
+    let (cache, farm) = nosa_remote::open(&cfg, execute).map_err(config)?;
+    if let Some(farm) = farm {
         s.engine.set_executor(Some(std::sync::Arc::new(farm)));
     }
-    let cache = nosa_remote::open(&cfg).map_err(config)?;
     let cache = std::sync::Arc::new(cache);
     s.engine.set_remote(Some(cache.clone()));
     Ok(Some(cache))
