@@ -42,6 +42,10 @@ pub enum Command {
     Config(ConfigCommand),
     /// Print the architecture nosa builds for by default (the host's).
     Basearch,
+    /// Run one node on a build farm's worker, from the input root nosa made for it (what a
+    /// remote execution runs; not for people).
+    #[command(hide = true)]
+    ExecNode(ExecNodeArgs),
     /// Compose and commit the OS for every configured arch, and record the build under builds/.
     #[command(disable_version_flag = true)]
     Build(BuildCmdArgs),
@@ -466,4 +470,11 @@ mod tests {
     fn cli_is_consistent() {
         super::Cli::command().debug_assert();
     }
+}
+
+/// `nosa exec-node`.
+#[derive(Debug, Args)]
+pub struct ExecNodeArgs {
+    /// The node's description, `node.json`, at the top of its input root.
+    pub node: PathBuf,
 }

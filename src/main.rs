@@ -56,6 +56,7 @@ fn main() -> ExitCode {
         Command::Init(a) => ops::config::init(&cli, a),
         Command::Config(ConfigCommand::Show(a)) => ops::config::show(&cli, a),
         Command::Basearch => ops::config::basearch(),
+        Command::ExecNode(a) => ops::run::exec_node(a),
         Command::Fetch(a) => ops::fetch::fetch(&cli, a),
         Command::Build(a) => ops::build::build(&cli, a),
         Command::BuildFast(a) => ops::build::build_fast(&cli, a),

@@ -2,14 +2,16 @@
 //! with buildbox-run in bubblewrap (the host's /usr bound read-only as the tools). Steps run
 //! through REAPI's Execute with the same outputs as a local build; a command that fails on
 //! the farm fails its node with the farm's output in the log; a farm that is not there costs
-//! one warning and a local run.
+//! one warning and a local run. The example's OS build sends the nodes whose rules run
+//! anywhere (unpack, overlay, resolve) there as `nosa-core exec-node`, and commits what a
+//! local build commits.
 
 mod common;
 
 use std::net::TcpListener;
 use std::os::unix::fs::PermissionsExt;
 
-use common::{Run, Workdir};
+use common::{Run, Workdir, fixture_workdir, nosa_bin};
 use nosa_testkit::Casd;
 
 const STEPS: &str = r#"
@@ -161,4 +163,102 @@ fn a_farm_that_is_not_there_costs_one_warning_and_runs_here() {
         r.stderr
     );
     assert_eq!(w.read("final/again.txt"), "HELLO\n");
+}
+
+/// `nosa build --json --version 42.0 ostree` in `w` with `extra`, at a fixed build time;
+/// asserts success. The summary's nodes (id, status, farm) and stderr.
+fn os_build(w: &std::path::Path, extra: &[&str]) -> (Vec<(String, String, String)>, String) {
+    let out = std::process::Command::new(nosa_bin())
+        .args(["build", "--json", "--version", "42.0", "ostree"])
+        .args(extra)
+        .current_dir(w)
+        .env("NO_COLOR", "1")
+        .env("SOURCE_DATE_EPOCH", "1700000000")
+        .stdin(std::process::Stdio::null())
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(
+        out.status.success(),
+        "nosa build in {}: {stderr}",
+        w.display()
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let summary = stdout
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .find(|v| v["event"] == "summary")
+        .expect("a summary line");
+    let nodes = summary["nodes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|n| {
+            let s = |k: &str| n[k].as_str().unwrap_or_default().to_string();
+            (s("id"), s("status"), s("farm"))
+        })
+        .collect();
+    (nodes, stderr)
+}
+
+/// The commit and its content checksum that a build in `w` recorded.
+fn commit_of(w: &std::path::Path) -> (String, String) {
+    let meta: serde_json::Value =
+        serde_json::from_slice(&fs_err::read(w.join("builds/42.0/x86_64/meta.json")).unwrap())
+            .unwrap();
+    let s = |k: &str| meta[k].as_str().unwrap().to_string();
+    (s("ostree-commit"), s("ostree-content-checksum"))
+}
+
+/// The issue's acceptance: a cold build of the example with `--remote-execute` runs every
+/// node whose rule can run on a worker through Execute (each package's unpack, the overlay
+/// layers, the resolve: nosa's own code on the node's inputs, shipped with the program in the
+/// input root) and the rest here, and its commit equals a local build's.
+#[test]
+fn the_example_built_on_the_farm_commits_what_a_local_build_commits() {
+    let farm = Casd::start();
+    let (_ta, a) = fixture_workdir();
+    let (nodes, stderr) = os_build(&a, &["--remote-cache", &farm.url, "--remote-execute"]);
+    assert!(!stderr.contains("warning"), "{stderr}");
+    let portable = |id: &str| {
+        ["unpack:", "overlay:", "resolve:"]
+            .iter()
+            .any(|k| id.starts_with(k))
+    };
+    let mut on_farm = 0;
+    for (id, status, on) in &nodes {
+        assert_eq!(status, "ran", "{id}: a cold build runs everything");
+        if portable(id) {
+            assert_eq!(on, &farm.url, "{id} ran on the farm");
+            on_farm += 1;
+        } else {
+            assert_eq!(on, "", "{id} stays here");
+        }
+    }
+    assert!(on_farm > 100, "{on_farm} nodes ran on the farm: {nodes:?}");
+    assert!(
+        stderr.contains(&format!("ran ({on_farm} of them on the build farm)")),
+        "{stderr}"
+    );
+    let farm_log = farm.log();
+    assert_eq!(
+        farm_log.matches("Execute request from").count(),
+        on_farm,
+        "the farm executed each of them once"
+    );
+    let log = fs_err::read_to_string(a.join("cache/store/logs/resolve_x86_64.log")).unwrap();
+    assert!(log.contains("running on the build farm"), "{log}");
+    assert!(
+        log.contains("from nestos-fixture"),
+        "the worker's log comes back into the node's: {log}"
+    );
+
+    let (_tb, b) = fixture_workdir();
+    let (nodes, _) = os_build(&b, &[]);
+    assert!(nodes.iter().all(|(_, _, on)| on.is_empty()));
+    assert_eq!(
+        commit_of(&a),
+        commit_of(&b),
+        "the farm's commit equals a local build's"
+    );
 }

@@ -146,6 +146,8 @@ impl StepRule {
             env: &env,
             outputs: &self.step.outputs,
             out: &ctx.out,
+            files: &[],
+            platform: &[],
         };
         match farm.execute(&cmd) {
             nosa_engine::RemoteRun::Unavailable(why) => {

@@ -172,6 +172,8 @@ pub struct Engine {
     /// The remote cache asked before a node runs and given its result after, if any.
     pub(crate) remote: Option<Arc<dyn crate::remote::RemoteCache>>,
     pub(crate) executor: Option<Arc<dyn crate::remote::RemoteExecutor>>,
+    /// How nodes whose rules can run on the farm go there (the program it ships), if any.
+    pub(crate) farm: Option<Arc<crate::farm::FarmNodes>>,
 }
 
 /// The background thread that removes finished run directories, and its queue.
@@ -216,6 +218,7 @@ impl Engine {
             memory,
             remote: None,
             executor: None,
+            farm: None,
         }
     }
 
@@ -227,6 +230,14 @@ impl Engine {
     /// Hands the commands of rules that can run remotely to `executor` (a build farm).
     pub fn set_executor(&mut self, executor: Option<Arc<dyn crate::remote::RemoteExecutor>>) {
         self.executor = executor;
+    }
+
+    /// With an executor, also sends the nodes whose rules can run elsewhere
+    /// ([`crate::Rule::portable`]) to the farm, as `program exec-node` (`program`: nosa's
+    /// own binary, shipped in each input root; the worker must have the shared libraries it
+    /// links).
+    pub fn set_farm_program(&mut self, program: Option<PathBuf>) {
+        self.farm = program.map(|p| Arc::new(crate::farm::FarmNodes::new(p)));
     }
 
     /// Puts memory scratch directories under `base` (a tmpfs, normally), or on disk under

@@ -15,6 +15,7 @@
 mod decide;
 mod exec;
 mod explain;
+mod farm;
 #[cfg(test)]
 mod golden;
 mod graph;
@@ -35,13 +36,16 @@ pub use exec::{
     BuildOptions, BuildReport, Engine, EngineError, Event, NodeResult, Observer, timing,
 };
 pub use explain::{Explanation, PlanEntry, Planned, RootCause};
+pub use farm::{Decode, FARM_OUTPUT, exec_node};
 pub use graph::{Graph, GraphBuilder, GraphError, Node};
 pub use inputs::check_relative;
 pub use key::{ActionRecord, Component, ComponentKind, KeyHash, KeyHasher, Params};
 pub use memtmp::MEMORY_TMP_ENV;
-pub use node::{DepOutput, InputFile, InputSpec, MaterializeTo, Rule, RunContext, RunError};
+pub use node::{
+    DepOutput, InputFile, InputSpec, MaterializeTo, Portable, Rule, RunContext, RunError,
+};
 pub use reason::Reason;
-pub use remote::{RemoteCache, RemoteCommand, RemoteExecutor, RemoteLookup, RemoteRun};
+pub use remote::{RemoteCache, RemoteCommand, RemoteExecutor, RemoteLookup, RemoteRun, RootFile};
 pub use run::file_name_for;
 pub use state::{BuildState, Good, NodeState, Status};
 pub use witness::{WitnessDraft, Witnessed};

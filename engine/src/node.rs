@@ -57,6 +57,31 @@ pub trait Rule: Send + Sync {
     fn materialize(&self) -> Option<MaterializeTo> {
         None
     }
+
+    /// The rule's description, when it can run on a build farm's worker: the worker's
+    /// `nosa-core exec-node` makes the rule again from it (a [`crate::Decode`]) and runs it
+    /// with the node's inputs and dependencies' outputs, nothing else of this machine's. The
+    /// worker refuses a description whose rule has other parameters ([`Rule::params`]) than
+    /// this one. `None` (the default) runs the node here always: a rule that needs the
+    /// workdir (kept directories, its previous output), the network, privileges or tools a
+    /// worker's sandbox lacks.
+    ///
+    /// Failure mode: a rule whose `run` reads anything beyond its inputs, dependencies and
+    /// parameters (a host file, an environment variable) computes something else on the
+    /// worker, and the farm's output is cached as this node's (stale artifact).
+    fn portable(&self) -> Option<Portable> {
+        None
+    }
+}
+
+/// What a rule that can run on a build farm says of itself ([`Rule::portable`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Portable {
+    /// Everything the rule was made from, in a form its [`crate::Decode`] reads (JSON).
+    pub spec: String,
+    /// The host programs its run calls, as platform property `nosa-tools` (sorted, comma
+    /// separated): a worker without them must not take the node. Empty: nosa's own code.
+    pub tools: Vec<String>,
 }
 
 /// Where and how a node's output appears in the workdir.
@@ -117,7 +142,7 @@ impl InputFile {
 }
 
 /// A dependency's output, as a rule sees it.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
 pub struct DepOutput {
     /// The dependency's node id.
     pub id: String,

@@ -4,7 +4,7 @@
 //! live outside the engine (the `nosa-remote` crate); the engine only knows records, its own
 //! store and directories.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use nosa_cache::{Digest, Store};
 
@@ -56,6 +56,26 @@ pub struct RemoteCommand<'a> {
     pub outputs: &'a [String],
     /// Where the outputs go, each at its path under it.
     pub out: &'a Path,
+    /// Files of the input root besides `root`'s own: blobs of the local store placed at a
+    /// path, without copying them there (a rule's program, its dependencies' content).
+    pub files: &'a [RootFile],
+    /// Platform properties besides the farm's own (`OSFamily`, `ISA`): what the worker
+    /// must offer, such as the tools a node needs.
+    pub platform: &'a [(String, String)],
+}
+
+/// A file of an input root that is not under [`RemoteCommand::root`].
+#[derive(Clone, Debug)]
+pub struct RootFile {
+    /// Its path in the input root, relative, `/`-separated.
+    pub path: String,
+    /// Where its bytes are here.
+    pub source: PathBuf,
+    /// Its SHA-256 (hex), when known (the store keeps it for its blobs); otherwise the
+    /// farm's client hashes `source`.
+    pub sha256: Option<String>,
+    /// Whether it is executable.
+    pub executable: bool,
 }
 
 /// How a remote run went.

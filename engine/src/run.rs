@@ -167,29 +167,39 @@ impl Engine {
             .filter(|c| c.kind != ComponentKind::Dep)
             .map(|c| (c.kind, c.name.as_str(), c.digest))
             .collect();
-        let produced;
-        let run = {
-            let mut ctx = RunContext {
-                node: &job.id,
-                inputs: &job.inputs,
-                deps: &job.deps,
-                out: out.clone(),
-                scratch: scratch.clone(),
-                log: &mut log,
-                previous: job.previous,
-                own_key: key_of_parts(&own),
-                previous_key: job.previous_key,
-                store: &self.store,
-                log_path: log_path.to_path_buf(),
-                produced: Produced::default(),
-                memory: memory.clone(),
-                held: Vec::new(),
-                executor: self.executor.as_deref(),
-            };
-            let r =
-                std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| job.rule.run(&mut ctx)));
-            produced = std::mem::take(&mut ctx.produced);
-            r.unwrap_or_else(|p| Err(RunError::msg(format!("rule panicked: {}", panic_text(&*p)))))
+        let mut produced = Produced::default();
+        let run = match self.run_on_farm(job, &base, &mut log) {
+            Ok(Some(farmed)) => {
+                produced = farmed.produced;
+                Ok(())
+            }
+            Err(e) => Err(e),
+            Ok(None) => {
+                let mut ctx = RunContext {
+                    node: &job.id,
+                    inputs: &job.inputs,
+                    deps: &job.deps,
+                    out: out.clone(),
+                    scratch: scratch.clone(),
+                    log: &mut log,
+                    previous: job.previous,
+                    own_key: key_of_parts(&own),
+                    previous_key: job.previous_key,
+                    store: &self.store,
+                    log_path: log_path.to_path_buf(),
+                    produced: Produced::default(),
+                    memory: memory.clone(),
+                    held: Vec::new(),
+                    executor: self.executor.as_deref(),
+                };
+                let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                    job.rule.run(&mut ctx)
+                }));
+                produced = std::mem::take(&mut ctx.produced);
+                r.unwrap_or_else(|p| {
+                    Err(RunError::msg(format!("rule panicked: {}", panic_text(&*p))))
+                })
+            }
         };
         let ms = t0.elapsed().as_millis() as u64;
         if let Some(m) = memory.filter(|m| m.exists()) {
@@ -206,7 +216,11 @@ impl Engine {
             return Err(e);
         }
         let t_commit = Instant::now();
-        let equivalence = job.rule.equivalence_digest(&out).or(produced.equivalence);
+        // A farm's run left `out` empty: its equivalence digest came with its tree.
+        let equivalence = match produced.farm {
+            Some(_) => produced.equivalence,
+            None => job.rule.equivalence_digest(&out).or(produced.equivalence),
+        };
         let tree = match produced.tree {
             None => {
                 // Files the run linked in from its previous output are not read again.

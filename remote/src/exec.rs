@@ -11,7 +11,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use bazel_remote_apis::build::bazel::remote::execution::v2 as reapi;
-use nosa_engine::{RemoteCommand, RemoteExecutor, RemoteRun};
+use nosa_engine::{RemoteCommand, RemoteExecutor, RemoteRun, RootFile};
 use prost::Message as _;
 use reapi::execution_client::ExecutionClient;
 
@@ -37,6 +37,21 @@ impl std::fmt::Debug for Executor {
     }
 }
 
+/// A directory of an input root, before it is named: entries by name.
+#[derive(Default)]
+struct Dir(std::collections::BTreeMap<String, Entry>);
+
+/// An entry of an input root's directory.
+enum Entry {
+    File {
+        id: CasId,
+        path: PathBuf,
+        executable: bool,
+    },
+    Link(String),
+    Dir(Dir),
+}
+
 /// What an input root is made of: files to upload from disk, and the `Directory` messages.
 #[derive(Default)]
 struct Root {
@@ -55,57 +70,126 @@ impl Executor {
         }
     }
 
-    /// Hashes `dir` into `root`: its `Directory` message's name.
-    fn digest_dir(dir: &Path, root: &mut Root) -> Result<CasId, Failure> {
+    /// Reads `dir` (hashing its files) into a directory of the input root.
+    fn scan_dir(dir: &Path) -> Result<Dir, Failure> {
         let io = |e: std::io::Error| Failure::Other(format!("{}: {e}", dir.display()));
-        let mut names: Vec<(String, PathBuf)> = vec![];
+        let mut out = Dir::default();
         for e in fs_err::read_dir(dir).map_err(io)? {
             let e = e.map_err(io)?;
             let name = e
                 .file_name()
                 .into_string()
                 .map_err(|n| Failure::Other(format!("{n:?} in {}: not UTF-8", dir.display())))?;
-            names.push((name, e.path()));
-        }
-        names.sort();
-        let mut d = reapi::Directory::default();
-        for (name, path) in names {
+            let path = e.path();
             let meta = fs_err::symlink_metadata(&path).map_err(io)?;
-            if meta.file_type().is_symlink() {
+            let node = if meta.file_type().is_symlink() {
                 let target = fs_err::read_link(&path).map_err(io)?;
-                d.symlinks.push(reapi::SymlinkNode {
-                    name,
-                    target: target.to_string_lossy().into_owned(),
-                    ..Default::default()
-                });
+                Entry::Link(target.to_string_lossy().into_owned())
             } else if meta.is_dir() {
-                let id = Self::digest_dir(&path, root)?;
-                d.directories.push(reapi::DirectoryNode {
-                    name,
-                    digest: Some(id.to_reapi()),
-                });
+                Entry::Dir(Self::scan_dir(&path)?)
             } else if meta.is_file() {
                 let (hash, size) = nosa_cache::sha256_file(&path)
                     .map_err(|e| Failure::Other(format!("{}: {e}", path.display())))?;
-                let id = CasId { hash, size };
-                d.files.push(reapi::FileNode {
-                    name,
-                    digest: Some(id.to_reapi()),
-                    is_executable: meta.permissions().mode() & 0o111 != 0,
-                    ..Default::default()
-                });
-                root.files.push((id, path));
+                Entry::File {
+                    id: CasId { hash, size },
+                    path,
+                    executable: meta.permissions().mode() & 0o111 != 0,
+                }
             } else {
                 return Err(Failure::Other(format!(
                     "{}: neither a file, a directory nor a symlink",
                     path.display()
                 )));
+            };
+            out.0.insert(name, node);
+        }
+        Ok(out)
+    }
+
+    /// Puts `f` into `dir` at its path, making the directories on the way.
+    fn add_file(dir: &mut Dir, f: &RootFile) -> Result<(), Failure> {
+        let bad = |why: &str| Failure::Other(format!("input root file {}: {why}", f.path));
+        let mut parts: Vec<&str> = f.path.split('/').collect();
+        let name = parts.pop().ok_or_else(|| bad("empty path"))?;
+        let mut cur = dir;
+        for p in parts {
+            safe_name(p)?;
+            let next = cur
+                .0
+                .entry(p.to_string())
+                .or_insert_with(|| Entry::Dir(Dir::default()));
+            cur = match next {
+                Entry::Dir(d) => d,
+                _ => return Err(bad("a parent is not a directory")),
+            };
+        }
+        safe_name(name)?;
+        let id = match &f.sha256 {
+            Some(hash) => CasId {
+                hash: hash.clone(),
+                size: fs_err::metadata(&f.source)
+                    .map_err(|e| Failure::Other(e.to_string()))?
+                    .len(),
+            },
+            None => {
+                let (hash, size) = nosa_cache::sha256_file(&f.source)
+                    .map_err(|e| Failure::Other(format!("{}: {e}", f.source.display())))?;
+                CasId { hash, size }
+            }
+        };
+        match cur.0.get(name) {
+            // The same blob placed twice (a dependency's file that is also an input).
+            Some(Entry::File { id: there, .. }) if *there == id => Ok(()),
+            Some(_) => Err(bad("the directory has another entry there")),
+            None => {
+                let file = Entry::File {
+                    id,
+                    path: f.source.clone(),
+                    executable: f.executable,
+                };
+                cur.0.insert(name.to_string(), file);
+                Ok(())
             }
         }
-        let bytes = d.encode_to_vec();
+    }
+
+    /// Names `d` and everything below it in `root`: its `Directory` message's name.
+    fn digest_dir(d: &Dir, root: &mut Root) -> CasId {
+        let mut msg = reapi::Directory::default();
+        // A BTreeMap of names: sorted as REAPI wants.
+        for (name, node) in &d.0 {
+            match node {
+                Entry::Link(target) => msg.symlinks.push(reapi::SymlinkNode {
+                    name: name.clone(),
+                    target: target.clone(),
+                    ..Default::default()
+                }),
+                Entry::Dir(sub) => {
+                    let id = Self::digest_dir(sub, root);
+                    msg.directories.push(reapi::DirectoryNode {
+                        name: name.clone(),
+                        digest: Some(id.to_reapi()),
+                    });
+                }
+                Entry::File {
+                    id,
+                    path,
+                    executable,
+                } => {
+                    msg.files.push(reapi::FileNode {
+                        name: name.clone(),
+                        digest: Some(id.to_reapi()),
+                        is_executable: *executable,
+                        ..Default::default()
+                    });
+                    root.files.push((id.clone(), path.clone()));
+                }
+            }
+        }
+        let bytes = msg.encode_to_vec();
         let id = CasId::of(&bytes);
         root.messages.push((id.clone(), bytes));
-        Ok(id)
+        id
     }
 
     /// Blob `id`, checked against its digest, written to `to`.
@@ -234,8 +318,12 @@ impl Executor {
     }
 
     fn execute_inner(&self, cmd: &RemoteCommand<'_>) -> Result<(i32, Vec<u8>), Failure> {
+        let mut dir = Self::scan_dir(cmd.root)?;
+        for f in cmd.files {
+            Self::add_file(&mut dir, f)?;
+        }
         let mut root = Root::default();
-        let root_id = Self::digest_dir(cmd.root, &mut root)?;
+        let root_id = Self::digest_dir(&dir, &mut root);
         let mut env: Vec<(String, String)> = cmd.env.to_vec();
         env.sort();
         let mut outputs = cmd.outputs.to_vec();
@@ -244,6 +332,7 @@ impl Executor {
             properties: self
                 .platform
                 .iter()
+                .chain(cmd.platform)
                 .map(|(name, value)| reapi::platform::Property {
                     name: name.clone(),
                     value: value.clone(),
@@ -409,7 +498,7 @@ mod tests {
         fs_err::set_permissions(d.join("sub/b"), std::fs::Permissions::from_mode(0o755)).unwrap();
         std::os::unix::fs::symlink("a", d.join("link")).unwrap();
         let mut root = Root::default();
-        let id = Executor::digest_dir(d, &mut root).unwrap();
+        let id = Executor::digest_dir(&Executor::scan_dir(d).unwrap(), &mut root);
         assert_eq!(root.files.len(), 2);
         assert_eq!(root.files[0].0, root.files[1].0, "same content, same blob");
         assert_eq!(root.messages.len(), 2);
@@ -430,10 +519,8 @@ mod tests {
             .status()
             .unwrap();
         assert!(copied.success());
-        assert_eq!(
-            Executor::digest_dir(t2.path(), &mut Root::default()).unwrap(),
-            id
-        );
+        let scanned = Executor::scan_dir(t2.path()).unwrap();
+        assert_eq!(Executor::digest_dir(&scanned, &mut Root::default()), id);
     }
 
     #[test]

@@ -8,6 +8,7 @@ pub mod output;
 pub mod overlay;
 pub mod overrides_rpm;
 pub mod pending;
+pub mod portable;
 pub mod rootfs;
 pub mod rpmdb;
 pub mod scriptlets;

@@ -6,13 +6,13 @@
 use std::collections::BTreeMap;
 use std::os::unix::fs::PermissionsExt;
 
-use nosa_engine::{InputSpec, Params, Rule, RunContext, RunError};
+use nosa_engine::{InputSpec, Params, Portable, Rule, RunContext, RunError};
 
 /// Name of the per-layer mode override file, as in nestos-config.
 pub const STATOVERRIDE: &str = "statoverride";
 
 /// An overlay layer at `dir` (workdir-relative).
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct OverlayRule {
     name: String,
     dir: String,
@@ -71,6 +71,14 @@ impl Rule for OverlayRule {
 
     fn inputs(&self) -> Vec<InputSpec> {
         vec![InputSpec::Path(self.dir.clone())]
+    }
+
+    fn portable(&self) -> Option<Portable> {
+        // Its files and their modes come in the node's description.
+        Some(Portable {
+            spec: serde_json::to_string(self).ok()?,
+            tools: vec![],
+        })
     }
 
     fn run(&self, ctx: &mut RunContext<'_>) -> Result<(), RunError> {

@@ -8,12 +8,12 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::{Component, Path, PathBuf};
 
 use nosa_cache::EntryKind;
-use nosa_engine::{Params, Rule, RunContext, RunError};
+use nosa_engine::{Params, Portable, Rule, RunContext, RunError};
 use rpm::{FileFlags, FileType};
 use serde::Serialize;
 
 /// Unpacks the RPM that its single dependency (an `rpm:` node) produced.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct UnpackRule {
     nevra: String,
 }
@@ -68,6 +68,14 @@ impl Rule for UnpackRule {
 
     fn params(&self, p: &mut Params) {
         p.add("nevra", &self.nevra);
+    }
+
+    fn portable(&self) -> Option<Portable> {
+        // nosa's own code on the package's blob: nothing of the host.
+        Some(Portable {
+            spec: serde_json::to_string(self).ok()?,
+            tools: vec![],
+        })
     }
 
     fn run(&self, ctx: &mut RunContext<'_>) -> Result<(), RunError> {

@@ -50,7 +50,7 @@ impl Lock {
 }
 
 /// What to resolve.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Request {
     /// The basearch (`x86_64`, `aarch64`, ... or `noarch`).
     pub arch: String,

@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 
 use nosa_cache::EntryKind;
-use nosa_engine::{Params, Rule, RunContext, RunError};
+use nosa_engine::{Params, Portable, Rule, RunContext, RunError};
 
 use crate::ffi::libsolv_version;
 use crate::output::{lockfile_json, resolved_json};
@@ -23,6 +23,13 @@ impl ResolveRule {
     /// The rule for `request`.
     pub fn new(request: Request) -> Self {
         ResolveRule { request }
+    }
+
+    /// The rule again from its [`Rule::portable`] description.
+    pub fn from_spec(spec: &str) -> Result<Self, String> {
+        Ok(ResolveRule {
+            request: serde_json::from_str(spec).map_err(|e| format!("resolve: {e}"))?,
+        })
     }
 
     /// `resolve:<arch>`.
@@ -61,6 +68,15 @@ impl Rule for ResolveRule {
             .add("overrides", &r.overrides)
             // The solver's choices are libsolv's: another libsolv may choose differently.
             .add("libsolv", &libsolv_version());
+    }
+
+    fn portable(&self) -> Option<Portable> {
+        // Its repositories come as its dependencies' trees, libsolv is linked in (a worker
+        // with another libsolv refuses the node: its parameters differ).
+        Some(Portable {
+            spec: serde_json::to_string(&self.request).ok()?,
+            tools: vec![],
+        })
     }
 
     fn run(&self, ctx: &mut RunContext<'_>) -> Result<(), RunError> {

@@ -141,6 +141,10 @@ pub fn attach_remote(
     let (cache, farm) = nosa_remote::open(&cfg, execute).map_err(config)?;
     if let Some(farm) = farm {
         s.engine.set_executor(Some(std::sync::Arc::new(farm)));
+        // The nodes that can run on the farm go there as this program's `exec-node`.
+        let program = std::env::current_exe()
+            .map_err(|e| Failure::Config(miette::miette!("where is this program? {e}")))?;
+        s.engine.set_farm_program(Some(program));
     }
     let cache = std::sync::Arc::new(cache);
     s.engine.set_remote(Some(cache.clone()));

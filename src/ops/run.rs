@@ -337,3 +337,13 @@ fn shell_quote(s: &str) -> String {
         format!("'{}'", s.replace('\'', r"'\''"))
     }
 }
+
+/// `nosa exec-node`: the node a build farm's worker was given (see `nosa_engine::exec_node`).
+/// Exit 0: it ran; 1: its rule failed (`result.json` says why); 2: it could not run here.
+pub fn exec_node(a: &crate::cli::ExecNodeArgs) -> OpResult {
+    match nosa_engine::exec_node(&a.node, &nosa_rules::portable::decode) {
+        Ok(true) => Ok(()),
+        Ok(false) => Err(Failure::Build(None)),
+        Err(e) => Err(Failure::Config(miette::miette!("exec-node: {e}"))),
+    }
+}
