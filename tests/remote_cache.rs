@@ -320,6 +320,15 @@ fn steps_through(server: &impl Server) {
         "{why}"
     );
 
+    // Early cutoff across machines: an input never built anywhere that gives gen the output
+    // A's gen gave; gen runs here, and use, whose key holds gen's output digest, is A's entry.
+    let e = Workdir::new(&toml, &[("in.txt", "HELLO\n")]);
+    let r = e.build(&[]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert_eq!(r.ids("ran"), ["step:gen"], "{}", r.stderr);
+    assert_eq!(r.ids("remote"), ["step:use"], "{}", r.stderr);
+    assert_eq!(e.read("final/wc.txt"), a.read("final/wc.txt"));
+
     // --no-remote: a third workdir runs everything.
     let c = Workdir::new(&toml, &[("in.txt", "hello\n")]);
     let r = c.build(&["--no-remote"]);
