@@ -5,7 +5,8 @@ set -euo pipefail
 
 # Packages the project needs, one group per purpose.
 build_pkgs=(pkg-config libsolv-dev libsolvext-dev clang libclang-dev libostree-dev libglib2.0-dev)
-fixture_pkgs=(rpm createrepo-c kmod cpio dnf git bubblewrap strace)
+# rpm: rpmkeys checks package signatures (gpgcheck); sqv: repomd.xml.asc (repo_gpgcheck).
+fixture_pkgs=(rpm createrepo-c kmod cpio dnf git bubblewrap strace sqv)
 # Composing, committing and making disk images (nosa build): needed by the demo too.
 image_pkgs=(bubblewrap strace ostree qemu-utils mtools dosfstools e2fsprogs xfsprogs mount gdisk fdisk grub-common grub-pc-bin)
 # Booting images (the demo runs kola too).
@@ -14,8 +15,8 @@ boot_pkgs=(qemu-system-x86 ovmf openssh-client)
 # system zstd).
 # ignition: ignition-validate checks every Ignition config nosa writes.
 # nginx: the remote cache tests serve an HTTP cache with WebDAV PUT; openssl: they make a CA
-# and a certificate for BuildGrid over TLS.
-test_pkgs=(skopeo libzstd-dev ignition nginx openssl)
+# and a certificate for BuildGrid over TLS; gpg: the signature tests make keys and sign.
+test_pkgs=(skopeo libzstd-dev ignition nginx openssl gpg)
 bench_pkgs=(ninja-build b3sum rpm2cpio)
 
 want=("${build_pkgs[@]}" "${fixture_pkgs[@]}" "${image_pkgs[@]}" "${boot_pkgs[@]}")

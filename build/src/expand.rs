@@ -10,7 +10,7 @@ use nosa_config::{Config, PostprocessStep};
 use nosa_engine::{InputSpec, Rule};
 use serde_json::Value as J;
 
-use nosa_repo::{Checksum, RepoSource, RepoSyncRule, RpmDownloadRule};
+use nosa_repo::{Checksum, RepoKeysRule, RepoSource, RepoSyncRule, RpmDownloadRule};
 use nosa_solve::{Lock, Request, ResolveRule, ResolvedPackage};
 
 use crate::ids;
@@ -249,8 +249,8 @@ pub fn expand(
             overlay_ids: &overlay_ids,
             has_overrides,
         };
-        let (resolve, baseurls) = repos_and_resolve(&mut x, &st, has_override_rpms);
-        let unpacked = packages(&mut x, &st, &resolve, &baseurls)?;
+        let (resolve, repos) = repos_and_resolve(&mut x, &st, has_override_rpms);
+        let unpacked = packages(&mut x, &st, &resolve, &repos)?;
         let tree = compose_chain(&mut x, &st, resolve, &unpacked);
         let (commit, name) = commit_and_oci(&mut x, &st, tree, &unpacked);
         images(&mut x, &st, &commit, &name);
@@ -273,17 +273,29 @@ struct Stage<'a> {
     has_overrides: bool,
 }
 
-/// Stage 1: one `repo-sync` per repository (and `overrides-rpm` when RPMs are dropped there),
-/// then `resolve`. Returns resolve's id and the base URLs per repository id (for downloads).
+/// What the package downloads need of the repositories.
+#[derive(Default)]
+struct Repos {
+    /// Base URLs per repository id.
+    baseurls: BTreeMap<String, Vec<String>>,
+    /// The repositories with `gpgcheck=1`: their packages are checked against the keys of
+    /// their `repo-keys` node.
+    gpgcheck: std::collections::BTreeSet<String>,
+}
+
+/// Stage 1: one `repo-sync` per repository (and `overrides-rpm` when RPMs are dropped there;
+/// `repo-keys` for a repository with `gpgcheck` or `repo_gpgcheck`), then `resolve`. Returns
+/// resolve's id and what the downloads need.
 fn repos_and_resolve(
     x: &mut Expansion,
     st: &Stage<'_>,
     has_override_rpms: bool,
-) -> (String, BTreeMap<String, Vec<String>>) {
+) -> (String, Repos) {
     let (c, arch, known, workdir) = (st.c, st.arch, st.known, st.workdir);
     let tf = &c.treefile;
     let mut syncs = Vec::new();
-    let mut baseurls: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    let mut repos = Repos::default();
+    let baseurls = &mut repos.baseurls;
     let mut override_repos = Vec::new();
     let mut override_node = None;
     if has_override_rpms {
@@ -307,10 +319,30 @@ fn repos_and_resolve(
         let pin = known.pins.get(arch, &repo.id, &source.portable_baseurl());
         baseurls.insert(repo.id.clone(), source.baseurl.clone());
         let id = ids::repo_sync(arch, &repo.id);
+        let mut sync = RepoSyncRule::new(source.clone(), pin);
+        let mut deps = vec![];
+        if repo.gpgcheck || repo.repo_gpgcheck {
+            let keys = ids::repo_keys(arch, &repo.id);
+            let urls = repo.gpgkey.clone();
+            let portable = urls.iter().map(|u| source.portable(u)).collect::<Vec<_>>();
+            x.nodes.push(NodeDecl {
+                id: keys.clone(),
+                rule: Arc::new(RepoKeysRule::new(&repo.id, arch, urls, portable, pin)),
+                deps: vec![],
+            });
+            x.target("fetch", &keys);
+            if repo.gpgcheck {
+                repos.gpgcheck.insert(repo.id.clone());
+            }
+            if repo.repo_gpgcheck {
+                sync = sync.with_repo_gpgcheck();
+                deps.push(keys);
+            }
+        }
         x.nodes.push(NodeDecl {
             id: id.clone(),
-            rule: Arc::new(RepoSyncRule::new(source, pin)),
-            deps: vec![],
+            rule: Arc::new(sync),
+            deps,
         });
         syncs.push(id);
     }
@@ -348,7 +380,7 @@ fn repos_and_resolve(
         deps: syncs,
     });
     x.target("fetch", &resolve);
-    (resolve, baseurls)
+    (resolve, repos)
 }
 
 /// Stage 2: the package nodes (one download and one unpack per package, and the rpm
@@ -358,8 +390,9 @@ fn packages(
     x: &mut Expansion,
     st: &Stage<'_>,
     resolve: &str,
-    baseurls: &BTreeMap<String, Vec<String>>,
+    repos: &Repos,
 ) -> Result<Vec<String>, ExpandError> {
+    let baseurls = &repos.baseurls;
     let (arch, known) = (st.arch, st.known);
     // The package nodes: known only once resolve has run in this build.
     let mut unpacked = Vec::new();
@@ -389,17 +422,19 @@ fn packages(
                         }
                     })?;
                 let rpm = ids::rpm(arch, &p.nevra);
+                let mut rule = RpmDownloadRule::new(p.nevra.clone(), checksum, p.size, urls);
+                let mut deps = vec![];
+                if repos.gpgcheck.contains(&p.repo) {
+                    rule = rule.with_gpgcheck(&p.repo);
+                    deps.push(ids::repo_keys(arch, &p.repo));
+                }
                 x.nodes.push(NodeDecl {
                     id: rpm.clone(),
-                    rule: Arc::new(RpmDownloadRule::new(
-                        p.nevra.clone(),
-                        checksum,
-                        p.size,
-                        urls,
-                    )),
+                    rule: Arc::new(rule),
                     // No dependency on resolve: the parameters (nevra, checksum, size) fix
                     // the output, so a changed package list does not touch other downloads.
-                    deps: vec![],
+                    // The repository's keys, when they must have signed it.
+                    deps,
                 });
                 x.target("fetch", &rpm);
                 let unpack = ids::unpack(arch, &p.nevra);

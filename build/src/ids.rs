@@ -6,6 +6,11 @@ pub fn repo_sync(arch: &str, repo: &str) -> String {
     format!("repo-sync:{arch}:{repo}")
 }
 
+/// `repo-keys:<arch>:<repo>`: a repository's `gpgkey=` keys.
+pub fn repo_keys(arch: &str, repo: &str) -> String {
+    format!("repo-keys:{arch}:{repo}")
+}
+
 /// `resolve:<arch>`.
 pub fn resolve(arch: &str) -> String {
     format!("resolve:{arch}")

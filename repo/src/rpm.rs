@@ -18,6 +18,9 @@ pub struct RpmDownloadRule {
     size: u64,
     /// Where to get it, tried in order. Deliberately not a parameter (see the module doc).
     urls: Vec<String>,
+    /// The repository whose keys must have signed it (`gpgcheck=1`): its `repo-keys` node is
+    /// then this node's one dependency.
+    gpgcheck: Option<String>,
 }
 
 impl RpmDownloadRule {
@@ -32,6 +35,7 @@ impl RpmDownloadRule {
             checksum,
             size,
             urls,
+            gpgcheck: None,
         }
     }
 
@@ -43,6 +47,13 @@ impl RpmDownloadRule {
             pkg.size,
             pkg.urls(baseurls),
         )
+    }
+
+    /// Checks the package's signature against the keys of repository `repo`, the output of
+    /// this node's one dependency (`repo-keys:<arch>:<repo>`), before it is stored.
+    pub fn with_gpgcheck(mut self, repo: &str) -> RpmDownloadRule {
+        self.gpgcheck = Some(repo.to_string());
+        self
     }
 
     /// The node id: `rpm:<arch>:<nevra>`.
@@ -75,6 +86,11 @@ impl Rule for RpmDownloadRule {
         p.add("nevra", &self.nevra)
             .add("checksum", &self.checksum)
             .add("size", &self.size);
+        // Only when checked, so that an unchecked repository's keys stay as they were.
+        if let Some(repo) = &self.gpgcheck {
+            p.add("gpgcheck", repo)
+                .add("rpm", &crate::keys::rpm_version());
+        }
     }
 
     fn run(&self, ctx: &mut RunContext<'_>) -> Result<(), RunError> {
@@ -90,6 +106,16 @@ impl Rule for RpmDownloadRule {
         for url in &self.urls {
             match self.try_url(&f, url, &tmp) {
                 Ok(()) => {
+                    if let Some(repo) = &self.gpgcheck {
+                        let [keys] = ctx.deps else {
+                            return Err(RunError::msg(format!(
+                                "{}: a signature check needs the repo-keys node as the one dependency",
+                                self.nevra
+                            )));
+                        };
+                        let keys = keys.clone();
+                        crate::keys::check_package(ctx, &keys, repo, &self.nevra, &tmp)?;
+                    }
                     fs_err::rename(&tmp, ctx.out.join(self.file_name()))?;
                     writeln!(
                         ctx.log,

@@ -133,6 +133,9 @@ fn default_cost() -> i64 {
 pub struct RepoSyncRule {
     source: RepoSource,
     pin: Option<Digest>,
+    /// `repo_gpgcheck=1`: `repomd.xml.asc` is checked against the keys of the one dependency
+    /// (`repo-keys:<arch>:<repo>`).
+    repo_gpgcheck: bool,
 }
 
 impl RepoSyncRule {
@@ -143,7 +146,18 @@ impl RepoSyncRule {
     /// ([`probe_repomd`]); with a pin, a repository that moved makes the run fail instead of
     /// syncing something the key does not cover.
     pub fn new(source: RepoSource, pin: Option<Digest>) -> RepoSyncRule {
-        RepoSyncRule { source, pin }
+        RepoSyncRule {
+            source,
+            pin,
+            repo_gpgcheck: false,
+        }
+    }
+
+    /// Checks `repomd.xml.asc` against the keys of this node's one dependency, the
+    /// repository's `repo-keys` node, before anything else is fetched.
+    pub fn with_repo_gpgcheck(mut self) -> RepoSyncRule {
+        self.repo_gpgcheck = true;
+        self
     }
 
     /// The node id: `repo-sync:<arch>:<repoid>`.
@@ -183,6 +197,9 @@ impl Rule for RepoSyncRule {
             .add("exclude", &s.exclude)
             .add("includepkgs", &s.includepkgs)
             .add("repomd-pin", &self.pin);
+        if self.repo_gpgcheck {
+            p.add("repo_gpgcheck", &true);
+        }
     }
 
     fn run(&self, ctx: &mut RunContext<'_>) -> Result<(), RunError> {
@@ -195,6 +212,28 @@ impl Rule for RepoSyncRule {
             found.bytes.len(),
             Digest::of(&found.bytes)
         )?;
+        if self.repo_gpgcheck {
+            let [keys] = ctx.deps else {
+                return Err(RunError::msg(
+                    "repo_gpgcheck needs the repo-keys node as the one dependency",
+                ));
+            };
+            let keys = keys.clone();
+            let sig_url = format!("{}.asc", found.url);
+            let sig = f.get_bytes(&sig_url).map_err(|e| {
+                RunError::msg(format!(
+                    "repo {} sets repo_gpgcheck=1, but its repomd.xml.asc is missing: {e}",
+                    self.source.id
+                ))
+            })?;
+            let (md, asc) = (
+                ctx.scratch.join("repomd.xml"),
+                ctx.scratch.join("repomd.xml.asc"),
+            );
+            fs_err::write(&md, &found.bytes)?;
+            fs_err::write(&asc, &sig)?;
+            crate::keys::check_repomd(ctx, &keys, &self.source.id, &md, &asc)?;
+        }
         fs_err::write(ctx.out.join("repomd.xml"), &found.bytes)?;
         for kind in METADATA_KINDS {
             let Some(d) = found.md.get(kind) else {
