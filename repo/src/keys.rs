@@ -235,13 +235,18 @@ pub(crate) fn check_package(
     rpm: &Path,
 ) -> Result<(), RunError> {
     let files = key_files(ctx, keys)?;
-    let db = ctx.scratch.join("keyring");
+    let db = std::path::absolute(ctx.scratch.join("keyring"))?;
     let known =
         import(&db, &files).map_err(|e| RunError::msg(format!("repo {repo}: its keys: {e}")))?;
-    // rpm wants a .rpm name on the command line only for messages; the file is the download.
+    // From its directory, so that the log names the file, not this run's scratch path.
+    let (dir, name) = (
+        rpm.parent().unwrap_or(Path::new(".")),
+        rpm.file_name().unwrap_or_default(),
+    );
     let out = rpmkeys(&db)
         .args(["--define", "_pkgverify_level all", "--checksig", "-v"])
-        .arg(rpm)
+        .arg(name)
+        .current_dir(dir)
         .output()
         .map_err(|e| RunError::msg(format!("cannot run rpmkeys ({e}); install Debian's rpm")))?;
     let text =

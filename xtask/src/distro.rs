@@ -246,6 +246,17 @@ pub fn generate(opts: &Options) -> Result<Report> {
     }
 
     createrepo(&staged_repo, spec.settings.source_date_epoch)?;
+    // repomd.xml.asc beside repomd.xml, the public key at the top of the repository.
+    let key = crate::sign::FixtureKey::new(spec.settings.source_date_epoch)?;
+    let repomd = staged_repo.join("repodata/repomd.xml");
+    fs_err::write(
+        repomd.with_extension("xml.asc"),
+        key.detached(&fs_err::read(&repomd)?)?,
+    )?;
+    fs_err::write(
+        staging.path().join("repo").join(crate::sign::KEY_FILE),
+        key.public_armored()?,
+    )?;
 
     let manifest = Manifest {
         arch: opts.arch.clone(),

@@ -7,6 +7,7 @@ mod distro;
 mod kernel;
 mod payload;
 mod rpmbuild;
+mod sign;
 mod spec;
 mod stamp;
 mod tools;

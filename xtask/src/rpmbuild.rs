@@ -137,7 +137,10 @@ pub fn build_rpm(
             }
         }
     }
-    let pkg = b.build()?;
+    // Signed with the fixture's key at SOURCE_DATE_EPOCH (the config's source date): the same
+    // bytes every time.
+    let signer = crate::sign::FixtureKey::new(settings.source_date_epoch)?.rpm_signer()?;
+    let pkg = b.build_and_sign(signer)?;
 
     let nvra = meta.nvra();
     let path = out_dir.join(format!("{nvra}.rpm"));
