@@ -115,6 +115,10 @@ pub struct RawStep {
     /// Run under the tracer: reused when what it read last time is unchanged.
     #[serde(default)]
     pub trace: bool,
+    /// May reach the network (its sandbox otherwise has none); keeps it out of any shared
+    /// cache and off the build farm.
+    #[serde(default)]
+    pub network: bool,
 }
 
 /// A checked step.
@@ -132,6 +136,8 @@ pub struct Step {
     pub deps: Vec<String>,
     /// Whether it runs traced (docs/tracing.md, "Traced steps").
     pub trace: bool,
+    /// Whether it may reach the network.
+    pub network: bool,
 }
 
 /// A loaded, checked build file.
@@ -259,7 +265,7 @@ impl BuildFile {
             let msg = e.message().trim().to_string();
             let help = if msg.contains("unknown field") {
                 Some(
-                    "a [[step]] has name, inputs, run, outputs, deps and trace; [nestos] has \
+                    "a [[step]] has name, inputs, run, outputs, deps, trace and network; [nestos] has \
                      config, arches, targets, keep-last-n and variant; [graph] has default; \
                      [cache] has remote, read-only, auth-env, instance, tls-roots and execute"
                         .to_string(),
@@ -380,6 +386,18 @@ impl BuildFile {
                     None,
                 ));
             }
+            if s.trace && s.network {
+                return Err(err(
+                    format!("step {n} sets both trace and network"),
+                    Some(s.name.span()),
+                    "traced and networked",
+                    Some(
+                        "a traced step runs without network (what it fetched could not be \
+                         traced); drop `trace = true` or `network = true`"
+                            .to_string(),
+                    ),
+                ));
+            }
         }
         for s in &raw.step {
             for d in &s.deps {
@@ -435,6 +453,7 @@ impl BuildFile {
                     .collect(),
                 deps: s.deps.iter().map(|v| v.get_ref().clone()).collect(),
                 trace: s.trace,
+                network: s.network,
             });
         }
         Ok(BuildFile {

@@ -39,7 +39,8 @@ impl Rule for StepRule {
     }
 
     fn version(&self) -> u32 {
-        1
+        // 2: untraced steps run in a sandbox (read-only host, no network).
+        2
     }
 
     fn params(&self, p: &mut Params) {
@@ -47,6 +48,10 @@ impl Rule for StepRule {
             .add("outputs", &self.step.outputs)
             .add("inputs", &self.step.inputs)
             .add("env.PATH", STEP_PATH);
+        if self.step.network {
+            // Only networked steps carry it: the keys of every other step stay as they were.
+            p.add("network", &true);
+        }
         if self.step.trace {
             // Only traced steps carry these: the keys of every other step stay as they were.
             p.add("trace", &trace::tracing_on());
@@ -81,6 +86,7 @@ impl Rule for StepRule {
         writeln!(ctx.log, "$ {}", self.step.run)?;
         ctx.log.flush()?;
         if !self.step.trace
+            && !self.step.network
             && let Some(farm) = ctx.remote_executor()
             && self.run_remotely(ctx, farm, &work)?
         {
@@ -91,9 +97,8 @@ impl Rule for StepRule {
             .open(ctx.log_path())?
             .into_parts()
             .0;
-        let status = Command::new("sh")
-            .arg("-c")
-            .arg(&self.step.run)
+        let status = self
+            .sandboxed(&work)
             .current_dir(&work)
             .env_clear()
             .env("PATH", STEP_PATH)
@@ -104,7 +109,11 @@ impl Rule for StepRule {
             .stdout(log.try_clone()?)
             .stderr(log)
             .status()
-            .map_err(|e| RunError::msg(format!("cannot run sh: {e}")))?;
+            .map_err(|e| {
+                RunError::msg(format!(
+                    "cannot run bwrap ({e}): install Debian's bubblewrap, which steps run in"
+                ))
+            })?;
         if !status.success() {
             return Err(RunError::msg(format!(
                 "`{}` exited with {}",
@@ -113,6 +122,11 @@ impl Rule for StepRule {
             )));
         }
         self.take_outputs(ctx, &work)
+    }
+
+    fn shareable(&self) -> bool {
+        // What it fetched is not a function of its key.
+        !self.step.network
     }
 
     fn materialize(&self) -> Option<MaterializeTo> {
@@ -180,6 +194,30 @@ impl StepRule {
                 Ok(true)
             }
         }
+    }
+
+    /// `sh -c <run>` in bubblewrap: the host read-only, `work` (its inputs, its dependencies'
+    /// outputs, where its outputs go) the one writable directory, a private empty /tmp, /dev
+    /// and /proc, its own PID, IPC and UTS namespaces, and no network unless it says
+    /// `network = true`.
+    fn sandboxed(&self, work: &Path) -> Command {
+        let mut c = Command::new("bwrap");
+        c.args([
+            "--die-with-parent",
+            "--unshare-pid",
+            "--unshare-ipc",
+            "--unshare-uts",
+            "--unshare-cgroup-try",
+        ]);
+        if !self.step.network {
+            c.arg("--unshare-net");
+        }
+        c.args(["--ro-bind", "/", "/", "--dev", "/dev", "--proc", "/proc"]);
+        // After /tmp, so that a work directory under /tmp is bound into the new one.
+        c.args(["--tmpfs", "/tmp"]);
+        c.arg("--bind").arg(work).arg(work).arg("--chdir").arg(work);
+        c.args(["--", "sh", "-c", &self.step.run]);
+        c
     }
 
     /// The work directory with the declared inputs and the dependencies' outputs in it.

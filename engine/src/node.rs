@@ -58,6 +58,16 @@ pub trait Rule: Send + Sync {
         None
     }
 
+    /// Whether the node's result may be shared with other machines: looked up in and written
+    /// to the remote cache. `false` for a node whose output is not a function of its key (it
+    /// reads the network).
+    ///
+    /// Failure mode: `true` for such a node hands other machines whatever it fetched here,
+    /// under a key that does not say what that was.
+    fn shareable(&self) -> bool {
+        true
+    }
+
     /// The rule's description, when it can run on a build farm's worker: the worker's
     /// `nosa-core exec-node` makes the rule again from it (a [`crate::Decode`]) and runs it
     /// with the node's inputs and dependencies' outputs, nothing else of this machine's. The

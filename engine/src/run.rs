@@ -87,7 +87,8 @@ impl Engine {
 
     fn run_job_unguarded(&self, job: Job, log: PathBuf) -> JobDone {
         let mut remote_miss = None;
-        if let Some(remote) = self.remote.as_ref().filter(|_| job.remote_ok) {
+        let shared = job.rule.shareable();
+        if let Some(remote) = self.remote.as_ref().filter(|_| job.remote_ok && shared) {
             let t = Instant::now();
             let unusable = match remote.fetch(&self.store, &job.key) {
                 // A record for another key would be a wrong result, whatever the remote; that
@@ -129,7 +130,7 @@ impl Engine {
             });
         }
         let result = self.run_job_inner(&job, &log);
-        if let (Ok(rec), Some(remote)) = (&result, &self.remote) {
+        if let (Ok(rec), Some(remote), true) = (&result, &self.remote, shared) {
             remote.upload(&self.store, rec);
         }
         JobDone {
@@ -158,7 +159,11 @@ impl Engine {
             .memory
             .as_ref()
             .map(|d| d.join(base.file_name().expect("run dir name")));
-        let mut log = fs_err::File::create(log_path)?;
+        // Emptied, then opened for appending: a rule's tool that writes to the same file
+        // (a step's shell) appends too, and the engine's lines after it never overwrite its
+        // output.
+        fs_err::File::create(log_path)?;
+        let mut log = fs_err::OpenOptions::new().append(true).open(log_path)?;
         writeln!(log, "# nosa: {} (key {})", job.id, job.key.short())?;
         let t0 = Instant::now();
         let own: Vec<(ComponentKind, &str, Digest)> = job

@@ -20,7 +20,7 @@ use toml::Spanned;
 use super::{BuildFile, RawCache, RawNestos, Step};
 
 /// Names the encoding; bump the digit when it changes.
-const MAGIC: &[u8; 8] = b"nosabf05";
+const MAGIC: &[u8; 8] = b"nosabf06";
 
 /// The parts of a [`BuildFile`] that come from checking its text.
 pub(super) struct Checked {
@@ -123,6 +123,7 @@ fn encode(w: &mut Writer, bf: &BuildFile) {
         outputs,
         deps,
         trace,
+        network,
     } in steps
     {
         w.str(name);
@@ -131,6 +132,7 @@ fn encode(w: &mut Writer, bf: &BuildFile) {
         strings(w, outputs);
         strings(w, deps);
         w.bool(*trace);
+        w.bool(*network);
     }
     w.u64(step_spans.len() as u64);
     for (name, span) in step_spans {
@@ -216,6 +218,7 @@ fn decode(r: &mut Reader<'_>) -> Option<Checked> {
             outputs: read_strings(r)?,
             deps: read_strings(r)?,
             trace: r.bool()?,
+            network: r.bool()?,
         });
     }
     let n = r.count()?;
