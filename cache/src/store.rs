@@ -210,6 +210,7 @@ impl Store {
 
     /// Stores `tree` (its blobs must already be stored) and returns its digest.
     pub fn put_tree(&self, tree: &Tree) -> Result<Digest> {
+        tree.check_paths().map_err(Error::Invalid)?;
         let d = tree.digest();
         let dest = self.tree_path(&d);
         if dest.exists() {
@@ -350,6 +351,7 @@ impl Store {
     /// Writes `tree` under `dest`, replacing what is at each of its paths. Each file is written
     /// under a temporary name and renamed, so a reader never sees half a file.
     pub fn materialize(&self, tree: &Tree, dest: &Path, how: Materialize) -> Result<()> {
+        tree.check_paths().map_err(Error::Invalid)?;
         fs_err::create_dir_all(dest)?;
         for e in &tree.entries {
             let target = dest.join(&e.path);
@@ -421,6 +423,7 @@ impl Store {
     /// directories was most of staging). Interrupted, it leaves a directory the next call
     /// repairs.
     pub fn sync_into(&self, tree: &Tree, dest: &Path, how: Materialize) -> Result<()> {
+        tree.check_paths().map_err(Error::Invalid)?;
         if dest.symlink_metadata().is_ok_and(|m| !m.is_dir()) {
             fs_err::remove_file(dest)?;
         }

@@ -104,6 +104,46 @@ impl Tree {
         }
     }
 
+    /// Checks what writing the tree out relies on: every path relative and inside the tree
+    /// (no empty, `.` or `..` component, not absolute, no NUL), and nothing under a symlink of
+    /// the tree (writing it would follow the link out of the tree). A tree from another machine
+    /// (a remote cache, a build farm) is untrusted input; the store refuses to keep one that
+    /// fails.
+    pub fn check_paths(&self) -> Result<(), String> {
+        let mut links = std::collections::HashSet::new();
+        for e in &self.entries {
+            let p = e.path.as_str();
+            if p.is_empty()
+                || p.starts_with('/')
+                || p.contains('\0')
+                || p.split('/').any(|c| c.is_empty() || c == "." || c == "..")
+            {
+                return Err(format!(
+                    "tree entry {p:?} is not a relative path inside the tree"
+                ));
+            }
+            if matches!(e.kind, EntryKind::Symlink { .. }) {
+                links.insert(p);
+            }
+        }
+        if links.is_empty() {
+            return Ok(());
+        }
+        for e in &self.entries {
+            let mut at = e.path.as_str();
+            while let Some((parent, _)) = at.rsplit_once('/') {
+                if links.contains(parent) {
+                    return Err(format!(
+                        "tree entry {:?} lies under the symlink {parent:?}",
+                        e.path
+                    ));
+                }
+                at = parent;
+            }
+        }
+        Ok(())
+    }
+
     /// Digests of the blobs this tree references.
     pub fn blobs(&self) -> impl Iterator<Item = Digest> + '_ {
         self.entries.iter().filter_map(|e| match e.kind {
@@ -161,5 +201,50 @@ mod tests {
         assert_ne!(e.digest(), b.digest());
         assert_eq!(b.file("a"), Some(Digest::of(b"2")));
         assert_eq!(b.file("c"), None);
+    }
+}
+
+#[cfg(test)]
+mod path_tests {
+    use super::*;
+
+    fn tree(entries: &[(&str, EntryKind)]) -> Tree {
+        Tree {
+            entries: entries
+                .iter()
+                .map(|(p, k)| TreeEntry {
+                    path: p.to_string(),
+                    mode: 0o644,
+                    kind: k.clone(),
+                })
+                .collect(),
+        }
+    }
+
+    #[test]
+    fn paths_that_leave_the_tree_or_go_through_a_link_are_refused() {
+        let file = EntryKind::File {
+            digest: Digest::of(b"x"),
+            size: 1,
+        };
+        let link = EntryKind::Symlink {
+            target: "/etc".into(),
+        };
+        for bad in ["../x", "/etc/passwd", "a//b", "a/./b", "a/../../b", ""] {
+            let e = tree(&[(bad, file.clone())]).check_paths().unwrap_err();
+            assert!(e.contains("not a relative path"), "{bad}: {e}");
+        }
+        let e = tree(&[
+            ("a", link.clone()),
+            ("a-b", link.clone()),
+            ("a/passwd", file.clone()),
+        ])
+        .check_paths()
+        .unwrap_err();
+        assert!(
+            e.contains("\"a/passwd\" lies under the symlink \"a\""),
+            "{e}"
+        );
+        assert!(tree(&[("a", link), ("ab/c", file)]).check_paths().is_ok());
     }
 }

@@ -1,6 +1,7 @@
 //! Corrupt input never enters the store: a flipped byte, a truncated file, a file that does not
 //! decompress, a wrong open-checksum, and a corrupt package each fail the node with an error
-//! naming the file, the URL and the expected and actual values, and leave no action record.
+//! naming the file, the URL and the expected and actual values, and leave no action record; a
+//! baseurl at a local directory that is no repository is refused the same way.
 
 mod common;
 
@@ -215,4 +216,18 @@ fn parse_primary_of(repo: &Path) -> Vec<nosa_repo::Package> {
     )
     .unwrap();
     parse_primary(out).unwrap()
+}
+
+/// A `.repo` whose baseurl is a local directory that is no repository (`file:///etc`): the
+/// sync finds no repomd.xml there and fails naming the URL; nothing of the host's directory
+/// enters the store.
+#[test]
+fn a_baseurl_at_a_local_path_outside_any_repository_is_refused() {
+    let (g, id) = sync_graph("file:///etc".into());
+    let w = Work::new();
+    let r = w.build(&g, 1);
+    assert_eq!(status(&r, &id), Status::Failed);
+    let e = error(&r, &id);
+    assert!(e.contains("file:///etc/repodata/repomd.xml"), "{e}");
+    assert!(!w.has_record(&id));
 }

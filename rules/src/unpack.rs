@@ -63,7 +63,8 @@ impl Rule for UnpackRule {
     }
 
     fn version(&self) -> u32 {
-        1
+        // 2: headers over rpm's limits refused before they are read.
+        2
     }
 
     fn params(&self, p: &mut Params) {
@@ -148,8 +149,76 @@ fn ensure_parents(root: &Path, rel: &Path, nevra: &str) -> Result<PathBuf, RunEr
     Ok(root.join(rel))
 }
 
+/// rpm's own limits on a header (`hdrchkTags`, `hdrchkData`): a header beyond them is hostile
+/// or broken, and reading it would allocate what it claims.
+const HEADER_MAX_ENTRIES: u32 = 0xffff;
+const HEADER_MAX_DATA: u32 = 0x0fff_ffff;
+
+/// Checks the lead and the two headers' sizes of the package at `path` before anything reads
+/// them: an index or data area over rpm's limits, or a file that ends inside a header, is
+/// refused by name.
+fn check_headers(path: &Path, nevra: &str) -> Result<(), RunError> {
+    use std::io::{Read, Seek, SeekFrom};
+    let mut f = fs_err::File::open(path)?;
+    let len = f.metadata()?.len();
+    let mut lead = [0u8; 96];
+    f.read_exact(&mut lead).map_err(|_| {
+        err(
+            nevra,
+            "lead",
+            "the file is shorter than an RPM lead (96 bytes)",
+        )
+    })?;
+    if lead[..4] != [0xed, 0xab, 0xee, 0xdb] {
+        return Err(err(nevra, "lead", "not an RPM (no lead magic)"));
+    }
+    let mut at = 96u64;
+    for (which, pad) in [("signature header", true), ("header", false)] {
+        let mut intro = [0u8; 16];
+        f.seek(SeekFrom::Start(at))?;
+        f.read_exact(&mut intro)
+            .map_err(|_| err(nevra, which, "the file ends inside it (truncated)"))?;
+        if intro[..4] != [0x8e, 0xad, 0xe8, 0x01] {
+            return Err(err(nevra, which, "no header magic"));
+        }
+        let il = u32::from_be_bytes(intro[8..12].try_into().expect("4 bytes"));
+        let dl = u32::from_be_bytes(intro[12..16].try_into().expect("4 bytes"));
+        if il == 0 || il > HEADER_MAX_ENTRIES {
+            return Err(err(
+                nevra,
+                which,
+                format!(
+                    "{il} index entries, over rpm's limit of {HEADER_MAX_ENTRIES} (a hostile or broken package)"
+                ),
+            ));
+        }
+        if dl > HEADER_MAX_DATA {
+            return Err(err(
+                nevra,
+                which,
+                format!(
+                    "{dl} bytes of data, over rpm's limit of {HEADER_MAX_DATA} (a hostile or broken package)"
+                ),
+            ));
+        }
+        at += 16 + u64::from(il) * 16 + u64::from(dl);
+        if pad {
+            at = at.div_ceil(8) * 8;
+        }
+        if at > len {
+            return Err(err(
+                nevra,
+                which,
+                format!("it claims {at} bytes, the file has {len} (truncated)"),
+            ));
+        }
+    }
+    Ok(())
+}
+
 /// Unpacks the package at `rpm_path` under `root`.
 pub fn unpack(rpm_path: &Path, root: &Path, nevra: &str) -> Result<UnpackMeta, RunError> {
+    check_headers(rpm_path, nevra)?;
     let pkg = rpm::Package::open(rpm_path).map_err(|e| err(nevra, "payload", e))?;
     let md = &pkg.metadata;
     let mut meta = UnpackMeta {

@@ -264,6 +264,24 @@ pub fn resolve(req: &Request, repos: &[RepoData]) -> Result<Resolution, ResolveE
         let loc = pool.location(id);
         let (epoch, version, release) = split_evr(&s.evr);
         let nevra = pool.solvable2str(id);
+        // The download URL is the repository's base URL joined with it: a location that
+        // leaves the repository (absolute, `..`) would fetch a file of the mirror's host, or
+        // of this one for a file:// repository, into the store.
+        let l = &loc.location;
+        if l.is_empty()
+            || l.starts_with('/')
+            || l.contains("://")
+            || l.contains('\\')
+            || l.split('/').any(|c| c.is_empty() || c == "." || c == "..")
+        {
+            return Err(ResolveError::BadRepo {
+                what: repos[s.repo].config.id.clone(),
+                msg: format!(
+                    "package {nevra}: refusing location href {l:?} (absolute, a URL, or with \
+                     `..`): a package must lie under its repository"
+                ),
+            });
+        }
         let source_name = source_name(&loc.sourcerpm).unwrap_or(&s.name).to_string();
         packages.push(ResolvedPackage {
             name: s.name.clone(),

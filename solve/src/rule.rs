@@ -49,7 +49,8 @@ impl Rule for ResolveRule {
     }
 
     fn version(&self) -> u32 {
-        1
+        // 2: a package location that leaves its repository is refused.
+        2
     }
 
     fn params(&self, p: &mut Params) {
