@@ -16,6 +16,9 @@ const CACHE_ALLOWED: &[&str] = &[
     "block-buffer",
     "cfg-if",
     "constant_time_eq",
+    // const-oid, getrandom, rand_core, subtle, zeroize(_derive): features of the digest crates
+    // that the fixture generator's OpenPGP signer (xtask) turns on in the shared build.
+    "const-oid",
     "cpufeatures",
     "crossbeam-deque",
     "crossbeam-epoch",
@@ -26,6 +29,7 @@ const CACHE_ALLOWED: &[&str] = &[
     "errno",
     "fs-err",
     "generic-array",
+    "getrandom",
     "itoa",
     "libc",
     "linux-raw-sys",
@@ -33,6 +37,7 @@ const CACHE_ALLOWED: &[&str] = &[
     "memmap2",
     "proc-macro2",
     "quote",
+    "rand_core",
     "rayon",
     "rayon-core",
     "rustix",
@@ -42,12 +47,15 @@ const CACHE_ALLOWED: &[&str] = &[
     "serde_derive",
     "serde_json",
     "sha2",
+    "subtle",
     "syn",
     "thiserror",
     "thiserror-impl",
     "typenum",
     "unicode-ident",
     "walkdir",
+    "zeroize",
+    "zeroize_derive",
     "zmij",
 ];
 

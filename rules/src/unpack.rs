@@ -154,30 +154,27 @@ fn ensure_parents(root: &Path, rel: &Path, nevra: &str) -> Result<PathBuf, RunEr
 const HEADER_MAX_ENTRIES: u32 = 0xffff;
 const HEADER_MAX_DATA: u32 = 0x0fff_ffff;
 
-/// Checks the lead and the two headers' sizes of the package at `path` before anything reads
+/// Checks the lead and the two headers' sizes of the package `bytes` before anything reads
 /// them: an index or data area over rpm's limits, or a file that ends inside a header, is
 /// refused by name.
-fn check_headers(path: &Path, nevra: &str) -> Result<(), RunError> {
-    use std::io::{Read, Seek, SeekFrom};
-    let mut f = fs_err::File::open(path)?;
-    let len = f.metadata()?.len();
-    let mut lead = [0u8; 96];
-    f.read_exact(&mut lead).map_err(|_| {
-        err(
+fn check_headers(bytes: &[u8], nevra: &str) -> Result<(), RunError> {
+    let len = bytes.len() as u64;
+    let Some(lead) = bytes.get(..96) else {
+        return Err(err(
             nevra,
             "lead",
             "the file is shorter than an RPM lead (96 bytes)",
-        )
-    })?;
+        ));
+    };
     if lead[..4] != [0xed, 0xab, 0xee, 0xdb] {
         return Err(err(nevra, "lead", "not an RPM (no lead magic)"));
     }
     let mut at = 96u64;
     for (which, pad) in [("signature header", true), ("header", false)] {
-        let mut intro = [0u8; 16];
-        f.seek(SeekFrom::Start(at))?;
-        f.read_exact(&mut intro)
-            .map_err(|_| err(nevra, which, "the file ends inside it (truncated)"))?;
+        let intro = usize::try_from(at)
+            .ok()
+            .and_then(|a| bytes.get(a..a.checked_add(16)?))
+            .ok_or_else(|| err(nevra, which, "the file ends inside it (truncated)"))?;
         if intro[..4] != [0x8e, 0xad, 0xe8, 0x01] {
             return Err(err(nevra, which, "no header magic"));
         }
@@ -216,10 +213,16 @@ fn check_headers(path: &Path, nevra: &str) -> Result<(), RunError> {
     Ok(())
 }
 
+/// The package `bytes` (of package `nevra`, for messages) as the rpm crate reads it, once its
+/// headers are within rpm's limits.
+pub fn read_package(bytes: &[u8], nevra: &str) -> Result<rpm::Package, RunError> {
+    check_headers(bytes, nevra)?;
+    rpm::Package::parse(&mut std::io::Cursor::new(bytes)).map_err(|e| err(nevra, "payload", e))
+}
+
 /// Unpacks the package at `rpm_path` under `root`.
 pub fn unpack(rpm_path: &Path, root: &Path, nevra: &str) -> Result<UnpackMeta, RunError> {
-    check_headers(rpm_path, nevra)?;
-    let pkg = rpm::Package::open(rpm_path).map_err(|e| err(nevra, "payload", e))?;
+    let pkg = read_package(&fs_err::read(rpm_path)?, nevra)?;
     let md = &pkg.metadata;
     let mut meta = UnpackMeta {
         nevra: md
