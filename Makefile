@@ -4,7 +4,7 @@
 CARGO ?= cargo
 NOSA := target/release/nosa
 
-.PHONY: demo test deps-demo deps-test build fixture-distro ostree-ext-check lint bench
+.PHONY: demo test deps-demo deps-test build fixture-distro ostree-ext-check lint bench fuzz
 
 demo: deps-demo build
 	target/release/xtask fixture-distro
@@ -44,6 +44,11 @@ fixture-distro:
 # ostree-ext pins the ostree crate 0.19). The tests build it too; this builds it once, first.
 ostree-ext-check:
 	$(CARGO) build --manifest-path tools/ostree-ext-check/Cargo.toml
+
+# The parsers of untrusted input under cargo-fuzz (fuzz/, nightly): RUNS executions each
+# (1,000,000 by default), then a table of executions and crashes per target (docs/security.md).
+fuzz: deps-test
+	scripts/fuzz.sh
 
 lint:
 	$(CARGO) fmt --all -- --check
