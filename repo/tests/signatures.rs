@@ -1,6 +1,6 @@
 //! Signatures through the real engine, with keys made by gpg, packages signed by rpmsign and
-//! repomd.xml signed by `gpg --detach-sign`: a package signed by the repository's key is
-//! stored; one signed by another key, or not signed, fails its node naming the package, the
+//! repomd.xml signed by `gpg --detach-sign`: a package signed by the repository's key (its
+//! keys as files or over HTTP) is stored; one signed by another key, or not signed, fails its node naming the package, the
 //! key id and the repository, and nothing is stored; a key that is not a key, or is not there,
 //! fails the keys node; `repomd.xml.asc` is checked when `repo_gpgcheck` asks for it.
 
@@ -87,8 +87,9 @@ impl Gpg {
     }
 
     fn sign_rpm(&self, who: &str, rpm: &Path) {
+        // --resign: the fixture's own signature goes.
         let out = Command::new("rpmsign")
-            .arg("--addsign")
+            .arg("--resign")
             .args(["--define", "__gpg /usr/bin/gpg"])
             .args(["--define", &format!("_gpg_name {who}@nosa.invalid")])
             .arg("--define")
@@ -121,6 +122,20 @@ impl Gpg {
     }
 }
 
+/// Removes the fixture's signature from `rpm`.
+fn unsign(rpm: &Path) {
+    let out = Command::new("rpmsign")
+        .arg("--delsign")
+        .arg(rpm)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "rpmsign --delsign: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
 /// Two fixture packages in a repository under `dir/name`, signed by `signer` (or not), with
 /// createrepo_c's metadata made after the signing.
 fn repo(gpg: &Gpg, dir: &Path, name: &str, signer: Option<&str>) -> PathBuf {
@@ -133,8 +148,9 @@ fn repo(gpg: &Gpg, dir: &Path, name: &str, signer: Option<&str>) -> PathBuf {
     ] {
         let to = repo.join("Packages").join(p);
         fs_err::copy(fixture.join("Packages").join(p), &to).unwrap();
-        if let Some(who) = signer {
-            gpg.sign_rpm(who, &to);
+        match signer {
+            Some(who) => gpg.sign_rpm(who, &to),
+            None => unsign(&to),
         }
     }
     let out = Command::new("createrepo_c")
@@ -176,7 +192,7 @@ fn keys_rule(keys: &[PathBuf]) -> RepoKeysRule {
 const KEYS: &str = "repo-keys:x86_64:signed";
 
 /// The sync, the keys and one checked download per package of `repo`.
-fn graph(w: &Work, repo: &Path, keys: &[PathBuf]) -> (Graph, Vec<String>) {
+fn graph(w: &Work, repo: &Path, keys: RepoKeysRule) -> (Graph, Vec<String>) {
     let sync = RepoSyncRule::new(source(repo), None);
     let sync_id = sync.id();
     let mut b = GraphBuilder::new();
@@ -185,7 +201,7 @@ fn graph(w: &Work, repo: &Path, keys: &[PathBuf]) -> (Graph, Vec<String>) {
     let synced = SyncedRepo::from_tree(w.engine.store(), &w.tree(&sync_id)).unwrap();
     let mut b = GraphBuilder::new();
     b.add(sync_id, Arc::new(sync), vec![]);
-    b.add(KEYS.to_string(), Arc::new(keys_rule(keys)), vec![]);
+    b.add(KEYS.to_string(), Arc::new(keys), vec![]);
     let mut ids = vec![];
     for p in synced.packages().unwrap() {
         let id = RpmDownloadRule::node_id("x86_64", &p.nevra());
@@ -203,18 +219,27 @@ fn packages_signed_by_the_repos_key_pass_and_others_fail_naming_package_key_and_
 
     let good = repo(&gpg, t.path(), "good", Some("a"));
     let w = Work::new();
-    let (g, ids) = graph(&w, &good, &[gpg.key("a")]);
+    let (g, ids) = graph(&w, &good, keys_rule(&[gpg.key("a")]));
     let r = w.build(&g, 2);
     assert!(r.ok(), "{:?}", r.nodes);
     assert_eq!(r.count(Status::Ran), ids.len() + 1);
     // Two keys, the signer's second: any of the repository's keys will do.
     let w = Work::new();
-    let (g, _) = graph(&w, &good, &[gpg.key("b"), gpg.key("a")]);
+    let (g, _) = graph(&w, &good, keys_rule(&[gpg.key("b"), gpg.key("a")]));
     assert!(w.build(&g, 2).ok());
+    // The keys over HTTP.
+    let server = common::Server::start(gpg.dir.path());
+    let urls = vec![server.url("b.asc"), server.url("a.asc")];
+    let w = Work::new();
+    let keys = RepoKeysRule::new("signed", "x86_64", urls.clone(), urls, None);
+    let (g, _) = graph(&w, &good, keys);
+    let r = w.build(&g, 2);
+    assert!(r.ok(), "{:?}", r.nodes);
+    assert_eq!(server.count("a.asc"), 1, "fetched once, by the keys node");
 
     let other = repo(&gpg, t.path(), "other", Some("b"));
     let w = Work::new();
-    let (g, ids) = graph(&w, &other, &[gpg.key("a")]);
+    let (g, ids) = graph(&w, &other, keys_rule(&[gpg.key("a")]));
     let r = w.build(&g, 2);
     assert!(!r.ok());
     for id in &ids {
@@ -235,7 +260,7 @@ fn packages_signed_by_the_repos_key_pass_and_others_fail_naming_package_key_and_
 
     let unsigned = repo(&gpg, t.path(), "unsigned", None);
     let w = Work::new();
-    let (g, ids) = graph(&w, &unsigned, &[gpg.key("a")]);
+    let (g, ids) = graph(&w, &unsigned, keys_rule(&[gpg.key("a")]));
     let r = w.build(&g, 2);
     for id in &ids {
         let e = error(&r, id);
@@ -271,7 +296,7 @@ fn a_key_that_is_not_a_key_or_not_there_or_not_named_fails_the_keys_node() {
         (vec![], "names no key: add gpgkey=".to_string()),
     ] {
         let w = Work::new();
-        let (g, ids) = graph(&w, &good, &keys);
+        let (g, ids) = graph(&w, &good, keys_rule(&keys));
         let r = w.build(&g, 2);
         let e = error(&r, KEYS);
         assert!(e.contains(&want), "{e}");
