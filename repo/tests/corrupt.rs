@@ -11,25 +11,11 @@ use std::sync::Arc;
 
 use common::{Server, Work, error, flip_byte, metadata_file, status, tiny_repo};
 use nosa_engine::{GraphBuilder, Status};
-use nosa_repo::{Checksum, ChecksumKind, RepoSource, RepoSyncRule, RpmDownloadRule, parse_primary};
+use nosa_repo::{Checksum, ChecksumKind, RepoSyncRule, RpmDownloadRule, parse_primary};
 use nosa_testkit::{copy_dir, fixture_repo};
 
 fn sync_graph(base: String) -> (nosa_engine::Graph, String) {
-    let rule = RepoSyncRule::new(
-        RepoSource {
-            id: "tiny".into(),
-            arch: "x86_64".into(),
-            baseurl: vec![base],
-            metalink: None,
-            mirrorlist: None,
-            priority: 99,
-            cost: 1000,
-            exclude: vec![],
-            includepkgs: vec![],
-            workdir_url: None,
-        },
-        None,
-    );
+    let rule = RepoSyncRule::new(common::source("tiny", vec![base]), None);
     let id = rule.id();
     let mut b = GraphBuilder::new();
     b.add(id.clone(), Arc::new(rule), vec![]);

@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use common::{Server, Work, fixture_rpm_count, status};
 use nosa_engine::{GraphBuilder, Status};
-use nosa_repo::{RepoSource, RepoSyncRule, RpmDownloadRule, SyncedRepo};
+use nosa_repo::{RepoSyncRule, RpmDownloadRule, SyncedRepo};
 use nosa_testkit::fixture_repo;
 
 #[test]
@@ -18,21 +18,7 @@ fn every_package_in_parallel_then_all_cached() {
     let w = Work::new();
 
     // Sync first, then map the packages to download nodes as the lead's rules layer will.
-    let sync = RepoSyncRule::new(
-        RepoSource {
-            id: "fixture".into(),
-            arch: "x86_64".into(),
-            baseurl: vec![server.base.clone()],
-            metalink: None,
-            mirrorlist: None,
-            priority: 99,
-            cost: 1000,
-            exclude: vec![],
-            includepkgs: vec![],
-            workdir_url: None,
-        },
-        None,
-    );
+    let sync = RepoSyncRule::new(common::source("fixture", vec![server.base.clone()]), None);
     let sync_id = sync.id();
     let mut b = GraphBuilder::new();
     b.add(sync_id.clone(), Arc::new(sync.clone()), vec![]);

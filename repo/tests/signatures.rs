@@ -167,18 +167,7 @@ fn repo(gpg: &Gpg, dir: &Path, name: &str, signer: Option<&str>) -> PathBuf {
 }
 
 fn source(repo: &Path) -> RepoSource {
-    RepoSource {
-        id: "signed".into(),
-        arch: "x86_64".into(),
-        baseurl: vec![format!("file://{}", repo.display())],
-        metalink: None,
-        mirrorlist: None,
-        priority: 99,
-        cost: 1000,
-        exclude: vec![],
-        includepkgs: vec![],
-        workdir_url: None,
-    }
+    common::source("signed", vec![format!("file://{}", repo.display())])
 }
 
 fn keys_rule(keys: &[PathBuf]) -> RepoKeysRule {

@@ -304,3 +304,19 @@ pub fn error(report: &BuildReport, id: &str) -> String {
 pub fn blake3_of(path: &Path) -> Digest {
     Digest::of(&fs_err::read(path).unwrap())
 }
+
+/// The source of repository `id` for x86_64 at `baseurl`, with dnf's defaults.
+pub fn source(id: &str, baseurl: Vec<String>) -> nosa_repo::RepoSource {
+    nosa_repo::RepoSource {
+        id: id.into(),
+        arch: "x86_64".into(),
+        baseurl,
+        metalink: None,
+        mirrorlist: None,
+        priority: 99,
+        cost: 1000,
+        exclude: vec![],
+        includepkgs: vec![],
+        workdir_url: None,
+    }
+}
