@@ -23,9 +23,10 @@ seed_into image_yaml examples/image.yaml examples/image-base.yaml config/tests/f
 seed_into repo_file examples/*.repo config/tests/fixtures/valid/*/*.repo
 seed_into repomd "$repo/repodata/repomd.xml"
 mkdir -p "$corpus/primary"
-gzip -dc "$repo"/repodata/*-primary.xml.gz | head -c 60000 > "$corpus/primary/fixture-primary.xml"
+# (head closes the pipe early: gzip's SIGPIPE is expected.)
+{ gzip -dc "$repo"/repodata/*-primary.xml.gz || true; } | head -c 60000 > "$corpus/primary/fixture-primary.xml"
 mkdir -p "$corpus/rpm_header"
-ls -S -r "$repo"/Packages/*.rpm | head -5 | while read -r f; do cp "$f" "$corpus/rpm_header/"; done
+for f in $(ls -S -r "$repo"/Packages/*.rpm | head -5 || true); do cp "$f" "$corpus/rpm_header/"; done
 seed_into build_file nestos.build.toml
 # The store's state files, from a small build made here.
 mkdir -p "$corpus/store_state"
@@ -34,8 +35,9 @@ printf '[[step]]\nname = "s"\ninputs = ["in"]\nrun = "cp in out"\noutputs = ["ou
 echo x > "$w/in"
 cargo build --bin nosa --bin nosa-core -q
 (cd "$w" && "$OLDPWD/target/debug/nosa" graph build >/dev/null 2>&1)
-find "$w/cache/store/state" "$w/cache/store/trees" "$w/cache/store/ac" -type f | head -8 |
-  while read -r f; do cp "$f" "$corpus/store_state/$(basename "$f")"; done
+for f in $(find "$w/cache/store/state" "$w/cache/store/trees" "$w/cache/store/ac" -type f | head -8 || true); do
+  cp "$f" "$corpus/store_state/$(basename "$f")"
+done
 rm -rf "$w"
 
 status=0
