@@ -198,7 +198,16 @@ fn check_headers(bytes: &[u8], nevra: &str) -> Result<(), RunError> {
                 ),
             ));
         }
-        at += 16 + u64::from(il) * 16 + u64::from(dl);
+        let end = at + 16 + u64::from(il) * 16 + u64::from(dl);
+        if end > len {
+            return Err(err(
+                nevra,
+                which,
+                format!("it claims {end} bytes, the file has {len} (truncated)"),
+            ));
+        }
+        check_entries(&bytes[at as usize..end as usize], il, dl, which, nevra)?;
+        at = end;
         if pad {
             at = at.div_ceil(8) * 8;
         }
@@ -208,6 +217,61 @@ fn check_headers(bytes: &[u8], nevra: &str) -> Result<(), RunError> {
                 which,
                 format!("it claims {at} bytes, the file has {len} (truncated)"),
             ));
+        }
+    }
+    Ok(())
+}
+
+/// Checks each index entry of a header (`h`: from its magic to the end of its data) as rpm does before it trusts one: a
+/// known type, a count within reason, and data that lies inside the data area (strings
+/// NUL-terminated there). The rpm crate indexes the data area with these numbers unchecked.
+fn check_entries(h: &[u8], il: u32, dl: u32, which: &str, nevra: &str) -> Result<(), RunError> {
+    let data = &h[16 + il as usize * 16..];
+    debug_assert_eq!(data.len(), dl as usize);
+    let be = |b: &[u8], at: usize| u32::from_be_bytes(b[at..at + 4].try_into().expect("4 bytes"));
+    for i in 0..il as usize {
+        let e = 16 + i * 16;
+        let (tag, ty, offset, count) = (be(h, e), be(h, e + 4), be(h, e + 8), be(h, e + 12));
+        let bad = |what: String| {
+            err(
+                nevra,
+                which,
+                format!("index entry {i} (tag {tag}): {what} (a hostile or broken package)"),
+            )
+        };
+        if count == 0 || count > HEADER_MAX_DATA {
+            return Err(bad(format!("count {count}")));
+        }
+        let start = offset as usize;
+        if start > data.len() {
+            return Err(bad(format!("offset {offset} past the {dl}-byte data area")));
+        }
+        let size = match ty {
+            0 => 0,
+            1 | 2 | 7 => 1,
+            3 => 2,
+            4 => 4,
+            5 => 8,
+            // Strings: `count` NUL-terminated strings inside the data area.
+            6 | 8 | 9 => {
+                let nuls = data[start..]
+                    .iter()
+                    .filter(|&&b| b == 0)
+                    .take(count as usize)
+                    .count();
+                if nuls < count as usize {
+                    return Err(bad(format!(
+                        "{count} strings at offset {offset} run past the data area"
+                    )));
+                }
+                continue;
+            }
+            t => return Err(bad(format!("unknown type {t}"))),
+        };
+        if start + count as usize * size > data.len() {
+            return Err(bad(format!(
+                "{count} values of {size} bytes at offset {offset} run past the {dl}-byte data area"
+            )));
         }
     }
     Ok(())

@@ -203,7 +203,17 @@ fn headers_over_rpms_limits_and_truncated_packages_are_refused() {
     });
     let good = fs_err::read(&path).unwrap();
     let h = main_header(&good);
-    let cases: [(&str, Box<dyn Fn(&mut Vec<u8>)>, &str); 4] = [
+    let cases: [(&str, Box<dyn Fn(&mut Vec<u8>)>, &str); 5] = [
+        (
+            // Found by `make fuzz` (rpm_header): an entry's offset past the data area made the
+            // rpm crate index out of bounds and panic.
+            "offset",
+            Box::new(move |b: &mut Vec<u8>| {
+                let e = h + 16 + 16; // the second index entry (the first is the region)
+                b[e + 8..e + 12].copy_from_slice(&0x7fff_0000u32.to_be_bytes());
+            }),
+            "header: index entry 1 (tag",
+        ),
         (
             "entries",
             Box::new(move |b: &mut Vec<u8>| {
