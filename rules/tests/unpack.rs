@@ -203,7 +203,8 @@ fn headers_over_rpms_limits_and_truncated_packages_are_refused() {
     });
     let good = fs_err::read(&path).unwrap();
     let h = main_header(&good);
-    let cases: [(&str, Box<dyn Fn(&mut Vec<u8>)>, &str); 5] = [
+    type Damage = Box<dyn Fn(&mut Vec<u8>)>;
+    let cases: [(&str, Damage, &str); 5] = [
         (
             // Found by `make fuzz` (rpm_header): an entry's offset past the data area made the
             // rpm crate index out of bounds and panic.
