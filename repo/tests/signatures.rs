@@ -15,6 +15,17 @@ use nosa_engine::{Graph, GraphBuilder, Status};
 use nosa_repo::{RepoKeysRule, RepoSource, RepoSyncRule, RpmDownloadRule, SyncedRepo};
 use nosa_testkit::fixture_repo;
 
+/// Runs `cmd`, which must succeed; its stdout.
+fn ok(cmd: &mut Command) -> Vec<u8> {
+    let out = cmd.stdin(Stdio::null()).output().unwrap();
+    assert!(
+        out.status.success(),
+        "{cmd:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out.stdout
+}
+
 /// A gpg home with two signing keys, `a@nosa.invalid` and `b@nosa.invalid`.
 struct Gpg {
     dir: tempfile::TempDir,
@@ -50,19 +61,10 @@ impl Gpg {
     }
 
     fn run(&self, args: &[&str]) -> Vec<u8> {
-        let out = Command::new("gpg")
+        ok(Command::new("gpg")
             .arg("--homedir")
             .arg(self.home())
-            .args(args)
-            .stdin(Stdio::null())
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "gpg {args:?}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        out.stdout
+            .args(args))
     }
 
     /// The public key file of `who`.
@@ -88,21 +90,13 @@ impl Gpg {
 
     fn sign_rpm(&self, who: &str, rpm: &Path) {
         // --resign: the fixture's own signature goes.
-        let out = Command::new("rpmsign")
+        ok(Command::new("rpmsign")
             .arg("--resign")
             .args(["--define", "__gpg /usr/bin/gpg"])
             .args(["--define", &format!("_gpg_name {who}@nosa.invalid")])
             .arg("--define")
             .arg(format!("_gpg_path {}", self.home().display()))
-            .arg(rpm)
-            .stdin(Stdio::null())
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "rpmsign: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+            .arg(rpm));
     }
 
     /// `repomd.xml.asc` of `repo`, by `who`.
@@ -124,16 +118,7 @@ impl Gpg {
 
 /// Removes the fixture's signature from `rpm`.
 fn unsign(rpm: &Path) {
-    let out = Command::new("rpmsign")
-        .arg("--delsign")
-        .arg(rpm)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "rpmsign --delsign: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    ok(Command::new("rpmsign").arg("--delsign").arg(rpm));
 }
 
 /// Two fixture packages in a repository under `dir/name`, signed by `signer` (or not), with
@@ -153,16 +138,9 @@ fn repo(gpg: &Gpg, dir: &Path, name: &str, signer: Option<&str>) -> PathBuf {
             None => unsign(&to),
         }
     }
-    let out = Command::new("createrepo_c")
+    ok(Command::new("createrepo_c")
         .args(["-q", "--revision", "1"])
-        .arg(&repo)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+        .arg(&repo));
     repo
 }
 
