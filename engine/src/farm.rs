@@ -93,11 +93,6 @@ impl FarmNodes {
     }
 }
 
-/// A node's output made on the farm, in the local store.
-pub(crate) struct FarmOutput {
-    pub produced: Produced,
-}
-
 fn io(what: &Path) -> impl Fn(std::io::Error) -> RunError + '_ {
     move |e| RunError::msg(format!("{}: {e}", what.display()))
 }
@@ -119,9 +114,10 @@ impl Engine {
     pub(crate) fn run_on_farm(
         &self,
         job: &Job,
+        own_key: Digest,
         base: &Path,
         log: &mut dyn Write,
-    ) -> Result<Option<FarmOutput>, RunError> {
+    ) -> Result<Option<Produced>, RunError> {
         let (Some(farm), Some(nodes)) = (self.executor.as_deref(), self.farm.as_deref()) else {
             return Ok(None);
         };
@@ -131,7 +127,7 @@ impl Engine {
         if nodes.off.load(Ordering::Relaxed) {
             return Ok(None);
         }
-        match self.farm_run(job, &portable, farm, nodes, base, log)? {
+        match self.farm_run(job, own_key, &portable, (farm, nodes), base, log)? {
             Ok(out) => Ok(Some(out)),
             Err(why) => {
                 writeln!(
@@ -170,12 +166,12 @@ impl Engine {
     fn farm_run(
         &self,
         job: &Job,
+        own_key: Digest,
         portable: &Portable,
-        farm: &dyn RemoteExecutor,
-        nodes: &FarmNodes,
+        (farm, nodes): (&dyn RemoteExecutor, &FarmNodes),
         base: &Path,
         log: &mut dyn Write,
-    ) -> Result<Result<FarmOutput, String>, RunError> {
+    ) -> Result<Result<Produced, String>, RunError> {
         let root = base.join("farm-root");
         let out = base.join("farm-out");
         fs_err::create_dir_all(&root)?;
@@ -216,16 +212,14 @@ impl Engine {
         };
         for dep in &job.deps {
             let tree = self.store.get_tree(&dep.tree)?;
-            let rel = self.store.tree_path(&dep.tree);
-            let rel = rel
-                .strip_prefix(self.store.root())
-                .expect("tree under the store");
-            let to = root.join("store").join(rel);
+            let from = self.store.tree_path(&dep.tree);
+            let to = root.join("store").join(
+                from.strip_prefix(self.store.root())
+                    .expect("tree under the store"),
+            );
             fs_err::create_dir_all(to.parent().expect("sharded path"))?;
-            fs_err::write(
-                &to,
-                serde_json::to_vec(&tree).map_err(|e| RunError::msg(e.to_string()))?,
-            )?;
+            // The store's own file (the worker checks it against its name).
+            fs_err::copy(&from, &to)?;
             for b in tree.blobs() {
                 place(b, None)?;
             }
@@ -254,13 +248,7 @@ impl Engine {
             version: job.rule.version(),
             spec: portable.spec.clone(),
             params: params.digest(),
-            own_key: crate::key::key_of_parts(
-                &job.components
-                    .iter()
-                    .filter(|c| c.kind != crate::key::ComponentKind::Dep)
-                    .map(|c| (c.kind, c.name.as_str(), c.digest))
-                    .collect::<Vec<_>>(),
-            ),
+            own_key,
             inputs,
             deps: job.deps.clone(),
         };
@@ -327,17 +315,15 @@ impl Engine {
             )));
         }
         match self.take_farm_tree(&result_dir, &result) {
-            Ok(tree) => Ok(Ok(FarmOutput {
-                produced: Produced {
-                    tree: Some(tree),
-                    equivalence: result.equivalence,
-                    note: Some(match &result.note {
-                        Some(n) => format!("ran on the build farm {} ({n})", farm.describe()),
-                        None => format!("ran on the build farm {}", farm.describe()),
-                    }),
-                    farm: Some(farm.describe()),
-                    ..Produced::default()
-                },
+            Ok(tree) => Ok(Ok(Produced {
+                tree: Some(tree),
+                equivalence: result.equivalence,
+                note: Some(match &result.note {
+                    Some(n) => format!("ran on the build farm {} ({n})", farm.describe()),
+                    None => format!("ran on the build farm {}", farm.describe()),
+                }),
+                farm: Some(farm.describe()),
+                ..Produced::default()
             })),
             Err(why) => Ok(Err(format!("its result is unusable: {why}"))),
         }
@@ -512,12 +498,7 @@ fn run_here(
     let tree = match produced.tree {
         Some(mut t) => {
             t.normalize();
-            if let Some(missing) = t.blobs().find(|b| !store.has_blob(b)) {
-                return Err(RunError::msg(format!(
-                    "the rule's tree names blob {} which the store lacks",
-                    missing.short()
-                )));
-            }
+            crate::run::put_complete_tree(store, &t)?;
             t
         }
         None => {
@@ -618,7 +599,10 @@ mod tests {
             };
             fs_err::copy(&input.abs, ctx.out.join("copy"))?;
             fs_err::write(ctx.out.join("secret"), "s")?;
-            fs_err::set_permissions(ctx.out.join("secret"), std::fs::Permissions::from_mode(0))?;
+            fs_err::set_permissions(
+                ctx.out.join("secret"),
+                std::fs::Permissions::from_mode(0o000),
+            )?;
             Ok(())
         }
     }

@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Instant;
 
-use nosa_cache::Digest;
+use nosa_cache::{Digest, Store, Tree};
 
 use crate::exec::{Engine, EngineError};
 use crate::key::{ActionRecord, Component, ComponentKind, key_of_parts};
@@ -53,6 +53,18 @@ pub fn file_name_for(id: &str) -> String {
             }
         })
         .collect()
+}
+
+/// Stores a tree a rule made by hand (in `store`, the build's or a farm worker's), refusing
+/// one that names a blob the store lacks.
+pub(crate) fn put_complete_tree(store: &Store, t: &Tree) -> Result<Digest, RunError> {
+    if let Some(missing) = t.blobs().find(|b| !store.has_blob(b)) {
+        return Err(RunError::msg(format!(
+            "the rule's tree names blob {} which the store lacks",
+            missing.short()
+        )));
+    }
+    Ok(store.put_tree(t)?)
 }
 
 /// The message of a caught panic.
@@ -172,10 +184,11 @@ impl Engine {
             .filter(|c| c.kind != ComponentKind::Dep)
             .map(|c| (c.kind, c.name.as_str(), c.digest))
             .collect();
+        let own_key = key_of_parts(&own);
         let mut produced = Produced::default();
-        let run = match self.run_on_farm(job, &base, &mut log) {
+        let run = match self.run_on_farm(job, own_key, &base, &mut log) {
             Ok(Some(farmed)) => {
-                produced = farmed.produced;
+                produced = farmed;
                 Ok(())
             }
             Err(e) => Err(e),
@@ -188,7 +201,7 @@ impl Engine {
                     scratch: scratch.clone(),
                     log: &mut log,
                     previous: job.previous,
-                    own_key: key_of_parts(&own),
+                    own_key,
                     previous_key: job.previous_key,
                     store: &self.store,
                     log_path: log_path.to_path_buf(),
@@ -241,14 +254,14 @@ impl Engine {
                     ));
                 }
                 t.normalize();
-                self.put_complete_tree(&t)?
+                put_complete_tree(&self.store, &t)?
             }
         };
         let memo = match produced.memo {
             None => None,
             Some(mut m) => {
                 m.normalize();
-                Some(self.put_complete_tree(&m)?)
+                Some(put_complete_tree(&self.store, &m)?)
             }
         };
         if let Some(n) = &produced.note {
@@ -279,17 +292,6 @@ impl Engine {
         crate::exec::timing(&format!("{}: store output", job.id), t_commit);
         self.remove_later(base);
         Ok(rec)
-    }
-
-    /// Stores a tree a rule made by hand, refusing one that names a blob the store lacks.
-    fn put_complete_tree(&self, t: &nosa_cache::Tree) -> Result<Digest, RunError> {
-        if let Some(missing) = t.blobs().find(|b| !self.store.has_blob(b)) {
-            return Err(RunError::msg(format!(
-                "the rule's tree names blob {} which the store lacks",
-                missing.short()
-            )));
-        }
-        Ok(self.store.put_tree(t)?)
     }
 
     /// Removes run directories a killed build left behind.
