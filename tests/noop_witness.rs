@@ -361,7 +361,7 @@ fn example_build(w: &std::path::Path, path: &std::ffi::OsStr, args: &[&str]) -> 
 /// A `[nestos]` workdir (the example on the fixture distro): `nosa build` and `nosa graph
 /// build` no-ops are answered from the witness, with the same output as the normal no-op,
 /// and what the graph and the record rest on outside the engine (the config tree, builds/,
-/// a host tool whose version enters a key, PATH) breaks it.
+/// a local gpgkey file, a host tool whose version enters a key, PATH) breaks it.
 #[test]
 fn an_example_workdir_no_op_is_answered_from_its_witness() {
     let (tmp, w) = common::fixture_workdir();
@@ -449,6 +449,20 @@ fn an_example_workdir_no_op_is_answered_from_its_witness() {
     broken(&r, "a deleted builds/ file");
     r.all_cached();
     assert!(object.is_file(), "the record put it back");
+    age();
+    again();
+    // The repository's local gpgkey file touched (its content is in repo-keys' key): the
+    // witness breaks, and the same bytes leave everything cached.
+    let key = w.join("fixtures/out/repo/RPM-GPG-KEY-nosa-fixture");
+    fs_err::File::options()
+        .append(true)
+        .open(&key)
+        .unwrap()
+        .set_modified(std::time::SystemTime::now())
+        .unwrap();
+    let r = b(&["build"]);
+    broken(&r, "a touched gpgkey file");
+    r.all_cached();
     age();
     again();
     // Another `rpm` version: the rpm database node's key changed.

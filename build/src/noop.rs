@@ -7,6 +7,7 @@
 //!   directories and tests for files all over it: a stamp of every entry catches a content,
 //!   mode or existence change), and any file it read outside the tree;
 //! - the repository pins (`cache/pins/`), which enter the repo-sync keys;
+//! - each repository's local (`file://`) gpgkey files, whose content enters repo-keys' keys;
 //! - the workdir's `overrides/rootfs` and `overrides/rpm`, whose presence adds nodes;
 //! - the host programs whose versions enter keys, as `PATH` resolves them (`PATH` is in the
 //!   witness key), and the earlier `PATH` entries where they are missing;
@@ -45,6 +46,12 @@ pub fn observe_graph(s: &Session, draft: &WitnessDraft) {
         draft.observe_tree(&c.dir, &SKIP);
         for f in c.files_read.iter().filter(|f| !f.starts_with(&c.dir)) {
             draft.observe_now(f, true);
+        }
+        // Local gpgkey files: their content is in the repo-keys nodes' keys.
+        for repo in c.compose_repos() {
+            for path in repo.gpgkey.iter().filter_map(|u| u.strip_prefix("file://")) {
+                draft.observe_now(std::path::Path::new(path), true);
+            }
         }
     }
     draft.observe_tree(&pins::dir(workdir), &[]);

@@ -69,21 +69,6 @@ impl RepoKeysRule {
     }
 }
 
-/// rpm's version, which decides what `rpmkeys` accepts.
-pub fn rpm_version() -> String {
-    static V: std::sync::OnceLock<String> = std::sync::OnceLock::new();
-    V.get_or_init(|| {
-        Command::new("rpmkeys")
-            .arg("--version")
-            .env("PATH", PATH)
-            .output()
-            .ok()
-            .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
-            .unwrap_or_else(|| "rpmkeys missing".into())
-    })
-    .clone()
-}
-
 impl Rule for RepoKeysRule {
     fn kind(&self) -> &str {
         Self::KIND
@@ -106,7 +91,8 @@ impl Rule for RepoKeysRule {
                     .collect::<Vec<_>>(),
             )
             .add("repomd-pin", &self.pin.map(|d| d.to_hex()))
-            .add("rpm", &rpm_version());
+            // rpmkeys checks the keys here and the packages downstream.
+            .add("rpm", crate::tool_version("rpmkeys"));
     }
 
     fn run(&self, ctx: &mut RunContext<'_>) -> Result<(), RunError> {

@@ -19,12 +19,14 @@ mod primary;
 mod repomd;
 mod rpm;
 mod sync;
+mod tools;
 
 pub use checksum::{Checksum, ChecksumKind, HashingWriter, is_too_long};
 pub use decompress::decoder;
 pub use error::{ChecksumMismatch, RepoError};
-pub use keys::{RepoKeysRule, rpm_version};
+pub use keys::RepoKeysRule;
 pub use primary::{Package, SyncedRepo, parse_primary, parse_primary_xml};
 pub use repomd::{RepoMd, RepoMdData, parse_repomd};
 pub use rpm::RpmDownloadRule;
 pub use sync::{METADATA_KINDS, RepoJson, RepoSource, RepoSyncRule, probe_repomd};
+pub use tools::tool_version;

@@ -89,7 +89,7 @@ impl Rule for RpmDownloadRule {
         // Only when checked, so that an unchecked repository's keys stay as they were.
         if let Some(repo) = &self.gpgcheck {
             p.add("gpgcheck", repo)
-                .add("rpm", &crate::keys::rpm_version());
+                .add("rpm", crate::tool_version("rpmkeys"));
         }
     }
 

@@ -198,7 +198,9 @@ impl Rule for RepoSyncRule {
             .add("includepkgs", &s.includepkgs)
             .add("repomd-pin", &self.pin);
         if self.repo_gpgcheck {
-            p.add("repo_gpgcheck", &true);
+            // sqv decides which signatures verify.
+            p.add("repo_gpgcheck", &true)
+                .add("sqv", crate::tool_version("sqv"));
         }
     }
 

@@ -15,6 +15,7 @@ pub mod scriptlets;
 pub mod trace;
 pub mod unpack;
 
-/// The host programs whose `--version` output enters node keys (the rpm database's `rpm`, the
-/// override repository's `createrepo_c`): a no-op witness watches the files they resolve to.
-pub const HOST_TOOLS_IN_KEYS: [&str; 2] = ["rpm", "createrepo_c"];
+/// The host programs whose `--version` output enters node keys (`nosa_repo::tool_version`:
+/// the rpm database's `rpm`, the override repository's `createrepo_c`, the signature checks'
+/// `rpmkeys` and `sqv`): a no-op witness watches the files they resolve to.
+pub const HOST_TOOLS_IN_KEYS: [&str; 4] = ["rpm", "createrepo_c", "rpmkeys", "sqv"];

@@ -4,7 +4,6 @@
 //! override repository: a package name it holds comes from it only.
 
 use std::process::{Command, Stdio};
-use std::sync::OnceLock;
 
 use nosa_engine::{InputSpec, Params, Rule, RunContext, RunError};
 use nosa_repo::RepoJson;
@@ -14,19 +13,6 @@ pub const OVERRIDES_RPM: &str = "overrides/rpm";
 
 /// The repository id of the override RPMs (in `resolved.json` and the lockfile).
 pub const OVERRIDES_REPO_ID: &str = "overrides-rpm";
-
-/// `createrepo_c --version`: the tool that writes the metadata is part of the key.
-fn createrepo_version() -> &'static str {
-    static V: OnceLock<String> = OnceLock::new();
-    V.get_or_init(|| {
-        Command::new("createrepo_c")
-            .arg("--version")
-            .output()
-            .ok()
-            .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
-            .unwrap_or_else(|| "createrepo_c missing".into())
-    })
-}
 
 /// `overrides-rpm:<arch>`: the `*.rpm` files directly under `overrides/rpm` as a repository.
 #[derive(Debug, Clone)]
@@ -59,7 +45,7 @@ impl Rule for OverridesRpmRule {
 
     fn params(&self, p: &mut Params) {
         p.add("arch", &self.arch)
-            .add("createrepo_c", createrepo_version());
+            .add("createrepo_c", nosa_repo::tool_version("createrepo_c"));
     }
 
     fn inputs(&self) -> Vec<InputSpec> {

@@ -4,7 +4,6 @@
 //! `SOURCE_DATE_EPOCH=0`, no lock or WAL files kept.
 
 use std::process::{Command, Stdio};
-use std::sync::OnceLock;
 
 use nosa_cache::EntryKind;
 use nosa_engine::{Params, Rule, RunContext, RunError};
@@ -24,19 +23,6 @@ impl RpmdbRule {
     }
 }
 
-/// `rpm --version` of the host: the tool that writes the database is part of the key.
-fn rpm_version() -> &'static str {
-    static V: OnceLock<String> = OnceLock::new();
-    V.get_or_init(|| {
-        Command::new("rpm")
-            .arg("--version")
-            .output()
-            .ok()
-            .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
-            .unwrap_or_else(|| "rpm missing".into())
-    })
-}
-
 impl Rule for RpmdbRule {
     fn kind(&self) -> &str {
         "rpmdb"
@@ -47,7 +33,8 @@ impl Rule for RpmdbRule {
     }
 
     fn params(&self, p: &mut Params) {
-        p.add("arch", &self.arch).add("rpm", rpm_version());
+        p.add("arch", &self.arch)
+            .add("rpm", nosa_repo::tool_version("rpm"));
     }
 
     fn run(&self, ctx: &mut RunContext<'_>) -> Result<(), RunError> {
