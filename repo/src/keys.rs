@@ -8,7 +8,7 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
-use nosa_cache::{Digest, EntryKind};
+use nosa_cache::{Digest, EntryKind, Tree};
 use nosa_engine::{DepOutput, Params, Rule, RunContext, RunError};
 
 use crate::fetch::Fetcher;
@@ -125,13 +125,16 @@ impl Rule for RepoKeysRule {
             }
             let file = dir.join(format!("{n}.asc"));
             fs_err::write(&file, &bytes)?;
-            let ids = import(&ctx.scratch.join(format!("check-{n}")), &[file]).map_err(|e| {
-                RunError::msg(format!(
-                    "repo {}: gpgkey {url}: unreadable key (not an OpenPGP public key rpm \
-                     imports): {e}",
-                    self.repo
-                ))
-            })?;
+            let db = ctx.scratch.join(format!("check-{n}"));
+            let ids = import(&db, &[file])
+                .and_then(|()| key_ids(&db))
+                .map_err(|e| {
+                    RunError::msg(format!(
+                        "repo {}: gpgkey {url}: unreadable key (not an OpenPGP public key rpm \
+                         imports): {e}",
+                        self.repo
+                    ))
+                })?;
             listing.push_str(&format!("{} {}\n", self.portable[n], ids.join(" ")));
             writeln!(ctx.log, "{url}: key ids {}", ids.join(", "))?;
         }
@@ -140,9 +143,8 @@ impl Rule for RepoKeysRule {
     }
 }
 
-/// Imports `keys` into a new rpm keyring at `db`; returns the key ids rpm then holds
-/// (`gpg-pubkey-<id>-<time>`'s id, lower-case hex).
-fn import(db: &Path, keys: &[PathBuf]) -> Result<Vec<String>, String> {
+/// Imports `keys` into a new rpm keyring at `db`.
+fn import(db: &Path, keys: &[PathBuf]) -> Result<(), String> {
     fs_err::create_dir_all(db).map_err(|e| e.to_string())?;
     for k in keys {
         let out = rpmkeys(db)
@@ -154,14 +156,15 @@ fn import(db: &Path, keys: &[PathBuf]) -> Result<Vec<String>, String> {
             return Err(String::from_utf8_lossy(&out.stderr).trim().to_string());
         }
     }
-    let out = Command::new("rpm")
+    Ok(())
+}
+
+/// The key ids the rpm keyring at `db` holds (`gpg-pubkey-<id>-<time>`'s id, lower-case hex).
+fn key_ids(db: &Path) -> Result<Vec<String>, String> {
+    let out = tool("rpm")
         .arg("--dbpath")
         .arg(db)
         .args(["-q", "gpg-pubkey", "--qf", "%{VERSION}\\n"])
-        .env_clear()
-        .env("PATH", PATH)
-        .env("LC_ALL", "C")
-        .stdin(Stdio::null())
         .output()
         .map_err(|e| format!("cannot run rpm ({e}); install Debian's rpm"))?;
     let ids: Vec<String> = String::from_utf8_lossy(&out.stdout)
@@ -175,20 +178,29 @@ fn import(db: &Path, keys: &[PathBuf]) -> Result<Vec<String>, String> {
     Ok(ids)
 }
 
-fn rpmkeys(db: &Path) -> Command {
-    let mut c = Command::new("rpmkeys");
-    c.arg("--dbpath")
-        .arg(db)
-        .env_clear()
+/// `program` with nothing of the caller's environment but the tools' `PATH` and `LC_ALL=C`.
+fn tool(program: &str) -> Command {
+    let mut c = Command::new(program);
+    c.env_clear()
         .env("PATH", PATH)
         .env("LC_ALL", "C")
         .stdin(Stdio::null());
     c
 }
 
+fn rpmkeys(db: &Path) -> Command {
+    let mut c = tool("rpmkeys");
+    c.arg("--dbpath").arg(db);
+    c
+}
+
+/// What `out` printed, stdout then stderr.
+fn printed(out: &std::process::Output) -> String {
+    String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr)
+}
+
 /// The key files of a `repo-keys` output, in order.
-fn key_files(ctx: &RunContext<'_>, keys: &DepOutput) -> Result<Vec<PathBuf>, RunError> {
-    let tree = ctx.dep_tree(keys)?;
+fn key_files(ctx: &RunContext<'_>, tree: &Tree) -> Vec<PathBuf> {
     let mut files: Vec<(String, PathBuf)> = tree
         .entries
         .iter()
@@ -207,7 +219,20 @@ fn key_files(ctx: &RunContext<'_>, keys: &DepOutput) -> Result<Vec<PathBuf>, Run
             .parse::<u64>()
             .unwrap_or(u64::MAX)
     });
-    Ok(files.into_iter().map(|(_, f)| f).collect())
+    files.into_iter().map(|(_, f)| f).collect()
+}
+
+/// The key ids `keys.txt` of a `repo-keys` output lists, for a message.
+fn listed_ids(ctx: &RunContext<'_>, tree: &Tree) -> Vec<String> {
+    tree.file("keys.txt")
+        .and_then(|d| fs_err::read_to_string(ctx.store().blob_path(&d)).ok())
+        .map(|text| {
+            text.lines()
+                .flat_map(|l| l.split_whitespace().skip(1))
+                .map(str::to_string)
+                .collect()
+        })
+        .unwrap_or_default()
 }
 
 /// Checks `rpm`'s signature (package `nevra` of repository `repo`) against the keys of the
@@ -220,10 +245,10 @@ pub(crate) fn check_package(
     nevra: &str,
     rpm: &Path,
 ) -> Result<(), RunError> {
-    let files = key_files(ctx, keys)?;
+    let tree = ctx.dep_tree(keys)?;
     let db = std::path::absolute(ctx.scratch.join("keyring"))?;
-    let known =
-        import(&db, &files).map_err(|e| RunError::msg(format!("repo {repo}: its keys: {e}")))?;
+    import(&db, &key_files(ctx, &tree))
+        .map_err(|e| RunError::msg(format!("repo {repo}: its keys: {e}")))?;
     // From its directory, so that the log names the file, not this run's scratch path.
     let (dir, name) = (
         rpm.parent().unwrap_or(Path::new(".")),
@@ -235,8 +260,7 @@ pub(crate) fn check_package(
         .current_dir(dir)
         .output()
         .map_err(|e| RunError::msg(format!("cannot run rpmkeys ({e}); install Debian's rpm")))?;
-    let text =
-        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
+    let text = printed(&out);
     writeln!(ctx.log, "{}", text.trim_end())?;
     if out.status.success() {
         return Ok(());
@@ -255,7 +279,7 @@ pub(crate) fn check_package(
         format!(
             "it is signed with key ID {}, which is not among the repository's keys ({})",
             signed_by.join(", "),
-            known.join(", ")
+            listed_ids(ctx, &tree).join(", ")
         )
     } else {
         format!(
@@ -286,22 +310,17 @@ pub(crate) fn check_repomd(
     repomd: &Path,
     sig: &Path,
 ) -> Result<(), RunError> {
-    let files = key_files(ctx, keys)?;
-    let mut cmd = Command::new("sqv");
-    for k in &files {
+    let tree = ctx.dep_tree(keys)?;
+    let mut cmd = tool("sqv");
+    for k in key_files(ctx, &tree) {
         cmd.arg("--keyring").arg(k);
     }
     let out = cmd
         .arg(sig)
         .arg(repomd)
-        .env_clear()
-        .env("PATH", PATH)
-        .env("LC_ALL", "C")
-        .stdin(Stdio::null())
         .output()
         .map_err(|e| RunError::msg(format!("cannot run sqv ({e}); install Debian's sqv")))?;
-    let text =
-        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
+    let text = printed(&out);
     if out.status.success() {
         writeln!(ctx.log, "repomd.xml.asc: good signature by {}", text.trim())?;
         return Ok(());
