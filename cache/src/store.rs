@@ -208,7 +208,9 @@ impl Store {
         Ok(d)
     }
 
-    /// Stores `tree` (its blobs must already be stored) and returns its digest.
+    /// Stores `tree` (its blobs must already be stored) and returns its digest. The one way a
+    /// tree enters the store, so the one place its paths are checked ([`Tree::check_paths`]):
+    /// what the store materializes or syncs was checked when it was put.
     pub fn put_tree(&self, tree: &Tree) -> Result<Digest> {
         tree.check_paths().map_err(Error::Invalid)?;
         let d = tree.digest();
@@ -351,7 +353,6 @@ impl Store {
     /// Writes `tree` under `dest`, replacing what is at each of its paths. Each file is written
     /// under a temporary name and renamed, so a reader never sees half a file.
     pub fn materialize(&self, tree: &Tree, dest: &Path, how: Materialize) -> Result<()> {
-        tree.check_paths().map_err(Error::Invalid)?;
         fs_err::create_dir_all(dest)?;
         for e in &tree.entries {
             let target = dest.join(&e.path);
@@ -423,7 +424,6 @@ impl Store {
     /// directories was most of staging). Interrupted, it leaves a directory the next call
     /// repairs.
     pub fn sync_into(&self, tree: &Tree, dest: &Path, how: Materialize) -> Result<()> {
-        tree.check_paths().map_err(Error::Invalid)?;
         if dest.symlink_metadata().is_ok_and(|m| !m.is_dir()) {
             fs_err::remove_file(dest)?;
         }

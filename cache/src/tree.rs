@@ -245,6 +245,17 @@ mod path_tests {
             e.contains("\"a/passwd\" lies under the symlink \"a\""),
             "{e}"
         );
-        assert!(tree(&[("a", link), ("ab/c", file)]).check_paths().is_ok());
+        assert!(
+            tree(&[("a", link.clone()), ("ab/c", file.clone())])
+                .check_paths()
+                .is_ok()
+        );
+        // The store keeps none of them.
+        let dir = tempfile::tempdir().unwrap();
+        let store = crate::Store::open(dir.path()).unwrap();
+        let e = store
+            .put_tree(&tree(&[("a", link), ("a/passwd", file)]))
+            .unwrap_err();
+        assert!(e.to_string().contains("lies under the symlink"), "{e}");
     }
 }
