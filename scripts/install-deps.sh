@@ -16,7 +16,9 @@ boot_pkgs=(qemu-system-x86 ovmf openssh-client)
 # ignition: ignition-validate checks every Ignition config nosa writes.
 # nginx: the remote cache tests serve an HTTP cache with WebDAV PUT; openssl: they make a CA
 # and a certificate for BuildGrid over TLS; gpg: the signature tests make keys and sign.
-test_pkgs=(skopeo libzstd-dev ignition nginx openssl gpg)
+# docker-registry and apache2-utils (htpasswd): push-container pushes to a local registry,
+# with and without htpasswd auth.
+test_pkgs=(skopeo libzstd-dev ignition nginx openssl gpg docker-registry apache2-utils)
 bench_pkgs=(ninja-build b3sum rpm2cpio)
 
 want=("${build_pkgs[@]}" "${fixture_pkgs[@]}" "${image_pkgs[@]}" "${boot_pkgs[@]}")

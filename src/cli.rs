@@ -35,6 +35,21 @@ pub enum Command {
     /// Tags in builds/builds.json (coreos-assembler's form): tagged builds are never pruned.
     #[command(subcommand)]
     Tag(TagCommand),
+    /// Read or edit a build's meta.json (checked against coreos-assembler's v1 schema before
+    /// anything is written).
+    Meta(MetaArgs),
+    /// Compress a build's images in place (graph nodes: in parallel, cached), updating
+    /// meta.json with the compressed and uncompressed sizes and digests.
+    Compress(CompressArgs),
+    /// Undo `nosa compress`: the images as they were built, meta.json updated.
+    Uncompress(UncompressArgs),
+    /// Push the build's OCI archive to a registry (or another containers transport).
+    PushContainer(PushContainerArgs),
+    /// A shell, or COMMAND, inside the latest build's root filesystem (bubblewrap, /usr
+    /// read-only).
+    Runc(RuncArgs),
+    /// A shell, or COMMAND, in the build environment: the workdir, nosa's tools on PATH.
+    Shell(ShellArgs),
     /// Make a workdir from a nestos-config (git URL, local git repo or directory).
     Init(InitArgs),
     /// Configuration commands.
@@ -242,6 +257,10 @@ pub struct BuildCmdArgs {
     /// Use this version (build id) instead of the next automatic one.
     #[arg(long, value_name = "V")]
     pub version: Option<String>,
+    /// Do not prune old builds after the build (by default the build file's keep-last-n are
+    /// kept, as `nosa prune` does).
+    #[arg(long)]
+    pub skip_prune: bool,
 }
 
 /// `nosa fetch`.
@@ -386,8 +405,12 @@ pub struct ShowArgs {
 #[derive(Debug, Args)]
 pub struct PruneArgs {
     /// Builds to keep (default: the build file's keep-last-n, else 3).
-    #[arg(long, value_name = "N")]
+    #[arg(long, value_name = "N", conflicts_with = "build")]
     pub keep_last_n: Option<u32>,
+    /// Remove this build (even if it is the latest; not if it is tagged), instead of the
+    /// builds beyond the newest N.
+    #[arg(long, value_name = "ID")]
+    pub build: Vec<String>,
     /// Report what would be deleted, delete nothing.
     #[arg(long)]
     pub dry_run: bool,
@@ -452,6 +475,117 @@ pub struct TagListArgs {
     /// JSON on stdout.
     #[arg(long)]
     pub json: bool,
+}
+
+/// `nosa meta`.
+#[derive(Debug, Args)]
+#[command(group(clap::ArgGroup::new("action").required(true).args(["get", "set", "dump", "image_path"])))]
+pub struct MetaArgs {
+    /// The build (default: the latest).
+    #[arg(long, value_name = "ID")]
+    pub build: Option<String>,
+    /// The arch (default: the build's only or first arch).
+    #[arg(long, value_name = "ARCH")]
+    pub arch: Option<String>,
+    /// Print the value at KEY: a top-level key or a dotted path (`images.qemu.sha256`).
+    #[arg(long, value_name = "KEY")]
+    pub get: Vec<String>,
+    /// Set KEY to VALUE (parsed as JSON when it is JSON, else a string); repeatable. Nothing is
+    /// written unless the result is valid.
+    #[arg(long, value_name = "KEY=VALUE")]
+    pub set: Vec<String>,
+    /// Print the whole meta.json.
+    #[arg(long)]
+    pub dump: bool,
+    /// Print the path of the image TYPE (qemu, metal, ...).
+    #[arg(long, value_name = "TYPE")]
+    pub image_path: Option<String>,
+}
+
+/// `nosa compress`.
+#[derive(Debug, Args)]
+pub struct CompressArgs {
+    /// The build (default: the latest).
+    #[arg(long, value_name = "ID")]
+    pub build: Option<String>,
+    /// Only this architecture.
+    #[arg(long, value_name = "ARCH")]
+    pub arch: Option<String>,
+    /// The compressor (default: image.yaml's `compressor`, else gzip).
+    #[arg(long, value_name = "NAME", value_parser = ["gzip", "xz", "zstd"])]
+    pub compressor: Option<String>,
+    /// Fastest level instead of the best.
+    #[arg(long)]
+    pub fast: bool,
+    /// Only these images (default: every image not marked skip-compression).
+    #[arg(long = "artifact", value_name = "TYPE")]
+    pub artifacts: Vec<String>,
+    /// Nodes run at once (default: number of cores).
+    #[arg(short = 'j', long, value_name = "N")]
+    pub jobs: Option<usize>,
+}
+
+/// `nosa uncompress`.
+#[derive(Debug, Args)]
+pub struct UncompressArgs {
+    /// The build (default: the latest).
+    #[arg(long, value_name = "ID")]
+    pub build: Option<String>,
+    /// Only this architecture.
+    #[arg(long, value_name = "ARCH")]
+    pub arch: Option<String>,
+    /// Only these images (default: every compressed image).
+    #[arg(long = "artifact", value_name = "TYPE")]
+    pub artifacts: Vec<String>,
+    /// Nodes run at once (default: number of cores).
+    #[arg(short = 'j', long, value_name = "N")]
+    pub jobs: Option<usize>,
+}
+
+/// `nosa push-container`.
+#[derive(Debug, Args)]
+pub struct PushContainerArgs {
+    /// Where to push: `registry/repo[:tag]` for the docker transport (default tag
+    /// `<buildid>-<arch>`), a path for dir, oci-archive and docker-archive.
+    #[arg(value_name = "IMAGE[:TAG]")]
+    pub image: String,
+    /// The build (default: the latest).
+    #[arg(long, value_name = "ID")]
+    pub build: Option<String>,
+    /// The arch (default: the host's).
+    #[arg(long, value_name = "ARCH")]
+    pub arch: Option<String>,
+    /// Credentials in containers-auth.json form (`{"auths": {"host": {"auth": base64}}}`).
+    #[arg(long, value_name = "FILE")]
+    pub authfile: Option<PathBuf>,
+    /// Plain HTTP, and no TLS verification.
+    #[arg(long)]
+    pub insecure: bool,
+    /// docker, dir, docker-archive, containers-storage, docker-daemon or oci-archive.
+    #[arg(long, value_name = "T", default_value = "docker")]
+    pub transport: String,
+}
+
+/// `nosa runc`.
+#[derive(Debug, Args)]
+pub struct RuncArgs {
+    /// The build (default: the latest).
+    #[arg(long, value_name = "ID")]
+    pub build: Option<String>,
+    /// The arch (default: the host's).
+    #[arg(long, value_name = "ARCH")]
+    pub arch: Option<String>,
+    /// The command and its arguments (default: an interactive shell).
+    #[arg(last = true, value_name = "COMMAND")]
+    pub command: Vec<String>,
+}
+
+/// `nosa shell`.
+#[derive(Debug, Args)]
+pub struct ShellArgs {
+    /// The command and its arguments (default: an interactive shell).
+    #[arg(last = true, value_name = "COMMAND")]
+    pub command: Vec<String>,
 }
 
 /// `nosa clean`.

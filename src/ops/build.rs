@@ -30,6 +30,7 @@ pub fn buildextend(cli: &Cli, a: &BuildextendArgs, format: &str) -> OpResult {
         common: a.common.clone(),
         force: false,
         version: None,
+        skip_prune: true,
     };
     build_inner(cli, &args, false)
 }

@@ -2,12 +2,16 @@
 //! nothing (clap did), decides nothing about a build, and renders the outcome.
 
 pub mod build;
+pub mod compress;
 pub mod config;
 pub mod fetch;
 pub mod graph;
 pub mod kola;
+pub mod meta;
 pub mod noop;
+pub mod push;
 pub mod run;
+pub mod runc;
 pub mod store;
 
 use std::path::{Path, PathBuf};
