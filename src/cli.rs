@@ -480,6 +480,13 @@ pub struct TagListArgs {
 /// `nosa meta`.
 #[derive(Debug, Args)]
 #[command(group(clap::ArgGroup::new("action").required(true).args(["get", "set", "dump", "image_path"])))]
+#[command(after_help = "\
+Example: nosa meta --get ostree-commit --get images.ostree.sha256
+Example: nosa meta --build 42.20261207.dev.0 --image-path qemu
+Example: nosa meta --set summary='nightly for QA' --set coreos-assembler.image-genver=2
+Example: nosa meta --dump
+
+An invalid --set (v1's rules, docs/lifecycle.md) exits 2 and writes nothing.")]
 pub struct MetaArgs {
     /// The build (default: the latest).
     #[arg(long, value_name = "ID")]
@@ -568,6 +575,14 @@ pub struct PushContainerArgs {
 
 /// `nosa runc`.
 #[derive(Debug, Args)]
+#[command(after_help = "\
+Example: nosa runc
+Example: nosa runc -- cat /etc/os-release
+Example: nosa runc --build 42.20261207.dev.0 -- rpm -qa
+
+It runs the commit's tree (what the build's container image holds), not a booted system:
+no systemd; / and /usr read-only, /etc a writable copy, /var /tmp /run empty tmpfs.
+The exit status is the command's.")]
 pub struct RuncArgs {
     /// The build (default: the latest).
     #[arg(long, value_name = "ID")]
@@ -582,6 +597,12 @@ pub struct RuncArgs {
 
 /// `nosa shell`.
 #[derive(Debug, Args)]
+#[command(after_help = "\
+Example: nosa shell
+Example: nosa shell -- sh -c 'nosa list && ls builds/latest/'
+
+In the workdir, with NOSA_WORKDIR set and this nosa's directory first on PATH.
+The exit status is the command's.")]
 pub struct ShellArgs {
     /// The command and its arguments (default: an interactive shell).
     #[arg(last = true, value_name = "COMMAND")]

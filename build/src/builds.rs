@@ -485,6 +485,28 @@ impl BuildsDir {
     }
 }
 
+/// meta.json as JSON, for `nosa meta` (the typed [`Meta`] knows only nosa's fields).
+impl BuildsDir {
+    /// `builds/<id>/<arch>/meta.json`.
+    pub fn meta_path(&self, id: &str, arch: &str) -> PathBuf {
+        self.arch_dir(id, arch).join("meta.json")
+    }
+
+    /// A build's meta.json for `arch` with every field, or why it cannot be read.
+    pub fn meta_value(&self, id: &str, arch: &str) -> Result<Value, String> {
+        let p = self.meta_path(id, arch);
+        let bytes = fs_err::read(&p).map_err(|e| e.to_string())?;
+        serde_json::from_slice(&bytes).map_err(|e| format!("{}: {e}", p.display()))
+    }
+
+    /// Writes a build's meta.json from JSON as given (every field kept, keys sorted),
+    /// atomically (see [`write_if_changed`]). The caller checks it first
+    /// (`crate::meta_check`).
+    pub fn write_meta_value(&self, id: &str, arch: &str, meta: &Value) -> std::io::Result<()> {
+        write_pretty(&self.meta_path(id, arch), meta)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
