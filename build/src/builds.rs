@@ -153,6 +153,12 @@ impl BuildsDir {
         read(&self.root.join("builds.json"))
     }
 
+    /// The build `builds/latest` points at.
+    pub fn latest_link(&self) -> Option<String> {
+        let target = fs_err::read_link(self.root.join("latest")).ok()?;
+        Some(target.to_str()?.to_string())
+    }
+
     /// The newest build's id.
     pub fn latest(&self) -> Option<String> {
         self.index()?.builds.into_iter().next().map(|b| b.id)
@@ -235,13 +241,45 @@ impl BuildsDir {
         );
         index.timestamp = timestamp.to_string();
         write_pretty(&self.root.join("builds.json"), &index)?;
+        self.link_latest(Some(id))
+    }
+
+    /// Points `builds/latest` at `id` atomically, or removes it.
+    fn link_latest(&self, id: Option<&str>) -> std::io::Result<()> {
         let link = self.root.join("latest");
+        let Some(id) = id else {
+            return match fs_err::remove_file(&link) {
+                Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e),
+                _ => Ok(()),
+            };
+        };
         let tmp = self.root.join(".latest.tmp");
         let _ = fs_err::remove_file(&tmp);
         std::os::unix::fs::symlink(id, &tmp)?;
         fs_err::rename(&tmp, &link)
     }
+
+    /// The graph's node keys a build was made from (`builds/<id>/nosa-keys.json`: node id ->
+    /// action key, hex): `nosa prune` keeps their cached outputs while the build is kept.
+    pub fn node_keys(&self, id: &str) -> BTreeMap<String, nosa_cache::Digest> {
+        read(&self.root.join(id).join(NODE_KEYS)).unwrap_or_default()
+    }
+
+    /// Adds `keys` to a build's node keys (a node built again for the same build replaces its
+    /// key: an image made again for an unchanged tree).
+    pub fn add_node_keys(
+        &self,
+        id: &str,
+        keys: BTreeMap<String, nosa_cache::Digest>,
+    ) -> std::io::Result<()> {
+        let mut all = self.node_keys(id);
+        all.extend(keys);
+        write_pretty(&self.root.join(id).join(NODE_KEYS), &all)
+    }
 }
+
+/// Where a build keeps its node keys, under `builds/<id>/` (see [`BuildsDir::node_keys`]).
+pub const NODE_KEYS: &str = "nosa-keys.json";
 
 /// A coreos-assembler tag in builds.json: `{name, created, target}` (and nosa's optional
 /// `description`); other fields of a tag are kept when it is rewritten.
@@ -277,6 +315,20 @@ pub enum TagError {
     /// Writing builds.json failed.
     #[error("writing builds/builds.json: {0}")]
     Io(String),
+}
+
+/// Why `nosa prune --build` refuses.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PruneError {
+    /// builds/builds.json is missing or unreadable.
+    #[error("there are no builds (builds/builds.json is missing or unreadable)")]
+    NoIndex,
+    /// The build is not in builds.json (the builds that are).
+    #[error("build {0} is not in builds/builds.json (its builds: {1})")]
+    NoSuchBuild(String, String),
+    /// A tag names the build (the tags).
+    #[error("build {0} is tagged ({1}): delete the tag first with `nosa tag delete --tag NAME`")]
+    Tagged(String, String),
 }
 
 /// The index's `tags` array as it is (every field of every tag).
@@ -461,9 +513,42 @@ impl BuildsDir {
         plan
     }
 
+    /// The plan for removing exactly `ids` (`nosa prune --build`): each must be in the index
+    /// and untagged; the latest may go (`latest` then names the newest build left).
+    pub fn prune_plan_ids(&self, ids: &[String]) -> Result<PrunePlan, PruneError> {
+        let index = self.index().ok_or(PruneError::NoIndex)?;
+        let tagged = self.tagged();
+        for id in ids {
+            if !index.builds.iter().any(|b| &b.id == id) {
+                let known: Vec<&str> = index.builds.iter().map(|b| b.id.as_str()).collect();
+                return Err(PruneError::NoSuchBuild(id.clone(), known.join(", ")));
+            }
+            if tagged.contains(id) {
+                let names: Vec<String> = self
+                    .tag_list()
+                    .into_iter()
+                    .filter(|t| &t.target == id)
+                    .map(|t| t.name)
+                    .collect();
+                return Err(PruneError::Tagged(id.clone(), names.join(", ")));
+            }
+        }
+        let mut plan = PrunePlan::default();
+        for b in index.builds {
+            if ids.contains(&b.id) {
+                plan.remove.push(b.id);
+            } else if tagged.contains(&b.id) {
+                plan.tagged.push(b.id);
+            } else {
+                plan.kept.push(b.id);
+            }
+        }
+        Ok(plan)
+    }
+
     /// Removes builds `ids`: first from builds.json (so that a kill leaves at worst a
-    /// directory no record names, never a record without its directory), then their
-    /// directories. `latest` keeps pointing at the newest build, which a plan never removes.
+    /// directory no record names, never a record without its directory), then `latest` is
+    /// pointed at the newest build left (removed when none is), then the directories go.
     pub fn remove_builds(&self, ids: &[String]) -> std::io::Result<()> {
         if ids.is_empty() {
             return Ok(());
@@ -471,6 +556,9 @@ impl BuildsDir {
         let mut index = self.index().unwrap_or_default();
         index.builds.retain(|b| !ids.contains(&b.id));
         write_pretty(&self.root.join("builds.json"), &index)?;
+        if self.latest_link().is_none_or(|l| ids.contains(&l)) {
+            self.link_latest(index.builds.first().map(|b| b.id.as_str()))?;
+        }
         for id in ids {
             // An id is one path component under builds/, whatever the index says.
             if id.is_empty() || id.contains('/') || id.starts_with('.') {

@@ -24,6 +24,7 @@ pub mod meta_edit;
 pub mod noop;
 pub mod os;
 pub mod pins;
+pub mod prune;
 pub mod runc;
 pub mod session;
 pub mod staged;
@@ -31,7 +32,7 @@ pub mod step;
 pub mod workspace;
 
 pub use buildfile::{BUILD_FILE, BuildFile, BuildFileError};
-pub use builds::{BuildsDir, Tag, TagError};
+pub use builds::{BuildsDir, PruneError, Tag, TagError};
 pub use error::Error;
 pub use session::Session;
 pub use step::StepRule;

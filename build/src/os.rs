@@ -189,6 +189,13 @@ pub fn build_os(
     // 4. The record.
     let t_record = std::time::Instant::now();
     record(s, &builds, &report, &version, &input_hashes, req.now, new)?;
+    let state = s.engine.state();
+    let keys = report
+        .nodes
+        .iter()
+        .filter_map(|n| Some((n.id.clone(), good(&state, &n.id)?.key)))
+        .collect();
+    builds.add_node_keys(&version, keys)?;
     if new {
         builds.record_new(&version, &arches, &rfc3339(req.now))?;
     }

@@ -2,6 +2,7 @@
 //! one path that composes, versions, commits and records an OS build (see that module).
 
 use nosa_build::os::{OsRequest, build_os};
+use nosa_build::prune::{Collect, Select};
 use nosa_engine::BuildOptions;
 
 use crate::cli::{BuildCmdArgs, BuildextendArgs, Cli};
@@ -73,5 +74,15 @@ fn build_inner(cli: &Cli, a: &BuildCmdArgs, fast: bool) -> OpResult {
     let out = build_os(&mut s, &req, &opts, &mut progress)?;
     noop.recorded(&s, &out);
     crate::ops::report_remote(remote.as_deref());
+    // As coreos-assembler does: a new build prunes the builds beyond keep-last-n (a no-op or
+    // a failed build removes nothing; the witness a new build leaves is spoilt anyway).
+    if !a.skip_prune && out.recorded.as_ref().is_some_and(|r| r.new) {
+        let keep = crate::ops::store::keep_last_n(&s, None);
+        let pruned =
+            nosa_build::prune::prune(&s, &Select::KeepLast(keep), Collect::IfBuildsRemoved, false)?;
+        for line in crate::ops::store::pruned_lines(&pruned, false, false) {
+            eprintln!("prune: {line}");
+        }
+    }
     finish_build(*s, out.report, progress)
 }

@@ -1,80 +1,72 @@
 //! `nosa prune`, `nosa clean` and `nosa list`: what the store and builds/ keep, what may go,
 //! and what is there.
 
-use std::collections::HashSet;
+use nosa_build::prune::{Collect, Pruned, Select};
 
 use crate::cli::{CleanArgs, Cli, ListArgs, PruneArgs, TagDeleteArgs, TagListArgs, TagUpdateArgs};
 use crate::exit::{OpResult, runtime};
 use crate::ops::{find_workdir, lock, store_dir};
 
-/// `nosa prune`: the roots are the current graph's last good outputs (and, once OS builds
-/// exist, the kept builds); everything else in the store goes.
+/// `nosa prune`: builds beyond the newest N (or those named), then the store's garbage
+/// (`nosa_build::prune`).
 pub fn prune(cli: &Cli, a: &PruneArgs) -> OpResult {
     let s = crate::ops::open(cli, Some("nosa prune"), None)?;
-    let keep = a
-        .keep_last_n
-        .or_else(|| s.ws.file.nestos.as_ref().and_then(|n| n.keep_last_n))
-        .unwrap_or(3);
-    let builds = s.builds();
-    let plan = builds.prune_plan(keep as usize);
-    if !a.dry_run {
-        builds.remove_builds(&plan.remove).map_err(runtime)?;
-    }
-    let mut state = s.engine.state();
-    let current: HashSet<&str> = s.ws.graph.nodes().iter().map(|n| n.id.as_str()).collect();
-    let roots: HashSet<_> = state
-        .nodes
-        .iter()
-        .filter(|(id, _)| current.contains(id.as_str()))
-        .filter_map(|(_, n)| n.good.map(|g| g.key))
-        .collect();
-    if !a.dry_run {
-        // Action records go: a no-op witness must not vouch for them any more.
-        s.engine.forget_witness().map_err(runtime)?;
-    }
-    let report = s
-        .engine
-        .store()
-        .gc(&roots, &HashSet::new(), &HashSet::new(), a.dry_run)
-        .map_err(runtime)?;
-    if !a.dry_run {
-        let before = state.nodes.len();
-        state.nodes.retain(|id, _| current.contains(id.as_str()));
-        if state.nodes.len() != before {
-            s.engine.save_state(&state).map_err(runtime)?;
-        }
-    }
+    let select = if a.build.is_empty() {
+        Select::KeepLast(keep_last_n(&s, a.keep_last_n))
+    } else {
+        Select::Builds(a.build.clone())
+    };
+    let pruned = nosa_build::prune::prune(&s, &select, Collect::Always, a.dry_run)?;
     if a.json {
-        let mut v = serde_json::to_value(&report).map_err(runtime)?;
+        let mut v = serde_json::to_value(&pruned.store).map_err(runtime)?;
         v["dry_run"] = a.dry_run.into();
-        v["builds"] = serde_json::to_value(&plan).map_err(runtime)?;
+        v["builds"] = serde_json::to_value(&pruned.builds).map_err(runtime)?;
         println!("{v}");
     } else {
-        if !plan.remove.is_empty() {
-            println!(
-                "{} {} build{} ({}), keeping the newest {}{}",
-                if a.dry_run { "would remove" } else { "removed" },
-                plan.remove.len(),
-                if plan.remove.len() == 1 { "" } else { "s" },
-                plan.remove.join(", "),
-                plan.kept.len(),
-                match plan.tagged.len() {
-                    0 => String::new(),
-                    n => format!(" and {n} tagged"),
-                }
-            );
+        for line in pruned_lines(&pruned, a.dry_run, !a.build.is_empty()) {
+            println!("{line}");
         }
-        let verb = if a.dry_run { "would free" } else { "freed" };
-        println!(
+    }
+    Ok(())
+}
+
+/// The builds to keep: the flag, else the build file's keep-last-n, else 3.
+pub fn keep_last_n(s: &nosa_build::Session, flag: Option<u32>) -> usize {
+    flag.or_else(|| s.ws.file.nestos.as_ref().and_then(|n| n.keep_last_n))
+        .unwrap_or(3) as usize
+}
+
+/// What a prune removed (or would), a line each.
+pub fn pruned_lines(p: &Pruned, dry_run: bool, named: bool) -> Vec<String> {
+    let plan = &p.builds;
+    let mut lines = Vec::new();
+    if !plan.remove.is_empty() {
+        lines.push(format!(
+            "{} {} build{} ({}), keeping {}{}{}",
+            if dry_run { "would remove" } else { "removed" },
+            plan.remove.len(),
+            if plan.remove.len() == 1 { "" } else { "s" },
+            plan.remove.join(", "),
+            if named { "" } else { "the newest " },
+            plan.kept.len(),
+            match plan.tagged.len() {
+                0 => String::new(),
+                n => format!(" and {n} tagged"),
+            }
+        ));
+    }
+    if let Some(report) = &p.store {
+        let verb = if dry_run { "would free" } else { "freed" };
+        lines.push(format!(
             "{verb} {} in {} blobs, {} trees, {} action records; kept {} action records",
             human_bytes(report.freed_bytes),
             report.removed_blobs,
             report.removed_trees,
             report.removed_actions,
             report.kept_actions
-        );
+        ));
     }
-    Ok(())
+    lines
 }
 
 /// `nosa clean`: removes builds/ and tmp/; with `--all` the store too.
