@@ -3,6 +3,7 @@
 //! graph expansion that uses these rules are in `nosa-build`.
 
 pub mod compose;
+pub mod compress;
 pub mod listing;
 pub mod output;
 pub mod overlay;
