@@ -40,8 +40,12 @@ pub enum Command {
     Meta(MetaArgs),
     /// Compress a build's images in place (graph nodes: in parallel, cached), updating
     /// meta.json with the compressed and uncompressed sizes and digests.
+    ///
+    /// Example: `nosa compress --compressor xz --artifact qemu`
     Compress(CompressArgs),
     /// Undo `nosa compress`: the images as they were built, meta.json updated.
+    ///
+    /// Example: `nosa uncompress --build 42.20261207.dev.0`
     Uncompress(UncompressArgs),
     /// Push the build's OCI archive to a registry (or another containers transport).
     PushContainer(PushContainerArgs),
@@ -521,7 +525,8 @@ pub struct CompressArgs {
     /// The compressor (default: image.yaml's `compressor`, else gzip).
     #[arg(long, value_name = "NAME", value_parser = ["gzip", "xz", "zstd"])]
     pub compressor: Option<String>,
-    /// Fastest level instead of the best.
+    /// The fastest level (gzip 1, xz 0, zstd 1) instead of the default (gzip 6, xz 9,
+    /// zstd 10).
     #[arg(long)]
     pub fast: bool,
     /// Only these images (default: every image not marked skip-compression).
@@ -530,6 +535,9 @@ pub struct CompressArgs {
     /// Nodes run at once (default: number of cores).
     #[arg(short = 'j', long, value_name = "N")]
     pub jobs: Option<usize>,
+    /// JSON lines on stdout (one per node, then the summary), as `nosa graph build --json`.
+    #[arg(long)]
+    pub json: bool,
 }
 
 /// `nosa uncompress`.
@@ -547,6 +555,9 @@ pub struct UncompressArgs {
     /// Nodes run at once (default: number of cores).
     #[arg(short = 'j', long, value_name = "N")]
     pub jobs: Option<usize>,
+    /// JSON lines on stdout (one per node, then the summary), as `nosa graph build --json`.
+    #[arg(long)]
+    pub json: bool,
 }
 
 /// `nosa push-container`.

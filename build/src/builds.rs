@@ -89,7 +89,7 @@ pub struct Meta {
 }
 
 /// An artifact in `meta.json`'s `images`.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ImageFile {
     /// File name, relative to `builds/<id>/<arch>/`.
     pub path: String,
@@ -97,6 +97,27 @@ pub struct ImageFile {
     pub sha256: String,
     /// Size in bytes.
     pub size: u64,
+    /// While `nosa compress` has it compressed: the SHA-256 of the file as built.
+    #[serde(
+        rename = "uncompressed-sha256",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub uncompressed_sha256: Option<String>,
+    /// While compressed: the size of the file as built.
+    #[serde(
+        rename = "uncompressed-size",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub uncompressed_size: Option<u64>,
+    /// The artifact is used as it is, never compressed (v1's `skip-compression`).
+    #[serde(
+        rename = "skip-compression",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub skip_compression: Option<bool>,
 }
 
 /// Where a build keeps the commit's repository and record, under `builds/<id>/<arch>/`.
@@ -222,6 +243,12 @@ impl BuildsDir {
         let dir = self.arch_dir(&meta.buildid, &meta.basearch);
         write_pretty(&dir.join("meta.json"), meta)?;
         write_pretty(&dir.join("commitmeta.json"), commitmeta)
+    }
+
+    /// Writes a build's `meta.json` alone (an edit of its images: `nosa compress`).
+    pub fn write_meta_json(&self, meta: &Meta) -> std::io::Result<()> {
+        let dir = self.arch_dir(&meta.buildid, &meta.basearch);
+        write_pretty(&dir.join("meta.json"), meta)
     }
 
     /// Puts build `id` (with `arches`) first in the index and points `latest` at it.

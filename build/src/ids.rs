@@ -86,6 +86,16 @@ pub fn image(arch: &str, format: &str) -> String {
     format!("image:{arch}:{format}")
 }
 
+/// `compress:<arch>:<image>:<codec>` (`nosa compress`: a build's artifact, not a graph target).
+pub fn compress(arch: &str, image: &str, codec: &str) -> String {
+    format!("compress:{arch}:{image}:{codec}")
+}
+
+/// `uncompress:<arch>:<image>:<codec>` (`nosa uncompress`).
+pub fn uncompress(arch: &str, image: &str, codec: &str) -> String {
+    format!("uncompress:{arch}:{image}:{codec}")
+}
+
 /// `kola:<arch>:<image>:<test>`.
 pub fn kola(arch: &str, image: &str, test: &str) -> String {
     format!("kola:{arch}:{image}:{test}")

@@ -15,6 +15,7 @@
 
 pub mod buildfile;
 pub mod builds;
+pub mod compress;
 mod error;
 pub mod expand;
 pub mod ids;

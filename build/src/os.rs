@@ -376,12 +376,25 @@ fn record(
         });
         linked?;
         for ((key, path, _, size), sha256) in placed.into_iter().zip(sums) {
+            let sha256 = sha256?;
+            // An image `nosa compress` compressed since it was recorded: its entry stays and
+            // the copy placed again goes (else meta.json would name the copy and leave the
+            // compressed file unrecorded).
+            if let Some(old) = images.get(&key)
+                && old.uncompressed_sha256.as_deref() == Some(sha256.as_str())
+                && old.path != path
+                && dir.join(&old.path).is_file()
+            {
+                fs_err::remove_file(dir.join(&path))?;
+                continue;
+            }
             images.insert(
                 key,
                 ImageFile {
                     path,
-                    sha256: sha256?,
+                    sha256,
                     size,
+                    ..ImageFile::default()
                 },
             );
         }
