@@ -22,17 +22,28 @@ pub struct Cli {
 /// Top-level commands.
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Build graph commands: build, plan, why, show.
+    /// Build graph commands: build, plan, why, show, output.
+    ///
+    /// Example: `nosa graph why ostree-commit:x86_64`
     #[command(subcommand)]
     Graph(GraphCommand),
-    /// Remove builds beyond the newest N (tagged builds stay), then delete cached outputs the
-    /// current graph no longer reaches.
+    /// Remove builds beyond the newest N (tagged builds stay), or the builds named, then
+    /// delete cached outputs that neither the current graph nor a kept build reaches.
+    ///
+    /// Example: `nosa prune --keep-last-n 2 --dry-run`, `nosa prune --build 42.20261207.dev.0`
     Prune(PruneArgs),
-    /// List the builds: id, arches, when, age, tags and artifacts with their sizes.
+    /// List the builds: id, arches, when, age, the config's git commit, tags and artifacts
+    /// with their sizes.
+    ///
+    /// Example: `nosa list --json | jq -r '.builds[0].id'`
     List(ListArgs),
     /// Delete build artifacts (builds/, tmp/); with --all also the cache.
+    ///
+    /// Example: `nosa clean` (keeps the cache: the next build is all cache hits)
     Clean(CleanArgs),
     /// Tags in builds/builds.json (coreos-assembler's form): tagged builds are never pruned.
+    ///
+    /// Example: `nosa tag update --tag stable`
     #[command(subcommand)]
     Tag(TagCommand),
     /// Read or edit a build's meta.json (checked against coreos-assembler's v1 schema before
@@ -47,7 +58,14 @@ pub enum Command {
     ///
     /// Example: `nosa uncompress --build 42.20261207.dev.0`
     Uncompress(UncompressArgs),
-    /// Push the build's OCI archive to a registry (or another containers transport).
+    /// Push the build's OCI archive to a registry (or another containers transport), and
+    /// record the registry's manifest digest in meta.json as `base-oscontainer`.
+    ///
+    /// Example: `nosa push-container registry.example.com/nestos/nestos:42.1 --authfile auth.json`
+    ///
+    /// Example: `nosa push-container 127.0.0.1:5000/nestos --insecure` (tag `<buildid>-<arch>`)
+    ///
+    /// Example: `nosa push-container --transport oci-archive /srv/nestos.ociarchive:stable`
     PushContainer(PushContainerArgs),
     /// A shell, or COMMAND, inside the latest build's root filesystem (bubblewrap, /usr
     /// read-only).
@@ -55,46 +73,74 @@ pub enum Command {
     /// A shell, or COMMAND, in the build environment: the workdir, nosa's tools on PATH.
     Shell(ShellArgs),
     /// Make a workdir from a nestos-config (git URL, local git repo or directory).
+    ///
+    /// Example: `mkdir work && cd work && nosa init https://gitee.com/openeuler/nestos-config`
     Init(InitArgs),
     /// Configuration commands.
+    ///
+    /// Example: `nosa config show --json`
     #[command(subcommand)]
     Config(ConfigCommand),
     /// Print the architecture nosa builds for by default (the host's).
+    ///
+    /// Example: `nosa basearch` prints `x86_64`
     Basearch,
     /// Run one node on a build farm's worker, from the input root nosa made for it (what a
     /// remote execution runs; not for people).
     #[command(hide = true)]
     ExecNode(ExecNodeArgs),
     /// Compose and commit the OS for every configured arch, and record the build under builds/.
+    ///
+    /// Example: `nosa build qemu metal` (the OS, then its qemu and metal images)
     #[command(disable_version_flag = true)]
     Build(BuildCmdArgs),
     /// `build`, rerunning only overlay/override nodes and what follows them (fails if a
     /// package node would run).
+    ///
+    /// Example: `cp my.conf overrides/rootfs/etc/ && nosa build-fast`
     #[command(disable_version_flag = true)]
     BuildFast(BuildCmdArgs),
     /// Pin every repository (its current repomd.xml), then sync, resolve and download the
     /// packages of every configured arch: after it, a build needs no network.
+    ///
+    /// Example: `nosa fetch && nosa build` (the build then runs offline)
     Fetch(FetchArgs),
     /// `build qemu`: the qemu image of the latest build (building what it needs).
+    ///
+    /// Example: `nosa buildextend-qemu && nosa run`
     #[command(name = "buildextend-qemu", disable_version_flag = true)]
     BuildextendQemu(BuildextendArgs),
     /// `build metal`: the raw metal image (512-byte sectors).
+    ///
+    /// Example: `nosa buildextend-metal && nosa meta --image-path metal`
     #[command(name = "buildextend-metal", disable_version_flag = true)]
     BuildextendMetal(BuildextendArgs),
     /// `build metal4k`: the raw metal image with 4096-byte sectors.
+    ///
+    /// Example: `nosa buildextend-metal4k`
     #[command(name = "buildextend-metal4k", disable_version_flag = true)]
     BuildextendMetal4k(BuildextendArgs),
     /// `build openstack`: the OpenStack qcow2 image.
+    ///
+    /// Example: `nosa buildextend-openstack`
     #[command(name = "buildextend-openstack", disable_version_flag = true)]
     BuildextendOpenstack(BuildextendArgs),
     /// Test commands (kola).
+    ///
+    /// Example: `nosa kola run 'ext.config.*'`
     #[command(subcommand)]
     Kola(KolaCommand),
     /// `kola run` of every test, then the summary `tmp/kola/reports/report.txt`.
+    ///
+    /// Example: `nosa kola-run --image qemu`
     KolaRun(KolaRunArgs),
     /// Boot the latest qemu image with QEMU, its serial console on this terminal.
+    ///
+    /// Example: `nosa run --ssh -- systemctl is-system-running`
     Run(RunArgs),
     /// Print (or with --exec run) the virt-install command that imports the latest qemu image.
+    ///
+    /// Example: `nosa virt-install --memory 2048 --exec`
     VirtInstall(VirtInstallArgs),
 }
 
@@ -147,8 +193,12 @@ pub struct BuildextendArgs {
 pub enum KolaCommand {
     /// Run tests on the latest build's images: each selected test boots its image once;
     /// results are cached by image and test.
+    ///
+    /// Example: `nosa kola run nestos.basic --force`
     Run(KolaRunArgs),
     /// List the tests and the images they run on.
+    ///
+    /// Example: `nosa kola list --json`
     List(KolaListArgs),
 }
 
@@ -299,6 +349,8 @@ pub struct InitArgs {
 pub enum ConfigCommand {
     /// Print the flattened configuration: the manifest with includes resolved and
     /// arch-specific lists merged, and the flattened image.yaml under `image`.
+    ///
+    /// Example: `nosa config show --arch x86_64 | less`
     Show(ConfigShowArgs),
 }
 
@@ -317,14 +369,24 @@ pub struct ConfigShowArgs {
 #[derive(Debug, Subcommand)]
 pub enum GraphCommand {
     /// Build targets (default: the build file's default set).
+    ///
+    /// Example: `nosa graph build ostree-commit:x86_64 -j 4 --json`
     Build(BuildArgs),
     /// Show what would run and why, without running anything.
+    ///
+    /// Example: `nosa graph plan qemu`
     Plan(PlanArgs),
     /// Explain why NODE ran in the last build, or would run now.
+    ///
+    /// Example: `nosa graph why rootfs:x86_64`
     Why(WhyArgs),
     /// Print the graph as text, or Graphviz DOT.
+    ///
+    /// Example: `nosa graph show --dot | dot -Tsvg > graph.svg`
     Show(ShowArgs),
     /// List the files of NODE's last good output (path, mode, size, digest).
+    ///
+    /// Example: `nosa graph output overlay:15nestos`
     Output(OutputArgs),
 }
 
@@ -635,6 +697,27 @@ mod tests {
     #[test]
     fn cli_is_consistent() {
         super::Cli::command().debug_assert();
+    }
+
+    /// Every command people run says in its `--help` how it is used.
+    #[test]
+    fn every_command_has_an_example() {
+        fn walk(cmd: &mut clap::Command, path: &str, missing: &mut Vec<String>) {
+            for sub in cmd.get_subcommands_mut() {
+                if sub.is_hide_set() || sub.get_name() == "help" {
+                    continue;
+                }
+                let path = format!("{path} {}", sub.get_name());
+                let help = sub.render_long_help().to_string();
+                if !help.contains("Example: `") && !help.contains("Example: nosa ") {
+                    missing.push(path.clone());
+                }
+                walk(sub, &path, missing);
+            }
+        }
+        let mut missing = Vec::new();
+        walk(&mut super::Cli::command(), "nosa", &mut missing);
+        assert!(missing.is_empty(), "no example in --help: {missing:?}");
     }
 }
 

@@ -69,6 +69,24 @@ fn prune_keeps_the_newest_and_tagged_builds_and_their_cached_outputs() {
     let overlay = tmp
         .path()
         .join("example-config/overlay.d/15nestos/etc/test/test.txt");
+    // The config in git: the first build is made from a clean commit, the others from
+    // uncommitted overlay edits.
+    let config = tmp.path().join("example-config");
+    let git = |args: &[&str]| {
+        let out = std::process::Command::new("git")
+            .args(["-c", "user.name=t", "-c", "user.email=t@example.com"])
+            .args(args)
+            .current_dir(&config)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "git {args:?}: {out:?}");
+        String::from_utf8_lossy(&out.stdout).trim().to_string()
+    };
+    fs_err::write(&overlay, "build 0\n").unwrap();
+    git(&["init", "-q"]);
+    git(&["add", "-A"]);
+    git(&["commit", "-qm", "config"]);
+    let head = git(&["rev-parse", "HEAD"]);
     // Five builds, each with its own overlay content (so its own overlay, rootfs, commit...).
     for i in 0..5 {
         fs_err::write(&overlay, format!("build {i}\n")).unwrap();
@@ -76,6 +94,15 @@ fn prune_keeps_the_newest_and_tagged_builds_and_their_cached_outputs() {
     }
     let ids = listed(&w);
     assert_eq!(ids.len(), 5, "{ids:?}");
+    let out = nosa(&w, &["list", "--json"]);
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let builds = v["builds"].as_array().unwrap();
+    assert_eq!(builds[4]["config_gitrev"], head.as_str(), "{v}");
+    assert_eq!(builds[4]["config_dirty"], false, "{v}");
+    assert_eq!(builds[0]["config_dirty"], true, "{v}");
+    let out = nosa(&w, &["list"]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains(&format!("config {head} (dirty)")), "{text}");
     // ids[3] is the second build (newest first): tagged, it stays.
     let out = nosa(
         &w,

@@ -399,6 +399,17 @@ fn record(
             );
         }
         let name = c.os_name().to_string();
+        let mut extra = old.extra;
+        // The config's git commit and whether it had uncommitted changes, as the build was
+        // made (coreos-assembler's keys; a config outside git records neither).
+        if new || !extra.contains_key(CONFIG_GITREV) {
+            extra.remove(CONFIG_GITREV);
+            extra.remove(CONFIG_DIRTY);
+            if let Some((rev, dirty)) = config_git(&c.dir) {
+                extra.insert(CONFIG_GITREV.into(), rev.into());
+                extra.insert(CONFIG_DIRTY.into(), dirty.to_string().into());
+            }
+        }
         let meta = Meta {
             buildid: version.to_string(),
             name,
@@ -414,9 +425,35 @@ fn record(
                 .map(|d| d.to_hex())
                 .unwrap_or_default(),
             images,
-            extra: old.extra,
+            extra,
         };
         builds.write_meta(&meta, &commit.metadata)?;
     }
     Ok(())
+}
+
+/// meta.json's key for the config's git commit.
+pub const CONFIG_GITREV: &str = "coreos-assembler.config-gitrev";
+/// meta.json's key for whether the config had uncommitted changes (`"true"`/`"false"`).
+pub const CONFIG_DIRTY: &str = "coreos-assembler.config-dirty";
+
+/// The config directory's git commit (`git describe --tags --always`, so a tag when there is
+/// one) and whether tracked files under it differ from that commit; `None` outside git.
+fn config_git(dir: &Path) -> Option<(String, bool)> {
+    let git = |args: &[&str]| {
+        let out = std::process::Command::new("git")
+            .arg("-C")
+            .arg(dir)
+            .args(args)
+            .stdin(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .output()
+            .ok()?;
+        out.status
+            .success()
+            .then(|| String::from_utf8_lossy(&out.stdout).trim().to_string())
+    };
+    let rev = git(&["describe", "--tags", "--always", "--abbrev=42"])?;
+    let status = git(&["status", "--porcelain", "--untracked-files=no", "--", "."])?;
+    Some((rev, !status.is_empty()))
 }

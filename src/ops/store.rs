@@ -140,7 +140,12 @@ pub fn list(cli: &Cli, a: &ListArgs) -> OpResult {
         } else {
             format!(" [tags: {}]", b.tags.join(", "))
         };
-        println!("{} ({}) {when}{tags}", b.id, b.arches.join(", "));
+        let config = match (&b.config_gitrev, b.config_dirty) {
+            (Some(rev), Some(true)) => format!(" config {rev} (dirty)"),
+            (Some(rev), _) => format!(" config {rev}"),
+            _ => String::new(),
+        };
+        println!("{} ({}) {when}{config}{tags}", b.id, b.arches.join(", "));
         for (arch, images) in &b.artifacts {
             let list: Vec<String> = images
                 .iter()
