@@ -390,10 +390,6 @@ pub struct BuildSummary {
     pub tags: Vec<String>,
     /// Artifacts per arch, from each arch's meta.json (an arch without one is left out).
     pub artifacts: BTreeMap<String, BTreeMap<String, ImageFile>>,
-    /// The config's git commit the build was made from (`coreos-assembler.config-gitrev`).
-    pub config_gitrev: Option<String>,
-    /// Whether the config had uncommitted changes then (`coreos-assembler.config-dirty`).
-    pub config_dirty: Option<bool>,
 }
 
 impl BuildsDir {
@@ -424,12 +420,6 @@ impl BuildsDir {
                         .filter(|t| t.target == b.id)
                         .map(|t| t.name.clone())
                         .collect(),
-                    config_gitrev: metas.iter().find_map(|(_, m)| {
-                        Some(m.extra.get(crate::os::CONFIG_GITREV)?.as_str()?.to_string())
-                    }),
-                    config_dirty: metas.iter().find_map(|(_, m)| {
-                        Some(m.extra.get(crate::os::CONFIG_DIRTY)?.as_str()? == "true")
-                    }),
                     artifacts: metas.into_iter().map(|(a, m)| (a, m.images)).collect(),
                 }
             })
@@ -632,9 +622,49 @@ impl BuildsDir {
     }
 }
 
+impl BuildsDir {
+    /// Sets top-level field `key` of a build's meta.json for `arch` to `value` (a field that
+    /// [`Meta`] does not name, e.g. `base-oscontainer` after `nosa push-container`), keeping
+    /// every other field; written atomically. Fails when the build has no readable meta.json.
+    pub fn set_meta_field(
+        &self,
+        id: &str,
+        arch: &str,
+        key: &str,
+        value: Value,
+    ) -> std::io::Result<()> {
+        let p = self.arch_dir(id, arch).join("meta.json");
+        let mut meta: Meta = serde_json::from_slice(&fs_err::read(&p)?).map_err(|e| {
+            std::io::Error::new(
+                std::io::ErrorKind::InvalidData,
+                format!("{}: {e}", p.display()),
+            )
+        })?;
+        meta.extra.insert(key.to_string(), value);
+        write_pretty(&p, &meta)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_meta_field_is_set_and_the_others_kept() {
+        let dir = tempfile::tempdir().unwrap();
+        let b = BuildsDir::of(dir.path());
+        let p = b.arch_dir("v.0", "x86_64").join("meta.json");
+        assert!(b.set_meta_field("v.0", "x86_64", "k", 1.into()).is_err());
+        fs_err::create_dir_all(p.parent().unwrap()).unwrap();
+        fs_err::write(&p, r#"{"buildid":"v.0","other":{"x":1}}"#).unwrap();
+        let v = serde_json::json!({"image": "r/n", "digest": "sha256:00"});
+        b.set_meta_field("v.0", "x86_64", "base-oscontainer", v.clone())
+            .unwrap();
+        let m: Value = read(&p).unwrap();
+        assert_eq!(m["base-oscontainer"], v);
+        assert_eq!(m["other"]["x"], 1, "{m}");
+        assert_eq!(m["buildid"], "v.0");
+    }
 
     #[test]
     fn tags_are_made_moved_and_deleted_in_coreos_assemblers_form() {
