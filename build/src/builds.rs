@@ -390,6 +390,10 @@ pub struct BuildSummary {
     pub tags: Vec<String>,
     /// Artifacts per arch, from each arch's meta.json (an arch without one is left out).
     pub artifacts: BTreeMap<String, BTreeMap<String, ImageFile>>,
+    /// The config's git commit the build was made from (`coreos-assembler.config-gitrev`).
+    pub config_gitrev: Option<String>,
+    /// Whether the config had uncommitted changes then (`coreos-assembler.config-dirty`).
+    pub config_dirty: Option<bool>,
 }
 
 impl BuildsDir {
@@ -420,6 +424,12 @@ impl BuildsDir {
                         .filter(|t| t.target == b.id)
                         .map(|t| t.name.clone())
                         .collect(),
+                    config_gitrev: metas.iter().find_map(|(_, m)| {
+                        Some(m.extra.get(crate::os::CONFIG_GITREV)?.as_str()?.to_string())
+                    }),
+                    config_dirty: metas.iter().find_map(|(_, m)| {
+                        Some(m.extra.get(crate::os::CONFIG_DIRTY)?.as_str()? == "true")
+                    }),
                     artifacts: metas.into_iter().map(|(a, m)| (a, m.images)).collect(),
                 }
             })
