@@ -625,8 +625,10 @@ pub struct UncompressArgs {
 /// `nosa push-container`.
 #[derive(Debug, Args)]
 pub struct PushContainerArgs {
-    /// Where to push: `registry/repo[:tag]` for the docker transport (default tag
-    /// `<buildid>-<arch>`), a path for dir, oci-archive and docker-archive.
+    /// Where to push: `HOST[:PORT]/REPO[:TAG]` for docker (only the tag may contain ':'
+    /// after the host), a directory for dir, `PATH[:TAG]` for oci-archive, a path for
+    /// docker-archive, `NAME[:TAG]` for containers-storage and docker-daemon. Without a tag
+    /// the tag is `<buildid>-<arch>`.
     #[arg(value_name = "IMAGE[:TAG]")]
     pub image: String,
     /// The build (default: the latest).
@@ -635,14 +637,18 @@ pub struct PushContainerArgs {
     /// The arch (default: the host's).
     #[arg(long, value_name = "ARCH")]
     pub arch: Option<String>,
-    /// Credentials in containers-auth.json form (`{"auths": {"host": {"auth": base64}}}`).
+    /// Registry credentials in containers-auth.json form
+    /// (`{"auths": {"HOST[:PORT]": {"auth": "<base64 of user:password>"}}}`).
     #[arg(long, value_name = "FILE")]
     pub authfile: Option<PathBuf>,
     /// Plain HTTP, and no TLS verification.
     #[arg(long)]
     pub insecure: bool,
-    /// docker, dir, docker-archive, containers-storage, docker-daemon or oci-archive.
-    #[arg(long, value_name = "T", default_value = "docker")]
+    /// Where IMAGE is: docker (a registry), dir, oci-archive (nosa writes these three),
+    /// docker-archive, containers-storage, docker-daemon (these run skopeo).
+    #[arg(long, value_name = "T", default_value = "docker", value_parser = [
+        "docker", "dir", "docker-archive", "containers-storage", "docker-daemon", "oci-archive",
+    ])]
     pub transport: String,
 }
 
