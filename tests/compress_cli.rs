@@ -168,6 +168,8 @@ fn compress_and_uncompress_a_built_qemu_image() {
     assert_eq!(sha256(&b.dir.join(&qcow2)), sha0);
     assert_eq!(b.images(), std::slice::from_ref(&qcow2));
 
+    // A prune keeps the build, so it keeps its compress and uncompress nodes' outputs.
+    ok(nosa(&w, &["prune"]), "prune");
     // Compress again: the node is cached (same image, codec, level) and nothing runs.
     let out = ok(nosa(&w, &["compress", "--json"]), "compress, cached");
     assert_eq!(summary(&out)["compress:x86_64:qemu:gzip"], "cached");

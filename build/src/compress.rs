@@ -210,9 +210,12 @@ fn source(store: &Store, file: &Path) -> Result<(Digest, std::path::PathBuf), Er
     Ok((digest, at))
 }
 
-/// Builds the graph of `nodes` on the workdir's engine.
+/// Builds the graph of `nodes` on the workdir's engine, and adds the keys of those that
+/// succeeded to build `build`'s node keys (so `nosa prune` keeps their outputs while the
+/// build stays: compressing the same image again is a cache hit).
 fn run_nodes(
     s: &Session,
+    build: &str,
     nodes: Vec<(String, Arc<dyn nosa_engine::Rule>)>,
     opts: &BuildOptions,
     obs: &mut dyn Observer,
@@ -229,7 +232,16 @@ fn run_nodes(
         .build()
         .map_err(|e| std::io::Error::other(format!("compress graph: {e}")))?;
     let all: Vec<usize> = (0..n).collect();
-    Ok(s.engine.build(&graph, &all, opts, obs)?)
+    let report = s.engine.build(&graph, &all, opts, obs)?;
+    let state = s.engine.state();
+    let keys = report
+        .nodes
+        .iter()
+        .filter(|n| n.status != Status::Failed)
+        .filter_map(|n| Some((n.id.clone(), state.nodes.get(&n.id)?.good?.key)))
+        .collect();
+    s.builds().add_node_keys(build, keys)?;
+    Ok(report)
 }
 
 /// The single file of node `id`'s output, if the node succeeded in `report`.
@@ -430,7 +442,7 @@ pub fn compress(
             });
         }
     }
-    let report = run_nodes(s, nodes, opts, obs)?;
+    let report = run_nodes(s, &id, nodes, opts, obs)?;
     let update = |job: &Job, sha256: String, size: u64| {
         Ok(ImageFile {
             path: job.dest.clone(),
@@ -439,6 +451,7 @@ pub fn compress(
             uncompressed_sha256: Some(job.entry.sha256.clone()),
             uncompressed_size: Some(job.entry.size),
             skip_compression: job.entry.skip_compression,
+            extra: job.entry.extra.clone(),
         })
     };
     lines.extend(finish_jobs(s, &id, &mut metas, &jobs, &report, update)?);
@@ -518,7 +531,7 @@ pub fn uncompress(
             });
         }
     }
-    let report = run_nodes(s, nodes, opts, obs)?;
+    let report = run_nodes(s, &id, nodes, opts, obs)?;
     let update = |job: &Job, sha256: String, size: u64| {
         let want = job.entry.uncompressed_sha256.as_deref().unwrap_or_default();
         let want_size = job.entry.uncompressed_size.unwrap_or(size);
@@ -535,6 +548,7 @@ pub fn uncompress(
             uncompressed_sha256: None,
             uncompressed_size: None,
             skip_compression: job.entry.skip_compression,
+            extra: job.entry.extra.clone(),
         })
     };
     lines.extend(finish_jobs(s, &id, &mut metas, &jobs, &report, update)?);
