@@ -389,16 +389,9 @@ fn cases() -> Vec<Case> {
     ]
 }
 
-/// nosa's check against the table, and the table against the real schema when it is here.
+/// nosa's check against the table.
 #[test]
-fn meta_check_agrees_with_the_v1_schema() {
-    let schema = v1_schema();
-    if schema.is_none() {
-        eprintln!(
-            "note: v1.json is not beside the repository (../shared/reference/cosa/\
-             nestos-assembler/): nosa's check is compared with the table only"
-        );
-    }
+fn meta_check_agrees_with_the_table() {
     let mut failures = Vec::new();
     for (what, edit, v1, nosa_ok) in cases() {
         let mut doc = base();
@@ -415,9 +408,23 @@ fn meta_check_agrees_with_the_v1_schema() {
                 "{what}: nosa's check says {ours:?}, the table {nosa_ok}"
             ));
         }
-        if let Some(s) = &schema
-            && schema_valid(s, &doc) != v1
-        {
+    }
+    assert!(failures.is_empty(), "{failures:#?}");
+}
+
+/// The table against coreos-assembler's real v1 schema: so nosa's check, which agrees with
+/// the table, agrees with the schema on every case.
+#[test]
+#[ignore = "needs ../shared/reference"]
+fn the_table_agrees_with_the_v1_schema() {
+    let schema = v1_schema().expect(
+        "v1.json is not beside the repository (../shared/reference/cosa/nestos-assembler/)",
+    );
+    let mut failures = Vec::new();
+    for (what, edit, v1, _) in cases() {
+        let mut doc = base();
+        edit(&mut doc);
+        if schema_valid(&schema, &doc) != v1 {
             failures.push(format!(
                 "{what}: the v1 schema says {}, the table {v1}",
                 !v1
@@ -572,6 +579,16 @@ fn meta_runc_and_shell_on_a_built_example() {
     let out = nosa(&w, &["meta", "--set", &format!("ostree-version={id}")]);
     ok(&out);
     assert!(text(&out.stderr).contains("warning: nosa writes ostree-version"));
+    // The build made again (unchanged: the same id) keeps what was set, on the images too.
+    ok(&nosa(&w, &["build"]));
+    let rebuilt = json_file(&meta_path);
+    assert_eq!(rebuilt["buildid"], id.as_str());
+    assert_eq!(rebuilt["summary"], "nightly for QA");
+    assert_eq!(
+        rebuilt["images"]["ostree"]["skip-compression"], true,
+        "{rebuilt:#}"
+    );
+    assert_eq!(rebuilt["base-oscontainer"], after["base-oscontainer"]);
 
     // runc: the build's tree, its os-release carrying the build id.
     let os_release = ok(&nosa(&w, &["runc", "--", "cat", "/etc/os-release"]));

@@ -118,6 +118,9 @@ pub struct ImageFile {
         skip_serializing_if = "Option::is_none"
     )]
     pub skip_compression: Option<bool>,
+    /// Fields nosa does not set (`nosa meta --set images.qemu.x=...`, another tool's).
+    #[serde(flatten)]
+    pub extra: Map<String, Value>,
 }
 
 /// Where a build keeps the commit's repository and record, under `builds/<id>/<arch>/`.

@@ -388,12 +388,20 @@ fn record(
                 fs_err::remove_file(dir.join(&path))?;
                 continue;
             }
+            // What was set on the entry by hand (`nosa meta --set`) stays when the image is
+            // placed again for the same build.
+            let (skip_compression, extra) = images
+                .get(&key)
+                .map(|old| (old.skip_compression, old.extra.clone()))
+                .unwrap_or_default();
             images.insert(
                 key,
                 ImageFile {
                     path,
                     sha256,
                     size,
+                    skip_compression,
+                    extra,
                     ..ImageFile::default()
                 },
             );
