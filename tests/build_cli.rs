@@ -12,95 +12,21 @@ use std::collections::BTreeMap;
 use std::path::Path;
 use std::process::Command;
 
-use common::{fixture_workdir, nosa, summary};
+use common::{fixture_workdir, nosa, summary, v1_meta_errors, v1_schema};
 use nosa_testkit::{cp_a, ostree, workspace_root};
 
 fn json(p: &Path) -> serde_json::Value {
     serde_json::from_slice(&fs_err::read(p).unwrap()).unwrap()
 }
 
-/// coreos-assembler's meta.json schema, when `../shared` (beside the repository) has it.
-fn v1_schema() -> Option<serde_json::Value> {
-    let p = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../shared/reference/cosa/nestos-assembler/v1.json");
-    p.is_file().then(|| json(&p))
-}
-
-/// What is wrong with `meta` for the v1 schema: every schema error when the schema is there
-/// (`../shared/reference/cosa/nestos-assembler/v1.json`); otherwise, and always in addition,
-/// our own list of what v1 requires (its `required` keys and their formats, `images.ostree`,
-/// no keys outside the schema's properties, which are closed).
-fn v1_errors(meta: &serde_json::Value) -> Vec<String> {
-    let mut errors = Vec::new();
-    let is_hex64 = |v: &serde_json::Value| {
-        v.as_str()
-            .is_some_and(|s| s.len() >= 64 && s.bytes().all(|b| b.is_ascii_hexdigit()))
-    };
-    for key in [
-        "buildid",
-        "name",
-        "ostree-version",
-        "ref",
-        "coreos-assembler.basearch",
-    ] {
-        if meta[key].as_str().is_none_or(str::is_empty) {
-            errors.push(format!("{key}: not a non-empty string"));
-        }
-    }
-    for key in [
-        "ostree-commit",
-        "ostree-content-checksum",
-        "rpm-ostree-inputhash",
-    ] {
-        if !is_hex64(&meta[key]) {
-            errors.push(format!("{key}: not a 64-digit checksum"));
-        }
-    }
-    for key in ["ostree-timestamp", "coreos-assembler.build-timestamp"] {
-        let ok = meta[key].as_str().is_some_and(|t| {
-            let b = t.as_bytes();
-            b.len() >= 11 && b[4] == b'-' && b[7] == b'-' && b[10] == b'T' && t.ends_with('Z')
-        });
-        if !ok {
-            errors.push(format!("{key}: not an RFC 3339 UTC time"));
-        }
-    }
-    if !meta["images"]["ostree"]["path"].is_string() {
-        errors.push("images.ostree.path: missing".into());
-    }
-    // The properties of v1 that nosa writes (the schema allows no others).
-    let known = [
-        "buildid",
-        "name",
-        "ref",
-        "coreos-assembler.basearch",
-        "coreos-assembler.build-timestamp",
-        "ostree-commit",
-        "ostree-content-checksum",
-        "ostree-timestamp",
-        "ostree-version",
-        "rpm-ostree-inputhash",
-        "images",
-    ];
-    for k in meta.as_object().into_iter().flat_map(|m| m.keys()) {
-        if !known.contains(&k.as_str()) {
-            errors.push(format!("{k}: not a v1 property nosa knows"));
-        }
-    }
-    if let Some(schema) = v1_schema() {
-        let v = jsonschema::draft7::new(&schema).expect("v1.json is a draft-07 schema");
-        errors.extend(
-            v.iter_errors(meta)
-                .map(|e| format!("schema: {e} (at {})", e.instance_path())),
-        );
-    }
-    errors
-}
-
-/// Asserts that `meta` validates (see [`v1_errors`]), and that a copy with an unknown key and
+/// Asserts that `meta` validates (see [`v1_meta_errors`]), and that a copy with an unknown key and
 /// a short checksum does not, so the check is live.
 fn assert_meta_v1(meta: &serde_json::Value) {
-    let errors = v1_errors(meta);
+    let errors = v1_meta_errors(meta);
+    assert!(
+        meta["images"]["ostree"]["path"].is_string(),
+        "every build records its OCI archive: {meta:#}"
+    );
     assert!(
         errors.is_empty(),
         "meta.json against v1: {errors:#?}\n{meta:#}"
@@ -108,7 +34,7 @@ fn assert_meta_v1(meta: &serde_json::Value) {
     let mut bad = meta.clone();
     bad["nosa-unknown"] = "x".into();
     bad["ostree-commit"] = "abc".into();
-    let errors = v1_errors(&bad);
+    let errors = v1_meta_errors(&bad);
     let schema_too = v1_schema().is_some();
     assert!(
         errors.iter().any(|e| e.starts_with("nosa-unknown"))

@@ -10,31 +10,12 @@ use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::process::Output;
 
-use common::{fixture_workdir, nosa, nosa_bin};
+use common::{fixture_workdir, nosa, nosa_bin, schema_valid, v1_schema};
 use nosa_build::meta_check;
 use serde_json::{Value, json};
 
 fn json_file(p: &Path) -> Value {
     serde_json::from_slice(&fs_err::read(p).unwrap()).unwrap()
-}
-
-/// coreos-assembler's meta.json schema, when the shared reference tree beside the repository
-/// has it (it is not part of the project).
-fn v1_schema() -> Option<Value> {
-    [
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared"),
-        PathBuf::from("/work/shared"),
-    ]
-    .iter()
-    .map(|s| s.join("reference/cosa/nestos-assembler/v1.json"))
-    .find(|p| p.is_file())
-    .map(|p| json_file(&p))
-}
-
-fn schema_valid(schema: &Value, doc: &Value) -> bool {
-    jsonschema::draft7::new(schema)
-        .expect("v1.json is a draft-07 schema")
-        .is_valid(doc)
 }
 
 fn text(b: &[u8]) -> String {

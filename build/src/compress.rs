@@ -199,8 +199,16 @@ fn configured_codec(s: &Session, arch: &str) -> Result<Codec, Error> {
 }
 
 /// The file's BLAKE3, and where a node reads it: the store's blob when the store has it
-/// (builds/ holds a hardlink of it), else the file.
+/// (builds/ holds a hardlink of it), else the file. A file meta.json names but builds/ lacks
+/// is an error.
 fn source(store: &Store, file: &Path) -> Result<(Digest, std::path::PathBuf), Error> {
+    if !file.is_file() {
+        return Err(std::io::Error::other(format!(
+            "{}: meta.json names it, but it is missing",
+            file.display()
+        ))
+        .into());
+    }
     let digest = nosa_cache::hash_file(file)?;
     let at = if store.has_blob(&digest) {
         store.blob_path(&digest)
@@ -414,15 +422,7 @@ pub fn compress(
                 lines.push(format!("{arch} {name}: not compressed ({why})"));
                 continue;
             }
-            let file = dir.join(&img.path);
-            if !file.is_file() {
-                return Err(std::io::Error::other(format!(
-                    "{}: meta.json names it, but it is missing",
-                    file.display()
-                ))
-                .into());
-            }
-            let (input, source) = source(store, &file)?;
+            let (input, source) = source(store, &dir.join(&img.path))?;
             let node = ids::compress(arch, name, codec.name());
             nodes.push((
                 node.clone(),
@@ -499,15 +499,7 @@ pub fn uncompress(
                 lines.push(format!("{arch} {name}: not compressed{note}"));
                 continue;
             };
-            let file = dir.join(&img.path);
-            if !file.is_file() {
-                return Err(std::io::Error::other(format!(
-                    "{}: meta.json names it, but it is missing",
-                    file.display()
-                ))
-                .into());
-            }
-            let (input, source) = source(store, &file)?;
+            let (input, source) = source(store, &dir.join(&img.path))?;
             let node = ids::uncompress(arch, name, codec.name());
             nodes.push((
                 node.clone(),

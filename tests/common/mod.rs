@@ -200,85 +200,31 @@ pub fn fixture_workdir() -> (tempfile::TempDir, PathBuf) {
     (tmp, w)
 }
 
-/// What is wrong with `meta` (a build's meta.json) for coreos-assembler's v1 schema: the
-/// schema's errors when `../shared/reference/cosa/nestos-assembler/v1.json` is there, and
-/// always our own check of what v1 requires: the required keys, no top-level key outside its
-/// (closed) properties, and each artifact's `path`, `sha256`, `size` and the optional
-/// `uncompressed-sha256`, `uncompressed-size`, `skip-compression` with their types.
+/// coreos-assembler's meta.json schema, when the reference tree beside the repository
+/// (`../shared/reference/cosa/nestos-assembler/v1.json`) has it; it is not part of the project.
+pub fn v1_schema() -> Option<serde_json::Value> {
+    let p = workspace_root().join("../shared/reference/cosa/nestos-assembler/v1.json");
+    let bytes = fs_err::read(p).ok()?;
+    Some(serde_json::from_slice(&bytes).expect("v1.json is JSON"))
+}
+
+/// Whether `doc` is valid for `schema` (draft 7).
+pub fn schema_valid(schema: &serde_json::Value, doc: &serde_json::Value) -> bool {
+    jsonschema::draft7::new(schema)
+        .expect("v1.json is a draft-07 schema")
+        .is_valid(doc)
+}
+
+/// What is wrong with `meta` (a build's meta.json): always nosa's own check of v1's rules and
+/// its stricter ones (`nosa_build::meta_check`, the check `nosa meta --set` runs, compared
+/// with the real schema by `lifecycle_cli`'s reference test), and the schema's own errors
+/// when the schema is there.
 pub fn v1_meta_errors(meta: &serde_json::Value) -> Vec<String> {
-    use serde_json::Value;
-    let mut errors = Vec::new();
-    let hex64 = |v: &Value| {
-        v.as_str()
-            .is_some_and(|s| s.len() == 64 && s.bytes().all(|b| b.is_ascii_hexdigit()))
-    };
-    for key in [
-        "buildid",
-        "name",
-        "ostree-version",
-        "ref",
-        "coreos-assembler.basearch",
-    ] {
-        if meta[key].as_str().is_none_or(str::is_empty) {
-            errors.push(format!("{key}: not a non-empty string"));
-        }
-    }
-    for key in [
-        "ostree-commit",
-        "ostree-content-checksum",
-        "rpm-ostree-inputhash",
-    ] {
-        if !hex64(&meta[key]) {
-            errors.push(format!("{key}: not a 64-digit checksum"));
-        }
-    }
-    let known = [
-        "buildid",
-        "name",
-        "ref",
-        "coreos-assembler.basearch",
-        "coreos-assembler.build-timestamp",
-        "ostree-commit",
-        "ostree-content-checksum",
-        "ostree-timestamp",
-        "ostree-version",
-        "rpm-ostree-inputhash",
-        "images",
-    ];
-    for k in meta.as_object().into_iter().flat_map(|m| m.keys()) {
-        if !known.contains(&k.as_str()) {
-            errors.push(format!("{k}: not a v1 property nosa knows"));
-        }
-    }
-    let artifact_keys = [
-        "path",
-        "sha256",
-        "size",
-        "uncompressed-sha256",
-        "uncompressed-size",
-        "skip-compression",
-    ];
-    for (name, a) in meta["images"].as_object().into_iter().flatten() {
-        if !a["path"].is_string() || !hex64(&a["sha256"]) || !a["size"].is_u64() {
-            errors.push(format!(
-                "images.{name}: path, sha256 or size missing or mistyped"
-            ));
-        }
-        if a.get("uncompressed-sha256").is_some_and(|v| !hex64(v))
-            || a.get("uncompressed-size").is_some_and(|v| !v.is_u64())
-            || a.get("skip-compression").is_some_and(|v| !v.is_boolean())
-        {
-            errors.push(format!("images.{name}: a mistyped optional field"));
-        }
-        for k in a.as_object().into_iter().flat_map(|m| m.keys()) {
-            if !artifact_keys.contains(&k.as_str()) {
-                errors.push(format!("images.{name}.{k}: not an artifact property of v1"));
-            }
-        }
-    }
-    let schema = workspace_root().join("../shared/reference/cosa/nestos-assembler/v1.json");
-    if let Ok(bytes) = fs_err::read(&schema) {
-        let schema: Value = serde_json::from_slice(&bytes).unwrap();
+    let mut errors: Vec<String> = nosa_build::meta_check::check(meta)
+        .iter()
+        .map(ToString::to_string)
+        .collect();
+    if let Some(schema) = v1_schema() {
         let v = jsonschema::draft7::new(&schema).expect("v1.json is a draft-07 schema");
         errors.extend(
             v.iter_errors(meta)
