@@ -210,4 +210,17 @@ fn prune_keeps_the_newest_and_tagged_builds_and_their_cached_outputs() {
         Path::new(&now[1]),
         "latest names the newest build left"
     );
+
+    // A build of one arch (`--arch`) prunes builds but leaves the store to `nosa prune`: its
+    // graph is not the whole workdir's, so its outputs are not all the roots.
+    fs_err::write(&overlay, "build 6\n").unwrap();
+    build(&w, &["--skip-prune"]);
+    fs_err::write(&overlay, "build 7\n").unwrap();
+    let before = actions(&w);
+    let out = nosa(&w, &["build", "--arch", "x86_64"]);
+    assert!(out.status.success(), "{out:?}");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("prune: removed 1 build"), "{err}");
+    assert!(!err.contains("freed"), "{err}");
+    assert!(before.is_subset(&actions(&w)), "no action record went");
 }

@@ -27,6 +27,9 @@ pub enum Collect {
     /// Only when a build was removed (the prune after `nosa build`: an unchanged build costs
     /// no walk of the store).
     IfBuildsRemoved,
+    /// Never: the session's graph is not the whole workdir's (one arch of several), so its
+    /// last good outputs are not all the roots; the next `nosa prune` collects.
+    Never,
 }
 
 /// What `nosa prune` did, or with `dry_run` would do.
@@ -59,7 +62,8 @@ pub fn prune(
     if !dry_run {
         builds.remove_builds(&plan.remove)?;
     }
-    if collect == Collect::IfBuildsRemoved && plan.remove.is_empty() {
+    if collect == Collect::Never || (collect == Collect::IfBuildsRemoved && plan.remove.is_empty())
+    {
         return Ok(Pruned {
             builds: plan,
             store: None,

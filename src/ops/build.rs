@@ -78,8 +78,13 @@ fn build_inner(cli: &Cli, a: &BuildCmdArgs, fast: bool) -> OpResult {
     // a failed build removes nothing; the witness a new build leaves is spoilt anyway).
     if !a.skip_prune && out.recorded.as_ref().is_some_and(|r| r.new) {
         let keep = crate::ops::store::keep_last_n(&s, None);
-        let pruned =
-            nosa_build::prune::prune(&s, &Select::KeepLast(keep), Collect::IfBuildsRemoved, false)?;
+        // With --arch the graph holds one arch's nodes: the store is left to `nosa prune`.
+        let collect = if a.common.arch.is_some() {
+            Collect::Never
+        } else {
+            Collect::IfBuildsRemoved
+        };
+        let pruned = nosa_build::prune::prune(&s, &Select::KeepLast(keep), collect, false)?;
         for line in crate::ops::store::pruned_lines(&pruned, false, false) {
             eprintln!("prune: {line}");
         }
