@@ -627,8 +627,9 @@ pub struct UncompressArgs {
 pub struct PushContainerArgs {
     /// Where to push: `HOST[:PORT]/REPO[:TAG]` for docker (only the tag may contain ':'
     /// after the host), a directory for dir, `PATH[:TAG]` for oci-archive, a path for
-    /// docker-archive, `NAME[:TAG]` for containers-storage and docker-daemon. Without a tag
-    /// the tag is `<buildid>-<arch>`.
+    /// docker-archive, `[DRIVER@ROOT+RUNROOT]NAME[:TAG]` (the store part optional) for
+    /// containers-storage, `NAME[:TAG]` for docker-daemon. Without a tag the tag is
+    /// `<buildid>-<arch>`.
     #[arg(value_name = "IMAGE[:TAG]")]
     pub image: String,
     /// The build (default: the latest).

@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{fixture_workdir, nosa};
+use common::{fixture_workdir, nosa, v1_meta_errors};
 
 /// Fails, naming the Debian package, when `bin` is not on PATH.
 fn need(bin: &str, package: &str) {
@@ -148,19 +148,13 @@ fn meta_json(w: &Path, id: &str) -> serde_json::Value {
     serde_json::from_slice(&fs_err::read(p).unwrap()).unwrap()
 }
 
-/// Checks meta.json against coreos-assembler's v1 schema when `../shared` has it.
+/// Checks meta.json against v1 (`common::v1_meta_errors`) and `base-oscontainer`'s shape.
 fn assert_v1(meta: &serde_json::Value) {
-    let p = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../shared/reference/cosa/nestos-assembler/v1.json");
-    if let Ok(bytes) = fs_err::read(&p) {
-        let schema: serde_json::Value = serde_json::from_slice(&bytes).unwrap();
-        let v = jsonschema::draft7::new(&schema).unwrap();
-        let errors: Vec<String> = v.iter_errors(meta).map(|e| e.to_string()).collect();
-        assert!(
-            errors.is_empty(),
-            "meta.json against v1: {errors:#?}\n{meta:#}"
-        );
-    }
+    let errors = v1_meta_errors(meta);
+    assert!(
+        errors.is_empty(),
+        "meta.json against v1: {errors:#?}\n{meta:#}"
+    );
     let base = meta["base-oscontainer"]
         .as_object()
         .expect("base-oscontainer");
@@ -423,6 +417,55 @@ fn push_container_to_registries_and_directories() {
         meta_json(&w, &id)["base-oscontainer"]["image"],
         locked_repo.as_str()
     );
+
+    // The transports skopeo carries: docker-archive (skopeo converts the manifest to docker's
+    // schema 2, and a docker-archive keeps no manifest, so only the content can be compared:
+    // the config's diff_ids, the build's uncompressed layers) and containers-storage in a vfs
+    // store of the test's own (no daemon).
+    let diff_ids = |image: &str| {
+        let config: serde_json::Value =
+            serde_json::from_str(&skopeo(&["inspect", "--config", image])).unwrap();
+        config["rootfs"]["diff_ids"].clone()
+    };
+    let built_ids = diff_ids(&format!("oci-archive:{}", oa.display()));
+    assert!(
+        built_ids.as_array().is_some_and(|a| a.len() > 1),
+        "{built_ids}"
+    );
+    let da = t.join("nestos.docker-archive.tar");
+    let (stdout, _) = nosa_exit(
+        &w,
+        &[
+            "push-container",
+            "--transport",
+            "docker-archive",
+            &format!("{}:localhost/nestos:t", da.display()),
+        ],
+        0,
+    );
+    assert!(stdout.trim().starts_with("sha256:"), "{stdout}");
+    assert_eq!(
+        diff_ids(&format!("docker-archive:{}", da.display())),
+        built_ids
+    );
+    let storage = format!(
+        "[vfs@{}+{}]localhost/nestos:cs",
+        t.join("cs-root").display(),
+        t.join("cs-run").display()
+    );
+    let (stdout, _) = nosa_exit(
+        &w,
+        &[
+            "push-container",
+            "--transport",
+            "containers-storage",
+            &storage,
+        ],
+        0,
+    );
+    let cs_image = format!("containers-storage:{storage}");
+    assert_eq!(inspect_digest(&[], &cs_image)["Digest"], stdout.trim());
+    assert_eq!(diff_ids(&cs_image), built_ids);
 
     // A dir destination that holds something else is refused.
     let busy = t.join("busy");

@@ -240,8 +240,16 @@ pub fn push(req: &PushRequest) -> Result<Pushed, PushError> {
             let dest = if req.transport == Transport::DockerArchive {
                 req.image.to_string()
             } else {
-                let r = ImageRef::parse_local(req.image).map_err(PushError::Reference)?;
-                format!("{}:{}", r.name(), r.tag_or(req.default_tag))
+                // containers-storage may name its store first: `[driver@root+runroot]NAME`.
+                let (store, name) =
+                    match req.image.strip_prefix('[').and_then(|r| r.split_once(']')) {
+                        Some((spec, name)) if req.transport == Transport::ContainersStorage => {
+                            (format!("[{spec}]"), name)
+                        }
+                        _ => (String::new(), req.image),
+                    };
+                let r = ImageRef::parse_local(name).map_err(PushError::Reference)?;
+                format!("{store}{}:{}", r.name(), r.tag_or(req.default_tag))
             };
             let destination = format!("{}:{dest}", req.transport.name());
             let digest = skopeo_copy(req, &destination)?;
