@@ -11,6 +11,8 @@
 //!   x86_64-efi as the ESP's `EFI/BOOT/BOOTX64.EFI`), reading one generated grub.cfg.
 //! - [`raw_to_qcow2`] writes qcow2 from a sparse raw disk, then runs `qemu-img check`.
 //! - [`ImageRule`] is the engine rule `image:<arch>:<format>`.
+//! - [`live_kargs`] fills the config's `live/` templates with the live system's kernel
+//!   arguments and describes their embed areas (`kargs.json`); no node uses it yet.
 //!
 //! Booting and testing the images is `nosa-kola`'s.
 //!
@@ -24,6 +26,7 @@ mod disk;
 mod error;
 mod fsimg;
 mod gpt;
+pub mod live_kargs;
 mod qcow2;
 mod rule;
 pub mod sparse;
