@@ -409,8 +409,9 @@ fn record(
         let name = c.os_name().to_string();
         let mut extra = old.extra;
         // The config's git commit and whether it had uncommitted changes, as the build was
-        // made (coreos-assembler's keys; a config outside git records neither).
-        if new || !extra.contains_key(CONFIG_GITREV) {
+        // made (coreos-assembler's keys; a config outside git records neither). A build
+        // recorded again keeps them: git runs once per new build.
+        if new {
             extra.remove(CONFIG_GITREV);
             extra.remove(CONFIG_DIRTY);
             if let Some((rev, dirty)) = config_git(&c.dir) {

@@ -33,7 +33,7 @@ pub fn prune(cli: &Cli, a: &PruneArgs) -> OpResult {
 /// The builds to keep: the flag, else the build file's keep-last-n, else 3.
 pub fn keep_last_n(s: &nosa_build::Session, flag: Option<u32>) -> usize {
     flag.or_else(|| s.ws.file.nestos.as_ref().and_then(|n| n.keep_last_n))
-        .unwrap_or(3) as usize
+        .unwrap_or(nosa_config::DEFAULT_KEEP_LAST_N) as usize
 }
 
 /// What a prune removed (or would), a line each.
