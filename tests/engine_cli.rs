@@ -348,15 +348,7 @@ fn prune_keeps_the_newest_builds_and_the_tagged_ones() {
         &ids,
         r#","tags":[{"name":"stable","created":"t","target":"v.1"}]"#,
     );
-    let listed = |w: &Workdir| -> Vec<String> {
-        let v: serde_json::Value = serde_json::from_str(&w.read("builds/builds.json")).unwrap();
-        v["builds"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|b| b["id"].as_str().unwrap().to_string())
-            .collect()
-    };
+    let listed = |w: &Workdir| common::listed_builds(w.path());
 
     let out = w.output(&["prune", "--keep-last-n", "2", "--dry-run"]);
     let text = String::from_utf8_lossy(&out.stdout);

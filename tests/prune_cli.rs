@@ -7,7 +7,7 @@ mod common;
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 
-use common::{fixture_workdir, nosa, summary};
+use common::{fixture_workdir, listed_builds as listed, nosa, summary};
 
 /// `nosa ARGS --json` must succeed; its summary (node id -> status).
 fn build(w: &Path, args: &[&str]) -> BTreeMap<String, String> {
@@ -20,18 +20,6 @@ fn build(w: &Path, args: &[&str]) -> BTreeMap<String, String> {
         String::from_utf8_lossy(&out.stderr)
     );
     summary(&out)
-}
-
-/// The ids in builds.json, newest first.
-fn listed(w: &Path) -> Vec<String> {
-    let text = fs_err::read_to_string(w.join("builds/builds.json")).unwrap();
-    let v: serde_json::Value = serde_json::from_str(&text).unwrap();
-    v["builds"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|b| b["id"].as_str().unwrap().to_string())
-        .collect()
 }
 
 /// The action keys a build recorded (`builds/<id>/nosa-keys.json`).

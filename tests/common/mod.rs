@@ -233,3 +233,15 @@ pub fn v1_meta_errors(meta: &serde_json::Value) -> Vec<String> {
     }
     errors
 }
+
+/// The build ids of `<workdir>/builds/builds.json`, newest first.
+pub fn listed_builds(w: &Path) -> Vec<String> {
+    let text = fs_err::read_to_string(w.join("builds/builds.json")).unwrap();
+    let v: serde_json::Value = serde_json::from_str(&text).unwrap();
+    v["builds"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|b| b["id"].as_str().unwrap().to_string())
+        .collect()
+}
