@@ -148,6 +148,26 @@ fn meta_json(w: &Path, id: &str) -> serde_json::Value {
     serde_json::from_slice(&fs_err::read(p).unwrap()).unwrap()
 }
 
+/// containers-storage's overlay driver leaves its home bind-mounted after skopeo exits: this
+/// guard unmounts whatever is mounted under the store when dropped (also on a failed assert),
+/// so the temporary directory can go and no mount outlives the test.
+struct Unmount(PathBuf);
+
+impl Drop for Unmount {
+    fn drop(&mut self) {
+        let mounts = fs_err::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+        let mut points: Vec<&str> = mounts
+            .lines()
+            .filter_map(|l| l.split(' ').nth(4))
+            .filter(|p| Path::new(p).starts_with(&self.0))
+            .collect();
+        points.sort_by_key(|p| std::cmp::Reverse(p.len()));
+        for p in points {
+            let _ = Command::new("umount").arg(p).status();
+        }
+    }
+}
+
 /// Checks meta.json against v1 (`common::v1_meta_errors`) and `base-oscontainer`'s shape.
 fn assert_v1(meta: &serde_json::Value) {
     let errors = v1_meta_errors(meta);
@@ -420,8 +440,10 @@ fn push_container_to_registries_and_directories() {
 
     // The transports skopeo carries: docker-archive (skopeo converts the manifest to docker's
     // schema 2, and a docker-archive keeps no manifest, so only the content can be compared:
-    // the config's diff_ids, the build's uncompressed layers) and containers-storage in a vfs
-    // store of the test's own (no daemon).
+    // the config's diff_ids, the build's uncompressed layers) and containers-storage in an
+    // overlay store of the test's own (no daemon). Not vfs: vfs keeps each layer as a full copy
+    // of the tree below it, tens of gigabytes for the build's dozens of layers, which filled a
+    // CI machine's disk.
     let diff_ids = |image: &str| {
         let config: serde_json::Value =
             serde_json::from_str(&skopeo(&["inspect", "--config", image])).unwrap();
@@ -448,8 +470,9 @@ fn push_container_to_registries_and_directories() {
         diff_ids(&format!("docker-archive:{}", da.display())),
         built_ids
     );
+    let cs_mounts = Unmount(t.join("cs-root"));
     let storage = format!(
-        "[vfs@{}+{}]localhost/nestos:cs",
+        "[overlay@{}+{}]localhost/nestos:cs",
         t.join("cs-root").display(),
         t.join("cs-run").display()
     );
@@ -466,6 +489,9 @@ fn push_container_to_registries_and_directories() {
     let cs_image = format!("containers-storage:{storage}");
     assert_eq!(inspect_digest(&[], &cs_image)["Digest"], stdout.trim());
     assert_eq!(diff_ids(&cs_image), built_ids);
+    drop(cs_mounts);
+    let mounts = fs_err::read_to_string("/proc/self/mountinfo").unwrap();
+    assert!(!mounts.contains(t.to_str().unwrap()), "{mounts}");
 
     // A dir destination that holds something else is refused.
     let busy = t.join("busy");
