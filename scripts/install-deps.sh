@@ -8,7 +8,7 @@ build_pkgs=(pkg-config libsolv-dev libsolvext-dev clang libclang-dev libostree-d
 # rpm: rpmkeys checks package signatures (gpgcheck); sqv: repomd.xml.asc (repo_gpgcheck).
 fixture_pkgs=(rpm createrepo-c kmod cpio dnf git bubblewrap strace sqv)
 # Composing, committing and making disk images (nosa build): needed by the demo too.
-image_pkgs=(bubblewrap strace ostree qemu-utils mtools dosfstools e2fsprogs xfsprogs mount gdisk fdisk grub-common grub-pc-bin)
+image_pkgs=(bubblewrap strace ostree qemu-utils mtools dosfstools e2fsprogs xfsprogs mount gdisk fdisk grub-common grub-pc-bin xorriso isolinux syslinux-common squashfs-tools)
 # Booting images (the demo runs kola too).
 boot_pkgs=(qemu-system-x86 ovmf openssh-client)
 # Inspecting archives in the tests; libzstd-dev: tools/ostree-ext-check (ostree-ext links the

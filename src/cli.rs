@@ -125,6 +125,12 @@ pub enum Command {
     /// Example: `nosa buildextend-openstack`
     #[command(name = "buildextend-openstack", disable_version_flag = true)]
     BuildextendOpenstack(BuildextendArgs),
+    /// `build live`: the live ISO, kernel, initramfs and rootfs.img (nestos-assembler's
+    /// buildextend-live), from the config's `live/` templates.
+    ///
+    /// Example: `nosa buildextend-live && nosa meta --image-path live-iso`
+    #[command(name = "buildextend-live", disable_version_flag = true)]
+    BuildextendLive(BuildextendArgs),
     /// Test commands (kola).
     ///
     /// Example: `nosa kola run 'ext.config.*'`

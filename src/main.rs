@@ -70,6 +70,7 @@ fn main() -> ExitCode {
         Command::BuildextendMetal(a) => ops::build::buildextend(&cli, a, "metal"),
         Command::BuildextendMetal4k(a) => ops::build::buildextend(&cli, a, "metal4k"),
         Command::BuildextendOpenstack(a) => ops::build::buildextend(&cli, a, "openstack"),
+        Command::BuildextendLive(a) => ops::build::buildextend(&cli, a, "live"),
         Command::Kola(KolaCommand::Run(a)) => ops::kola::run(&cli, a, false),
         Command::Kola(KolaCommand::List(a)) => ops::kola::list(&cli, a),
         Command::KolaRun(a) => ops::kola::run(&cli, a, true),

@@ -16,7 +16,7 @@ use nosa_solve::{Lock, Request, ResolveRule, ResolvedPackage};
 use crate::ids;
 use crate::pins::Pins;
 use nosa_commit::OstreeCommitRule;
-use nosa_image::{ImageFormat, ImageFsRule, ImageRule};
+use nosa_image::{ImageFormat, ImageFsRule, ImageRule, LiveIsoRule, LivePxeRule};
 use nosa_kola::{KolaKind, KolaRule};
 use nosa_oci::{ComponentSource, DEFAULT_MAX_LAYERS, OciRule};
 use nosa_rules::compose::{InitramfsRule, OstreeTreeRule, PostprocessRule, Script};
@@ -255,7 +255,7 @@ pub fn expand(
         let (commit, name) = commit_and_oci(&mut x, &st, tree, &unpacked);
         images(&mut x, &st, &commit, &name);
         kola_tests(&mut x, &st);
-        live(&mut x, &st);
+        live(&mut x, &st, &commit, &name);
     }
     Ok(x)
 }
@@ -761,18 +761,95 @@ fn kola_tests(x: &mut Expansion, st: &Stage<'_>) {
     }
 }
 
-/// Stage 7: the live ISO (planned).
-fn live(x: &mut Expansion, st: &Stage<'_>) {
-    let (c, arch, map) = (st.c, st.arch, st.map);
-    let image_json = J::Object(c.image.json.clone());
-    let mut live = PendingRule::new("live-iso")
-        .param("arch", arch)
-        .json("image", &image_json);
-    if let Some(d) = &c.live_dir
-        && let Some(i) = map.input(d)
-    {
-        live = live.input(i);
+/// Stage 7: the live artifacts: `live-pxe` (kernel, live initramfs, rootfs.img) from the
+/// commit, and `live` (the ISO) from those and the config's `live/` templates.
+fn live(x: &mut Expansion, st: &Stage<'_>, commit: &str, name: &str) {
+    let (c, arch, known, map) = (st.c, st.arch, st.known, st.map);
+    let live_input = c.live_dir.as_deref().and_then(|d| map.rel(d));
+    let pxe = ids::live_pxe(arch);
+    let iso = ids::live(arch);
+    match (known.versions.get(arch), live_input) {
+        (Some(v), Some(live_dir)) => {
+            let files = c
+                .live_dir
+                .as_deref()
+                .map(live_templates)
+                .unwrap_or_default();
+            let variant = nosa_image::live::variant_of(&files).to_string();
+            let mut kargs: Vec<String> = nosa_image::BASE_KARGS
+                .iter()
+                .map(|s| s.to_string())
+                .collect();
+            kargs.push("ignition.platform.id=metal".into());
+            kargs.extend(c.image.extra_kargs.iter().cloned());
+            x.nodes.push(NodeDecl {
+                id: pxe.clone(),
+                rule: Arc::new(LivePxeRule {
+                    arch: arch.to_string(),
+                    osname: c
+                        .image
+                        .json
+                        .get("osname")
+                        .and_then(J::as_str)
+                        .unwrap_or("nestos")
+                        .to_string(),
+                    kargs,
+                    variant: variant.clone(),
+                    compression: c.image.squashfs_compression.clone(),
+                    timestamp: v.timestamp,
+                }),
+                deps: vec![commit.to_string()],
+            });
+            x.nodes.push(NodeDecl {
+                id: iso.clone(),
+                rule: Arc::new(LiveIsoRule {
+                    arch: arch.to_string(),
+                    name: name.to_string(),
+                    version: v.version.clone(),
+                    variant,
+                    live_dir,
+                    timestamp: v.timestamp,
+                }),
+                deps: vec![pxe],
+            });
+        }
+        (v, live_input) => {
+            let why = if live_input.is_none() {
+                "the config has no live/ directory (isolinux/isolinux.cfg and EFI/<vendor>/grub.cfg templates)"
+            } else {
+                debug_assert!(v.is_none());
+                "the live ISO is made from a versioned commit: run `nosa build live` (or `nosa buildextend-live`)"
+            };
+            let image_json = J::Object(c.image.json.clone());
+            let mut rule = PendingRule::new("live")
+                .param("arch", arch)
+                .json("image", &image_json)
+                .because(why);
+            if let Some(d) = live_input {
+                rule = rule.input(InputSpec::Path(d));
+            }
+            x.add(iso.clone(), rule, vec![commit.to_string()]);
+        }
     }
-    let live = x.add(ids::live_iso(arch), live, vec![ids::image(arch, "metal")]);
-    x.target("live", &live);
+    x.target("live", &iso);
+}
+
+/// The config's `live/` files (path under it, content), for the variant: unreadable ones are
+/// left out here (the `live` node reads them again and reports them).
+fn live_templates(dir: &Path) -> Vec<nosa_image::live_kargs::LiveFile> {
+    walkdir::WalkDir::new(dir)
+        .sort_by_file_name()
+        .into_iter()
+        .flatten()
+        .filter(|e| e.file_type().is_file())
+        .filter_map(|e| {
+            let rel = e
+                .path()
+                .strip_prefix(dir)
+                .ok()?
+                .to_string_lossy()
+                .into_owned();
+            Some((rel, fs_err::read(e.path()).ok()?))
+        })
+        .collect()
 }

@@ -101,9 +101,14 @@ pub fn kola(arch: &str, image: &str, test: &str) -> String {
     format!("kola:{arch}:{image}:{test}")
 }
 
-/// `live-iso:<arch>`.
-pub fn live_iso(arch: &str) -> String {
-    format!("live-iso:{arch}")
+/// `live-pxe:<arch>`: the live kernel, initramfs and rootfs.img.
+pub fn live_pxe(arch: &str) -> String {
+    format!("live-pxe:{arch}")
+}
+
+/// `live:<arch>`: the live ISO and the PXE files under their artifact names.
+pub fn live(arch: &str) -> String {
+    format!("live:{arch}")
 }
 
 /// A kola node id's parts: arch, image, test.
@@ -130,7 +135,8 @@ pub const VERSIONED_KINDS: &[&str] = &[
     "image-fs",
     "image",
     "kola",
-    "live-iso",
+    "live-pxe",
+    "live",
 ];
 
 #[cfg(test)]

@@ -353,6 +353,27 @@ fn record(
                 placed.push((fmt.to_string(), path, digest, size));
             }
         }
+        // The live artifacts, under nestos-assembler's meta.json keys.
+        let live = ids::live(&arch);
+        if report.nodes.iter().any(|n| n.id == live) {
+            let key = |p: &str| {
+                if p.ends_with(".iso") {
+                    Some("live-iso")
+                } else if p.contains("-live-kernel-") {
+                    Some("live-kernel")
+                } else if p.contains("-live-initramfs.") {
+                    Some("live-initramfs")
+                } else if p.contains("-live-rootfs.") {
+                    Some("live-rootfs")
+                } else {
+                    None
+                }
+            };
+            for (path, digest, size) in place(s, &state, &live, &dir, |p| key(p).is_some())? {
+                let k = key(&path).expect("placed by its key");
+                placed.push((k.to_string(), path, digest, size));
+            }
+        }
         let oci = ids::oci(&arch);
         for (path, digest, size) in place(s, &state, &oci, &dir, |_| true)? {
             if path.ends_with(".ociarchive") {
@@ -394,6 +415,8 @@ fn record(
                 .get(&key)
                 .map(|old| (old.skip_compression, old.extra.clone()))
                 .unwrap_or_default();
+            // The live artifacts are never compressed (nestos-assembler marks them so).
+            let skip_compression = skip_compression.or(key.starts_with("live-").then_some(true));
             images.insert(
                 key,
                 ImageFile {

@@ -18,6 +18,8 @@ pub(crate) fn package_of(tool: &str) -> &'static str {
         "mkfs.xfs" => "xfsprogs",
         "mount" | "umount" => "mount",
         "cp" => "coreutils",
+        "mksquashfs" => "squashfs-tools",
+        "xorriso" => "xorriso",
         _ => "?",
     }
 }

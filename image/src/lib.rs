@@ -12,7 +12,10 @@
 //! - [`raw_to_qcow2`] writes qcow2 from a sparse raw disk, then runs `qemu-img check`.
 //! - [`ImageRule`] is the engine rule `image:<arch>:<format>`.
 //! - [`live_kargs`] fills the config's `live/` templates with the live system's kernel
-//!   arguments and describes their embed areas (`kargs.json`); no node uses it yet.
+//!   arguments and describes their embed areas (`kargs.json`).
+//! - [`LivePxeRule`] and [`LiveIsoRule`] are the engine rules `live-pxe:<arch>` (kernel,
+//!   live initramfs, `rootfs.img` with the squashfs) and `live:<arch>` (the ISO), written with
+//!   [`cpio`] and checked with [`iso9660`] (see [`live`]).
 //!
 //! Booting and testing the images is `nosa-kola`'s.
 //!
@@ -21,11 +24,14 @@
 mod bls;
 mod bootloader;
 mod cmd;
+pub mod cpio;
 mod deploy;
 mod disk;
 mod error;
 mod fsimg;
 mod gpt;
+pub mod iso9660;
+pub mod live;
 pub mod live_kargs;
 mod qcow2;
 mod rule;
@@ -42,6 +48,7 @@ pub use disk::{
 };
 pub use error::ImageError;
 pub use gpt::{Gpt, GptPartition, Guid, crc32, types as part_types};
+pub use live::{LiveIsoRule, LiveNames, LivePxeRule, LiveRecord};
 pub use qcow2::{check_qcow2, raw_to_qcow2};
 pub use rule::{
     ImageFormat, ImageFsRule, ImageRecord, ImageRule, SysrootRecord, read_image_record,

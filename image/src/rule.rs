@@ -428,8 +428,16 @@ fn previous_grub(ctx: &RunContext<'_>, inputs: &[u8; 32]) -> Option<crate::GrubI
 /// returns the kernel release.
 fn copy_kernel(sysroot: &crate::Sysroot, to: &Path) -> Result<String, RunError> {
     let modules = sysroot.tree_path("usr/lib/modules");
+    let kver = only_kernel(&modules)?;
+    fs_err::copy(modules.join(&kver).join("vmlinuz"), to)?;
+    Ok(kver)
+}
+
+/// The release of the one kernel under `modules` (a tree's `usr/lib/modules`): the one
+/// directory that has a `vmlinuz`.
+pub(crate) fn only_kernel(modules: &Path) -> Result<String, RunError> {
     let mut found = Vec::new();
-    for e in fs_err::read_dir(&modules)? {
+    for e in fs_err::read_dir(modules)? {
         let e = e?;
         if e.path().join("vmlinuz").is_file() {
             found.push(e.file_name().to_string_lossy().into_owned());
@@ -437,10 +445,7 @@ fn copy_kernel(sysroot: &crate::Sysroot, to: &Path) -> Result<String, RunError> 
     }
     found.sort();
     match found.as_slice() {
-        [kver] => {
-            fs_err::copy(modules.join(kver).join("vmlinuz"), to)?;
-            Ok(kver.clone())
-        }
+        [kver] => Ok(kver.clone()),
         _ => Err(RunError::msg(format!(
             "expected one kernel in the deployment's usr/lib/modules, found {found:?}"
         ))),

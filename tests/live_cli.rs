@@ -1,0 +1,245 @@
+//! `nosa build live` end to end on the example: the live artifacts under nestos-assembler's
+//! names and meta.json keys; the ISO read the way coreos-installer and nestos-installer read
+//! it (primary-volume 8.3 names, `nestos/` metadata, the Ignition area, each kernel-argument
+//! embed area at `LBA * 2048 + offset` holding the defaults); the ISO's PXE files byte-equal
+//! to the live-kernel/-initramfs/-rootfs artifacts; rootfs.img a cpio whose first member is
+//! the squashfs of the deployed root; the ISO booted from a CD under QEMU in BIOS and UEFI
+//! mode up to the kernel's command line; a template edit rerunning the ISO node alone; and
+//! mismatched templates refused with the file names and the fix.
+
+mod common;
+
+use std::path::Path;
+use std::process::{Command, Output};
+use std::time::Duration;
+
+use common::{fixture_workdir, nosa, summary, v1_meta_errors};
+use nosa_image::iso9660;
+
+fn ok(out: Output, what: &str) -> Output {
+    assert!(
+        out.status.success(),
+        "{what}: {}\n{}",
+        String::from_utf8_lossy(&out.stderr),
+        String::from_utf8_lossy(&out.stdout)
+    );
+    out
+}
+
+fn json(p: &Path) -> serde_json::Value {
+    serde_json::from_slice(&fs_err::read(p).unwrap()).unwrap()
+}
+
+/// The file of `iso` at primary-tree `path`, read as the installers do.
+fn iso_file(iso: &Path, tree: &iso9660::IsoTree, path: &str) -> Vec<u8> {
+    let e = tree
+        .get(path)
+        .unwrap_or_else(|| panic!("{path} not in {:?}", tree.entries.keys()));
+    let data = fs_err::read(iso).unwrap();
+    data[e.offset() as usize..(e.offset() + e.size) as usize].to_vec()
+}
+
+/// Boots `iso` as a CD (BIOS, or UEFI with OVMF) until the kernel prints `marker`.
+fn boot_cd(iso: &Path, uefi: bool, dir: &Path, marker: &str) -> nosa_kola::qemu::BootResult {
+    let mut extra = vec![
+        "-drive".to_string(),
+        format!(
+            "file={},media=cdrom,if=none,id=cd,readonly=on",
+            iso.display()
+        ),
+        "-device".to_string(),
+        "ide-cd,drive=cd,bootindex=0".to_string(),
+    ];
+    let vm = nosa_kola::qemu::Vm {
+        accel: nosa_kola::qemu::Accel::Tcg,
+        memory_mib: 2048,
+        uefi,
+        disks: vec![],
+        extra: std::mem::take(&mut extra),
+    };
+    let log = dir.join(if uefi { "uefi.log" } else { "bios.log" });
+    nosa_kola::qemu::boot_until(&vm, &log, Some(marker), Duration::from_secs(600)).unwrap()
+}
+
+#[test]
+fn live_iso_and_pxe_artifacts_boot_and_read_as_the_installers_read_them() {
+    for (bin, pkg) in [
+        ("xorriso", "xorriso"),
+        ("mksquashfs", "squashfs-tools"),
+        ("unsquashfs", "squashfs-tools"),
+        ("qemu-system-x86_64", "qemu-system-x86"),
+    ] {
+        assert!(
+            Command::new("sh")
+                .args(["-c", &format!("command -v {bin}")])
+                .output()
+                .unwrap()
+                .status
+                .success(),
+            "{bin} is missing: install Debian package {pkg} (make test does)"
+        );
+    }
+    let (_tmp, w) = fixture_workdir();
+    ok(nosa(&w, &["buildextend-live"]), "buildextend-live");
+    let dir = w.join("builds/latest/x86_64");
+    let meta = json(&dir.join("meta.json"));
+    let errors = v1_meta_errors(&meta);
+    assert!(errors.is_empty(), "{errors:#?}");
+    let id = meta["buildid"].as_str().unwrap();
+    let name = meta["name"].as_str().unwrap();
+    let base = format!("{name}-{id}");
+    let artifact = |key: &str, file: String| {
+        let entry = &meta["images"][key];
+        assert_eq!(entry["path"], file.as_str(), "{meta:#}");
+        assert_eq!(entry["skip-compression"], true, "{meta:#}");
+        let bytes = fs_err::read(dir.join(&file)).unwrap();
+        assert_eq!(entry["size"], bytes.len() as u64);
+        assert_eq!(
+            entry["sha256"].as_str().unwrap(),
+            nosa_cache::sha256_file(&dir.join(&file)).unwrap().0
+        );
+        bytes
+    };
+    let kernel = artifact("live-kernel", format!("{base}-live-kernel-x86_64"));
+    let initramfs = artifact(
+        "live-initramfs",
+        format!("{base}-live-initramfs.x86_64.img"),
+    );
+    let rootfs = artifact("live-rootfs", format!("{base}-live-rootfs.x86_64.img"));
+    artifact("live-iso", format!("{base}-live.x86_64.iso"));
+    let iso = dir.join(format!("{base}-live.x86_64.iso"));
+
+    // The primary tree, as the installers look files up.
+    let tree = iso9660::read_tree(&iso).unwrap();
+    let volid: String = base.chars().take(32).collect();
+    assert_eq!(tree.volume_id, volid);
+    let igninfo: serde_json::Value =
+        serde_json::from_slice(&iso_file(&iso, &tree, "NESTOS/IGNINFO.JSO")).unwrap();
+    assert_eq!(igninfo, serde_json::json!({"file": "images/ignition.img"}));
+    let area = iso_file(&iso, &tree, "IMAGES/IGNITION.IMG");
+    assert_eq!(area.len(), 256 * 1024);
+    assert!(area.iter().all(|&b| b == 0));
+    let features: serde_json::Value =
+        serde_json::from_slice(&iso_file(&iso, &tree, "NESTOS/FEATURES.JSO")).unwrap();
+    assert!(features.is_object(), "{features}");
+    // `iso extract pxe`: the ISO's PXE files are the artifacts.
+    assert!(iso_file(&iso, &tree, "IMAGES/PXEBOOT/VMLINUZ") == kernel);
+    assert!(iso_file(&iso, &tree, "IMAGES/PXEBOOT/INITRD.IMG") == initramfs);
+    assert!(iso_file(&iso, &tree, "IMAGES/PXEBOOT/ROOTFS.IMG") == rootfs);
+
+    // kargs.json: each area holds the defaults, `\n`, then `#` padding, in the ISO itself.
+    let kargs: serde_json::Value =
+        serde_json::from_slice(&iso_file(&iso, &tree, "NESTOS/KARGS.JSO")).unwrap();
+    let default = kargs["default"].as_str().unwrap();
+    assert!(
+        default.contains(&format!("nestos.liveiso={volid}")),
+        "{kargs:#}"
+    );
+    assert!(
+        !default.split(' ').any(|a| a.starts_with("root=")),
+        "{kargs:#}"
+    );
+    let size = kargs["size"].as_u64().unwrap() as usize;
+    assert!(size > default.len() && size <= 2048, "{kargs:#}");
+    let files = kargs["files"].as_array().unwrap();
+    let paths: Vec<&str> = files.iter().map(|f| f["path"].as_str().unwrap()).collect();
+    assert_eq!(paths, ["EFI/nestos/grub.cfg", "isolinux/isolinux.cfg"]);
+    let data = fs_err::read(&iso).unwrap();
+    for f in files {
+        let e = tree.get(f["path"].as_str().unwrap()).unwrap();
+        let start = (e.offset() + f["offset"].as_u64().unwrap()) as usize;
+        let area = &data[start..start + size];
+        let want = format!("{default}\n");
+        assert!(area.starts_with(want.as_bytes()), "{f}");
+        assert!(area[want.len()..].iter().all(|&b| b == b'#'), "{f}");
+    }
+
+    // rootfs.img: a newc cpio, root.squashfs first, its data at byte 124; the squashfs holds
+    // the deployed physical root.
+    let members = nosa_image::cpio::members(&rootfs).unwrap();
+    assert_eq!(members[0].name, "root.squashfs");
+    assert_eq!(members[0].offset, 124);
+    assert_eq!(&rootfs[124..128], b"hsqs");
+    let squashfs = w.join("root.squashfs");
+    fs_err::write(&squashfs, &rootfs[124..124 + members[0].size as usize]).unwrap();
+    let list = ok(
+        Command::new("unsquashfs")
+            .args(["-l", "-d", ""])
+            .arg(&squashfs)
+            .output()
+            .unwrap(),
+        "unsquashfs -l",
+    );
+    let list = String::from_utf8_lossy(&list.stdout);
+    let commit = meta["ostree-commit"].as_str().unwrap();
+    assert!(
+        list.contains(&format!("/ostree/deploy/nestos/deploy/{commit}.0/usr/bin")),
+        "{}",
+        &list[..list.len().min(2000)]
+    );
+    // The live initramfs ends with the stamp the installers look for.
+    let tail = String::from_utf8_lossy(&initramfs[initramfs.len() - 512..]).into_owned();
+    assert!(tail.contains("etc/nestos-live-initramfs"), "{tail:?}");
+
+    // Both firmwares boot the ISO from a CD up to the kernel, with the ISO's arguments.
+    let marker = format!("nestos.liveiso={volid}");
+    let (bios, uefi) = std::thread::scope(|s| {
+        let b = s.spawn(|| boot_cd(&iso, false, &w, &marker));
+        let u = s.spawn(|| boot_cd(&iso, true, &w, &marker));
+        (b.join().unwrap(), u.join().unwrap())
+    });
+    for (fw, r) in [("BIOS", &bios), ("UEFI", &uefi)] {
+        assert!(r.ok, "{fw} boot of the ISO: {}", r.serial);
+        let line = r
+            .serial
+            .lines()
+            .find(|l| l.contains("Command line:"))
+            .unwrap_or_default();
+        assert!(line.contains(default), "{fw}: {line}");
+    }
+    // isolinux passes the embed area's image as a second initrd; grub loads it too.
+    assert!(
+        bios.serial
+            .contains("initrd=/images/pxeboot/initrd.img,/images/ignition.img")
+    );
+
+    // A template edit reruns the ISO node only, in the same build.
+    let cfg = w.join("src/config/live/isolinux/isolinux.cfg");
+    let text = fs_err::read_to_string(&cfg).unwrap();
+    fs_err::write(&cfg, text.replace("timeout 30", "timeout 20")).unwrap();
+    let out = ok(nosa(&w, &["build", "live", "--json"]), "build live again");
+    let ran: Vec<(String, String)> = summary(&out)
+        .into_iter()
+        .filter(|(_, s)| s == "ran")
+        .collect();
+    assert_eq!(
+        ran,
+        [("live:x86_64".to_string(), "ran".to_string())],
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let again = json(&dir.join("meta.json"));
+    assert_eq!(again["buildid"], meta["buildid"]);
+    assert_ne!(
+        again["images"]["live-iso"]["sha256"],
+        meta["images"]["live-iso"]["sha256"]
+    );
+    assert_eq!(
+        again["images"]["live-rootfs"]["sha256"],
+        meta["images"]["live-rootfs"]["sha256"]
+    );
+
+    // Templates that disagree on the embed area are refused, naming both and the fix.
+    let grub = w.join("src/config/live/EFI/nestos/grub.cfg");
+    let text = fs_err::read_to_string(&grub).unwrap();
+    fs_err::write(&grub, text.replacen("##", "#", 1)).unwrap();
+    let out = nosa(&w, &["build", "live"]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    let flat: String = err.split_whitespace().collect::<Vec<_>>().join(" ");
+    assert!(
+        flat.contains("live/EFI/nestos/grub.cfg and live/isolinux/isolinux.cfg disagree"),
+        "{err}"
+    );
+    assert!(flat.contains("the same number of `#`"), "{err}");
+}
