@@ -3,9 +3,11 @@
 //! it (primary-volume 8.3 names, `nestos/` metadata, the Ignition area, each kernel-argument
 //! embed area at `LBA * 2048 + offset` holding the defaults); the ISO's PXE files byte-equal
 //! to the live-kernel/-initramfs/-rootfs artifacts; rootfs.img a cpio whose first member is
-//! the squashfs of the deployed root; the ISO booted from a CD under QEMU in BIOS and UEFI
-//! mode up to the kernel's command line; a template edit rerunning the ISO node alone; and
-//! mismatched templates refused with the file names and the fix.
+//! the squashfs of the deployed root; the live system booted under QEMU from the ISO as a CD
+//! (BIOS and UEFI) and from the PXE files, each with an Ignition config embedded as the
+//! installers embed one, reached over ssh and checked (the config applied, the build's commit
+//! booted from the squashfs); a template edit rerunning the ISO node alone; and mismatched
+//! templates refused with the file names and the fix.
 
 mod common;
 
@@ -15,6 +17,7 @@ use std::time::Duration;
 
 use common::{fixture_workdir, nosa, summary, v1_meta_errors};
 use nosa_image::iso9660;
+use nosa_kola::machine::{ConfigChannel, Machine, MachineSpec};
 
 fn ok(out: Output, what: &str) -> Output {
     assert!(
@@ -39,26 +42,46 @@ fn iso_file(iso: &Path, tree: &iso9660::IsoTree, path: &str) -> Vec<u8> {
     data[e.offset() as usize..(e.offset() + e.size) as usize].to_vec()
 }
 
-/// Boots `iso` as a CD (BIOS, or UEFI with OVMF) until the kernel prints `marker`.
-fn boot_cd(iso: &Path, uefi: bool, dir: &Path, marker: &str) -> nosa_kola::qemu::BootResult {
-    let mut extra = vec![
-        "-drive".to_string(),
-        format!(
-            "file={},media=cdrom,if=none,id=cd,readonly=on",
-            iso.display()
-        ),
-        "-device".to_string(),
-        "ide-cd,drive=cd,bootindex=0".to_string(),
-    ];
-    let vm = nosa_kola::qemu::Vm {
+/// A live machine (ISO from a CD, BIOS or UEFI, or the PXE files booted directly), with a
+/// login config and a test file embedded as the installers embed Ignition configs.
+fn live_machine(
+    disk: &Path,
+    uefi: bool,
+    channel: ConfigChannel,
+    scratch: &Path,
+) -> Result<Machine, String> {
+    Machine::boot(&MachineSpec {
         accel: nosa_kola::qemu::Accel::Tcg,
-        memory_mib: 2048,
+        disk: disk.to_path_buf(),
+        sector_size: 2048,
         uefi,
-        disks: vec![],
-        extra: std::mem::take(&mut extra),
-    };
-    let log = dir.join(if uefi { "uefi.log" } else { "bios.log" });
-    nosa_kola::qemu::boot_until(&vm, &log, Some(marker), Duration::from_secs(600)).unwrap()
+        memory_mib: 3072,
+        channel,
+        test_config: Some(LIVE_FILE_CONFIG.as_bytes().to_vec()),
+        kola: false,
+        scratch_base: scratch.to_path_buf(),
+        timeout: Duration::from_secs(900),
+        extra: vec![],
+    })
+}
+
+/// The test's own Ignition config: one file, which the live system must have.
+const LIVE_FILE_CONFIG: &str = r#"{"ignition":{"version":"3.3.0"},"storage":{"files":[{"path":"/etc/live-check","mode":420,"contents":{"source":"data:,embedded%20config"}}]}}"#;
+
+/// What a booted live system shows: the file Ignition wrote, the root's type, the deployment
+/// the `ostree=` argument leads to, systemd's state, and the kernel's command line.
+fn live_facts(m: &Machine) -> String {
+    let (code, out) = m
+        .ssh(
+            "cat /etc/live-check; echo; findmnt -n -o FSTYPE /sysroot; \
+             o=$(tr ' ' '\\n' </proc/cmdline | sed -n 's/^ostree=//p'); readlink -f \"/sysroot$o\"; \
+             systemctl is-system-running; cat /proc/cmdline",
+            None,
+        )
+        .unwrap();
+    let out = String::from_utf8_lossy(&out).into_owned();
+    assert!(code == 0 || out.contains("degraded"), "{code}: {out}");
+    out
 }
 
 #[test]
@@ -68,6 +91,7 @@ fn live_iso_and_pxe_artifacts_boot_and_read_as_the_installers_read_them() {
         ("mksquashfs", "squashfs-tools"),
         ("unsquashfs", "squashfs-tools"),
         ("qemu-system-x86_64", "qemu-system-x86"),
+        ("ssh", "openssh-client"),
     ] {
         assert!(
             Command::new("sh")
@@ -177,31 +201,69 @@ fn live_iso_and_pxe_artifacts_boot_and_read_as_the_installers_read_them() {
         "{}",
         &list[..list.len().min(2000)]
     );
-    // The live initramfs ends with the stamp the installers look for.
-    let tail = String::from_utf8_lossy(&initramfs[initramfs.len() - 512..]).into_owned();
-    assert!(tail.contains("etc/nestos-live-initramfs"), "{tail:?}");
-
-    // Both firmwares boot the ISO from a CD up to the kernel, with the ISO's arguments.
-    let marker = format!("nestos.liveiso={volid}");
-    let (bios, uefi) = std::thread::scope(|s| {
-        let b = s.spawn(|| boot_cd(&iso, false, &w, &marker));
-        let u = s.spawn(|| boot_cd(&iso, true, &w, &marker));
-        (b.join().unwrap(), u.join().unwrap())
-    });
-    for (fw, r) in [("BIOS", &bios), ("UEFI", &uefi)] {
-        assert!(r.ok, "{fw} boot of the ISO: {}", r.serial);
-        let line = r
-            .serial
-            .lines()
-            .find(|l| l.contains("Command line:"))
-            .unwrap_or_default();
-        assert!(line.contains(default), "{fw}: {line}");
+    // The live initramfs ends with a cpio holding the stamp the installers look for and the
+    // live root's files.
+    let from = initramfs.len().saturating_sub(64 << 10);
+    let appended = (from..initramfs.len() - 6)
+        .filter(|&i| &initramfs[i..i + 6] == b"070701")
+        .find_map(|i| nosa_image::cpio::members(&initramfs[i..]).ok())
+        .expect("a newc cpio at the end of the live initramfs");
+    let names: Vec<&str> = appended.iter().map(|m| m.name.as_str()).collect();
+    for want in [
+        "etc/nestos-live-initramfs",
+        "usr/sbin/nosa-live-root",
+        "etc/systemd/system/sysroot.mount",
+    ] {
+        assert!(names.contains(&want), "{names:?}");
     }
-    // isolinux passes the embed area's image as a second initrd; grub loads it too.
-    assert!(
-        bios.serial
-            .contains("initrd=/images/pxeboot/initrd.img,/images/ignition.img")
-    );
+
+    // The live system boots from the ISO as a CD, BIOS and UEFI, and from the PXE files
+    // with rootfs.img appended to the initramfs; each applies its embedded Ignition config,
+    // runs from the squashfs under a layer in memory, and has booted the build's commit.
+    let scratch = w.join("tmp/live-machines");
+    let pxe_kargs = "ignition.firstboot ignition.platform.id=metal console=ttyS0,115200n8";
+    let kernel_path = dir.join(format!("{base}-live-kernel-x86_64"));
+    // Each machine is checked in the thread that booted it: QEMU dies with that thread.
+    let boot_and_check = |disk: &Path, uefi: bool, channel: ConfigChannel| {
+        live_machine(disk, uefi, channel, &scratch).map(|m| (live_facts(&m), m.console_tail(40)))
+    };
+    let machines = std::thread::scope(|s| {
+        let bios = s.spawn(|| boot_and_check(&iso, false, ConfigChannel::LiveIso));
+        let uefi = s.spawn(|| boot_and_check(&iso, true, ConfigChannel::LiveIso));
+        let pxe = s.spawn(|| {
+            boot_and_check(
+                &kernel_path,
+                false,
+                ConfigChannel::LivePxe {
+                    initramfs: dir.join(format!("{base}-live-initramfs.x86_64.img")),
+                    rootfs: Some(dir.join(format!("{base}-live-rootfs.x86_64.img"))),
+                    kargs: pxe_kargs.to_string(),
+                },
+            )
+        });
+        [
+            ("ISO BIOS", bios.join().unwrap()),
+            ("ISO UEFI", uefi.join().unwrap()),
+            ("PXE", pxe.join().unwrap()),
+        ]
+    });
+    for (what, m) in machines {
+        let (facts, console) = m.unwrap_or_else(|e| panic!("{what}: {e}"));
+        let lines: Vec<&str> = facts.lines().collect();
+        assert_eq!(lines[0], "embedded config", "{what}: {facts}");
+        assert_eq!(lines[1], "overlay", "{what}: {facts}");
+        assert!(
+            lines[2].ends_with(&format!("/ostree/deploy/nestos/deploy/{commit}.0")),
+            "{what}: {facts}"
+        );
+        assert_eq!(lines[3], "running", "{what}: {facts}\n{console}");
+        if what == "PXE" {
+            assert!(lines[4].starts_with(pxe_kargs), "{what}: {facts}");
+        } else {
+            // The ISO's arguments, from the embed areas (isolinux for BIOS, grub for UEFI).
+            assert!(lines[4].contains(default), "{what}: {facts}");
+        }
+    }
 
     // A template edit reruns the ISO node only, in the same build.
     let cfg = w.join("src/config/live/isolinux/isolinux.cfg");

@@ -183,20 +183,74 @@ impl LivePxeRule {
         Ok(())
     }
 
-    /// The live initramfs: the tree's, zero-padded to 4 bytes, then a cpio with the
-    /// `etc/<variant>-live-initramfs` stamp (the kernel unpacks concatenated archives).
+    /// The live initramfs: the tree's, zero-padded to 4 bytes, then a cpio (the kernel
+    /// unpacks concatenated archives) with the `etc/<variant>-live-initramfs` stamp the
+    /// installers look for and nosa's live root ([`LIVE_FILES`]).
     fn live_initrd(&self, tree_initramfs: &Path, dest: &Path) -> Result<(), RunError> {
         let mut bytes = fs_err::read(tree_initramfs)?;
         bytes.resize(bytes.len().div_ceil(4) * 4, 0);
         let mut cpio = CpioWriter::new(bytes, self.timestamp);
-        cpio.dir("etc")?;
+        // Directories the tree's initramfs may already have: the kernel keeps existing ones.
+        for d in [
+            "etc",
+            "etc/systemd",
+            "etc/systemd/system",
+            "etc/systemd/system/initrd-root-fs.target.d",
+        ] {
+            cpio.dir(d)?;
+        }
         let stamp = format!("etc/{}-live-initramfs", self.variant);
         cpio.file(&stamp, 0o644, 0, std::io::empty())?;
+        for (path, mode, text) in LIVE_FILES {
+            let text = text.replace("@VARIANT@", &self.variant);
+            cpio.file(path, *mode, text.len() as u64, text.as_bytes())?;
+        }
         let (bytes, _) = cpio.finish()?;
         fs_err::write(dest, bytes)?;
         Ok(())
     }
 }
+
+/// nosa's live root, added to the live initramfs (path, mode, text; `@VARIANT@` replaced):
+/// `nosa-live-root` finds root.squashfs (in the initramfs after PXE, else in the ISO named by
+/// `<variant>.liveiso=`) and mounts it; `sysroot.mount` puts a layer in memory over it; the
+/// ostree deployment is passed to ostree-prepare-root when the command line has no `ostree=`;
+/// `is-live-image` tells Ignition there is no root disk; the live system does not wait for a
+/// boot partition; an embedded `config.ign` becomes Ignition's user config. The fixture's
+/// initramfs has no live module of its own; a tree whose initramfs has one would need none of
+/// this (docs/live.md).
+pub const LIVE_FILES: &[(&str, u32, &str)] = &[
+    (
+        "usr/sbin/nosa-live-root",
+        0o755,
+        include_str!("live_initrd/nosa-live-root"),
+    ),
+    (
+        "usr/bin/is-live-image",
+        0o755,
+        include_str!("live_initrd/is-live-image"),
+    ),
+    (
+        "etc/systemd/system/nosa-live-root.service",
+        0o644,
+        include_str!("live_initrd/nosa-live-root.service"),
+    ),
+    (
+        "etc/systemd/system/sysroot.mount",
+        0o644,
+        include_str!("live_initrd/sysroot.mount"),
+    ),
+    (
+        "etc/systemd/system/nosa-live-fstab.service",
+        0o644,
+        include_str!("live_initrd/nosa-live-fstab.service"),
+    ),
+    (
+        "etc/systemd/system/initrd-root-fs.target.d/nosa-live.conf",
+        0o644,
+        "[Unit]\nRequires=sysroot.mount\nWants=nosa-live-fstab.service\n",
+    ),
+];
 
 impl Rule for LivePxeRule {
     fn kind(&self) -> &str {
@@ -204,7 +258,8 @@ impl Rule for LivePxeRule {
     }
 
     fn version(&self) -> u32 {
-        1
+        // 2: nosa's live root in the initramfs.
+        2
     }
 
     fn params(&self, p: &mut Params) {
@@ -602,6 +657,42 @@ pub fn check_iso(
             )));
         }
     }
+    Ok(())
+}
+
+/// An Ignition config as the installers embed it: a newc cpio holding `config.ign` (not
+/// compressed; the kernel unpacks it either way), which the live initramfs finds at `/`.
+pub fn ignition_cpio(config: &[u8]) -> Vec<u8> {
+    let mut cpio = CpioWriter::new(Vec::new(), 0);
+    cpio.file("config.ign", 0o644, config.len() as u64, config)
+        .expect("writing to memory");
+    cpio.finish().expect("writing to memory").0
+}
+
+/// Writes `config` into the live ISO `iso`'s Ignition embed area (`images/ignition.img`,
+/// found in the primary tree as `iso ignition embed` finds it), zero-filling the rest.
+pub fn embed_ignition(iso: &Path, config: &[u8]) -> Result<(), ImageError> {
+    use std::io::{Seek, SeekFrom, Write};
+    let tree = iso9660::read_tree(iso)?;
+    let area = tree.get(IGNITION_IMG).ok_or_else(|| {
+        ImageError::msg(format!(
+            "{}: no {IGNITION_IMG}: not a live ISO",
+            iso.display()
+        ))
+    })?;
+    let mut bytes = ignition_cpio(config);
+    if bytes.len() as u64 > area.size {
+        return Err(ImageError::msg(format!(
+            "{}: the Ignition config needs {} bytes, the embed area has {}",
+            iso.display(),
+            bytes.len(),
+            area.size
+        )));
+    }
+    bytes.resize(area.size as usize, 0);
+    let mut f = fs_err::OpenOptions::new().write(true).open(iso)?;
+    f.seek(SeekFrom::Start(area.offset()))?;
+    f.write_all(&bytes)?;
     Ok(())
 }
 

@@ -27,6 +27,20 @@ pub enum ConfigChannel {
         /// The boot partition's offset in the disk.
         offset: u64,
     },
+    /// The live ISO (the spec's `disk`), copied with the config in its Ignition embed area
+    /// (as `iso ignition embed` writes it) and booted from a virtio-scsi CD.
+    LiveIso,
+    /// The live PXE files booted directly by QEMU: the spec's `disk` is the kernel, and the
+    /// initrd is `initramfs`, then `rootfs` (when given) and a cpio holding the config, in one
+    /// file (QEMU's `-initrd` takes one, as a PXE loader's list of initrds ends up in memory).
+    LivePxe {
+        /// The live initramfs.
+        initramfs: PathBuf,
+        /// rootfs.img, appended to the initramfs.
+        rootfs: Option<PathBuf>,
+        /// The kernel arguments.
+        kargs: String,
+    },
 }
 
 /// What to boot.
@@ -193,6 +207,65 @@ impl Machine {
                 d.format = "raw".into();
                 d.snapshot = false;
                 Vm::new(spec.accel, spec.memory_mib, spec.uefi, d)
+            }
+            ConfigChannel::LiveIso => {
+                let copy = dir.path().join("live.iso");
+                fs_err::copy(&spec.disk, &copy).map_err(|e| e.to_string())?;
+                let mut perms = fs_err::metadata(&copy)
+                    .map_err(|e| e.to_string())?
+                    .permissions();
+                // The build's artifact is read-only; its copy is written.
+                std::os::unix::fs::PermissionsExt::set_mode(&mut perms, 0o644);
+                fs_err::set_permissions(&copy, perms).map_err(|e| e.to_string())?;
+                nosa_image::live::embed_ignition(&copy, &config).map_err(|e| e.to_string())?;
+                let mut vm = Vm::new(
+                    spec.accel,
+                    spec.memory_mib,
+                    spec.uefi,
+                    VmDisk::image(&copy, 2048),
+                );
+                vm.disks.clear();
+                vm.extra.extend([
+                    "-device".to_string(),
+                    "virtio-scsi-pci,id=scsi0".to_string(),
+                    "-drive".to_string(),
+                    format!(
+                        "file={},media=cdrom,if=none,id=cd0,readonly=on",
+                        copy.display()
+                    ),
+                    "-device".to_string(),
+                    "scsi-cd,drive=cd0,bootindex=0".to_string(),
+                ]);
+                vm
+            }
+            ConfigChannel::LivePxe {
+                initramfs,
+                rootfs,
+                kargs,
+            } => {
+                let initrd = dir.path().join("initrd.img");
+                let mut bytes = fs_err::read(initramfs).map_err(|e| e.to_string())?;
+                if let Some(r) = rootfs {
+                    bytes.extend(fs_err::read(r).map_err(|e| e.to_string())?);
+                }
+                bytes.extend(nosa_image::live::ignition_cpio(&config));
+                fs_err::write(&initrd, bytes).map_err(|e| e.to_string())?;
+                let mut vm = Vm::new(
+                    spec.accel,
+                    spec.memory_mib,
+                    spec.uefi,
+                    VmDisk::image(&spec.disk, 512),
+                );
+                vm.disks.clear();
+                vm.extra.extend([
+                    "-kernel".to_string(),
+                    spec.disk.display().to_string(),
+                    "-initrd".to_string(),
+                    initrd.display().to_string(),
+                    "-append".to_string(),
+                    kargs.clone(),
+                ]);
+                vm
             }
         };
         vm.extra.extend(spec.extra.iter().cloned());
