@@ -305,3 +305,136 @@ fn live_iso_and_pxe_artifacts_boot_and_read_as_the_installers_read_them() {
     );
     assert!(flat.contains("the same number of `#`"), "{err}");
 }
+
+/// coreos-installer 0.27.0 as `scripts/install-deps.sh test` builds it (`make test` does), or
+/// `NOSA_COREOS_INSTALLER`.
+fn coreos_installer() -> std::path::PathBuf {
+    let p = std::env::var_os("NOSA_COREOS_INSTALLER")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| {
+            "/var/cache/nosa-tools/coreos-installer-0.27.0/bin/coreos-installer".into()
+        });
+    assert!(
+        p.is_file(),
+        "{} is missing: run `scripts/install-deps.sh test` (make test does), which builds \
+         coreos-installer 0.27.0 from crates.io, or set NOSA_COREOS_INSTALLER",
+        p.display()
+    );
+    p
+}
+
+/// Runs coreos-installer with `args`; its stdout.
+fn ci(args: &[&str]) -> String {
+    let out = ok(
+        Command::new(coreos_installer())
+            .args(args)
+            .env("RUST_BACKTRACE", "0")
+            .output()
+            .unwrap(),
+        &format!("coreos-installer {args:?}"),
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+#[test]
+fn coreos_installer_reads_and_edits_a_coreos_variant_build() {
+    let (_tmp, w) = fixture_workdir();
+    // A coreos-variant config: the templates' markers say COREOS_.
+    let live = w.join("src/config/live");
+    for f in ["isolinux/isolinux.cfg", "EFI/nestos/grub.cfg"] {
+        let p = live.join(f);
+        let text = fs_err::read_to_string(&p).unwrap();
+        fs_err::write(
+            &p,
+            text.replace("NESTOS_KARG_EMBED_AREA", "COREOS_KARG_EMBED_AREA"),
+        )
+        .unwrap();
+    }
+    ok(nosa(&w, &["build", "live"]), "build live");
+    let dir = w.join("builds/latest/x86_64");
+    let meta = json(&dir.join("meta.json"));
+    let path = |key: &str| dir.join(meta["images"][key]["path"].as_str().unwrap());
+    let t = tempfile::tempdir().unwrap();
+    let iso = t.path().join("live.iso");
+    fs_err::copy(path("live-iso"), &iso).unwrap();
+    let mut perms = fs_err::metadata(&iso).unwrap().permissions();
+    std::os::unix::fs::PermissionsExt::set_mode(&mut perms, 0o644);
+    fs_err::set_permissions(&iso, perms).unwrap();
+    let s = iso.to_str().unwrap();
+
+    // iso kargs show / modify / reset.
+    let tree = iso9660::read_tree(&iso).unwrap();
+    let kargs: serde_json::Value =
+        serde_json::from_slice(&iso_file(&iso, &tree, "COREOS/KARGS.JSO")).unwrap();
+    let default = kargs["default"].as_str().unwrap();
+    assert!(default.contains("coreos.liveiso="), "{kargs:#}");
+    assert_eq!(ci(&["iso", "kargs", "show", s]).trim(), default);
+    assert_eq!(
+        ci(&["iso", "kargs", "show", "--default", s]).trim(),
+        default
+    );
+    ci(&["iso", "kargs", "modify", "--append", "nosa.test=1", s]);
+    let modified = format!("{default} nosa.test=1");
+    assert_eq!(ci(&["iso", "kargs", "show", s]).trim(), modified);
+    // Both templates were rewritten in place, the same way.
+    let data = fs_err::read(&iso).unwrap();
+    let size = kargs["size"].as_u64().unwrap() as usize;
+    let areas: Vec<&[u8]> = kargs["files"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| {
+            let e = tree.get(f["path"].as_str().unwrap()).unwrap();
+            let start = (e.offset() + f["offset"].as_u64().unwrap()) as usize;
+            &data[start..start + size]
+        })
+        .collect();
+    assert_eq!(areas.len(), 2);
+    assert_eq!(areas[0], areas[1]);
+    assert!(areas[0].starts_with(format!("{modified}\n").as_bytes()));
+    ci(&["iso", "kargs", "reset", s]);
+    assert_eq!(ci(&["iso", "kargs", "show", s]).trim(), default);
+
+    // iso ignition embed / show, and nosa's own embedding read back by coreos-installer.
+    let config = br#"{"ignition":{"version":"3.3.0"}}"#;
+    let cfg = t.path().join("config.ign");
+    fs_err::write(&cfg, config).unwrap();
+    ci(&["iso", "ignition", "embed", "-i", cfg.to_str().unwrap(), s]);
+    assert_eq!(ci(&["iso", "ignition", "show", s]).as_bytes(), config);
+    ci(&["iso", "ignition", "remove", s]);
+    let other = br#"{"ignition":{"version":"3.3.0"},"passwd":{}}"#;
+    nosa_image::live::embed_ignition(&iso, other).unwrap();
+    assert_eq!(ci(&["iso", "ignition", "show", s]).as_bytes(), other);
+    ci(&["iso", "ignition", "remove", s]);
+
+    // iso extract pxe: byte-identical to the build's PXE artifacts.
+    let out = t.path().join("pxe");
+    fs_err::create_dir(&out).unwrap();
+    ci(&["iso", "extract", "pxe", "-o", out.to_str().unwrap(), s]);
+    for (file, key) in [
+        ("live-vmlinuz", "live-kernel"),
+        ("live-initrd.img", "live-initramfs"),
+        ("live-rootfs.img", "live-rootfs"),
+    ] {
+        assert!(
+            fs_err::read(out.join(file)).unwrap() == fs_err::read(path(key)).unwrap(),
+            "{file} differs from {key}"
+        );
+    }
+
+    // pxe customize with a live Ignition config: the initramfs, then the config.
+    let initramfs = path("live-initramfs");
+    let custom = t.path().join("custom.img");
+    ci(&[
+        "pxe",
+        "customize",
+        "--live-ignition",
+        cfg.to_str().unwrap(),
+        "-o",
+        custom.to_str().unwrap(),
+        initramfs.to_str().unwrap(),
+    ]);
+    let base = fs_err::read(&initramfs).unwrap();
+    let customized = fs_err::read(&custom).unwrap();
+    assert!(customized.len() > base.len() && customized.starts_with(&base));
+}
