@@ -7,7 +7,8 @@
 //! (BIOS and UEFI) and from the PXE files, each with an Ignition config embedded as the
 //! installers embed one, reached over ssh and checked (the config applied, the build's commit
 //! booted from the squashfs); a template edit rerunning the ISO node alone; and mismatched
-//! templates refused with the file names and the fix.
+//! templates refused with the file names and the fix; then the same build made a coreos
+//! variant, which coreos-installer 0.27.0 reads and edits, and `[live] live-ignition`.
 
 mod common;
 
@@ -15,19 +16,9 @@ use std::path::Path;
 use std::process::{Command, Output};
 use std::time::Duration;
 
-use common::{fixture_workdir, nosa, summary, v1_meta_errors};
+use common::{fixture_workdir, nosa, ok, summary, v1_meta_errors};
 use nosa_image::iso9660;
 use nosa_kola::machine::{ConfigChannel, Machine, MachineSpec};
-
-fn ok(out: Output, what: &str) -> Output {
-    assert!(
-        out.status.success(),
-        "{what}: {}\n{}",
-        String::from_utf8_lossy(&out.stderr),
-        String::from_utf8_lossy(&out.stdout)
-    );
-    out
-}
 
 fn json(p: &Path) -> serde_json::Value {
     serde_json::from_slice(&fs_err::read(p).unwrap()).unwrap()
@@ -103,6 +94,7 @@ fn live_iso_and_pxe_artifacts_boot_and_read_as_the_installers_read_them() {
             "{bin} is missing: install Debian package {pkg} (make test does)"
         );
     }
+    coreos_installer();
     let (_tmp, w) = fixture_workdir();
     ok(nosa(&w, &["buildextend-live"]), "buildextend-live");
     let dir = w.join("builds/latest/x86_64");
@@ -304,6 +296,10 @@ fn live_iso_and_pxe_artifacts_boot_and_read_as_the_installers_read_them() {
         "{err}"
     );
     assert!(flat.contains("the same number of `#`"), "{err}");
+    fs_err::write(&grub, text).unwrap();
+
+    // The same build as a coreos variant, for coreos-installer (no second OS build).
+    coreos_installer_reads_and_edits_a_coreos_variant(&w);
 }
 
 /// coreos-installer 0.27.0 as `scripts/install-deps.sh test` builds it (`make test` does), or
@@ -336,9 +332,9 @@ fn ci(args: &[&str]) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
-#[test]
-fn coreos_installer_reads_and_edits_a_coreos_variant_build() {
-    let (_tmp, w) = fixture_workdir();
+/// coreos-installer on the build in `w` made a coreos variant: it reads and edits the ISO,
+/// extracts the PXE files as built, customizes the initramfs; then `[live] live-ignition`.
+fn coreos_installer_reads_and_edits_a_coreos_variant(w: &Path) {
     // A coreos-variant config: the templates' markers say COREOS_.
     let live = w.join("src/config/live");
     for f in ["isolinux/isolinux.cfg", "EFI/nestos/grub.cfg"] {
@@ -350,7 +346,7 @@ fn coreos_installer_reads_and_edits_a_coreos_variant_build() {
         )
         .unwrap();
     }
-    ok(nosa(&w, &["build", "live"]), "build live");
+    ok(nosa(w, &["build", "live"]), "build live, coreos variant");
     let dir = w.join("builds/latest/x86_64");
     let meta = json(&dir.join("meta.json"));
     let path = |key: &str| dir.join(meta["images"][key]["path"].as_str().unwrap());
@@ -437,4 +433,58 @@ fn coreos_installer_reads_and_edits_a_coreos_variant_build() {
     let base = fs_err::read(&initramfs).unwrap();
     let customized = fs_err::read(&custom).unwrap();
     assert!(customized.len() > base.len() && customized.starts_with(&base));
+
+    // `[live] live-ignition`: the live-custom node embeds it into copies of the ISO and the
+    // initramfs; coreos-installer finds it there; only that node runs, in the same build,
+    // and again only it when the config alone changes.
+    fs_err::write(w.join("live.ign"), config).unwrap();
+    let toml = w.join("nestos.build.toml");
+    let mut text = fs_err::read_to_string(&toml).unwrap();
+    text.push_str("\n[live]\nlive-ignition = \"live.ign\"\n");
+    fs_err::write(&toml, &text).unwrap();
+    let ran = |out: &Output| -> Vec<String> {
+        summary(out)
+            .into_iter()
+            .filter(|(_, s)| s == "ran")
+            .map(|(id, _)| id)
+            .collect()
+    };
+    for (round, cfg_bytes) in [(1, &config[..]), (2, &other[..])] {
+        fs_err::write(w.join("live.ign"), cfg_bytes).unwrap();
+        let out = ok(
+            nosa(w, &["build", "live", "--json"]),
+            "build live, customized",
+        );
+        assert_eq!(
+            ran(&out),
+            ["live-custom:x86_64"],
+            "round {round}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let meta2 = json(&dir.join("meta.json"));
+        assert_eq!(meta2["buildid"], meta["buildid"]);
+        assert!(v1_meta_errors(&meta2).is_empty(), "{meta2:#}");
+        let custom_iso = dir.join(meta2["images"]["live-iso-custom"]["path"].as_str().unwrap());
+        assert_eq!(
+            ci(&["iso", "ignition", "show", custom_iso.to_str().unwrap()]).as_bytes(),
+            cfg_bytes
+        );
+        let custom_initrd = fs_err::read(
+            dir.join(
+                meta2["images"]["live-initramfs-custom"]["path"]
+                    .as_str()
+                    .unwrap(),
+            ),
+        )
+        .unwrap();
+        let mut want = base.clone();
+        want.extend(nosa_image::live::ignition_cpio(cfg_bytes));
+        assert!(custom_initrd == want, "round {round}");
+    }
+    // A config that is not Ignition's is refused, naming the file.
+    fs_err::write(w.join("live.ign"), "not json").unwrap();
+    let out = nosa(w, &["build", "live"]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("live.ign ([live] live-ignition)"), "{err}");
 }

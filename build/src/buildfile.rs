@@ -40,6 +40,19 @@ pub struct RawBuildFile {
     /// The remote cache.
     #[serde(default)]
     pub cache: Option<RawCache>,
+    /// The live ISO's and PXE files' customization.
+    #[serde(default)]
+    pub live: Option<RawLive>,
+}
+
+/// `[live]`: what the customized live artifacts embed (docs/live.md, "Customization").
+#[derive(Debug, Deserialize, Clone, PartialEq, Eq)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct RawLive {
+    /// The Ignition config the live system applies, relative to the workdir: embedded in a
+    /// copy of the ISO and appended to a copy of the PXE initramfs.
+    #[serde(default)]
+    pub live_ignition: Option<Spanned<String>>,
 }
 
 /// `[cache]`: a cache shared with other machines (docs/remote-cache.md).
@@ -159,6 +172,8 @@ pub struct BuildFile {
     pub step_spans: HashMap<String, SourceSpan>,
     /// `[cache]`, if present.
     pub cache: Option<RawCache>,
+    /// `[live]`, if present.
+    pub live: Option<RawLive>,
 }
 
 /// An error in the build file, pointing at the offending span.
@@ -220,6 +235,7 @@ impl BuildFile {
                 steps: c.steps,
                 step_spans: c.step_spans,
                 cache: c.cache,
+                live: c.live,
             });
         }
         let bf = Self::parse(path, text)?;
@@ -267,7 +283,8 @@ impl BuildFile {
                 Some(
                     "a [[step]] has name, inputs, run, outputs, deps, trace and network; [nestos] has \
                      config, arches, targets, keep-last-n and variant; [graph] has default; \
-                     [cache] has remote, read-only, auth-env, instance, tls-roots and execute"
+                     [cache] has remote, read-only, auth-env, instance, tls-roots and execute; \
+                     [live] has live-ignition"
                         .to_string(),
                 )
             } else {
@@ -329,6 +346,24 @@ impl BuildFile {
                         ));
                     }
                 }
+            }
+        }
+        if let Some(p) = raw.live.as_ref().and_then(|l| l.live_ignition.as_ref()) {
+            let missing = nosa_engine::check_relative(p.get_ref()).err().or_else(|| {
+                (!workdir_of(path).join(p.get_ref()).is_file())
+                    .then(|| format!("{} is not a file", p.get_ref()))
+            });
+            if let Some(m) = missing {
+                return Err(err(
+                    m,
+                    Some(p.span()),
+                    "this Ignition config",
+                    Some(
+                        "live-ignition names an Ignition config (JSON) relative to the \
+                         directory of nestos.build.toml"
+                            .into(),
+                    ),
+                ));
             }
         }
         let mut steps = Vec::new();
@@ -465,6 +500,7 @@ impl BuildFile {
             steps,
             step_spans,
             cache: raw.cache,
+            live: raw.live,
         })
     }
 
@@ -521,6 +557,9 @@ variant = "minimal"
 [graph]
 default = ["b"]
 
+[live]
+live-ignition = "live.ign"
+
 [[step]]
 name = "a"
 inputs = ["in/a.txt", "in/*.md"]
@@ -552,6 +591,37 @@ deps = ["a"]
         assert_eq!(spans(&na.arches), spans(&nb.arches));
         assert_eq!(spans(&na.targets), spans(&nb.targets));
         assert_eq!((na.keep_last_n, &na.variant), (nb.keep_last_n, &nb.variant));
+        let ign = |b: &BuildFile| {
+            let l = b.live.as_ref().unwrap().live_ignition.as_ref().unwrap();
+            (l.get_ref().clone(), l.span())
+        };
+        assert_eq!(ign(a), ign(b));
+    }
+
+    #[test]
+    fn live_ignition_must_name_a_file_in_the_workdir() {
+        let tmp = tempfile::tempdir().unwrap();
+        let path = tmp.path().join(BUILD_FILE);
+        let text = "[live]\nlive-ignition = \"missing.ign\"\n";
+        let e = BuildFile::parse(&path, text.into()).unwrap_err();
+        assert_eq!(e.message, "missing.ign is not a file");
+        let span = e.span.unwrap();
+        assert_eq!(
+            &text[span.offset()..span.offset() + span.len()],
+            "\"missing.ign\""
+        );
+        assert!(e.help.unwrap().contains("Ignition config"));
+        let e =
+            BuildFile::parse(&path, "[live]\nlive-ignition = \"../x.ign\"\n".into()).unwrap_err();
+        assert!(e.message.contains(".."), "{}", e.message);
+        let e = BuildFile::parse(&path, "[live]\ndest-device = \"/dev/vda\"\n".into()).unwrap_err();
+        assert!(e.help.unwrap().contains("[live] has live-ignition"));
+        fs_err::write(tmp.path().join("live.ign"), "{}").unwrap();
+        let ok = BuildFile::parse(&path, "[live]\nlive-ignition = \"live.ign\"\n".into()).unwrap();
+        assert_eq!(
+            ok.live.unwrap().live_ignition.unwrap().get_ref(),
+            "live.ign"
+        );
     }
 
     #[test]
@@ -560,6 +630,7 @@ deps = ["a"]
         let store = nosa_cache::Store::open(tmp.path().join("store")).unwrap();
         let path = tmp.path().join(BUILD_FILE);
         fs_err::write(&path, TEXT).unwrap();
+        fs_err::write(tmp.path().join("live.ign"), "{}").unwrap();
         let parsed = BuildFile::load(&path).unwrap();
         let first = BuildFile::load_cached(&path, &store).unwrap();
         let cache_file = store.state_dir().join(CACHE_FILE);

@@ -16,7 +16,7 @@ use nosa_solve::{Lock, Request, ResolveRule, ResolvedPackage};
 use crate::ids;
 use crate::pins::Pins;
 use nosa_commit::OstreeCommitRule;
-use nosa_image::{ImageFormat, ImageFsRule, ImageRule, LiveIsoRule, LivePxeRule};
+use nosa_image::{ImageFormat, ImageFsRule, ImageRule, LiveCustomRule, LiveIsoRule, LivePxeRule};
 use nosa_kola::{KolaKind, KolaRule};
 use nosa_oci::{ComponentSource, DEFAULT_MAX_LAYERS, OciRule};
 use nosa_rules::compose::{InitramfsRule, OstreeTreeRule, PostprocessRule, Script};
@@ -187,6 +187,7 @@ pub fn expand(
     config_rel: &str,
     known: &Known,
     workdir: &Path,
+    live_ignition: Option<&str>,
 ) -> Result<Expansion, ExpandError> {
     let mut x = Expansion::default();
     let Some(first) = configs.first() else {
@@ -255,7 +256,7 @@ pub fn expand(
         let (commit, name) = commit_and_oci(&mut x, &st, tree, &unpacked);
         images(&mut x, &st, &commit, &name);
         kola_tests(&mut x, &st);
-        live(&mut x, &st, &commit, &name);
+        live(&mut x, &st, &commit, &name, live_ignition);
     }
     Ok(x)
 }
@@ -763,7 +764,7 @@ fn kola_tests(x: &mut Expansion, st: &Stage<'_>) {
 
 /// Stage 7: the live artifacts: `live-pxe` (kernel, live initramfs, rootfs.img) from the
 /// commit, and `live` (the ISO) from those and the config's `live/` templates.
-fn live(x: &mut Expansion, st: &Stage<'_>, commit: &str, name: &str) {
+fn live(x: &mut Expansion, st: &Stage<'_>, commit: &str, name: &str, ignition: Option<&str>) {
     let (c, arch, known, map) = (st.c, st.arch, st.known, st.map);
     let live_input = c.live_dir.as_deref().and_then(|d| map.rel(d));
     let pxe = ids::live_pxe(arch);
@@ -812,6 +813,21 @@ fn live(x: &mut Expansion, st: &Stage<'_>, commit: &str, name: &str) {
                 }),
                 deps: vec![pxe],
             });
+            // `[live] live-ignition`: the customized copies, after the ISO.
+            if let Some(ign) = ignition {
+                let custom = ids::live_custom(arch);
+                x.nodes.push(NodeDecl {
+                    id: custom.clone(),
+                    rule: Arc::new(LiveCustomRule {
+                        arch: arch.to_string(),
+                        name: name.to_string(),
+                        version: v.version.clone(),
+                        live_ignition: ign.to_string(),
+                    }),
+                    deps: vec![iso.clone()],
+                });
+                x.target("live", &custom);
+            }
         }
         (v, live_input) => {
             let why = if live_input.is_none() {

@@ -106,6 +106,11 @@ pub fn live_pxe(arch: &str) -> String {
     format!("live-pxe:{arch}")
 }
 
+/// `live-custom:<arch>`: the ISO and PXE initramfs with `[live]`'s Ignition config embedded.
+pub fn live_custom(arch: &str) -> String {
+    format!("live-custom:{arch}")
+}
+
 /// `live:<arch>`: the live ISO and the PXE files under their artifact names.
 pub fn live(arch: &str) -> String {
     format!("live:{arch}")
@@ -137,6 +142,7 @@ pub const VERSIONED_KINDS: &[&str] = &[
     "kola",
     "live-pxe",
     "live",
+    "live-custom",
 ];
 
 #[cfg(test)]

@@ -374,6 +374,18 @@ fn record(
                 placed.push((k.to_string(), path, digest, size));
             }
         }
+        // `[live] live-ignition`'s customized copies (nosa's keys: v1 has none for them).
+        let custom = ids::live_custom(&arch);
+        if report.nodes.iter().any(|n| n.id == custom) {
+            for (path, digest, size) in place(s, &state, &custom, &dir, |_| true)? {
+                let k = if path.ends_with(".iso") {
+                    "live-iso-custom"
+                } else {
+                    "live-initramfs-custom"
+                };
+                placed.push((k.to_string(), path, digest, size));
+            }
+        }
         let oci = ids::oci(&arch);
         for (path, digest, size) in place(s, &state, &oci, &dir, |_| true)? {
             if path.ends_with(".ociarchive") {

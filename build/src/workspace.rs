@@ -106,8 +106,19 @@ impl Workspace {
                 opts.strict_repos = strict_repos;
                 configs.push(Config::load(&dir, &opts).map_err(Box::new)?);
             }
-            let x = nestos::expand(&configs, n.config.get_ref(), known, &file.workdir)
-                .map_err(Box::new)?;
+            let live_ignition = file
+                .live
+                .as_ref()
+                .and_then(|l| l.live_ignition.as_ref())
+                .map(|p| p.get_ref().as_str());
+            let x = nestos::expand(
+                &configs,
+                n.config.get_ref(),
+                known,
+                &file.workdir,
+                live_ignition,
+            )
+            .map_err(Box::new)?;
             for d in x.nodes {
                 b.add(d.id, d.rule, d.deps);
             }

@@ -48,7 +48,7 @@ pub use disk::{
 };
 pub use error::ImageError;
 pub use gpt::{Gpt, GptPartition, Guid, crc32, types as part_types};
-pub use live::{LiveIsoRule, LiveNames, LivePxeRule, LiveRecord};
+pub use live::{LiveCustomRule, LiveIsoRule, LiveNames, LivePxeRule, LiveRecord};
 pub use qcow2::{check_qcow2, raw_to_qcow2};
 pub use rule::{
     ImageFormat, ImageFsRule, ImageRecord, ImageRule, SysrootRecord, read_image_record,

@@ -300,24 +300,9 @@ pub const ISOLINUX_FILES: &[(&str, &str)] = &[
 /// The hybrid MBR xorriso writes in front of the ISO (package isolinux).
 pub const ISOHYBRID_MBR: &str = "/usr/lib/ISOLINUX/isohdpfx.bin";
 
-/// The grub modules of the ISO's UEFI image.
-const GRUB_LIVE_MODULES: &[&str] = &[
-    "iso9660",
-    "part_gpt",
-    "part_msdos",
-    "fat",
-    "search",
-    "search_label",
-    "normal",
-    "linux",
-    "configfile",
-    "echo",
-    "test",
-    "serial",
-    "terminal",
-    "gzio",
-    "all_video",
-];
+/// The grub modules of the ISO's UEFI image besides the disk image's
+/// ([`crate::GRUB_EFI_MODULES`]): reading the ISO, gzip'd files and the video modes.
+const GRUB_LIVE_MODULES: &[&str] = &["iso9660", "gzio", "all_video"];
 
 /// The `live:<arch>` rule (see the module doc).
 #[derive(Clone, Debug)]
@@ -478,7 +463,8 @@ impl Rule for LiveIsoRule {
     }
 
     fn version(&self) -> u32 {
-        1
+        // 2: the UEFI grub has the disk image's modules too.
+        2
     }
 
     fn params(&self, p: &mut Params) {
@@ -508,6 +494,120 @@ impl Rule for LiveIsoRule {
 
     fn run(&self, ctx: &mut RunContext<'_>) -> Result<(), RunError> {
         self.build(ctx)
+    }
+}
+
+/// The `live-custom:<arch>` rule: the build's live ISO and PXE initramfs with the Ignition
+/// config `[live] live-ignition` names embedded, as `iso customize --live-ignition` and
+/// `pxe customize --live-ignition` embed it (a cpio holding `config.ign`: in the ISO's
+/// `images/ignition.img` area, appended to the initramfs). Its key covers the config file,
+/// so changing only the config reruns only this node.
+#[derive(Clone, Debug)]
+pub struct LiveCustomRule {
+    /// Architecture.
+    pub arch: String,
+    /// The build name.
+    pub name: String,
+    /// The build version.
+    pub version: String,
+    /// The Ignition config, relative to the workdir.
+    pub live_ignition: String,
+}
+
+impl LiveCustomRule {
+    /// `<name>-<version>-live-custom.<arch>.iso` and
+    /// `<name>-<version>-live-initramfs-custom.<arch>.img`.
+    pub fn file_names(&self) -> (String, String) {
+        let base = format!("{}-{}", self.name, self.version);
+        (
+            format!("{base}-live-custom.{}.iso", self.arch),
+            format!("{base}-live-initramfs-custom.{}.img", self.arch),
+        )
+    }
+
+    fn build(&self, ctx: &mut RunContext<'_>) -> Result<(), RunError> {
+        let err = |e: ImageError| RunError::msg(e.to_string());
+        let [dep] = ctx.deps else {
+            return Err(RunError::msg(
+                "live-custom needs exactly one dependency (its live node)",
+            ));
+        };
+        let input = ctx
+            .inputs
+            .iter()
+            .find(|f| f.rel == self.live_ignition)
+            .ok_or_else(|| {
+                RunError::msg(format!("{}: not among the inputs", self.live_ignition))
+            })?;
+        let config = fs_err::read(&input.abs)?;
+        check_ignition(&config).map_err(|why| {
+            RunError::msg(format!(
+                "{} ([live] live-ignition): {why}: it must be an Ignition config, a JSON \
+                 object with ignition.version",
+                self.live_ignition
+            ))
+        })?;
+        let live = ctx.scratch.join("live");
+        ctx.stage_dep_readonly(dep, &live)?;
+        let iso_names = LiveIsoRule {
+            arch: self.arch.clone(),
+            name: self.name.clone(),
+            version: self.version.clone(),
+            variant: String::new(),
+            live_dir: String::new(),
+            timestamp: 0,
+        }
+        .names();
+        let (iso, initramfs) = self.file_names();
+        let out_iso = ctx.out.join(&iso);
+        fs_err::copy(live.join(&iso_names.iso), &out_iso)?;
+        let mut perms = fs_err::metadata(&out_iso)?.permissions();
+        std::os::unix::fs::PermissionsExt::set_mode(&mut perms, 0o644);
+        fs_err::set_permissions(&out_iso, perms)?;
+        embed_ignition(&out_iso, &config).map_err(err)?;
+        let mut bytes = fs_err::read(live.join(&iso_names.initramfs))?;
+        bytes.extend(ignition_cpio(&config));
+        fs_err::write(ctx.out.join(&initramfs), bytes)?;
+        writeln!(
+            ctx.log,
+            "embedded {} into {iso} and {initramfs}",
+            self.live_ignition
+        )?;
+        Ok(())
+    }
+}
+
+impl Rule for LiveCustomRule {
+    fn kind(&self) -> &str {
+        "live-custom"
+    }
+
+    fn version(&self) -> u32 {
+        1
+    }
+
+    fn params(&self, p: &mut Params) {
+        p.add("arch", &self.arch);
+        p.add("name", &self.name);
+        p.add("version", &self.version);
+        p.add("live-ignition", &self.live_ignition);
+    }
+
+    fn inputs(&self) -> Vec<InputSpec> {
+        vec![InputSpec::Path(self.live_ignition.clone())]
+    }
+
+    fn run(&self, ctx: &mut RunContext<'_>) -> Result<(), RunError> {
+        self.build(ctx)
+    }
+}
+
+/// Why `config` is not an Ignition config: not JSON, not an object, or no `ignition.version`.
+fn check_ignition(config: &[u8]) -> Result<(), String> {
+    let v: serde_json::Value = serde_json::from_slice(config).map_err(|e| e.to_string())?;
+    match v.pointer("/ignition/version") {
+        Some(serde_json::Value::String(_)) => Ok(()),
+        _ => Err("no ignition.version".into()),
     }
 }
 
@@ -552,6 +652,7 @@ fn grub_live_efi(
         .arg(&cfg)
         .arg("-o")
         .arg(&out)
+        .args(crate::GRUB_EFI_MODULES)
         .args(GRUB_LIVE_MODULES)
         .run()?;
     Ok(fs_err::read(&out)?)

@@ -150,6 +150,17 @@ pub fn example_workdir() -> (tempfile::TempDir, PathBuf) {
     (tmp, w)
 }
 
+/// `out`, after asserting it succeeded (`what` and both streams in the failure).
+pub fn ok(out: Output, what: &str) -> Output {
+    assert!(
+        out.status.success(),
+        "{what}: {}\n{}",
+        String::from_utf8_lossy(&out.stderr),
+        String::from_utf8_lossy(&out.stdout)
+    );
+    out
+}
+
 /// `nosa ARGS` in `dir`, no colour, no stdin.
 pub fn nosa(dir: &Path, args: &[&str]) -> Output {
     Command::new(nosa_bin())

@@ -17,10 +17,10 @@ use nosa_cache::codec::{Reader, Writer};
 use nosa_engine::KeyHasher;
 use toml::Spanned;
 
-use super::{BuildFile, RawCache, RawNestos, Step};
+use super::{BuildFile, RawCache, RawLive, RawNestos, Step};
 
 /// Names the encoding; bump the digit when it changes.
-const MAGIC: &[u8; 8] = b"nosabf06";
+const MAGIC: &[u8; 8] = b"nosabf07";
 
 /// The parts of a [`BuildFile`] that come from checking its text.
 pub(super) struct Checked {
@@ -29,6 +29,7 @@ pub(super) struct Checked {
     pub steps: Vec<Step>,
     pub step_spans: HashMap<String, SourceSpan>,
     pub cache: Option<RawCache>,
+    pub live: Option<RawLive>,
 }
 
 /// The cache key for build file text `text`, or `None` when the executable cannot be
@@ -92,6 +93,7 @@ fn encode(w: &mut Writer, bf: &BuildFile) {
         steps,
         step_spans,
         cache,
+        live,
     } = bf;
     w.bool(nestos.is_some());
     if let Some(RawNestos {
@@ -167,6 +169,13 @@ fn encode(w: &mut Writer, bf: &BuildFile) {
             w.bool(*e.get_ref());
             w.u64(e.span().start as u64);
             w.u64(e.span().end as u64);
+        }
+    }
+    w.bool(live.is_some());
+    if let Some(RawLive { live_ignition }) = live {
+        w.bool(live_ignition.is_some());
+        if let Some(v) = live_ignition {
+            spanned(w, v);
         }
     }
 }
@@ -258,11 +267,23 @@ fn decode(r: &mut Reader<'_>) -> Option<Checked> {
     } else {
         None
     };
+    let live = if r.bool()? {
+        Some(RawLive {
+            live_ignition: if r.bool()? {
+                Some(read_spanned(r)?)
+            } else {
+                None
+            },
+        })
+    } else {
+        None
+    };
     Some(Checked {
         nestos,
         default,
         steps,
         step_spans,
         cache,
+        live,
     })
 }
