@@ -777,12 +777,10 @@ fn live(x: &mut Expansion, st: &Stage<'_>, commit: &str, name: &str, ignition: O
                 .map(live_templates)
                 .unwrap_or_default();
             let variant = nosa_image::live::variant_of(&files).to_string();
-            let mut kargs: Vec<String> = nosa_image::BASE_KARGS
-                .iter()
-                .map(|s| s.to_string())
-                .collect();
-            kargs.push("ignition.platform.id=metal".into());
-            kargs.extend(c.image.extra_kargs.iter().cloned());
+            // The metal image's arguments, as its image-fs node gives them.
+            let mut metal = ImageFsRule::new(arch, ImageFormat::Metal.platform());
+            metal.extra_kargs = c.image.extra_kargs.clone();
+            let kargs = metal.kargs();
             x.nodes.push(NodeDecl {
                 id: pxe.clone(),
                 rule: Arc::new(LivePxeRule {

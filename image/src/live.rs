@@ -28,7 +28,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::cmd::Tool;
 use crate::cpio::CpioWriter;
-use crate::fsimg::{VfatWriter, make_vfat};
+use crate::fsimg::make_vfat;
 use crate::live_kargs::{self, KargsJson, LiveFile};
 use crate::{ImageError, iso9660};
 
@@ -66,8 +66,6 @@ pub struct LiveRecord {
     pub options: String,
     /// The kernel release.
     pub kernel_release: String,
-    /// `nestos` or `coreos`.
-    pub variant: String,
 }
 
 /// The `live-pxe:<arch>` rule (see the module doc).
@@ -176,7 +174,6 @@ impl LivePxeRule {
             commit: record.checksum,
             options,
             kernel_release: kver,
-            variant: self.variant.clone(),
         };
         let json = serde_json::to_vec_pretty(&rec).map_err(|e| RunError::msg(e.to_string()))?;
         fs_err::write(ctx.out.join("live.json"), json)?;
@@ -258,8 +255,8 @@ impl Rule for LivePxeRule {
     }
 
     fn version(&self) -> u32 {
-        // 2: nosa's live root in the initramfs.
-        2
+        // 2: nosa's live root in the initramfs. 3: live.json without the variant.
+        3
     }
 
     fn params(&self, p: &mut Params) {
@@ -334,17 +331,23 @@ pub struct LiveNames {
     pub rootfs: String,
 }
 
-impl LiveIsoRule {
-    /// The artifacts' file names.
-    pub fn names(&self) -> LiveNames {
-        let base = format!("{}-{}", self.name, self.version);
-        let arch = &self.arch;
+impl LiveNames {
+    /// The names for build `name`-`version` on `arch`.
+    pub fn new(name: &str, version: &str, arch: &str) -> LiveNames {
+        let base = format!("{name}-{version}");
         LiveNames {
             iso: format!("{base}-live.{arch}.iso"),
             kernel: format!("{base}-live-kernel-{arch}"),
             initramfs: format!("{base}-live-initramfs.{arch}.img"),
             rootfs: format!("{base}-live-rootfs.{arch}.img"),
         }
+    }
+}
+
+impl LiveIsoRule {
+    /// The artifacts' file names.
+    pub fn names(&self) -> LiveNames {
+        LiveNames::new(&self.name, &self.version, &self.arch)
     }
 
     fn build(&self, ctx: &mut RunContext<'_>) -> Result<(), RunError> {
@@ -474,18 +477,7 @@ impl Rule for LiveIsoRule {
         p.add("variant", &self.variant);
         p.add("timestamp", &self.timestamp);
         // The host's boot payloads are copied into the ISO: their bytes are part of it.
-        let digests: Vec<(String, String)> = ISOLINUX_FILES
-            .iter()
-            .map(|(_, h)| *h)
-            .chain([ISOHYBRID_MBR])
-            .map(|h| {
-                let d = nosa_cache::hash_file(Path::new(h))
-                    .map(|d| d.to_hex())
-                    .unwrap_or_else(|_| "missing".into());
-                (h.to_string(), d)
-            })
-            .collect();
-        p.add("host-boot-files", &digests);
+        p.add("host-boot-files", host_boot_files());
     }
 
     fn inputs(&self) -> Vec<InputSpec> {
@@ -495,6 +487,25 @@ impl Rule for LiveIsoRule {
     fn run(&self, ctx: &mut RunContext<'_>) -> Result<(), RunError> {
         self.build(ctx)
     }
+}
+
+/// The digests of the host's boot payloads ([`ISOLINUX_FILES`], [`ISOHYBRID_MBR`]), read once
+/// per process (keys are computed on every plan; a package upgrade is a new process).
+fn host_boot_files() -> &'static Vec<(String, String)> {
+    static DIGESTS: std::sync::OnceLock<Vec<(String, String)>> = std::sync::OnceLock::new();
+    DIGESTS.get_or_init(|| {
+        ISOLINUX_FILES
+            .iter()
+            .map(|(_, h)| *h)
+            .chain([ISOHYBRID_MBR])
+            .map(|h| {
+                let d = nosa_cache::hash_file(Path::new(h))
+                    .map(|d| d.to_hex())
+                    .unwrap_or_else(|_| "missing".into());
+                (h.to_string(), d)
+            })
+            .collect()
+    })
 }
 
 /// The `live-custom:<arch>` rule: the build's live ISO and PXE initramfs with the Ignition
@@ -549,15 +560,7 @@ impl LiveCustomRule {
         })?;
         let live = ctx.scratch.join("live");
         ctx.stage_dep_readonly(dep, &live)?;
-        let iso_names = LiveIsoRule {
-            arch: self.arch.clone(),
-            name: self.name.clone(),
-            version: self.version.clone(),
-            variant: String::new(),
-            live_dir: String::new(),
-            timestamp: 0,
-        }
-        .names();
+        let iso_names = LiveNames::new(&self.name, &self.version, &self.arch);
         let (iso, initramfs) = self.file_names();
         let out_iso = ctx.out.join(&iso);
         fs_err::copy(live.join(&iso_names.iso), &out_iso)?;
@@ -668,10 +671,9 @@ fn efiboot_img(efi: &[u8], volid: &str, dest: &Path, work: &Path) -> Result<(), 
             .unwrap(),
     );
     make_vfat(dest, size, 512, "EFI-SYSTEM", serial)?;
-    let src = work.join("BOOTX64.EFI");
-    fs_err::write(&src, efi)?;
-    VfatWriter::new(dest).put(&src, crate::GRUB_EFI_PATH)?;
-    Ok(())
+    let staged = work.join("efiboot");
+    crate::bootloader::stage_esp(efi, &staged)?;
+    crate::bootloader::fill_esp(&staged, dest)
 }
 
 /// xorriso's mkisofs emulation: Rock Ridge and Joliet beside the primary tree, isolinux for
@@ -736,7 +738,7 @@ pub fn check_iso(
             return Err(bad(format!("{p} is missing")));
         }
     }
-    let data = fs_err::read(iso)?;
+    let mut file = fs_err::File::open(iso)?;
     for f in &kargs.files {
         let e = tree.get(&f.path).ok_or_else(|| {
             bad(format!(
@@ -744,10 +746,14 @@ pub fn check_iso(
                 f.path
             ))
         })?;
-        let start = (e.offset() + f.offset as u64) as usize;
-        let area = data
-            .get(start..start + kargs.size)
-            .ok_or_else(|| bad(format!("{}: the embed area runs past the end", f.path)))?;
+        let start = e.offset() + f.offset as u64;
+        let mut area = vec![0u8; kargs.size];
+        {
+            use std::io::{Read, Seek, SeekFrom};
+            file.seek(SeekFrom::Start(start))?;
+            file.read_exact(&mut area)
+                .map_err(|_| bad(format!("{}: the embed area runs past the end", f.path)))?;
+        }
         let want = format!("{}{}", kargs.default, f.end);
         let ok = area.starts_with(want.as_bytes())
             && area[want.len()..].iter().all(|&b| b == f.pad as u8);
